@@ -1,0 +1,77 @@
+#include "nif/scheduling.hpp"
+
+#include <atomic>
+#include <boost/lockfree/queue.hpp>
+#include <semaphore>
+#include <thread>
+
+namespace switchboard::nif {
+
+struct ReplyThread::State {
+  boost::lockfree::queue<ThreadJob*> queue{1024};
+  std::counting_semaphore<> pending{0};
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> completed{0};
+  std::thread thread;
+
+  void run() {
+    for (;;) {
+      pending.acquire();
+      ThreadJob* raw = nullptr;
+      if (!queue.pop(raw)) {
+        if (stopping.load(std::memory_order_acquire)) return;
+        continue;
+      }
+      std::unique_ptr<ThreadJob> job(raw);
+      ErlNifEnv* env = job->env.get();
+      ERL_NIF_TERM result;
+      try {
+        result = job->work(env);
+      } catch (const std::exception& error) {
+        result = enif_make_tuple2(env, atoms::error, make_binary(env, error.what()));
+      } catch (...) {
+        result = enif_make_tuple2(env, atoms::error, make_binary(env, "unknown C++ exception"));
+      }
+      // A dead receiver is not an error: the reply is simply dropped.
+      enif_send(nullptr, &job->reply_to, env, enif_make_tuple2(env, job->tag, result));
+      completed.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+};
+
+ReplyThread& ReplyThread::instance() {
+  // Never destroyed: at VM exit unload is not called and the thread may
+  // still be running; destroying a joinable std::thread would terminate().
+  static ReplyThread* thread = new ReplyThread();
+  return *thread;
+}
+
+void ReplyThread::start() {
+  if (state_) return;
+  state_ = std::make_unique<State>();
+  state_->thread = std::thread([state = state_.get()] { state->run(); });
+}
+
+void ReplyThread::stop() {
+  if (!state_) return;
+  state_->stopping.store(true, std::memory_order_release);
+  state_->pending.release();
+  state_->thread.join();
+  // Jobs still queued at unload are dropped with their envs.
+  ThreadJob* raw = nullptr;
+  while (state_->queue.pop(raw)) delete raw;
+  state_.reset();
+}
+
+void ReplyThread::submit(std::unique_ptr<ThreadJob> job) {
+  if (!state_) throw std::runtime_error("reply thread is not running");
+  if (!state_->queue.push(job.get())) throw std::bad_alloc();
+  job.release();
+  state_->pending.release();
+}
+
+std::uint64_t ReplyThread::completed() const noexcept {
+  return state_ ? state_->completed.load(std::memory_order_relaxed) : 0;
+}
+
+}  // namespace switchboard::nif

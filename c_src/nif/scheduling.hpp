@@ -1,0 +1,85 @@
+// The three ways to keep long work off a normal scheduler (erl_nif docs,
+// "Long-running NIFs"), as small reusable pieces:
+//   1. TimeSlice + yield(): split work, report it, continue with enif_schedule_nif;
+//   2. run_dirty_cpu(): hand unsplittable work to a dirty CPU scheduler;
+//   3. ReplyThread: a library-owned thread that replies with enif_send.
+#pragma once
+
+#include <erl_nif.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "nif/nif.hpp"
+
+namespace switchboard::nif {
+
+// Measures one scheduler slice. `spent()` is cheap enough to call every few
+// hundred work items; once it returns true the caller saves its progress and
+// yields. The elapsed time is reported to the VM so reductions stay honest.
+class TimeSlice {
+ public:
+  explicit TimeSlice(ErlNifEnv* env, std::chrono::microseconds budget = std::chrono::microseconds(500))
+      : env_(env), budget_(budget), start_(Clock::now()) {}
+
+  bool spent() {
+    const auto elapsed = Clock::now() - start_;
+    if (elapsed < budget_) return false;
+    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+    // One percent of a timeslice is roughly 10 us of a 1 ms slice.
+    const int percent = micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1;
+    enif_consume_timeslice(env_, percent);
+    return true;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  ErlNifEnv* env_;
+  std::chrono::microseconds budget_;
+  Clock::time_point start_;
+};
+
+// Continues `continuation` later on a normal scheduler (the current call returns).
+inline ERL_NIF_TERM yield(ErlNifEnv* env, const char* name, RawNif continuation, int argc,
+                          const ERL_NIF_TERM argv[]) {
+  return enif_schedule_nif(env, name, 0, continuation, argc, argv);
+}
+
+// Continues `work` on a dirty CPU scheduler.
+inline ERL_NIF_TERM run_dirty_cpu(ErlNifEnv* env, const char* name, RawNif work, int argc,
+                                  const ERL_NIF_TERM argv[]) {
+  return enif_schedule_nif(env, name, ERL_NIF_DIRTY_JOB_CPU_BOUND, work, argc, argv);
+}
+
+// Work for the reply thread: runs off the schedulers and builds its result in
+// `env`; the thread then sends `{tag, result}` to `reply_to`. If the work
+// throws, the reply is `{tag, {:error, message}}`.
+struct ThreadJob {
+  ErlNifPid reply_to;
+  OwnedEnv env;
+  ERL_NIF_TERM tag;  // lives in env
+  std::function<ERL_NIF_TERM(ErlNifEnv*)> work;
+};
+
+// A library-owned native thread fed through a lock-free queue. Submitting
+// never blocks the calling scheduler.
+class ReplyThread {
+ public:
+  static ReplyThread& instance();
+
+  void start();
+  void stop();
+  // Takes ownership of the job; throws if the thread is not running.
+  void submit(std::unique_ptr<ThreadJob> job);
+  // Jobs finished since start (for tests and stats).
+  std::uint64_t completed() const noexcept;
+
+  struct State;
+
+ private:
+  ReplyThread() = default;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace switchboard::nif
