@@ -112,8 +112,7 @@ defmodule Mix.Tasks.Compile.SwitchboardNative do
     env = for var <- ~w(BINDIR ROOTDIR PROGNAME EMU), do: {var, nil}
     collector = %__MODULE__.Tee{}
 
-    {tee, status} =
-      System.cmd("cmake", args, env: env, stderr_to_stdout: true, into: collector)
+    {tee, status} = System.cmd("cmake", args, env: env, stderr_to_stdout: true, into: collector)
 
     if status != 0 do
       errors =
@@ -145,7 +144,6 @@ defmodule Mix.Tasks.Compile.SwitchboardNative do
       File.rename!(temporary, target)
     end
   end
-
 end
 
 defmodule Switchboard.MixProject do
@@ -160,6 +158,8 @@ defmodule Switchboard.MixProject do
       compilers: [:switchboard_native] ++ Mix.compilers(),
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: [],
+      # PropEr ships with Debian's erlang-proper and is used by tests only.
+      xref: [exclude: [:proper, :proper_types]],
       aliases: aliases()
     ]
   end

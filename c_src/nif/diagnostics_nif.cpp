@@ -33,6 +33,9 @@ ERL_NIF_TERM thread_kind(ErlNifEnv*) {
 struct DestructorProbe {
   ErlNifPid owner;
   int64_t id;
+  DestructorProbe(ErlNifPid owner_pid, int64_t probe_id) : owner(owner_pid), id(probe_id) {}
+  DestructorProbe(const DestructorProbe&) = delete;
+  DestructorProbe& operator=(const DestructorProbe&) = delete;
   ~DestructorProbe() {
     OwnedEnv env;
     enif_send(nullptr, &owner, env.get(),
@@ -68,7 +71,7 @@ ERL_NIF_TERM diag_raise(ErlNifEnv* env, int64_t kind) {
 SWITCHBOARD_NIF(diag_raise, 0);
 
 ResourcePtr<DestructorProbe> diag_probe_new(ErlNifEnv*, LocalPid owner, int64_t id) {
-  return make_resource<DestructorProbe>(DestructorProbe{owner.pid, id});
+  return make_resource<DestructorProbe>(owner.pid, id);
 }
 SWITCHBOARD_NIF(diag_probe_new, 0);
 

@@ -92,7 +92,8 @@ int on_upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM) {
     make_atoms(env);
     // TAKEOVER: resources created by the old instance stay valid and their
     // destructors are now ours.
-    if (!open_resources(env, static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER)))
+    if (!open_resources(env,
+                        static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER)))
       return 1;
     if (g_instances.fetch_add(1) == 0) ReplyThread::instance().start();
     g_upgrades.fetch_add(1);

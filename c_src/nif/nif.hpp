@@ -169,11 +169,11 @@ bool open_resource_type(ErlNifEnv* env, ErlNifResourceFlags flags) {
 
 // Declares T as a resource type named `name`, opened at load (CREATE) and
 // taken over at upgrade (TAKEOVER) so existing resources survive a reload.
-#define SWITCHBOARD_RESOURCE(T, name_literal)                                        \
-  static const bool switchboard_resource_registered_##T = [] {                      \
-    ::switchboard::nif::ResourceTraits<T>::name = name_literal;                      \
+#define SWITCHBOARD_RESOURCE(T, name_literal)                                                 \
+  static const bool switchboard_resource_registered_##T = [] {                                \
+    ::switchboard::nif::ResourceTraits<T>::name = name_literal;                               \
     ::switchboard::nif::register_resource_opener(&::switchboard::nif::open_resource_type<T>); \
-    return true;                                                                     \
+    return true;                                                                              \
   }()
 
 // ---------------------------------------------------------------------------
@@ -403,9 +403,10 @@ struct FunctionTraits<R (*)(ErlNifEnv*, Args...)> {
 template <class T>
 void decode_argument(ErlNifEnv* env, const ERL_NIF_TERM argv[], std::size_t index, T& out) {
   if (!Decoder<T>::decode(env, argv[index], out)) {
-    throw bad_argument(env, "argument " + std::to_string(index + 1) + " to be " +
-                                std::string(Decoder<T>::expected),
-                       argv[index]);
+    throw bad_argument(
+        env,
+        "argument " + std::to_string(index + 1) + " to be " + std::string(Decoder<T>::expected),
+        argv[index]);
   }
 }
 
@@ -416,7 +417,8 @@ ERL_NIF_TERM entry(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) noexcept {
     typename Traits::Arguments arguments;
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (decode_argument(env, argv, I, std::get<I>(arguments)), ...);
-    }(std::make_index_sequence<Traits::arity>{});
+    }
+    (std::make_index_sequence<Traits::arity>{});
     if constexpr (std::is_void_v<typename Traits::Result>) {
       std::apply([env](auto&... args) { Fn(env, args...); }, arguments);
       return atoms::ok;
@@ -436,20 +438,20 @@ ERL_NIF_TERM raw_entry(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) noex
 void register_nif(const char* name, unsigned arity, RawNif function, unsigned flags);
 
 // Registers a typed NIF; `flags` is 0 or ERL_NIF_DIRTY_JOB_CPU_BOUND / IO_BOUND.
-#define SWITCHBOARD_NIF(function, flags)                                                    \
-  static const bool switchboard_nif_registered_##function = [] {                           \
-    ::switchboard::nif::register_nif(                                                      \
-        #function, ::switchboard::nif::FunctionTraits<decltype(&function)>::arity,          \
-        &::switchboard::nif::entry<&function>, flags);                                     \
-    return true;                                                                           \
+#define SWITCHBOARD_NIF(function, flags)                                           \
+  static const bool switchboard_nif_registered_##function = [] {                   \
+    ::switchboard::nif::register_nif(                                              \
+        #function, ::switchboard::nif::FunctionTraits<decltype(&function)>::arity, \
+        &::switchboard::nif::entry<&function>, flags);                             \
+    return true;                                                                   \
   }()
 
 // Registers a raw NIF of the given arity.
-#define SWITCHBOARD_RAW_NIF(function, arity, flags)                                         \
-  static const bool switchboard_nif_registered_##function = [] {                           \
-    ::switchboard::nif::register_nif(#function, arity,                                     \
-                                     &::switchboard::nif::raw_entry<&function>, flags);    \
-    return true;                                                                           \
+#define SWITCHBOARD_RAW_NIF(function, arity, flags)                                               \
+  static const bool switchboard_nif_registered_##function = [] {                                  \
+    ::switchboard::nif::register_nif(#function, arity, &::switchboard::nif::raw_entry<&function>, \
+                                     flags);                                                      \
+    return true;                                                                                  \
   }()
 
 }  // namespace switchboard::nif

@@ -20,7 +20,8 @@ namespace switchboard::nif {
 // yields. The elapsed time is reported to the VM so reductions stay honest.
 class TimeSlice {
  public:
-  explicit TimeSlice(ErlNifEnv* env, std::chrono::microseconds budget = std::chrono::microseconds(500))
+  explicit TimeSlice(ErlNifEnv* env,
+                     std::chrono::microseconds budget = std::chrono::microseconds(500))
       : env_(env), budget_(budget), start_(Clock::now()) {}
 
   bool spent() {

@@ -1,0 +1,67 @@
+# Switchboard: the two commands a new user types are `make demo` and `make test`.
+# Both first install whatever Debian packages are missing (scripts/setup.sh).
+
+SHELL := /bin/bash
+JOBS ?= 2
+NATIVE_DIR := build/native
+ASAN_DIR := build/asan
+FUZZ_DIR := build/fuzz
+FUZZ_RUNS ?= 2000000
+CLANG_FORMAT_FILES = $(shell git ls-files 'c_src/*.cpp' 'c_src/*.hpp' 'native_tests/*.cpp' 'native_tests/*.hpp')
+
+.PHONY: setup demo bench test native-test asan-test fuzz-test format-check mix-test clean
+
+setup:
+	@bash scripts/setup.sh
+
+# The main job on embedded defaults (until the guild simulator lands: the
+# benchmark suite in quick mode, printing its table).
+demo: setup
+	MIX_ENV=prod mix compile
+	MIX_ENV=prod SWITCHBOARD_BENCH_QUICK=1 mix run bench/all.exs
+
+bench: setup
+	MIX_ENV=prod mix compile
+	MIX_ENV=prod mix run bench/all.exs
+
+# Everything, in the order a failure is cheapest to see; ends with ExUnit's
+# and ctest's own summary lines.
+test: setup format-check native-test fuzz-test mix-test asan-test
+
+format-check:
+	mix format --check-formatted
+	clang-format --dry-run --Werror $(CLANG_FORMAT_FILES)
+
+native-test:
+	cmake -S . -B $(NATIVE_DIR) -DCMAKE_BUILD_TYPE=Release -DSWITCHBOARD_BUILD_TESTS=ON \
+	  -DSWITCHBOARD_NATIVE_BENCH=ON -DSWITCHBOARD_WERROR=ON
+	cmake --build $(NATIVE_DIR) --parallel $(JOBS)
+	ctest --test-dir $(NATIVE_DIR) --output-on-failure --parallel $(JOBS)
+
+asan-test:
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DSWITCHBOARD_BUILD_TESTS=ON \
+	  -DSWITCHBOARD_BUILD_NIF=OFF -DSWITCHBOARD_SANITIZE=ON -DSWITCHBOARD_WERROR=ON
+	cmake --build $(ASAN_DIR) --parallel $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_DIR) --output-on-failure --parallel $(JOBS)
+
+# libFuzzer (clang), bounded: FUZZ_RUNS executions per target.
+fuzz-test:
+	@if [ -f native_tests/fuzz/CMakeLists.txt ]; then \
+	  CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DSWITCHBOARD_FUZZ=ON -DSWITCHBOARD_SANITIZE=ON -DSWITCHBOARD_BUILD_NIF=OFF && \
+	  cmake --build $(FUZZ_DIR) --parallel $(JOBS) && \
+	  for target in $(FUZZ_DIR)/native_tests/fuzz/fuzz_*; do \
+	    name=$$(basename $$target); corpus=native_tests/fuzz/corpus/$${name#fuzz_}; \
+	    work=$(FUZZ_DIR)/corpus-$$name; mkdir -p $$work; \
+	    echo "fuzzing $$name for $(FUZZ_RUNS) runs"; \
+	    $$target -runs=$(FUZZ_RUNS) -print_final_stats=1 $$work $$corpus 2>&1 | tail -n 12 || exit 1; \
+	  done; \
+	else echo "no fuzz targets"; fi
+
+mix-test:
+	MIX_ENV=test mix compile --warnings-as-errors
+	mix test --warnings-as-errors
+
+clean:
+	rm -rf build _build priv

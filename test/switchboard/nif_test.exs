@@ -1,0 +1,131 @@
+defmodule Switchboard.NIFTest do
+  # Reloads Switchboard.NIF, so it must not run beside other tests.
+  use ExUnit.Case, async: false
+  import Bitwise
+
+  alias Switchboard.NIF
+
+  describe "error mapping" do
+    test "a badly typed argument raises ArgumentError naming the term" do
+      error = assert_raise ArgumentError, fn -> NIF.diag_add(1, :foo) end
+      assert error.message == "expected argument 2 to be an integer (64-bit), got: foo"
+
+      error = assert_raise ArgumentError, fn -> NIF.diag_add(1 <<< 70, 1) end
+
+      assert error.message ==
+               "expected argument 1 to be an integer (64-bit), got: 1180591620717411303424"
+
+      error = assert_raise ArgumentError, fn -> NIF.diag_add({1, "two"}, 1) end
+
+      assert error.message ==
+               ~s[expected argument 1 to be an integer (64-bit), got: {1,<<"two">>}]
+    end
+
+    test "a huge bad term is cut in the message" do
+      error = assert_raise ArgumentError, fn -> NIF.diag_add(Enum.to_list(1..10_000), 1) end
+      assert String.ends_with?(error.message, "...")
+      assert byte_size(error.message) < 300
+    end
+
+    test "C++ exceptions map to Elixir exceptions" do
+      assert_raise ArgumentError, "invalid argument from C++", fn -> NIF.diag_raise(0) end
+      assert_raise RuntimeError, "runtime error from C++", fn -> NIF.diag_raise(1) end
+      assert_raise RuntimeError, "out of memory", fn -> NIF.diag_raise(2) end
+      assert_raise RuntimeError, "unknown C++ exception in NIF", fn -> NIF.diag_raise(3) end
+
+      assert_raise RuntimeError, "integer overflow in diag_add", fn ->
+        NIF.diag_add(0x7FFFFFFFFFFFFFFF, 1)
+      end
+
+      assert NIF.diag_add(2, 40) == 42
+    end
+  end
+
+  describe "resources" do
+    test "the destructor runs once the last reference is garbage collected" do
+      test_pid = self()
+
+      holder =
+        spawn(fn ->
+          probe = NIF.diag_probe_new(test_pid, 7)
+          send(test_pid, {:created, NIF.diag_probe_id(probe)})
+
+          receive do
+            :drop -> :ok
+          end
+        end)
+
+      assert_receive {:created, 7}
+      refute_receive {:switchboard_probe_destroyed, 7}, 50
+      send(holder, :drop)
+      assert_receive {:switchboard_probe_destroyed, 7}, 2_000
+    end
+
+    test "a resource kept in a term stays alive across GCs" do
+      probe = NIF.diag_probe_new(self(), 8)
+      :erlang.garbage_collect()
+      refute_receive {:switchboard_probe_destroyed, 8}, 50
+      assert NIF.diag_probe_id(probe) == 8
+    end
+
+    test "a non-resource where a resource is expected is an ArgumentError" do
+      error = assert_raise ArgumentError, fn -> NIF.diag_probe_id(make_ref()) end
+      assert error.message =~ ~r/^expected argument 1 to be a resource, got: #Ref</
+    end
+  end
+
+  describe "reload" do
+    test "reloading Switchboard.NIF runs upgrade and keeps existing resources" do
+      probe = NIF.diag_probe_new(self(), 9)
+      {instances, upgrades, _bytes} = NIF.diag_library_info()
+
+      {module, binary, file} = :code.get_object_code(NIF)
+      {:module, ^module} = :code.load_binary(module, file, binary)
+
+      assert {instances_after, upgrades_after, _} = NIF.diag_library_info()
+      assert upgrades_after == upgrades + 1
+      assert instances_after == instances + 1
+      # The old instance's resource type was taken over by the new one.
+      assert NIF.diag_probe_id(probe) == 9
+
+      # Purging the old code unloads the old instance only.
+      true = :code.soft_purge(module)
+      assert {^instances, _, _} = NIF.diag_library_info()
+      assert NIF.diag_add(1, 2) == 3
+      ref = NIF.diag_sum_threaded([1, 2, 3])
+      assert_receive {^ref, {6, :native_thread}}, 2_000
+    end
+  end
+
+  describe "keeping work off normal schedulers" do
+    test "a yielding NIF processes a large input in many slices" do
+      list = Enum.to_list(1..2_000_000)
+      {sum, slices} = NIF.diag_sum_yielding(list)
+      assert sum == div(2_000_000 * 2_000_001, 2)
+      assert slices > 1
+    end
+
+    test "a yielding NIF reports bad input found in a later slice" do
+      list = Enum.to_list(1..1_000_000) ++ [:oops]
+
+      assert_raise ArgumentError, "expected a list of integers, got: oops", fn ->
+        NIF.diag_sum_yielding(list)
+      end
+    end
+
+    test "a dirty NIF runs on a dirty CPU scheduler" do
+      assert NIF.diag_sum_dirty(Enum.to_list(1..1000)) == {500_500, :dirty_cpu}
+    end
+
+    test "a native thread replies with enif_send" do
+      ref = NIF.diag_sum_threaded(Enum.to_list(1..1000))
+      assert is_reference(ref)
+      assert_receive {^ref, {500_500, :native_thread}}, 2_000
+    end
+
+    test "a native thread's error comes back as a message" do
+      ref = NIF.diag_sum_threaded([1, :two])
+      assert_receive {^ref, {:error, "expected a list of integers, got: two"}}, 2_000
+    end
+  end
+end
