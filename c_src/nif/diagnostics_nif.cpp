@@ -1,6 +1,7 @@
 // NIFs that exercise the NIF layer itself: error mapping, resource
 // lifetimes, reloads and the three ways of keeping work off a scheduler.
 // They back the foundation's ExUnit tests and the scheduler-latency probe.
+#include <algorithm>
 #include <memory>
 
 #include "core/memory.hpp"
@@ -85,82 +86,97 @@ ERL_NIF_TERM diag_library_info(ErlNifEnv* env) {
 }
 SWITCHBOARD_NIF(diag_library_info, 0);
 
-// Sums a list of integers; shared by the three scheduling variants.
-// Returns false when an element is not a 64-bit integer.
-struct ListSum {
-  int64_t total = 0;
-  bool step(ErlNifEnv* env, ERL_NIF_TERM& list) {
-    ERL_NIF_TERM head;
-    ErlNifSInt64 value;
-    if (!enif_get_list_cell(env, list, &head, &list) || !enif_get_int64(env, head, &value)) {
-      throw bad_argument(env, "a list of integers", head);
-    }
-    total += value;
-    return true;
-  }
-};
+// FNV-1a over a binary: a serial byte loop (about a byte per cycle), so a
+// large binary is long, predictable work. The input is a refc binary, off
+// the process heap, so the probe measures the NIF and not garbage collection.
+constexpr uint64_t kFnvOffset = 14695981039346656037ull;
+constexpr uint64_t kFnvPrime = 1099511628211ull;
 
-// 1. Yielding: argv = [list, acc, slices]; continues itself until the list is empty.
-ERL_NIF_TERM diag_sum_yielding_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ERL_NIF_TERM list = argv[0];
-  ErlNifSInt64 accumulated, slices;
-  if (!enif_get_int64(env, argv[1], &accumulated) || !enif_get_int64(env, argv[2], &slices)) {
+uint64_t fnv1a(const unsigned char* data, std::size_t size, uint64_t hash) {
+  for (std::size_t i = 0; i < size; ++i) {
+    hash ^= data[i];
+    hash *= kFnvPrime;
+  }
+  return hash;
+}
+
+ErlNifBinary binary_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  ErlNifBinary binary;
+  if (!enif_inspect_binary(env, term, &binary)) throw bad_argument(env, "a binary", term);
+  return binary;
+}
+
+// 1. Yielding: argv = [binary, offset, hash, slices]; hashes 4 KiB chunks
+// and continues itself whenever the slice is spent.
+ERL_NIF_TERM diag_fnv1a_yielding_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  const ErlNifBinary binary = binary_argument(env, argv[0]);
+  ErlNifUInt64 offset, hash, slices;
+  if (!enif_get_uint64(env, argv[1], &offset) || !enif_get_uint64(env, argv[2], &hash) ||
+      !enif_get_uint64(env, argv[3], &slices) || offset > binary.size) {
     throw std::invalid_argument("corrupt continuation state");
   }
-  if (!enif_is_list(env, list)) throw bad_argument(env, "a list of integers", list);
-  ListSum sum{accumulated};
+  constexpr std::size_t kChunk = 4096;
   TimeSlice slice(env);
-  unsigned steps = 0;
-  while (!enif_is_empty_list(env, list)) {
-    sum.step(env, list);
-    if (++steps % 256 == 0 && slice.spent()) {
-      const ERL_NIF_TERM next[] = {list, enif_make_int64(env, sum.total),
-                                   enif_make_int64(env, slices + 1)};
-      return yield(env, "diag_sum_yielding", raw_entry<diag_sum_yielding_continue>, 3, next);
+  while (offset < binary.size) {
+    const std::size_t length = std::min<std::size_t>(kChunk, binary.size - offset);
+    hash = fnv1a(binary.data + offset, length, hash);
+    offset += length;
+    if (offset < binary.size && slice.spent()) {
+      const ERL_NIF_TERM next[] = {argv[0], enif_make_uint64(env, offset),
+                                   enif_make_uint64(env, hash), enif_make_uint64(env, slices + 1)};
+      return yield(env, "diag_fnv1a_yielding", raw_entry<diag_fnv1a_yielding_continue>, 4, next);
     }
   }
-  return enif_make_tuple2(env, enif_make_int64(env, sum.total), enif_make_int64(env, slices + 1));
+  return enif_make_tuple2(env, enif_make_uint64(env, hash), enif_make_uint64(env, slices + 1));
 }
 
-ERL_NIF_TERM diag_sum_yielding(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  const ERL_NIF_TERM start[] = {argv[0], enif_make_int64(env, 0), enif_make_int64(env, 0)};
-  return diag_sum_yielding_continue(env, 3, start);
+ERL_NIF_TERM diag_fnv1a_yielding(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  binary_argument(env, argv[0]);
+  const ERL_NIF_TERM start[] = {argv[0], enif_make_uint64(env, 0),
+                                enif_make_uint64(env, kFnvOffset), enif_make_uint64(env, 0)};
+  return diag_fnv1a_yielding_continue(env, 4, start);
 }
-SWITCHBOARD_RAW_NIF(diag_sum_yielding, 1, 0);
+SWITCHBOARD_RAW_NIF(diag_fnv1a_yielding, 1, 0);
 
-// 2. Dirty CPU: the whole list in one go, off the normal schedulers.
-ERL_NIF_TERM diag_sum_dirty_run(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ERL_NIF_TERM list = argv[0];
-  if (!enif_is_list(env, list)) throw bad_argument(env, "a list of integers", list);
-  ListSum sum;
-  while (!enif_is_empty_list(env, list)) sum.step(env, list);
-  return enif_make_tuple2(env, enif_make_int64(env, sum.total), thread_kind(env));
+ERL_NIF_TERM fnv1a_with_thread_kind(ErlNifEnv* env, ERL_NIF_TERM term) {
+  const ErlNifBinary binary = binary_argument(env, term);
+  return enif_make_tuple2(env, enif_make_uint64(env, fnv1a(binary.data, binary.size, kFnvOffset)),
+                          thread_kind(env));
 }
 
-ERL_NIF_TERM diag_sum_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return run_dirty_cpu(env, "diag_sum_dirty", raw_entry<diag_sum_dirty_run>, argc, argv);
+// 2. Dirty CPU: the whole binary in one go, off the normal schedulers.
+ERL_NIF_TERM diag_fnv1a_dirty_run(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  return fnv1a_with_thread_kind(env, argv[0]);
 }
-SWITCHBOARD_RAW_NIF(diag_sum_dirty, 1, 0);
 
-// 3. Native thread: returns a ref at once; the thread replies {Ref, {Sum, native_thread}}.
-ERL_NIF_TERM diag_sum_threaded(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  if (!enif_is_list(env, argv[0])) throw bad_argument(env, "a list of integers", argv[0]);
+ERL_NIF_TERM diag_fnv1a_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  binary_argument(env, argv[0]);
+  return run_dirty_cpu(env, "diag_fnv1a_dirty", raw_entry<diag_fnv1a_dirty_run>, argc, argv);
+}
+SWITCHBOARD_RAW_NIF(diag_fnv1a_dirty, 1, 0);
+
+// Negative control for the scheduler probe: the whole binary on a normal
+// scheduler with no yielding. Never do this; the probe must catch it.
+ERL_NIF_TERM diag_fnv1a_blocking(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  return fnv1a_with_thread_kind(env, argv[0]);
+}
+SWITCHBOARD_RAW_NIF(diag_fnv1a_blocking, 1, 0);
+
+// 3. Native thread: returns a ref at once; the thread replies
+// {Ref, {Hash, native_thread}} (or {Ref, {error, Message}}).
+ERL_NIF_TERM diag_fnv1a_threaded(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  binary_argument(env, argv[0]);
   auto job = std::make_unique<ThreadJob>();
   if (!enif_self(env, &job->reply_to)) throw std::runtime_error("not called from a process");
   const ERL_NIF_TERM tag = enif_make_ref(env);
   job->tag = job->env.copy(tag);
-  const ERL_NIF_TERM list = job->env.copy(argv[0]);
-  job->work = [list](ErlNifEnv* thread_env) {
-    ERL_NIF_TERM rest = list;
-    ListSum sum;
-    while (!enif_is_empty_list(thread_env, rest)) sum.step(thread_env, rest);
-    return enif_make_tuple2(thread_env, enif_make_int64(thread_env, sum.total),
-                            thread_kind(thread_env));
-  };
+  // Copying a binary term only bumps the refc binary's count.
+  const ERL_NIF_TERM input = job->env.copy(argv[0]);
+  job->work = [input](ErlNifEnv* thread_env) { return fnv1a_with_thread_kind(thread_env, input); };
   ReplyThread::instance().submit(std::move(job));
   return tag;
 }
-SWITCHBOARD_RAW_NIF(diag_sum_threaded, 1, 0);
+SWITCHBOARD_RAW_NIF(diag_fnv1a_threaded, 1, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

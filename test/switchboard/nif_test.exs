@@ -92,40 +92,46 @@ defmodule Switchboard.NIFTest do
       true = :code.soft_purge(module)
       assert {^instances, _, _} = NIF.diag_library_info()
       assert NIF.diag_add(1, 2) == 3
-      ref = NIF.diag_sum_threaded([1, 2, 3])
-      assert_receive {^ref, {6, :native_thread}}, 2_000
+      ref = NIF.diag_fnv1a_threaded("")
+      assert_receive {^ref, {14_695_981_039_346_656_037, :native_thread}}, 2_000
     end
   end
 
   describe "keeping work off normal schedulers" do
-    test "a yielding NIF processes a large input in many slices" do
-      list = Enum.to_list(1..2_000_000)
-      {sum, slices} = NIF.diag_sum_yielding(list)
-      assert sum == div(2_000_000 * 2_000_001, 2)
-      assert slices > 1
-    end
-
-    test "a yielding NIF reports bad input found in a later slice" do
-      list = Enum.to_list(1..1_000_000) ++ [:oops]
-
-      assert_raise ArgumentError, "expected a list of integers, got: oops", fn ->
-        NIF.diag_sum_yielding(list)
+    # FNV-1a in Elixir, the oracle for the native variants.
+    defp fnv1a(binary) do
+      for <<byte <- binary>>, reduce: 14_695_981_039_346_656_037 do
+        hash -> bxor(hash, byte) * 1_099_511_628_211 &&& 0xFFFFFFFFFFFFFFFF
       end
     end
 
-    test "a dirty NIF runs on a dirty CPU scheduler" do
-      assert NIF.diag_sum_dirty(Enum.to_list(1..1000)) == {500_500, :dirty_cpu}
+    test "every variant computes the same hash as the Elixir oracle" do
+      input = :crypto.strong_rand_bytes(10_000)
+      expected = fnv1a(input)
+      assert {^expected, 1} = NIF.diag_fnv1a_yielding(input)
+      assert NIF.diag_fnv1a_dirty(input) == {expected, :dirty_cpu}
+      assert NIF.diag_fnv1a_blocking(input) == {expected, :normal}
+      ref = NIF.diag_fnv1a_threaded(input)
+      assert_receive {^ref, {^expected, :native_thread}}, 2_000
     end
 
-    test "a native thread replies with enif_send" do
-      ref = NIF.diag_sum_threaded(Enum.to_list(1..1000))
-      assert is_reference(ref)
-      assert_receive {^ref, {500_500, :native_thread}}, 2_000
+    test "a yielding NIF processes a large input in many slices" do
+      input = :binary.copy(<<1, 2, 3, 4, 5, 6, 7, 8>>, 8 * 1024 * 1024)
+      {hash, slices} = NIF.diag_fnv1a_yielding(input)
+      assert {^hash, :dirty_cpu} = NIF.diag_fnv1a_dirty(input)
+      # 64 MiB at about a byte per cycle is tens of ms: many 0.5 ms slices.
+      assert slices > 10
     end
 
-    test "a native thread's error comes back as a message" do
-      ref = NIF.diag_sum_threaded([1, :two])
-      assert_receive {^ref, {:error, "expected a list of integers, got: two"}}, 2_000
+    test "bad input is an ArgumentError on every variant" do
+      for fun <- [
+            &NIF.diag_fnv1a_yielding/1,
+            &NIF.diag_fnv1a_dirty/1,
+            &NIF.diag_fnv1a_blocking/1,
+            &NIF.diag_fnv1a_threaded/1
+          ] do
+        assert_raise ArgumentError, "expected a binary, got: [1,2]", fn -> fun.([1, 2]) end
+      end
     end
   end
 end
