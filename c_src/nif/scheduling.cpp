@@ -4,6 +4,7 @@
 #include <boost/lockfree/queue.hpp>
 #include <semaphore>
 #include <thread>
+#include <vector>
 
 namespace switchboard::nif {
 
@@ -39,6 +40,17 @@ struct ReplyThread::State {
   }
 };
 
+namespace {
+// Function-local: registrations run from static initialisers in other
+// translation units, in unspecified order.
+std::vector<ThreadService>& thread_services() {
+  static std::vector<ThreadService> services;
+  return services;
+}
+}  // namespace
+
+void register_thread_service(ThreadService service) { thread_services().push_back(service); }
+
 ReplyThread& ReplyThread::instance() {
   // Never destroyed: at VM exit unload is not called and the thread may
   // still be running; destroying a joinable std::thread would terminate().
@@ -50,10 +62,13 @@ void ReplyThread::start() {
   if (state_) return;
   state_ = std::make_unique<State>();
   state_->thread = std::thread([state = state_.get()] { state->run(); });
+  for (const ThreadService& service : thread_services()) service.start();
 }
 
 void ReplyThread::stop() {
   if (!state_) return;
+  auto& services = thread_services();
+  for (auto it = services.rbegin(); it != services.rend(); ++it) it->stop();
   state_->stopping.store(true, std::memory_order_release);
   state_->pending.release();
   state_->thread.join();

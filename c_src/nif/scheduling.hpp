@@ -63,6 +63,15 @@ struct ThreadJob {
   std::function<ERL_NIF_TERM(ErlNifEnv*)> work;
 };
 
+// Other library-owned native threads register here: each service is started
+// right after the reply thread (first load of the library) and stopped just
+// before it (last unload), so no thread outlives the library's code.
+struct ThreadService {
+  void (*start)();
+  void (*stop)();
+};
+void register_thread_service(ThreadService service);
+
 // A library-owned native thread fed through a lock-free queue. Submitting
 // never blocks the calling scheduler.
 class ReplyThread {

@@ -29,4 +29,21 @@ defmodule Switchboard.NIF do
   def diag_fnv1a_dirty(_binary), do: :erlang.nif_error(:not_loaded)
   def diag_fnv1a_blocking(_binary), do: :erlang.nif_error(:not_loaded)
   def diag_fnv1a_threaded(_binary), do: :erlang.nif_error(:not_loaded)
+
+  # Switchboard.SortedSet
+  def sorted_set_new(_capacity), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_from_list(_items, _strictly_ascending), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_add(_set, _item), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_remove(_set, _item), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_remove_at(_set, _index), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_find_index(_set, _item), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_lower_bound(_set, _item), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_at(_set, _index), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_slice(_set, _start, _amount), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_range(_set, _min, _max), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_size(_set), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_to_list(_set), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_clear(_set), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_copy(_set), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_memory(_set), do: :erlang.nif_error(:not_loaded)
 end

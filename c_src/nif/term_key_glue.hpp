@@ -1,0 +1,25 @@
+// Erlang terms <-> core TermKeys (the sorted set's item representation).
+#pragma once
+
+#include <erl_nif.h>
+
+#include "core/sorted_set/term_key.hpp"
+#include "core/sorted_set/term_key_builder.hpp"
+
+namespace switchboard::nif {
+
+// Terms nested deeper than this are refused with an ArgumentError; the walk
+// itself is iterative, the limit keeps keys (and their reader) sane.
+inline constexpr std::size_t kMaxTermDepth = 1000;
+
+// Encodes `term` into `builder` (which must be empty) and returns the key.
+// Throws std::invalid_argument naming the term if it cannot be a key.
+core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder);
+
+// A per-thread builder, so encoding a key allocates nothing in steady state.
+core::TermKeyBuilder& thread_term_key_builder();
+
+// Rebuilds the term a key was made from.
+ERL_NIF_TERM make_term_from_key(ErlNifEnv* env, core::TermKeyView key);
+
+}  // namespace switchboard::nif
