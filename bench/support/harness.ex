@@ -75,6 +75,55 @@ defmodule Switchboard.Bench.Harness do
     rows
   end
 
+  @doc """
+  Like `run/3`, for jobs whose implementations time their own operations:
+  each runner is a zero-arity fun, run once in a fresh process, that returns
+  a list of per-operation times in nanoseconds (it does its own setup,
+  warm-up and correctness checks, raising on a wrong result). Job keys:
+  `:name`, `:baseline` and `:candidates` as `{label, runner}`.
+  """
+  def run_latency(suite, jobs, extra_rows \\ []) do
+    rows =
+      for job <- jobs do
+        IO.write(:stderr, "  #{suite}: #{job[:name]} ")
+        baseline = latency_stats(job[:baseline])
+
+        candidates =
+          for candidate <- job[:candidates] do
+            stats = latency_stats(candidate)
+            Map.put(stats, :ratio, baseline.median_ns / max(stats.median_ns, 1.0e-9))
+          end
+
+        IO.write(:stderr, "\n")
+
+        %{
+          job: job[:name],
+          ops: 1,
+          baseline: Map.put(baseline, :ratio, 1.0),
+          candidates: candidates
+        }
+      end
+
+    report(suite, rows, extra_rows)
+    rows
+  end
+
+  defp latency_stats({label, runner}) do
+    task = Task.async(runner)
+    times = Task.await(task, :infinity)
+    IO.write(:stderr, ".")
+    stats(label, times, 1)
+  end
+
+  @doc "Times `fun.(input)` for each input, one by one; returns `{times_ns, last_state}`."
+  def time_each(inputs, state, fun) do
+    Enum.map_reduce(inputs, state, fn input, state ->
+      start = System.monotonic_time(:nanosecond)
+      state = fun.(state, input)
+      {System.monotonic_time(:nanosecond) - start, state}
+    end)
+  end
+
   defp measure(%Job{} = job, {label, fun}) do
     for _ <- 1..job.warmup, do: sample(job, fun)
     times = for _ <- 1..job.samples, do: sample(job, fun)
@@ -191,24 +240,23 @@ defmodule Switchboard.Bench.Harness do
         "| #{row.job} | #{impl.label} | #{format_ns(impl.median_ns)} | #{format_ns(impl.p99_ns)} | #{format_rate(impl.ops_per_s)} | #{ratio} |\n"
       end
 
+    # Extra rows (figures that are not timing jobs) form one table per run of
+    # rows with the same columns.
     extra =
-      if extra_rows == [] do
-        ""
-      else
-        keys = extra_rows |> hd() |> Enum.map(&elem(&1, 0))
+      extra_rows
+      |> Enum.chunk_by(fn row -> Enum.map(row, &elem(&1, 0)) end)
+      |> Enum.map_join(fn [first | _] = rows ->
+        keys = Enum.map(first, &elem(&1, 0))
 
         "\n| " <>
           Enum.join(keys, " | ") <>
           " |\n|" <>
           String.duplicate("---|", length(keys)) <>
           "\n" <>
-          Enum.map_join(extra_rows, "", fn row ->
-            "| " <>
-              Enum.map_join(keys, " | ", fn key ->
-                row |> List.keyfind(key, 0) |> elem(1) |> to_string()
-              end) <> " |\n"
+          Enum.map_join(rows, "", fn row ->
+            "| " <> Enum.map_join(row, " | ", fn {_key, value} -> to_string(value) end) <> " |\n"
           end)
-      end
+      end)
 
     header <> body <> extra
   end
