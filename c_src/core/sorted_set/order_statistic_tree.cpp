@@ -77,7 +77,7 @@ struct Path {
 struct SplitReserve {
   Leaf* leaf = nullptr;
   std::uint64_t separator = 0;
-  Inner* inners[kMaxDepth + 1] = {};
+  Inner* inners[kMaxDepth + 1];  // the first inner_count are set
   std::size_t inner_count = 0;
   std::size_t inners_used = 0;
 
@@ -152,7 +152,8 @@ std::uint64_t abbreviate(TermKeyView key, std::size_t offset) noexcept {
   return abbreviate(key.data(), key.comparable_size(), offset);
 }
 
-std::size_t common_prefix(const std::uint8_t* a, const std::uint8_t* b, std::size_t limit) noexcept {
+std::size_t common_prefix(const std::uint8_t* a, const std::uint8_t* b,
+                          std::size_t limit) noexcept {
   std::size_t length = 0;
   while (length < limit && a[length] == b[length]) ++length;
   return length;
@@ -183,7 +184,17 @@ std::size_t search(const NodeType& node, TermKeyView probe, bool upper, bool& fo
 
   const std::uint64_t target = abbreviate(probe, prefix_length);
   const std::uint64_t* abbrev = node.abbrev;
-  std::size_t low = static_cast<std::size_t>(std::lower_bound(abbrev, abbrev + count, target) - abbrev);
+  // A lower bound without branches: each step's outcome is unpredictable and
+  // a misprediction costs more than the arithmetic.
+  const std::uint64_t* base = abbrev;
+  std::size_t length = count;
+  while (length > 1) {
+    const std::size_t half = length / 2;
+    base += half * static_cast<std::size_t>(base[half] < target);
+    length -= half;
+  }
+  std::size_t low = static_cast<std::size_t>(base - abbrev) +
+                    (length == 1 ? static_cast<std::size_t>(*base < target) : 0);
   std::size_t high = low;
   while (high < count && abbrev[high] == target) ++high;
   // Equal abbreviations: the full keys decide.
@@ -239,8 +250,7 @@ void refresh_prefix(NodeType& node) noexcept {
   }
   const TermKeyView first = key_view(node.keys[0]);
   const TermKeyView last = key_view(node.keys[count - 1]);
-  const std::size_t limit =
-      std::min({first.comparable_size(), last.comparable_size(), kMaxPrefix});
+  const std::size_t limit = std::min({first.comparable_size(), last.comparable_size(), kMaxPrefix});
   const std::size_t length = common_prefix(first.data(), last.data(), limit);
   if (length <= node.prefix_length) return;
   std::memcpy(node.prefix, first.data(), length);
@@ -248,15 +258,16 @@ void refresh_prefix(NodeType& node) noexcept {
   for (std::size_t i = 0; i < count; ++i) {
     if (!is_inline(node.keys[i])) __builtin_prefetch(payload_of(node.keys[i]));
   }
-  for (std::size_t i = 0; i < count; ++i) node.abbrev[i] = abbreviate(key_view(node.keys[i]), length);
+  for (std::size_t i = 0; i < count; ++i)
+    node.abbrev[i] = abbreviate(key_view(node.keys[i]), length);
 }
 
 // Brings two sibling nodes (and optionally a key moving between them) to
 // one common prefix so abbreviations can move between them unchanged.
 template <class NodeType>
 void align_prefixes(NodeType& left, NodeType& right, const TermKeyView* extra = nullptr) noexcept {
-  std::size_t length = common_prefix(left.prefix, right.prefix,
-                                     std::min(left.prefix_length, right.prefix_length));
+  std::size_t length =
+      common_prefix(left.prefix, right.prefix, std::min(left.prefix_length, right.prefix_length));
   if (extra != nullptr) {
     length = common_prefix(left.prefix, extra->data(), std::min(length, extra->comparable_size()));
   }
@@ -402,8 +413,8 @@ OrderStatisticTree::Leaf* OrderStatisticTree::descend(TermKeyView key, Path* pat
   return static_cast<Leaf*>(node);
 }
 
-OrderStatisticTree::Leaf* OrderStatisticTree::descend_to_index(std::size_t index, Path* path,
-                                                               std::size_t& position) const noexcept {
+OrderStatisticTree::Leaf* OrderStatisticTree::descend_to_index(
+    std::size_t index, Path* path, std::size_t& position) const noexcept {
   Node* node = root_;
   for (std::size_t level = 0; level < height_; ++level) {
     auto* inner = static_cast<Inner*>(node);
@@ -547,8 +558,9 @@ void OrderStatisticTree::insert_at(Path& path, Leaf* leaf, std::size_t position,
     try {
       reserve.leaf = new_leaf();
       const TermKeyView right_first =
-          keep_left == position ? key
-                                : key_view(leaf->keys[keep_left < position ? keep_left : keep_left - 1]);
+          keep_left == position
+              ? key
+              : key_view(leaf->keys[keep_left < position ? keep_left : keep_left - 1]);
       reserve.separator = copy_key(right_first);
       std::size_t level = path.depth;
       while (level > 0 && path.steps[level - 1].node->count == kInnerKeys) {
@@ -574,7 +586,8 @@ void OrderStatisticTree::insert_at(Path& path, Leaf* leaf, std::size_t position,
 
   if (!split) {
     const std::size_t tail = leaf->count - position;
-    std::memmove(leaf->abbrev + position + 1, leaf->abbrev + position, tail * sizeof(std::uint64_t));
+    std::memmove(leaf->abbrev + position + 1, leaf->abbrev + position,
+                 tail * sizeof(std::uint64_t));
     std::memmove(leaf->keys + position + 1, leaf->keys + position, tail * sizeof(std::uint64_t));
     leaf->abbrev[position] = abbreviation;
     leaf->keys[position] = slot;
@@ -638,10 +651,14 @@ void OrderStatisticTree::insert_into_parent(Path& path, int level, std::uint64_t
 
   if (parent->count < kInnerKeys) {
     const std::size_t keys_after = parent->count - child;
-    std::memmove(parent->abbrev + child + 1, parent->abbrev + child, keys_after * sizeof(std::uint64_t));
-    std::memmove(parent->keys + child + 1, parent->keys + child, keys_after * sizeof(std::uint64_t));
-    std::memmove(parent->children + child + 2, parent->children + child + 1, keys_after * sizeof(Node*));
-    std::memmove(parent->counts + child + 2, parent->counts + child + 1, keys_after * sizeof(std::uint32_t));
+    std::memmove(parent->abbrev + child + 1, parent->abbrev + child,
+                 keys_after * sizeof(std::uint64_t));
+    std::memmove(parent->keys + child + 1, parent->keys + child,
+                 keys_after * sizeof(std::uint64_t));
+    std::memmove(parent->children + child + 2, parent->children + child + 1,
+                 keys_after * sizeof(Node*));
+    std::memmove(parent->counts + child + 2, parent->counts + child + 1,
+                 keys_after * sizeof(std::uint32_t));
     parent->abbrev[child] = abbreviation;
     parent->keys[child] = separator;
     parent->children[child + 1] = right;
@@ -736,8 +753,8 @@ void OrderStatisticTree::remove_at(Path& path, Leaf* leaf, std::size_t position)
 
 void OrderStatisticTree::rebalance(Path& path, Node* node) noexcept {
   for (std::size_t level = path.depth; level-- > 0;) {
-    const bool full_enough = node->is_leaf ? node->count >= kLeafMinimum
-                                           : node->count + 1u >= kInnerMinimumChildren;
+    const bool full_enough =
+        node->is_leaf ? node->count >= kLeafMinimum : node->count + 1u >= kInnerMinimumChildren;
     if (full_enough) break;
     Inner* parent = path.steps[level].node;
     if (parent->count == 0) break;  // no sibling to take from
@@ -772,11 +789,15 @@ bool OrderStatisticTree::rebalance_leaves(Inner* parent, std::size_t left_child)
     free_node(right);
     free_key(parent->keys[left_child]);
     const std::size_t keys_after = parent->count - left_child - 1;
-    std::memmove(parent->abbrev + left_child, parent->abbrev + left_child + 1, keys_after * sizeof(std::uint64_t));
-    std::memmove(parent->keys + left_child, parent->keys + left_child + 1, keys_after * sizeof(std::uint64_t));
-    std::memmove(parent->children + left_child + 1, parent->children + left_child + 2, keys_after * sizeof(Node*));
+    std::memmove(parent->abbrev + left_child, parent->abbrev + left_child + 1,
+                 keys_after * sizeof(std::uint64_t));
+    std::memmove(parent->keys + left_child, parent->keys + left_child + 1,
+                 keys_after * sizeof(std::uint64_t));
+    std::memmove(parent->children + left_child + 1, parent->children + left_child + 2,
+                 keys_after * sizeof(Node*));
     parent->counts[left_child] += parent->counts[left_child + 1];
-    std::memmove(parent->counts + left_child + 1, parent->counts + left_child + 2, keys_after * sizeof(std::uint32_t));
+    std::memmove(parent->counts + left_child + 1, parent->counts + left_child + 2,
+                 keys_after * sizeof(std::uint32_t));
     --parent->count;
     refresh_prefix(*left);
     return true;
@@ -798,7 +819,8 @@ bool OrderStatisticTree::rebalance_leaves(Inner* parent, std::size_t left_child)
     const std::size_t moved = new_left_count - old_left_count;
     std::copy_n(right->abbrev, moved, left->abbrev + old_left_count);
     std::copy_n(right->keys, moved, left->keys + old_left_count);
-    std::memmove(right->abbrev, right->abbrev + moved, (right->count - moved) * sizeof(std::uint64_t));
+    std::memmove(right->abbrev, right->abbrev + moved,
+                 (right->count - moved) * sizeof(std::uint64_t));
     std::memmove(right->keys, right->keys + moved, (right->count - moved) * sizeof(std::uint64_t));
   } else {
     const std::size_t moved = old_left_count - new_left_count;
@@ -855,11 +877,15 @@ void OrderStatisticTree::rebalance_inners(Inner* parent, std::size_t left_child)
     left->count = static_cast<std::uint16_t>(key_total);
     free_node(right);
     const std::size_t keys_after = parent->count - left_child - 1;
-    std::memmove(parent->abbrev + left_child, parent->abbrev + left_child + 1, keys_after * sizeof(std::uint64_t));
-    std::memmove(parent->keys + left_child, parent->keys + left_child + 1, keys_after * sizeof(std::uint64_t));
-    std::memmove(parent->children + left_child + 1, parent->children + left_child + 2, keys_after * sizeof(Node*));
+    std::memmove(parent->abbrev + left_child, parent->abbrev + left_child + 1,
+                 keys_after * sizeof(std::uint64_t));
+    std::memmove(parent->keys + left_child, parent->keys + left_child + 1,
+                 keys_after * sizeof(std::uint64_t));
+    std::memmove(parent->children + left_child + 1, parent->children + left_child + 2,
+                 keys_after * sizeof(Node*));
     parent->counts[left_child] += parent->counts[left_child + 1];
-    std::memmove(parent->counts + left_child + 1, parent->counts + left_child + 2, keys_after * sizeof(std::uint32_t));
+    std::memmove(parent->counts + left_child + 1, parent->counts + left_child + 2,
+                 keys_after * sizeof(std::uint32_t));
     --parent->count;
     refresh_prefix(*left);
     return;
@@ -905,7 +931,8 @@ std::optional<std::size_t> OrderStatisticTree::build_from_sorted(std::span<const
   return build_from_sorted_keys(keys.size(), [&](std::size_t i) { return keys[i].view(); });
 }
 
-std::optional<std::size_t> OrderStatisticTree::build_from_sorted(std::span<const TermKeyView> keys) {
+std::optional<std::size_t> OrderStatisticTree::build_from_sorted(
+    std::span<const TermKeyView> keys) {
   return build_from_sorted_keys(keys.size(), [&](std::size_t i) { return keys[i]; });
 }
 

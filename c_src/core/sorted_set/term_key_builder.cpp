@@ -162,7 +162,8 @@ void TermKeyBuilder::write_big_number(bool negative, std::span<const std::uint8_
   const std::uint64_t fraction_bits = exponent - lowest_set;  // bits below the leading one
   const std::uint64_t groups = fraction_bits == 0 ? 1 : (fraction_bits + 6) / 7;
   auto bit_at = [&](std::uint64_t index) -> unsigned {
-    return (magnitude[static_cast<std::size_t>(index / 8)] >> (index % 8)) & 1u;
+    return (static_cast<unsigned>(magnitude[static_cast<std::size_t>(index / 8)]) >> (index % 8)) &
+           1u;
   };
   for (std::uint64_t group = 0; group < groups; ++group) {
     unsigned value = 0;
@@ -192,15 +193,15 @@ void TermKeyBuilder::small_int(std::int64_t value) {
   end_term();
 }
 
-void TermKeyBuilder::big_int(bool negative,
-                             std::span<const std::uint8_t> magnitude_little_endian) {
+void TermKeyBuilder::big_int(bool negative, std::span<const std::uint8_t> magnitude_little_endian) {
   std::size_t length = magnitude_little_endian.size();
   while (length > 0 && magnitude_little_endian[length - 1] == 0) --length;
   const auto magnitude = magnitude_little_endian.first(length);
   if (length <= 8) {
     std::uint64_t value = 0;
     for (std::size_t i = length; i-- > 0;) value = (value << 8) | magnitude[i];
-    constexpr auto kMaxPositive = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    constexpr auto kMaxPositive =
+        static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
     if (!negative && value <= kMaxPositive) return small_int(static_cast<std::int64_t>(value));
     if (negative && value <= kMaxPositive + 1) {
       return small_int(value == kMaxPositive + 1 ? std::numeric_limits<std::int64_t>::min()
@@ -227,8 +228,7 @@ void TermKeyBuilder::float64(double value) {
     const std::uint64_t fraction = leading == 0 ? 0 : mantissa << (64 - leading);
     write_number(exact, true, negative, leading + 1, fraction);  // e = leading - 1074
   } else {
-    write_number(exact, true, negative, exponent_bits - 1023 + fmt::kExponentBias,
-                 mantissa << 12);
+    write_number(exact, true, negative, exponent_bits - 1023 + fmt::kExponentBias, mantissa << 12);
   }
   end_term();
 }
@@ -375,7 +375,8 @@ void TermKeyBuilder::end_map() {
     misuse("TermKeyBuilder::end_map: no map is open");
   }
   const Frame frame = frames_.back();
-  if (frame.written != frame.expected) misuse("TermKeyBuilder::end_map: fewer entries than the size");
+  if (frame.written != frame.expected)
+    misuse("TermKeyBuilder::end_map: fewer entries than the size");
   sort_map_entries(frame);
   map_entries_.resize(frame.first_entry);
   frames_.pop_back();
@@ -418,8 +419,8 @@ void TermKeyBuilder::sort_map_entries(const Frame& frame) {
     scratch_.insert(scratch_.end(), bytes + entries[i].value_comparable,
                     bytes + value_comparable_end(i));
   }
-  std::copy(scratch_.begin(), scratch_.end(), comparable_.begin() +
-                                                  static_cast<std::ptrdiff_t>(frame.comparable_begin));
+  std::copy(scratch_.begin(), scratch_.end(),
+            comparable_.begin() + static_cast<std::ptrdiff_t>(frame.comparable_begin));
 
   if (side_end == frame.side_begin) return;
   const std::uint8_t* side = side_.data();
@@ -623,11 +624,22 @@ class ExternalTermParser {
     std::size_t length = 0;
     bool latin1 = false;
     switch (tag) {
-      case 100: length = u16(); latin1 = true; break;
-      case 115: length = u8(); latin1 = true; break;
-      case 118: length = u16(); break;
-      case 119: length = u8(); break;
-      default: fail("expected an atom");
+      case 100:
+        length = u16();
+        latin1 = true;
+        break;
+      case 115:
+        length = u8();
+        latin1 = true;
+        break;
+      case 118:
+        length = u16();
+        break;
+      case 119:
+        length = u8();
+        break;
+      default:
+        fail("expected an atom");
     }
     const auto raw = take(length);
     text_.clear();
@@ -664,9 +676,15 @@ class ExternalTermParser {
     const std::size_t begin = position_;
     const std::uint8_t tag = u8();
     switch (tag) {
-      case 97: builder_.small_int(u8()); return;
-      case 98: builder_.small_int(static_cast<std::int32_t>(u32())); return;
-      case 70: builder_.float64(std::bit_cast<double>(big_endian(8))); return;
+      case 97:
+        builder_.small_int(u8());
+        return;
+      case 98:
+        builder_.small_int(static_cast<std::int32_t>(u32()));
+        return;
+      case 70:
+        builder_.float64(std::bit_cast<double>(big_endian(8)));
+        return;
       case 99: {  // FLOAT_EXT: 31 bytes of "%.20e" text
         const auto raw = take(31);
         std::string text(reinterpret_cast<const char*>(raw.data()), raw.size());
@@ -700,7 +718,9 @@ class ExternalTermParser {
         push(Kind::map, size * 2);
         return;
       }
-      case kNilExt: builder_.nil(); return;
+      case kNilExt:
+        builder_.nil();
+        return;
       case 107: {  // STRING_EXT: a list of bytes
         const auto characters = take(u16());
         builder_.begin_list();
@@ -714,7 +734,9 @@ class ExternalTermParser {
         push(Kind::list_elements, length);
         return;
       }
-      case 109: builder_.binary(take(u32())); return;
+      case 109:
+        builder_.binary(take(u32()));
+        return;
       case 77: {
         const std::uint32_t length = u32();
         const std::uint8_t bits = u8();
@@ -775,7 +797,8 @@ class ExternalTermParser {
         push(Kind::fun, free_variables, begin);
         return;  // its side data is written when the fun closes
       }
-      default: fail("unsupported tag");
+      default:
+        fail("unsupported tag");
     }
     builder_.write_side_opaque(bytes_.subspan(begin, position_ - begin));
   }
@@ -799,7 +822,15 @@ void TermKeyBuilder::opaque(std::span<const std::uint8_t> bytes) {
     throw std::invalid_argument("opaque: not in external term format");
   }
   switch (bytes[1]) {
-    case 88: case 103: case 89: case 102: case 120: case 90: case 114: case 101: case 112:
+    case 88:
+    case 103:
+    case 89:
+    case 102:
+    case 120:
+    case 90:
+    case 114:
+    case 101:
+    case 112:
     case 113:
       break;
     default:

@@ -81,10 +81,10 @@ class TermKeyBuilder {
 
   struct Frame {
     FrameKind kind;
-    bool exact;                  // numbers are compared with =:= (inside a map key)
-    bool tail_written = false;   // list_tail: the tail term has been added
-    std::size_t expected = 0;    // tuple: arity; map: 2 * size; local_fun: free variables
-    std::size_t written = 0;     // terms added directly inside this frame
+    bool exact;                 // numbers are compared with =:= (inside a map key)
+    bool tail_written = false;  // list_tail: the tail term has been added
+    std::size_t expected = 0;   // tuple: arity; map: 2 * size; local_fun: free variables
+    std::size_t written = 0;    // terms added directly inside this frame
     std::size_t comparable_begin = 0;
     std::size_t side_begin = 0;
     std::size_t first_entry = 0;  // map: index of its first MapEntryMarks
@@ -134,9 +134,9 @@ class TermKeyBuilder {
   std::vector<std::uint8_t, Allocator<std::uint8_t>> scratch_;
   std::vector<Frame, Allocator<Frame>> frames_;
   std::vector<MapEntryMarks, Allocator<MapEntryMarks>> map_entries_;
-  std::size_t complete_terms_ = 0;  // at top level
+  std::size_t complete_terms_ = 0;   // at top level
   std::size_t side_suppressed_ = 0;  // > 0 inside a fun's free variables
-  bool side_needed_ = false;          // a float or an opaque term was written
+  bool side_needed_ = false;         // a float or an opaque term was written
 };
 
 }  // namespace switchboard::core

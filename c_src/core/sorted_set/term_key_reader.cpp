@@ -131,8 +131,8 @@ class KeyReader {
     has_escapes = false;
     partial_bits = 0;
     while (true) {
-      const auto* zero = static_cast<const std::uint8_t*>(
-          std::memchr(at, 0, static_cast<std::size_t>(end - at)));
+      const auto* zero =
+          static_cast<const std::uint8_t*>(std::memchr(at, 0, static_cast<std::size_t>(end - at)));
       if (zero == nullptr || zero + 1 == end) malformed("unterminated text");
       at = zero + 2;
       switch (zero[1]) {
@@ -170,7 +170,8 @@ class KeyReader {
       if (length == 0 || length > 8) malformed("bad exponent");
       need(at, end, length);
       for (std::size_t i = 0; i < length; ++i) {
-        number.biased_exponent = (number.biased_exponent << 8) | static_cast<std::uint8_t>(*at++ ^ invert);
+        number.biased_exponent =
+            (number.biased_exponent << 8) | static_cast<std::uint8_t>(*at++ ^ invert);
       }
     } else {
       need(at, end, 2);
@@ -307,8 +308,8 @@ class KeyReader {
       }
       if ((fraction & 0xFFF) != 0) malformed("float fraction too long");
       const std::uint64_t significand = (std::uint64_t{1} << 52) | (fraction >> 12);
-      const int exponent = static_cast<int>(number.biased_exponent) -
-                           static_cast<int>(fmt::kExponentBias);
+      const int exponent =
+          static_cast<int>(number.biased_exponent) - static_cast<int>(fmt::kExponentBias);
       const double magnitude = std::ldexp(static_cast<double>(significand), exponent - 52);
       visitor_.float64(number.negative ? -magnitude : magnitude);
       return;
@@ -348,7 +349,8 @@ class KeyReader {
     magnitude_[static_cast<std::size_t>(exponent / 8)] |=
         static_cast<std::uint8_t>(1u << (exponent % 8));
     for (std::uint64_t i = 0; i < fraction_bits; ++i) {
-      const std::uint8_t group = static_cast<std::uint8_t>(number.groups[static_cast<std::size_t>(i / 7)] ^ invert);
+      const std::uint8_t group =
+          static_cast<std::uint8_t>(number.groups[static_cast<std::size_t>(i / 7)] ^ invert);
       if (((group >> (7 - i % 7)) & 1u) == 0) continue;
       if (i + 1 > exponent) malformed("integer with a fraction");
       const std::uint64_t bit = exponent - 1 - i;
@@ -397,8 +399,10 @@ class KeyReader {
       }
       case fmt::kBitstring: {
         const auto bytes = read_text(partial_bits);
-        if (partial_bits == 0) visitor_.binary(bytes);
-        else visitor_.bitstring(bytes, partial_bits);
+        if (partial_bits == 0)
+          visitor_.binary(bytes);
+        else
+          visitor_.bitstring(bytes, partial_bits);
         return;
       }
       case fmt::kTuple: {

@@ -18,7 +18,8 @@ class TermVisitor {
 
   // Integers that fit int64 arrive here, larger ones as big_integer.
   virtual void integer(std::int64_t value) = 0;
-  virtual void big_integer(bool negative, std::span<const std::uint8_t> magnitude_little_endian) = 0;
+  virtual void big_integer(bool negative,
+                           std::span<const std::uint8_t> magnitude_little_endian) = 0;
   virtual void float64(double value) = 0;
   virtual void atom(std::string_view utf8) = 0;
   virtual void binary(std::span<const std::uint8_t> bytes) = 0;

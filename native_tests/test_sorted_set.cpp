@@ -1,0 +1,76 @@
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "core/sorted_set/sorted_set.hpp"
+#include "core/sorted_set/term_key_builder.hpp"
+
+using switchboard::core::SortedSet;
+using switchboard::core::TermKey;
+using switchboard::core::TermKeyBuilder;
+
+namespace {
+
+TermKey integer_key(std::int64_t value) {
+  TermKeyBuilder builder;
+  builder.small_int(value);
+  return builder.finish();
+}
+
+}  // namespace
+
+TEST_CASE("readers share, a writer excludes everyone", "[sorted_set]") {
+  SortedSet set;
+  {
+    auto writer = set.try_write();
+    REQUIRE(writer);
+    (*writer)->insert(integer_key(1));
+    REQUIRE(!set.try_read());
+    REQUIRE(!set.try_write());
+  }
+  {
+    auto first = set.try_read();
+    auto second = set.try_read();
+    REQUIRE(first);
+    REQUIRE(second);
+    REQUIRE((*first)->size() == 1);
+    REQUIRE(!set.try_write());
+  }
+  REQUIRE(set.try_write());
+}
+
+TEST_CASE("concurrent readers see a consistent set while a writer inserts", "[sorted_set]") {
+  SortedSet set;
+  constexpr std::int64_t kItems = 20'000;
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> reads{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&] {
+      while (!done.load()) {
+        if (auto access = set.try_read()) {
+          const auto& tree = access->tree();
+          const std::size_t size = tree.size();
+          // Keys are 0..size-1 inserted in order: rank and value agree.
+          if (size > 0) {
+            const TermKey last = integer_key(static_cast<std::int64_t>(size) - 1);
+            if (tree.find_index(last) != size - 1) throw std::logic_error("inconsistent read");
+          }
+          reads.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::int64_t i = 0; i < kItems; ++i) {
+    const TermKey key = integer_key(i);
+    set.write()->insert(key);
+  }
+  done.store(true);
+  for (auto& reader : readers) reader.join();
+  REQUIRE(set.read()->size() == static_cast<std::size_t>(kItems));
+  REQUIRE(reads.load() > 0);
+  set.read()->check_invariants();
+}
