@@ -136,6 +136,15 @@ class ResourcePtr {
   ResourceBox<T>* box_ = nullptr;
 };
 
+// The object behind a resource term, or nullptr if the term is not one of
+// type T. Valid while the term is (for the rest of a NIF call at least).
+template <class T>
+T* borrow_resource(ErlNifEnv* env, ERL_NIF_TERM term) {
+  void* object;
+  if (!enif_get_resource(env, term, ResourceTraits<T>::type, &object)) return nullptr;
+  return static_cast<ResourceBox<T>*>(object)->get();
+}
+
 template <class T, class... Args>
 ResourcePtr<T> make_resource(Args&&... args) {
   ErlNifResourceType* type = ResourceTraits<T>::type;

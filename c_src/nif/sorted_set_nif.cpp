@@ -33,11 +33,11 @@ constexpr std::size_t kDirtyTreeItems = 20000;
 
 ERL_NIF_TERM& atom_not_ascending = register_atom("not_ascending");
 
-ResourcePtr<SortedSetResource> set_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  ResourcePtr<SortedSetResource> set;
-  if (!Decoder<ResourcePtr<SortedSetResource>>::decode(env, term, set)) {
-    throw bad_argument(env, "a Switchboard.SortedSet reference", term);
-  }
+// Borrowed for the duration of the call: the argument term keeps the
+// resource alive, so no keep/release pair is needed on the hot path.
+SortedSetResource* set_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  SortedSetResource* set = borrow_resource<SortedSetResource>(env, term);
+  if (set == nullptr) throw bad_argument(env, "a Switchboard.SortedSet reference", term);
   return set;
 }
 

@@ -65,6 +65,59 @@ void add_atom(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder) 
   builder.atom(std::string_view(utf8.data(), size));
 }
 
+// Adds a term that needs no walking (small integer, float, Latin-1 atom,
+// binary); returns false for anything else.
+bool add_scalar(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder) {
+  switch (enif_term_type(env, term)) {
+    case ERL_NIF_TERM_TYPE_INTEGER: {
+      ErlNifSInt64 value;
+      if (!enif_get_int64(env, term, &value)) return false;
+      builder.small_int(value);
+      return true;
+    }
+    case ERL_NIF_TERM_TYPE_FLOAT: {
+      double value;
+      enif_get_double(env, term, &value);
+      builder.float64(value);
+      return true;
+    }
+    case ERL_NIF_TERM_TYPE_ATOM:
+      add_atom(env, term, builder);
+      return true;
+    case ERL_NIF_TERM_TYPE_BITSTRING: {
+      ErlNifBinary binary;
+      if (!enif_inspect_binary(env, term, &binary)) return false;
+      builder.binary({binary.data, binary.size});
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// The member-list shape, a flat tuple of scalars, without the general walk.
+bool add_flat_tuple(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder) {
+  int arity;
+  const ERL_NIF_TERM* items;
+  if (!enif_get_tuple(env, term, &arity, &items) || arity > 8) return false;
+  for (int i = 0; i < arity; ++i) {
+    const auto type = enif_term_type(env, items[i]);
+    if (type != ERL_NIF_TERM_TYPE_INTEGER && type != ERL_NIF_TERM_TYPE_ATOM &&
+        type != ERL_NIF_TERM_TYPE_BITSTRING && type != ERL_NIF_TERM_TYPE_FLOAT) {
+      return false;
+    }
+  }
+  builder.begin_tuple(static_cast<std::size_t>(arity));
+  for (int i = 0; i < arity; ++i) {
+    if (!add_scalar(env, items[i], builder)) {
+      builder.reset();
+      return false;
+    }
+  }
+  builder.end_tuple();
+  return true;
+}
+
 }  // namespace
 
 core::TermKeyBuilder& thread_term_key_builder() {
@@ -73,6 +126,10 @@ core::TermKeyBuilder& thread_term_key_builder() {
 }
 
 core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM root, core::TermKeyBuilder& builder) {
+  builder.reset();
+  if (add_scalar(env, root, builder) || add_flat_tuple(env, root, builder)) {
+    return builder.finish();
+  }
   builder.reset();
   thread_local std::vector<Pending> stack;
   thread_local std::vector<ERL_NIF_TERM> elements;
@@ -208,7 +265,12 @@ void put_u32(std::vector<std::uint8_t>& out, std::uint32_t value) {
 // Builds terms bottom-up as the reader walks a key.
 class TermMaker final : public core::TermVisitor {
  public:
-  explicit TermMaker(ErlNifEnv* env) : env_(env) {}
+  // The buffers are per thread and reused, so making a term allocates
+  // nothing once they have grown.
+  explicit TermMaker(ErlNifEnv* env) : env_(env), items_(items_buffer()), frames_(frames_buffer()) {
+    items_.clear();
+    frames_.clear();
+  }
 
   ERL_NIF_TERM result() const { return result_; }
 
@@ -329,10 +391,19 @@ class TermMaker final : public core::TermVisitor {
     }
   }
 
+  static std::vector<ERL_NIF_TERM>& items_buffer() {
+    thread_local std::vector<ERL_NIF_TERM> items;
+    return items;
+  }
+  static std::vector<Frame>& frames_buffer() {
+    thread_local std::vector<Frame> frames;
+    return frames;
+  }
+
   ErlNifEnv* env_;
   ERL_NIF_TERM result_ = 0;
-  std::vector<ERL_NIF_TERM> items_;
-  std::vector<Frame> frames_;
+  std::vector<ERL_NIF_TERM>& items_;
+  std::vector<Frame>& frames_;
   std::vector<std::uint8_t> scratch_;
 };
 
