@@ -285,11 +285,19 @@ defmodule Switchboard.SortedSet do
   end
 
   def slice(%__MODULE__{}, start, amount) do
-    unless is_integer(start) and start >= 0 do
-      raise ArgumentError, "expected a non-negative integer start, got: #{inspect(start)}"
-    end
+    cond do
+      not is_integer(start) ->
+        raise_not_an_index(start)
 
-    raise ArgumentError, "expected a non-negative integer amount, got: #{inspect(amount)}"
+      start < 0 ->
+        raise ArgumentError, "expected a non-negative integer index, got: #{start}"
+
+      not is_integer(amount) ->
+        raise ArgumentError, "expected an integer amount, got: #{inspect(amount)}"
+
+      true ->
+        raise ArgumentError, "expected a non-negative integer amount, got: #{amount}"
+    end
   end
 
   def slice(other, _start, _amount), do: raise_not_a_set(other)

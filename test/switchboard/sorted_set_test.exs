@@ -189,11 +189,11 @@ defmodule Switchboard.SortedSetTest do
         SortedSet.remove_at(set, :x)
       end
 
-      assert_raise ArgumentError, "expected a non-negative integer start, got: -1", fn ->
+      assert_raise ArgumentError, "expected a non-negative integer index, got: -1", fn ->
         SortedSet.slice(set, -1, 1)
       end
 
-      assert_raise ArgumentError, "expected a non-negative integer amount, got: nil", fn ->
+      assert_raise ArgumentError, "expected an integer amount, got: nil", fn ->
         SortedSet.slice(set, 0, nil)
       end
     end
