@@ -46,4 +46,21 @@ defmodule Switchboard.NIF do
   def sorted_set_clear(_set), do: :erlang.nif_error(:not_loaded)
   def sorted_set_copy(_set), do: :erlang.nif_error(:not_loaded)
   def sorted_set_memory(_set), do: :erlang.nif_error(:not_loaded)
+
+  # Fan-out (see Switchboard.Fanout)
+  def fanout_send(_pids, _message), do: :erlang.nif_error(:not_loaded)
+
+  def fanout_offload(_pids, _message, _packed, _sender, _notify),
+    do: :erlang.nif_error(:not_loaded)
+
+  def fanout_ticket_done(_ticket), do: :erlang.nif_error(:not_loaded)
+  def fanout_reject(_kind, _term), do: :erlang.nif_error(:not_loaded)
+  def fanout_info, do: :erlang.nif_error(:not_loaded)
+
+  # Switchboard.Erlpack
+  def erlpack_encode(_term, _level, _string_keys), do: :erlang.nif_error(:not_loaded)
+  def erlpack_fragment(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
+
+  def erlpack_decode(_binary, _atoms, _max_depth, _max_size, _max_decompressed, _trailing),
+    do: :erlang.nif_error(:not_loaded)
 end

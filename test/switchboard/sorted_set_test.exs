@@ -327,6 +327,7 @@ defmodule Switchboard.SortedSetTest do
     defp normalize(%{__struct__: _} = set, _), do: {:set, set}
     defp normalize(value, set), do: {value, set}
 
+    @tag timeout: 300_000
     property_test "random operation sequences agree with Switchboard.SortedSet.Pure",
       numtests: 300 do
       forall {initial, ops} <- tuple([list(item()), list(operation())]) do

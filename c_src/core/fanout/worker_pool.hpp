@@ -1,0 +1,63 @@
+// A fixed set of worker threads, each draining its own WorkQueue of tasks.
+// A task goes to the worker chosen by its key, so tasks submitted with one
+// key run one after another in submission order (per-key FIFO) while tasks
+// with different keys may run in parallel.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "core/fanout/work_queue.hpp"
+
+namespace switchboard::core::fanout {
+
+// One unit of work for a worker thread. run() must not throw: a worker has
+// nobody to report to, so a task reports its own outcome.
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual void run() noexcept = 0;
+};
+
+class WorkerPool {
+ public:
+  WorkerPool() = default;
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  ~WorkerPool();
+
+  // Starts `threads` workers (at least one). `on_thread_start`, if set, runs
+  // first on each worker (to set its OS priority, say). Throws
+  // std::logic_error if already running.
+  void start(std::size_t threads, std::function<void()> on_thread_start = {});
+
+  // Lets every worker finish the tasks queued so far, then joins them.
+  // Tasks submitted concurrently with stop() may be dropped unrun.
+  void stop();
+
+  bool running() const noexcept { return !workers_.empty(); }
+  std::size_t size() const noexcept { return workers_.size(); }
+
+  // Queues `task` on worker `key % size()`. Throws std::logic_error if the
+  // pool is not running, std::bad_alloc if the queue cannot grow.
+  void submit(std::size_t key, std::unique_ptr<Task> task);
+
+  // Tasks run to completion since start (for statistics and tests).
+  std::uint64_t completed() const noexcept { return completed_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Worker {
+    WorkQueue<Task> queue;
+    std::thread thread;
+  };
+
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<std::uint64_t> completed_{0};
+};
+
+}  // namespace switchboard::core::fanout

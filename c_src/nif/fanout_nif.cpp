@@ -1,0 +1,392 @@
+// Fan-out glue: delivers one message to many local pids with enif_send.
+//
+//   fanout_send/2     inline: the calling process walks the list and sends,
+//                     in time slices with enif_schedule_nif between them.
+//   fanout_offload/5  copies the fan-out into a job for the caller's sender
+//                     thread (a lock-free queue per thread) and returns a
+//                     ticket at once; the thread sends from outside the
+//                     schedulers.
+//
+// enif_send reaches local pids only, so remote pids are handed back to
+// Elixir (inline) or to a sender process (offload), which route them to the
+// partitioner on their node. Receivers always get the message term itself.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "core/fanout/worker_pool.hpp"
+#include "core/memory.hpp"
+#include "nif/nif.hpp"
+#include "nif/scheduling.hpp"
+
+namespace switchboard::nif {
+namespace {
+
+using core::fanout::Task;
+using core::fanout::WorkerPool;
+using PidVector = std::vector<ErlNifPid, core::Allocator<ErlNifPid>>;
+
+ERL_NIF_TERM& atom_remote_envelope = register_atom("$switchboard_fanout_remote");
+ERL_NIF_TERM& atom_not_list = register_atom("not_list");
+ERL_NIF_TERM& atom_improper = register_atom("improper");
+ERL_NIF_TERM& atom_bad_receiver = register_atom("bad_receiver");
+
+// Sends between two looks at the clock.
+constexpr unsigned kCheckEvery = 16;
+// How much nicer than the schedulers the sender threads are.
+constexpr int kNiceOffset = 10;
+
+// ---------------------------------------------------------------------------
+// Sender threads: started with the library, stopped before it is unloaded.
+
+WorkerPool& sender_pool() {
+  // Never destroyed, like the reply thread: stop() joins the threads.
+  static WorkerPool* pool = new WorkerPool();
+  return *pool;
+}
+
+// One core is left to the schedulers' own work; at most eight threads.
+std::size_t sender_thread_count() {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return std::clamp<std::size_t>(cpus > 1 ? cpus - 1 : 1, 1, 8);
+}
+
+// Sender threads yield the CPU to the schedulers: at the same OS priority a
+// busy sender thread roughly doubles the scheduler probe's p99 wake-up delay
+// on a loaded machine (bench/fanout.exs); at +19 it can starve. Linux
+// applies a thread's nice value to that thread only.
+void lower_thread_priority() {
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  if (errno == 0) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), current + kNiceOffset);
+}
+
+void start_sender_threads() {
+  try {
+    sender_pool().start(sender_thread_count(), &lower_thread_priority);
+  } catch (...) {
+    // Without threads, inline fan-outs still work; offload raises.
+  }
+}
+
+void stop_sender_threads() { sender_pool().stop(); }
+
+const bool sender_threads_registered = [] {
+  register_thread_service({&start_sender_threads, &stop_sender_threads});
+  return true;
+}();
+
+// Sends a copy of `message` (a term of a process-independent env) from a
+// sender thread. With no message env, enif_send copies the term straight
+// into one new message: about twice as fast as building the copy in a
+// scratch env and handing that over. False when the receiver is not alive.
+bool send_copy(const ErlNifPid& pid, ERL_NIF_TERM message) {
+  return enif_send(nullptr, &pid, nullptr, message) != 0;
+}
+
+// ---------------------------------------------------------------------------
+// Receiver lists
+
+std::invalid_argument not_a_list(ErlNifEnv* env, ERL_NIF_TERM term) {
+  return bad_argument(env, "a list of pids", term);
+}
+
+std::invalid_argument improper_list(ErlNifEnv* env, ERL_NIF_TERM tail) {
+  return std::invalid_argument("expected a proper list of pids, got a list ending in: " +
+                               format_term(env, tail));
+}
+
+std::invalid_argument bad_receiver(ErlNifEnv* env, ERL_NIF_TERM item) {
+  return bad_argument(env, "a pid or nil in the receiver list", item);
+}
+
+enum class Receiver { local, remote, none, invalid };
+
+Receiver classify(ErlNifEnv* env, ERL_NIF_TERM item, ErlNifPid& pid) {
+  if (enif_get_local_pid(env, item, &pid)) return Receiver::local;
+  if (enif_is_identical(item, atoms::nil)) return Receiver::none;
+  if (enif_is_pid(env, item)) return Receiver::remote;
+  return Receiver::invalid;
+}
+
+// ---------------------------------------------------------------------------
+// Inline fan-out
+
+ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// Walks `list` from the calling process: sends to local pids, counts nils
+// and dead pids, gathers remote pids. Yields whenever the time slice is
+// spent, carrying its progress in argv: [Tail, Message, Delivered, Skipped,
+// RemoteAcc].
+ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message, uint64_t delivered,
+                        uint64_t skipped, ERL_NIF_TERM remote) {
+  TimeSlice slice(env);
+  unsigned since_check = 0;
+  ERL_NIF_TERM head;
+  while (enif_get_list_cell(env, list, &head, &list)) {
+    ErlNifPid pid;
+    switch (classify(env, head, pid)) {
+      case Receiver::local:
+        // The message is copied from the caller's heap into the receiver's.
+        if (enif_send(env, &pid, nullptr, message)) {
+          ++delivered;
+        } else {
+          ++skipped;
+        }
+        break;
+      case Receiver::none:
+        ++skipped;
+        break;
+      case Receiver::remote:
+        remote = enif_make_list_cell(env, head, remote);
+        break;
+      case Receiver::invalid:
+        throw bad_receiver(env, head);
+    }
+    if (++since_check == kCheckEvery) {
+      since_check = 0;
+      if (slice.spent()) {
+        const ERL_NIF_TERM next[] = {list, message, enif_make_uint64(env, delivered),
+                                     enif_make_uint64(env, skipped), remote};
+        return yield(env, "fanout_send", raw_entry<fanout_send_continue>, 5, next);
+      }
+    }
+  }
+  if (!enif_is_empty_list(env, list)) throw improper_list(env, list);
+  return enif_make_tuple3(env, enif_make_uint64(env, delivered), enif_make_uint64(env, skipped),
+                          remote);
+}
+
+ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  ErlNifUInt64 delivered, skipped;
+  if (!enif_get_uint64(env, argv[2], &delivered) || !enif_get_uint64(env, argv[3], &skipped)) {
+    throw std::runtime_error("corrupt fan-out continuation");
+  }
+  return run_inline(env, argv[0], argv[1], delivered, skipped, argv[4]);
+}
+
+// fanout_send(Pids, Message) -> {Delivered, Skipped, RemotePids}
+ERL_NIF_TERM fanout_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
+  return run_inline(env, argv[0], argv[1], 0, 0, enif_make_list(env, 0));
+}
+SWITCHBOARD_RAW_NIF(fanout_send, 2, 0);
+
+// ---------------------------------------------------------------------------
+// Offloaded fan-out
+
+// Done once the job's local receivers have the message and its remote
+// receivers have been handed to the sender process.
+struct FanoutTicket {
+  std::atomic<bool> done{false};
+};
+SWITCHBOARD_RESOURCE(FanoutTicket, "FanoutTicket");
+
+struct Notify {
+  ErlNifPid pid;
+  ERL_NIF_TERM ref;  // in the job's env
+};
+
+// One offloaded fan-out: built by the caller (which walks and checks the
+// list), run by the caller's home sender thread.
+class OffloadJob : public Task {
+ public:
+  explicit OffloadJob(ResourcePtr<FanoutTicket> ticket)
+      : remote(enif_make_list(forward.get(), 0)), ticket_(std::move(ticket)) {}
+
+  OwnedEnv env;  // message, packed payload, notify ref
+  ERL_NIF_TERM message = 0;
+  std::optional<ERL_NIF_TERM> packed;  // the encoded message, for remote nodes
+  std::optional<ErlNifPid> sender;
+  std::optional<Notify> notify;
+  PidVector local;
+  OwnedEnv forward;     // the remote pids, sent on to the sender process
+  ERL_NIF_TERM remote;  // in forward
+  uint64_t remote_count = 0;
+  uint64_t nils = 0;
+
+  void run() noexcept override {
+    uint64_t delivered = 0;
+    uint64_t skipped = nils;
+    try {
+      deliver(delivered, skipped);
+    } catch (...) {
+      // Out of memory part-way: what was sent is counted.
+    }
+    ticket_->done.store(true, std::memory_order_release);
+    if (notify) report(delivered, skipped);
+  }
+
+ private:
+  void deliver(uint64_t& delivered, uint64_t& skipped) {
+    // Remote nodes first: their partitioners work while we send locally.
+    if (remote_count > 0 && sender) {
+      ErlNifEnv* f = forward.get();
+      const ERL_NIF_TERM envelope =
+          enif_make_tuple4(f, atom_remote_envelope, remote, packed ? atoms::true_ : atoms::false_,
+                           enif_make_copy(f, packed ? *packed : message));
+      enif_send(nullptr, &*sender, f, envelope);
+    } else {
+      skipped += remote_count;  // nowhere to route them (a partitioner's share)
+    }
+    for (const ErlNifPid& pid : local) {
+      if (send_copy(pid, message)) {
+        ++delivered;
+      } else {
+        ++skipped;
+      }
+    }
+  }
+
+  void report(uint64_t delivered, uint64_t skipped) noexcept {
+    try {
+      OwnedEnv reply;
+      ErlNifEnv* r = reply.get();
+      enif_send(nullptr, &notify->pid, r,
+                enif_make_tuple3(r, enif_make_copy(r, notify->ref), enif_make_uint64(r, delivered),
+                                 enif_make_uint64(r, skipped)));
+    } catch (...) {
+    }
+  }
+
+  ResourcePtr<FanoutTicket> ticket_;
+};
+
+// A job being built, across the caller's yields.
+struct OffloadDraft {
+  std::unique_ptr<OffloadJob> job;
+};
+SWITCHBOARD_RESOURCE(OffloadDraft, "FanoutOffloadDraft");
+
+ERL_NIF_TERM fanout_offload_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// Walks the list once: checks every entry, collects local pids, copies remote
+// pids for the sender process, counts nils. Nothing is queued unless the
+// whole list is good. argv of a continuation: [Tail, Draft, Ticket].
+ERL_NIF_TERM build_offload(ErlNifEnv* env, ERL_NIF_TERM list, ResourcePtr<OffloadDraft> draft,
+                           ERL_NIF_TERM ticket) {
+  OffloadJob& job = *draft->job;
+  ErlNifEnv* f = job.forward.get();
+  TimeSlice slice(env);
+  unsigned since_check = 0;
+  ERL_NIF_TERM head;
+  while (enif_get_list_cell(env, list, &head, &list)) {
+    ErlNifPid pid;
+    switch (classify(env, head, pid)) {
+      case Receiver::local:
+        job.local.push_back(pid);
+        break;
+      case Receiver::none:
+        ++job.nils;
+        break;
+      case Receiver::remote:
+        job.remote = enif_make_list_cell(f, enif_make_copy(f, head), job.remote);
+        ++job.remote_count;
+        break;
+      case Receiver::invalid:
+        throw bad_receiver(env, head);
+    }
+    if (++since_check == kCheckEvery) {
+      since_check = 0;
+      if (slice.spent()) {
+        const ERL_NIF_TERM next[] = {list, draft.make_term(env), ticket};
+        return yield(env, "fanout_offload", raw_entry<fanout_offload_continue>, 3, next);
+      }
+    }
+  }
+  if (!enif_is_empty_list(env, list)) throw improper_list(env, list);
+
+  ErlNifPid self;
+  if (!enif_self(env, &self)) throw std::runtime_error("fan-out called outside a process");
+  const uint64_t local = job.local.size();
+  const uint64_t remote = job.remote_count;
+  const uint64_t nils = job.nils;
+  // One home thread per caller: its offloaded fan-outs run in order.
+  const ERL_NIF_TERM caller = enif_make_pid(env, &self);
+  sender_pool().submit(enif_hash(ERL_NIF_PHASH2, caller, 0), std::move(draft->job));
+  return enif_make_tuple4(env, ticket, enif_make_uint64(env, local), enif_make_uint64(env, remote),
+                          enif_make_uint64(env, nils));
+}
+
+ERL_NIF_TERM fanout_offload_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  ResourcePtr<OffloadDraft> draft;
+  if (!Decoder<ResourcePtr<OffloadDraft>>::decode(env, argv[1], draft) || !draft->job) {
+    throw std::runtime_error("corrupt fan-out continuation");
+  }
+  return build_offload(env, argv[0], std::move(draft), argv[2]);
+}
+
+// fanout_offload(Pids, Message, PackedOrNil, SenderOrNil, NotifyOrNil)
+//   -> {Ticket, Local, Remote, Nils}
+//
+// Checks and collects the list in the caller (yielding on long lists), then
+// queues the job on the caller's home sender thread and returns. Remote
+// pids go to Sender (if given) as
+// {'$switchboard_fanout_remote', Pids, Packed, PackedOrMessage}. With
+// Notify = {Pid, Ref} the thread sends {Ref, Delivered, Skipped} when done.
+ERL_NIF_TERM fanout_offload(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
+  if (!sender_pool().running()) throw std::runtime_error("fan-out sender threads are not running");
+
+  auto ticket = make_resource<FanoutTicket>();
+  auto job = std::make_unique<OffloadJob>(ticket);
+  job->message = job->env.copy(argv[1]);
+  if (!enif_is_identical(argv[2], atoms::nil)) {
+    if (!enif_is_binary(env, argv[2])) throw bad_argument(env, "a binary or nil", argv[2]);
+    job->packed = job->env.copy(argv[2]);  // a refc binary: shared, not copied
+  }
+  if (!enif_is_identical(argv[3], atoms::nil)) {
+    ErlNifPid sender;
+    if (!enif_get_local_pid(env, argv[3], &sender)) {
+      throw bad_argument(env, "a local pid or nil", argv[3]);
+    }
+    job->sender = sender;
+  }
+  if (!enif_is_identical(argv[4], atoms::nil)) {
+    int arity;
+    const ERL_NIF_TERM* items;
+    ErlNifPid pid;
+    if (!enif_get_tuple(env, argv[4], &arity, &items) || arity != 2 ||
+        !enif_get_local_pid(env, items[0], &pid)) {
+      throw bad_argument(env, "{pid, ref} or nil", argv[4]);
+    }
+    job->notify = Notify{pid, job->env.copy(items[1])};
+  }
+  auto draft = make_resource<OffloadDraft>();
+  draft->job = std::move(job);
+  return build_offload(env, argv[0], std::move(draft), ticket.make_term(env));
+}
+SWITCHBOARD_RAW_NIF(fanout_offload, 5, 0);
+
+bool fanout_ticket_done(ErlNifEnv*, ResourcePtr<FanoutTicket> ticket) {
+  return ticket->done.load(std::memory_order_acquire);
+}
+SWITCHBOARD_NIF(fanout_ticket_done, 0);
+
+// Raises the ArgumentError the native walks raise for the same bad input:
+// Elixir's own check of an inline fan-out (before anything is sent) calls
+// it when it finds a bad entry, so every path reports identically.
+ERL_NIF_TERM fanout_reject(ErlNifEnv* env, Term kind, Term term) {
+  if (enif_is_identical(kind.value, atom_not_list)) throw not_a_list(env, term.value);
+  if (enif_is_identical(kind.value, atom_improper)) throw improper_list(env, term.value);
+  if (enif_is_identical(kind.value, atom_bad_receiver)) throw bad_receiver(env, term.value);
+  throw bad_argument(env, "not_list, improper or bad_receiver", kind.value);
+}
+SWITCHBOARD_NIF(fanout_reject, 0);
+
+// {SenderThreads, TasksCompleted}
+std::tuple<int64_t, int64_t> fanout_info(ErlNifEnv*) {
+  return {static_cast<int64_t>(sender_pool().size()),
+          static_cast<int64_t>(sender_pool().completed())};
+}
+SWITCHBOARD_NIF(fanout_info, 0);
+
+}  // namespace
+}  // namespace switchboard::nif

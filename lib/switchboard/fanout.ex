@@ -1,0 +1,313 @@
+defmodule Switchboard.Fanout do
+  @moduledoc """
+  Sends one message to many processes, local and remote, without the caller
+  doing one `send/2` per receiver.
+
+  `send/3` takes any list of local and remote pids:
+
+    * **Local receivers** are delivered by the NIF with `enif_send`, called
+      once for the whole list. The caller sends in time slices of about
+      0.5 ms and yields between them (`enif_schedule_nif`), so even a
+      fan-out to a million pids never holds a scheduler for longer, and it
+      returns once every local receiver has the message.
+    * **Remote receivers** are grouped by node and get exactly one
+      distribution message per node per fan-out, sent to the
+      `Switchboard.Fanout.Partitioner` on that node (the `:switchboard`
+      application starts one on every node), which delivers locally the same
+      way. The grouping and sending is done by a `Switchboard.Fanout.Sender`
+      process, not by the caller.
+    * `offload: true` returns as soon as the list has been checked and its
+      pids collected into a job (one native pass, yielding on long lists)
+      for a native sender thread, fed through a lock-free queue, which
+      sends with `enif_send` from outside the schedulers at a lower OS
+      priority than the schedulers.
+    * `pack: :binary` encodes the message once (`:erlang.term_to_binary/1`);
+      that one refc binary is what the sender processes hold and what
+      crosses the distribution links, and each node decodes it once in its
+      partitioner.
+
+  ## What receivers get
+
+  Every receiver gets the message term itself, in every mode, exactly as
+  with `send/2`. A process cannot share a term on another process's heap,
+  so each local delivery copies the term into its receiver (literals and
+  refc binaries inside it are shared, as with `send/2`); packing changes
+  how the message travels between nodes, not what arrives.
+
+  ## Ordering
+
+  Messages from one sending process to one receiver arrive in the order the
+  fan-outs were made, whatever the mix of options:
+
+    * an inline fan-out (the default) returns only once every local receiver
+      has the message in its queue, so a later fan-out cannot overtake it;
+    * a process's offloaded fan-outs all run on one sender thread (chosen
+      by the caller's pid) in the order they were made; while any of them is
+      still pending, a later inline fan-out from the same process is queued
+      behind them on that thread and waits for its turn;
+    * remote receivers are always reached through the caller's one sender
+      process (chosen by the caller's pid), then one partitioner per node,
+      each of which handles its mailbox in order.
+
+  Relative to plain `send/2` calls from the same process the usual
+  guarantee holds for inline fan-outs to local receivers only; an
+  offloaded fan-out or a remote hop may be overtaken by a later `send/2`.
+  Call `sync/0` first when that matters.
+
+  ## Summary
+
+  Each call returns `%{local: l, remote: r, skipped: s}`:
+
+    * `local` - local receivers that got the message (offload: that will get
+      it; dead pids are then discovered by the sender thread);
+    * `remote` - remote pids handed to their nodes' partitioners;
+    * `skipped` - `nil` entries and dead local pids (offload: `nil` entries).
+
+  Remote nodes that are not connected are skipped by the sender process, as
+  are dead pids on remote nodes by their partitioner; `stats/0` counts them.
+  """
+
+  alias Switchboard.Fanout.{Partitioner, Sender}
+  alias Switchboard.NIF
+
+  @ticket_key {__MODULE__, :ticket}
+
+  @typedoc "A receiver: a local or remote pid, or `nil` (skipped)."
+  @type receiver :: pid() | nil
+
+  @typedoc "What `send/3` reports."
+  @type summary :: %{
+          local: non_neg_integer(),
+          remote: non_neg_integer(),
+          skipped: non_neg_integer()
+        }
+
+  @type option :: {:pack, :binary | nil} | {:offload, boolean()}
+
+  @doc """
+  Sends `message` to every pid in `pids` and returns a summary.
+
+  `nil` entries and dead pids are skipped and counted, never an error.
+
+  ## Options
+
+    * `:offload` - when `true`, return at once and let a native sender
+      thread deliver. Defaults to `false`: the caller delivers (yielding
+      every ~0.5 ms) and returns once every local receiver has the message.
+    * `:pack` - `:binary` encodes the message once with
+      `:erlang.term_to_binary/1` for remote nodes, which each decode it
+      once. Defaults to `nil` (the term is sent as is).
+
+  ## Examples
+
+      iex> Switchboard.Fanout.send([self(), nil, self()], :hello)
+      %{local: 2, remote: 0, skipped: 1}
+      iex> receive do: (:hello -> :got_it)
+      :got_it
+      iex> receive do: (:hello -> :got_it_twice)
+      :got_it_twice
+
+      iex> dead = spawn(fn -> :ok end)
+      iex> ref = Process.monitor(dead)
+      iex> receive do: ({:DOWN, ^ref, _, _, _} -> :ok)
+      iex> Switchboard.Fanout.send([dead, self()], {:tick, 1})
+      %{local: 1, remote: 0, skipped: 1}
+
+      iex> Switchboard.Fanout.send([self()], :later, offload: true)
+      %{local: 1, remote: 0, skipped: 0}
+      iex> Switchboard.Fanout.sync()
+      :ok
+      iex> receive do: (:later -> :delivered)
+      :delivered
+
+      iex> Switchboard.Fanout.send([self(), :not_a_pid], :hello)
+      ** (ArgumentError) expected a pid or nil in the receiver list, got: not_a_pid
+  """
+  @spec send([receiver()], term(), [option()]) :: summary()
+  def send(pids, message, opts \\ []) do
+    {offload, pack} = options!(opts)
+
+    if offload or pending_offload?() do
+      send_queued(pids, message, pack, offload)
+    else
+      send_inline(pids, message, pack)
+    end
+  end
+
+  @doc """
+  Waits until every fan-out this process offloaded has been delivered to
+  its local receivers and its remote part handed to the caller's
+  `Switchboard.Fanout.Sender` (which sends it on in order, as for inline
+  fan-outs).
+
+  Returns at once when nothing is pending.
+
+  ## Examples
+
+      iex> Switchboard.Fanout.send([self()], :first, offload: true)
+      iex> Switchboard.Fanout.sync()
+      :ok
+      iex> receive do
+      ...>   :first -> :already_here
+      ...> after
+      ...>   0 -> :not_yet
+      ...> end
+      :already_here
+  """
+  @spec sync() :: :ok
+  def sync do
+    if pending_offload?() do
+      %{} = send_queued([], nil, nil, false)
+    end
+
+    :ok
+  end
+
+  @doc """
+  Counters of this node's fan-out machinery.
+
+    * `:sender_threads` - native sender threads, `:thread_tasks` - tasks
+      they have run;
+    * `:routed` - remote parts handled by the sender processes,
+      `:dist_messages` - distribution messages they sent (one per node per
+      fan-out), `:nodes_skipped` - destinations that were not connected;
+    * `:partitioner` - fan-out messages this node's partitioner received
+      from other nodes, and what it delivered and skipped.
+
+  ## Examples
+
+      iex> %{sender_threads: threads} = Switchboard.Fanout.stats()
+      iex> threads >= 1
+      true
+  """
+  @spec stats() :: %{
+          sender_threads: non_neg_integer(),
+          thread_tasks: non_neg_integer(),
+          routed: non_neg_integer(),
+          dist_messages: non_neg_integer(),
+          nodes_skipped: non_neg_integer(),
+          partitioner: Partitioner.stats()
+        }
+  def stats do
+    {threads, tasks} = NIF.fanout_info()
+
+    Map.merge(Sender.stats(), %{
+      sender_threads: threads,
+      thread_tasks: tasks,
+      partitioner: Partitioner.stats()
+    })
+  end
+
+  # ---------------------------------------------------------------------------
+  # Internal entry points for the partitioner
+
+  @doc false
+  # A partitioner worker's share of a fan-out: local pids only (others are
+  # skipped, never routed on); returns {delivered, skipped}.
+  @spec deliver_local([receiver()], term()) :: {non_neg_integer(), non_neg_integer()}
+  def deliver_local(pids, message) do
+    {delivered, skipped, remote} = NIF.fanout_send(pids, message)
+    {delivered, skipped + length(remote)}
+  end
+
+  @doc false
+  # Raises the ArgumentError send/3 would raise for `pids`.
+  @spec check_receivers!(term()) :: :ok
+  def check_receivers!(pids), do: check_list(pids)
+
+  @doc false
+  # The one place a packed message is decoded (see pack/1).
+  @spec unpack(binary()) :: term()
+  def unpack(binary), do: :erlang.binary_to_term(binary)
+
+  # ---------------------------------------------------------------------------
+
+  defp options!(opts) do
+    opts = Keyword.validate!(opts, offload: false, pack: nil)
+
+    offload =
+      case opts[:offload] do
+        value when is_boolean(value) -> value
+        other -> raise ArgumentError, "expected :offload to be a boolean, got: #{inspect(other)}"
+      end
+
+    pack =
+      case opts[:pack] do
+        value when value in [nil, :binary] ->
+          value
+
+        other ->
+          raise ArgumentError, "expected :pack to be :binary or nil, got: #{inspect(other)}"
+      end
+
+    {offload, pack}
+  end
+
+  # The one place a message is encoded for other nodes: switching the codec
+  # (to Switchboard.Erlpack, say) means changing this and unpack/1.
+  defp pack(message), do: :erlang.term_to_binary(message)
+
+  # The caller sends. The list is checked first (one fast pass) so bad
+  # input raises before anything is sent.
+  defp send_inline(pids, message, pack) do
+    check_list(pids)
+    {delivered, skipped, remote} = NIF.fanout_send(pids, message)
+    %{local: delivered, remote: route_remote(remote, message, pack), skipped: skipped}
+  end
+
+  defp route_remote([], _message, _pack), do: 0
+
+  defp route_remote(remote, message, pack) do
+    {packed, payload} = if pack == :binary, do: {true, pack(message)}, else: {false, message}
+    Kernel.send(Sender.for_caller!(), {:"$switchboard_fanout_remote", remote, packed, payload})
+    length(remote)
+  end
+
+  # Offloaded, or inline behind pending offloaded work: one job on the
+  # caller's sender thread (the NIF checks and collects the list in one
+  # pass). Inline callers wait for its report.
+  defp send_queued(pids, message, pack, offload) do
+    packed = if pack == :binary, do: pack(message)
+    ref = make_ref()
+    notify = if offload, do: nil, else: {self(), ref}
+
+    {ticket, local, remote, skipped} =
+      NIF.fanout_offload(pids, message, packed, Sender.for_caller!(), notify)
+
+    Process.put(@ticket_key, ticket)
+
+    if offload do
+      %{local: local, remote: remote, skipped: skipped}
+    else
+      receive do
+        {^ref, delivered, skipped} -> %{local: delivered, remote: remote, skipped: skipped}
+      end
+    end
+  end
+
+  defp pending_offload? do
+    case Process.get(@ticket_key) do
+      nil ->
+        false
+
+      ticket ->
+        if NIF.fanout_ticket_done(ticket) do
+          Process.delete(@ticket_key)
+          false
+        else
+          true
+        end
+    end
+  end
+
+  # One fast pass that checks the receivers. Bad input is reported by the
+  # NIF so the message is the one its own checks give.
+  defp check_list(pids) when is_list(pids), do: check(pids)
+  defp check_list(other), do: NIF.fanout_reject(:not_list, other)
+
+  defp check([pid | rest]) when is_pid(pid), do: check(rest)
+  defp check([nil | rest]), do: check(rest)
+  defp check([]), do: :ok
+  defp check([other | _]), do: NIF.fanout_reject(:bad_receiver, other)
+  defp check(tail), do: NIF.fanout_reject(:improper, tail)
+end
