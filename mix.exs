@@ -35,7 +35,7 @@ defmodule Mix.Tasks.Compile.SwitchboardNative do
   use Mix.Task.Compiler
 
   @native_inputs ["CMakeLists.txt", "c_src"]
-  @artifacts ["switchboard_nif.so"]
+  @artifacts ["switchboard_nif.so", "switchboard_etf_port"]
 
   @impl true
   def run(_args) do

@@ -1,0 +1,342 @@
+# Switchboard.Erlpack (NIF) against term_to_binary/binary_to_term and the
+# pure twin, on gateway payloads; the fragment envelope against re-encoding
+# per session; scheduler latency while 10 MB encodes and decodes run; and the
+# native core's own throughput when its benchmark is built.
+#
+#   mix run bench/erlpack.exs
+#   SWITCHBOARD_BENCH_QUICK=1 mix run bench/erlpack.exs
+#
+# Each sample times a loop of `ops` calls in a fresh process; figures are per
+# call. Targets (issue 4): encode <= 1.0x term_to_binary, decode (atoms:
+# :existing) <= 1.3x binary_to_term, envelope >= 5x re-encoding.
+Code.require_file("support/harness.ex", __DIR__)
+Code.require_file("support/scheduler_probe.ex", __DIR__)
+
+alias Switchboard.Bench.{Harness, SchedulerProbe}
+alias Switchboard.Erlpack
+alias Switchboard.Erlpack.Pure
+
+defmodule ErlpackBench do
+  # Snowflakes of 2023: above 2^60, so bignums in the VM, as in production.
+  def snowflake(i), do: 1_180_000_000_000_000_000 + i * 4_194_304 + rem(i * 7919, 4096)
+
+  def user(i) do
+    %{
+      "id" => snowflake(i),
+      "username" => "user_#{i}",
+      "global_name" => "User Number #{i}",
+      "avatar" => "a_3f2b9c0d8e7f6a5b4c3d2e1f0a9b#{rem(i, 9999)}",
+      "discriminator" => "0",
+      "public_flags" => 64,
+      "bot" => false
+    }
+  end
+
+  def message_create(i) do
+    %{
+      "id" => snowflake(i + 1),
+      "channel_id" => snowflake(2),
+      "guild_id" => snowflake(3),
+      "author" => user(i),
+      "member" => %{
+        "roles" => [snowflake(10), snowflake(11), snowflake(12)],
+        "joined_at" => "2021-03-04T05:06:07.123000+00:00",
+        "deaf" => false,
+        "mute" => false,
+        "flags" => 0,
+        "nick" => nil
+      },
+      "content" => "Hello there! This is message #{i}, with a little text to make it realistic.",
+      "timestamp" => "2024-01-02T03:04:05.678000+00:00",
+      "edited_timestamp" => nil,
+      "tts" => false,
+      "mention_everyone" => false,
+      "mentions" => [user(i + 7)],
+      "mention_roles" => [],
+      "attachments" => [],
+      "embeds" => [
+        %{
+          "type" => "rich",
+          "title" => "An embed",
+          "description" => "With a description long enough to matter.",
+          "color" => 5_814_783
+        }
+      ],
+      "pinned" => false,
+      "type" => 0,
+      "flags" => 0,
+      "nonce" => "#{snowflake(i + 99)}",
+      "referenced_message" => nil
+    }
+  end
+
+  def presence_update(i) do
+    %{
+      "user" => %{"id" => snowflake(i)},
+      "guild_id" => snowflake(3),
+      "status" => "online",
+      "activities" => [%{"name" => "A Game", "type" => 0, "created_at" => 1_700_000_000_000}],
+      "client_status" => %{"desktop" => "online"}
+    }
+  end
+
+  def member(i) do
+    %{
+      "user" => user(i),
+      "roles" => [snowflake(10 + rem(i, 5)), snowflake(20 + rem(i, 3))],
+      "joined_at" => "2021-03-04T05:06:07.123000+00:00",
+      "premium_since" => nil,
+      "deaf" => false,
+      "mute" => false,
+      "pending" => false,
+      "nick" => if(rem(i, 4) == 0, do: "nick #{i}", else: nil),
+      "flags" => 0
+    }
+  end
+
+  def guild_create(members) do
+    %{
+      "id" => snowflake(3),
+      "name" => "A large guild",
+      "icon" => "a_0123456789abcdef0123456789abcdef",
+      "owner_id" => snowflake(1),
+      "member_count" => members,
+      "large" => true,
+      "features" => ["COMMUNITY", "NEWS", "ANIMATED_ICON"],
+      "roles" =>
+        for(
+          r <- 1..20,
+          do: %{
+            "id" => snowflake(10 + r),
+            "name" => "role #{r}",
+            "color" => r,
+            "position" => r,
+            "permissions" => "1071698660929"
+          }
+        ),
+      "channels" =>
+        for(
+          c <- 1..50,
+          do: %{
+            "id" => snowflake(100 + c),
+            "name" => "channel-#{c}",
+            "type" => 0,
+            "position" => c,
+            "parent_id" => nil
+          }
+        ),
+      "members" => for(i <- 1..members, do: member(i))
+    }
+  end
+
+  def loop(0, _fun), do: :ok
+
+  def loop(n, fun) do
+    fun.()
+    loop(n - 1, fun)
+  end
+
+  # A job timing `ops` calls of each implementation on `input`.
+  def job(name, ops, baseline, candidates, check) do
+    [
+      name: name,
+      ops: ops,
+      baseline: timed(baseline, ops),
+      candidates: Enum.map(candidates, &timed(&1, ops)),
+      check: check
+    ]
+  end
+
+  defp timed({label, fun}, ops) do
+    {label,
+     fn _ ->
+       loop(ops - 1, fun)
+       fun.()
+     end}
+  end
+end
+
+payloads = [
+  {"MESSAGE_CREATE", ErlpackBench.message_create(1), Harness.pick(2000, 400)},
+  {"PRESENCE_UPDATE", ErlpackBench.presence_update(1), Harness.pick(5000, 1000)},
+  {"GUILD_CREATE (1,000 members)", ErlpackBench.guild_create(1000), Harness.pick(10, 3)}
+]
+
+sizes =
+  for {name, term, _ops} <- payloads do
+    [{"payload", name}, {"ETF bytes", byte_size(:erlang.term_to_binary(term))}]
+  end
+
+codec_jobs =
+  for {name, term, ops} <- payloads do
+    bytes = :erlang.term_to_binary(term)
+
+    encode =
+      ErlpackBench.job(
+        "#{name} encode",
+        ops,
+        {"term_to_binary", fn -> :erlang.term_to_binary(term) end},
+        [
+          {"Erlpack (NIF)", fn -> Erlpack.encode(term) end},
+          {"Erlpack.Pure", fn -> Pure.encode(term) end}
+        ],
+        fn _, result -> result == bytes end
+      )
+
+    decode =
+      ErlpackBench.job(
+        "#{name} decode",
+        ops,
+        {"binary_to_term", fn -> :erlang.binary_to_term(bytes) end},
+        [
+          {"Erlpack (NIF, atoms: :existing)", fn -> Erlpack.decode(bytes) end},
+          {"binary_to_term [:safe]", fn -> :erlang.binary_to_term(bytes, [:safe]) end},
+          {"Erlpack.Pure", fn -> Pure.decode(bytes) end},
+          {"Erlpack isolation: :port", fn -> Erlpack.decode(bytes, isolation: :port) end}
+        ],
+        fn _, result -> result == {:ok, term} or result == term end
+      )
+
+    [encode, decode]
+  end
+  |> Enum.concat()
+
+sessions = 1000
+event = ErlpackBench.message_create(42)
+
+envelope = fn seq, d -> %{"op" => 0, "s" => seq, "t" => "MESSAGE_CREATE", "d" => d} end
+
+envelope_job = [
+  name: "MESSAGE_CREATE to #{sessions} sessions (per session)",
+  ops: sessions,
+  baseline:
+    {"re-encode event per session (Erlpack)",
+     fn _ -> for seq <- 1..sessions, do: Erlpack.encode(envelope.(seq, event)) end},
+  candidates: [
+    {"fragment once + envelope (Erlpack)",
+     fn _ ->
+       fragment = Erlpack.fragment(event)
+       for seq <- 1..sessions, do: Erlpack.encode(envelope.(seq, fragment))
+     end},
+    {"re-encode per session (term_to_binary)",
+     fn _ -> for seq <- 1..sessions, do: :erlang.term_to_binary(envelope.(seq, event)) end},
+    {"fragment once + envelope (Pure)",
+     fn _ ->
+       fragment = Pure.fragment(event)
+       for seq <- 1..sessions, do: Pure.encode(envelope.(seq, fragment))
+     end}
+  ],
+  check: fn _, frames ->
+    frames |> List.last() |> :erlang.binary_to_term() == envelope.(sessions, event)
+  end
+]
+
+rows = Harness.run("erlpack", codec_jobs ++ [envelope_job], sizes)
+
+# Scheduler latency while 10 MB encodes and decodes run in a loop. The term
+# lives in persistent_term: copied into each worker's heap, every garbage
+# collection of the worker would copy 10 MB of terms and hold its scheduler
+# for ~100 ms, whatever the NIF does.
+:persistent_term.put(:erlpack_bench_big, ErlpackBench.guild_create(33_000))
+big_bytes = :erlang.term_to_binary(:persistent_term.get(:erlpack_bench_big))
+big_mb = Float.round(byte_size(big_bytes) / 1_000_000, 1)
+probe_ms = Harness.pick(4000, 1500)
+ten_mb_blob = :binary.copy(<<1, 2, 3, 4, 5, 6, 7, 8, 9, 10>>, 1_000_000)
+
+probe_rows = [
+  SchedulerProbe.row(
+    "idle",
+    SchedulerProbe.measure(fn -> Process.sleep(1) end, duration_ms: 1000)
+  ),
+  SchedulerProbe.row(
+    "Erlpack.encode of #{big_mb} MB, in a loop",
+    SchedulerProbe.measure(fn -> Erlpack.encode(:persistent_term.get(:erlpack_bench_big)) end,
+      duration_ms: probe_ms
+    )
+  ),
+  SchedulerProbe.row(
+    "Erlpack.decode of #{big_mb} MB, in a loop",
+    SchedulerProbe.measure(fn -> Erlpack.decode(big_bytes) end, duration_ms: probe_ms)
+  ),
+  SchedulerProbe.row(
+    "term_to_binary of #{big_mb} MB (OTP, yields), in a loop",
+    SchedulerProbe.measure(
+      fn -> :erlang.term_to_binary(:persistent_term.get(:erlpack_bench_big)) end,
+      duration_ms: probe_ms
+    )
+  ),
+  # A dirty NIF that allocates nothing: when this row is slow too, the
+  # machine's cores are busy elsewhere and no row of this run means much.
+  SchedulerProbe.row(
+    "reference: 10 MB FNV-1a dirty CPU NIF, in a loop",
+    SchedulerProbe.measure(fn -> Switchboard.NIF.diag_fnv1a_dirty(ten_mb_blob) end,
+      duration_ms: probe_ms
+    )
+  ),
+  SchedulerProbe.row(
+    "negative control: 10 MB FNV-1a blocking NIF, in a loop",
+    SchedulerProbe.measure(fn -> Switchboard.NIF.diag_fnv1a_blocking(ten_mb_blob) end,
+      duration_ms: probe_ms
+    )
+  )
+]
+
+# The native core's own benchmark (a Release build with SWITCHBOARD_NATIVE_BENCH=ON,
+# as `make native-test` does, or the path in SWITCHBOARD_BENCH_ETF), when present.
+native_candidates = [
+  System.get_env("SWITCHBOARD_BENCH_ETF"),
+  "build/native/native_tests/bench_etf"
+]
+
+native_rows =
+  case Enum.find(native_candidates, &(&1 && File.exists?(&1))) do
+    nil ->
+      [[{"native bench_etf", "not built (make native-test builds it)"}]]
+
+    path ->
+      {output, _status} = System.cmd(path, [], stderr_to_stdout: true)
+
+      for line <- String.split(output, "\n", trim: true) do
+        [{"native bench_etf", line}]
+      end
+  end
+
+ratio = fn job, label ->
+  row = Enum.find(rows, &(&1.job == job))
+  candidate = Enum.find(row.candidates, &(&1.label == label))
+  row.baseline.median_ns / candidate.median_ns
+end
+
+target_rows =
+  for {name, _term, _ops} <- payloads do
+    encode = 1 / ratio.("#{name} encode", "Erlpack (NIF)")
+    decode = 1 / ratio.("#{name} decode", "Erlpack (NIF, atoms: :existing)")
+
+    [
+      [
+        {"target", "#{name} encode <= 1.0x term_to_binary"},
+        {"measured", "#{Float.round(encode, 2)}x"},
+        {"met", if(encode <= 1.0, do: "yes", else: "no")}
+      ],
+      [
+        {"target", "#{name} decode <= 1.3x binary_to_term"},
+        {"measured", "#{Float.round(decode, 2)}x"},
+        {"met", if(decode <= 1.3, do: "yes", else: "no")}
+      ]
+    ]
+  end
+  |> Enum.concat()
+
+speedup = ratio.(envelope_job[:name], "fragment once + envelope (Erlpack)")
+
+target_rows =
+  target_rows ++
+    [
+      [
+        {"target", "envelope with fragment >= 5x re-encoding"},
+        {"measured", "#{Float.round(speedup, 2)}x"},
+        {"met", if(speedup >= 5, do: "yes", else: "no")}
+      ]
+    ]
+
+Harness.run("erlpack-probe", [], probe_rows ++ native_rows ++ target_rows)

@@ -1,0 +1,1189 @@
+// Switchboard.Erlpack: NIFs over the core ETF codec. Encoding walks the term
+// with the enif API and appends to an EtfEncoder; decoding hands the core
+// EtfDecoder a visitor that builds the terms directly in the caller's heap.
+//
+// Scheduling: every call starts on the normal scheduler with a work budget of
+// about half a millisecond (checked every few hundred terms). Decodes of
+// inputs larger than kDirtyDecodeBytes go to a dirty CPU scheduler at once;
+// any other call that spends its budget gives up its partial result and runs
+// again on a dirty CPU scheduler. The core decoder cannot pause mid-term, and
+// a half-walked term cannot be kept across a reschedule (a garbage collection
+// may move it), so the work is not split into slices.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/etf/atom_text.hpp"
+#include "core/etf/decoder.hpp"
+#include "core/etf/encoder.hpp"
+#include "nif/erlpack_glue.hpp"
+#include "nif/nif.hpp"
+#include "nif/scheduling.hpp"
+
+namespace switchboard::nif {
+namespace {
+
+namespace etf = core::etf;
+using erlpack::AtomMode;
+using erlpack::Refusal;
+
+ERL_NIF_TERM& atom_existing = register_atom("existing");
+ERL_NIF_TERM& atom_binary = register_atom("binary");
+ERL_NIF_TERM& atom_create = register_atom("create");
+ERL_NIF_TERM& atom_fragment_struct = register_atom("Elixir.Switchboard.Erlpack.Fragment");
+ERL_NIF_TERM& atom_bytes = register_atom("bytes");
+ERL_NIF_TERM& atom_string_keys_collision = register_atom("string_keys_collision");
+ERL_NIF_TERM& atom_bad_fragment = register_atom("bad_fragment");
+
+// Every reason decode/2 can return, made at load.
+struct ReasonAtom {
+  std::string_view name;
+  ERL_NIF_TERM& atom;
+};
+const std::array<ReasonAtom, 16> kReasons = {{
+    {"truncated", register_atom("truncated")},
+    {"bad_version", register_atom("bad_version")},
+    {"unknown_tag", register_atom("unknown_tag")},
+    {"depth_exceeded", register_atom("depth_exceeded")},
+    {"too_large", register_atom("too_large")},
+    {"decompressed_too_large", register_atom("decompressed_too_large")},
+    {"bad_compression", register_atom("bad_compression")},
+    {"nested_compression", register_atom("nested_compression")},
+    {"invalid_float", register_atom("invalid_float")},
+    {"duplicate_key", register_atom("duplicate_key")},
+    {"atom_too_long", register_atom("atom_too_long")},
+    {"invalid_utf8", register_atom("invalid_utf8")},
+    {"trailing_data", register_atom("trailing_data")},
+    {"unknown_atom", register_atom("unknown_atom")},
+    {"bad_node", register_atom("bad_node")},
+    {"invalid_term", register_atom("invalid_term")},
+}};
+
+ERL_NIF_TERM reason_atom(std::string_view name) {
+  for (const ReasonAtom& reason : kReasons) {
+    if (reason.name == name) return reason.atom;
+  }
+  return kReasons.back().atom;  // invalid_term
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling
+
+using Clock = std::chrono::steady_clock;
+
+// What a call may spend on a normal scheduler before it moves to a dirty one.
+constexpr auto kNormalBudget = std::chrono::microseconds(400);
+// Reading the clock costs tens of nanoseconds on these machines, as much as
+// encoding a small term, so small calls never read it: the clock starts after
+// this much work (terms, or 256 bytes copied; well under 100 us of it) and is
+// read every kUnitsPerClockCheck units after that.
+constexpr std::size_t kUnitsBeforeClock = 1024;
+constexpr std::size_t kUnitsPerClockCheck = 256;
+// Decoding runs at a few hundred MB/s here: inputs above this size would
+// outlast the budget anyway, so they start dirty.
+constexpr std::size_t kDirtyDecodeBytes = std::size_t{256} << 10;
+// A binary this large is not copied on a normal scheduler at all.
+constexpr std::size_t kDirtyCopyBytes = std::size_t{1} << 20;
+// zlib deflates at tens of MB/s: above this the compression goes dirty.
+constexpr std::size_t kDirtyCompressBytes = std::size_t{16} << 10;
+// Thread-local buffers that grew past this are given back after the call.
+constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
+
+bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
+
+class WorkBudget {
+ public:
+  explicit WorkBudget(bool limited) : limited_(limited) {}
+
+  // Counts `units` of work; true once the budget is spent (never when unlimited).
+  bool charge(std::size_t units = 1) {
+    units_ += units;
+    return units_ >= next_check_ && check();
+  }
+  bool limited() const noexcept { return limited_; }
+
+  // Tells the VM how much of its slice a long call used (1% per 10 us).
+  void report(ErlNifEnv* env) const {
+    if (!started_) return;
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
+    enif_consume_timeslice(env, micros >= 900 ? 100 : static_cast<int>(micros / 10) + 10);
+  }
+
+ private:
+  bool check() {
+    next_check_ = units_ + kUnitsPerClockCheck;
+    if (!limited_) return false;
+    if (!started_) {
+      started_ = true;
+      start_ = Clock::now();
+      return false;
+    }
+    return Clock::now() - start_ > kNormalBudget;
+  }
+
+  bool limited_;
+  bool started_ = false;
+  std::size_t units_ = 0;
+  std::size_t next_check_ = kUnitsBeforeClock;
+  Clock::time_point start_;
+};
+
+template <class T>
+void trim(std::vector<T>& buffer) {
+  if (buffer.capacity() * sizeof(T) > kKeepBufferBytes) std::vector<T>().swap(buffer);
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+// OTP's own encoding of each atom met (ATOM_EXT, or the UTF-8 forms beyond
+// Latin-1) and of its name as a binary, per scheduler thread. An atom term
+// never changes meaning and atoms are never freed, so entries stay valid.
+class AtomEncodings {
+ public:
+  struct Entry {
+    ERL_NIF_TERM atom;
+    std::string as_atom;    // term bytes without the version byte
+    std::string as_binary;  // BINARY_EXT of the UTF-8 name (string_keys)
+  };
+
+  const Entry& get(ErlNifEnv* env, ERL_NIF_TERM atom) {
+    std::size_t slot = (atom * 0x9e3779b97f4a7c15ull) >> (64 - kSlotBits);
+    for (;; slot = (slot + 1) & (kSlots - 1)) {
+      const std::uint32_t index = slots_[slot];
+      if (index == 0) break;
+      if (entries_[index - 1].atom == atom) return entries_[index - 1];
+    }
+    // Dynamically created atoms could grow the cache without bound.
+    if (entries_.size() >= kMaxEntries) {
+      entries_.clear();
+      slots_.fill(0);
+      return get(env, atom);
+    }
+    entries_.push_back(make_entry(env, atom));
+    slots_[slot] = static_cast<std::uint32_t>(entries_.size());
+    return entries_.back();
+  }
+
+ private:
+  static constexpr unsigned kSlotBits = 12;
+  static constexpr std::size_t kSlots = std::size_t{1} << kSlotBits;
+  static constexpr std::size_t kMaxEntries = kSlots / 2;
+
+  static Entry make_entry(ErlNifEnv* env, ERL_NIF_TERM atom) {
+    ErlNifBinary encoded;
+    if (!enif_term_to_binary(env, atom, &encoded)) throw std::bad_alloc();
+    Entry entry{
+        atom, std::string(reinterpret_cast<const char*>(encoded.data) + 1, encoded.size - 1), {}};
+    enif_release_binary(&encoded);
+    etf::Text name;
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(entry.as_atom.data());
+    erlpack::read_wire_atom({bytes, entry.as_atom.size()}, 0, name);
+    etf::EtfEncoder key;
+    key.binary(std::string_view(name));
+    entry.as_binary.assign(reinterpret_cast<const char*>(key.bytes().data()), key.size());
+    return entry;
+  }
+
+  std::array<std::uint32_t, kSlots> slots_{};  // entry index + 1, 0 when free
+  std::vector<Entry> entries_;
+};
+
+enum class EncodeStatus { done, out_of_time, string_keys_collision, bad_fragment };
+
+// A term waiting to be written: as itself, or (string_keys) an atom key
+// written as a binary.
+struct Pending {
+  ERL_NIF_TERM term;
+  bool as_string_key;
+};
+
+// A container being written: the index of its next child and where its
+// children are (a tuple's elements in place, a map's pairs copied to the
+// pending buffer, a list through its cursor).
+struct EncodeFrame {
+  enum Kind : std::uint8_t { tuple, map, list } kind;
+  std::uint32_t next;
+  std::uint32_t end;
+  const ERL_NIF_TERM* elements;  // tuple
+  ERL_NIF_TERM cursor;           // list: the cells not yet written
+  std::size_t pending_base;      // map: where its pairs start in the pending buffer
+};
+
+// Per scheduler thread, looked up once per call: each thread_local access
+// from a shared library is a call to __tls_get_addr, which GCC repeats at
+// every use of an inlined accessor rather than keep the address; a
+// non-inlined accessor hands out a plain reference.
+struct EncodeBuffers {
+  std::vector<EncodeFrame> frames;
+  std::vector<Pending> pending;
+  std::vector<Pending> atom_keys;
+  std::string chars;
+  AtomEncodings atoms;
+  etf::EtfEncoder encoder;
+
+  [[gnu::noinline]] static EncodeBuffers& get() {
+    thread_local EncodeBuffers buffers;
+    return buffers;
+  }
+  void trim_after_call() {
+    trim(frames);
+    trim(pending);
+    if (encoder.buffer().capacity() > kKeepBufferBytes) encoder = etf::EtfEncoder();
+  }
+};
+
+// Walks a term without recursion and appends its encoding, choosing the tags
+// term_to_binary/1 chooses: maps of up to 32 keys come out of the iterator in
+// the runtime's order, which is the order term_to_binary writes them in.
+class TermEncoder {
+ public:
+  TermEncoder(ErlNifEnv* env, EncodeBuffers& buffers, bool string_keys, WorkBudget& budget)
+      : env_(env),
+        out_(buffers.encoder),
+        frames_(buffers.frames),
+        pending_(buffers.pending),
+        buffers_(buffers),
+        string_keys_(string_keys),
+        budget_(budget) {
+    frames_.clear();
+    pending_.clear();
+  }
+
+  EncodeStatus encode(ERL_NIF_TERM root) {
+    if (const EncodeStatus status = encode_term(root); status != EncodeStatus::done) return status;
+    while (!frames_.empty()) {
+      if (budget_.charge()) return EncodeStatus::out_of_time;
+      EncodeFrame& frame = frames_.back();
+      ERL_NIF_TERM child;
+      switch (frame.kind) {
+        case EncodeFrame::tuple:
+          if (frame.next == frame.end) {
+            frames_.pop_back();
+            continue;
+          }
+          child = frame.elements[frame.next++];
+          break;
+        case EncodeFrame::map: {
+          if (frame.next == frame.end) {
+            pending_.resize(frame.pending_base);
+            frames_.pop_back();
+            continue;
+          }
+          const Pending item = pending_[frame.pending_base + frame.next++];
+          if (item.as_string_key) {
+            append(buffers_.atoms.get(env_, item.term).as_binary);
+            continue;
+          }
+          child = item.term;
+          break;
+        }
+        case EncodeFrame::list: {
+          ERL_NIF_TERM tail;
+          if (!enif_get_list_cell(env_, frame.cursor, &child, &tail)) {
+            // The tail: [] for a proper list.
+            child = frame.cursor;
+            frames_.pop_back();
+            if (enif_is_empty_list(env_, child)) {
+              out_.nil();
+              continue;
+            }
+            break;
+          }
+          frame.cursor = tail;
+          break;
+        }
+      }
+      if (const EncodeStatus status = encode_term(child); status != EncodeStatus::done) {
+        return status;
+      }
+    }
+    return EncodeStatus::done;
+  }
+
+  // The map or fragment that made encode() fail.
+  ERL_NIF_TERM offending() const noexcept { return offending_; }
+
+ private:
+  void append(const std::string& bytes) {
+    out_.raw({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+  }
+
+  // OTP's encoding, minus the version byte: pids, ports, references, funs,
+  // bignums and bitstrings, none of them frequent.
+  void append_external(ERL_NIF_TERM term) {
+    ErlNifBinary encoded;
+    if (!enif_term_to_binary(env_, term, &encoded)) throw std::bad_alloc();
+    out_.raw({encoded.data + 1, encoded.size - 1});
+    enif_release_binary(&encoded);
+  }
+
+  // Writes a scalar whole, or a container's header and pushes its frame.
+  EncodeStatus encode_term(ERL_NIF_TERM term) {
+    switch (enif_term_type(env_, term)) {
+      case ERL_NIF_TERM_TYPE_INTEGER: {
+        ErlNifSInt64 value;
+        ErlNifUInt64 unsigned_value;
+        if (enif_get_int64(env_, term, &value)) {
+          out_.int64(value);
+        } else if (enif_get_uint64(env_, term, &unsigned_value)) {
+          out_.uint64(unsigned_value);
+        } else {
+          append_external(term);
+        }
+        return EncodeStatus::done;
+      }
+      case ERL_NIF_TERM_TYPE_ATOM:
+        append(buffers_.atoms.get(env_, term).as_atom);
+        return EncodeStatus::done;
+      case ERL_NIF_TERM_TYPE_BITSTRING: {
+        ErlNifBinary binary;
+        if (!enif_inspect_binary(env_, term, &binary)) {
+          append_external(term);  // not a whole number of bytes
+          return EncodeStatus::done;
+        }
+        if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::out_of_time;
+        out_.binary(std::span<const std::uint8_t>(binary.data, binary.size));
+        return budget_.charge(binary.size / 256) ? EncodeStatus::out_of_time : EncodeStatus::done;
+      }
+      case ERL_NIF_TERM_TYPE_MAP:
+        return encode_map(term);
+      case ERL_NIF_TERM_TYPE_LIST:
+        return encode_list(term);
+      case ERL_NIF_TERM_TYPE_TUPLE: {
+        int arity;
+        const ERL_NIF_TERM* elements;
+        enif_get_tuple(env_, term, &arity, &elements);
+        out_.tuple_header(static_cast<std::uint32_t>(arity));
+        if (arity > 0) {
+          frames_.push_back(
+              {EncodeFrame::tuple, 0, static_cast<std::uint32_t>(arity), elements, 0, 0});
+        }
+        return EncodeStatus::done;
+      }
+      case ERL_NIF_TERM_TYPE_FLOAT: {
+        double value;
+        enif_get_double(env_, term, &value);
+        out_.float64(value);
+        return EncodeStatus::done;
+      }
+      case ERL_NIF_TERM_TYPE_PID:
+      case ERL_NIF_TERM_TYPE_PORT:
+      case ERL_NIF_TERM_TYPE_REFERENCE:
+      case ERL_NIF_TERM_TYPE_FUN:
+        append_external(term);
+        return EncodeStatus::done;
+      default:
+        throw bad_argument(env_, "a term of a known type", term);
+    }
+  }
+
+  // STRING_EXT for a proper list of at most 65535 bytes, as OTP does;
+  // otherwise LIST_EXT with the elements, then the tail.
+  EncodeStatus encode_list(ERL_NIF_TERM list) {
+    if (enif_is_empty_list(env_, list)) {
+      out_.nil();
+      return EncodeStatus::done;
+    }
+    std::uint32_t length = 0;
+    ERL_NIF_TERM rest = list, head;
+    bool bytes = true;
+    while (enif_get_list_cell(env_, rest, &head, &rest)) {
+      ++length;
+      // Most lists hold maps or binaries: no need to ask whether they are strings.
+      if (length == 1) bytes = enif_term_type(env_, head) == ERL_NIF_TERM_TYPE_INTEGER;
+      if ((length & 255) == 0 && budget_.charge(256)) return EncodeStatus::out_of_time;
+    }
+    if (bytes && length <= etf::kMaxStringExtLength && enif_is_empty_list(env_, rest)) {
+      std::string& chars = buffers_.chars;
+      chars.resize(length + 1);
+      if (enif_get_string(env_, list, chars.data(), length + 1, ERL_NIF_LATIN1) ==
+          static_cast<int>(length + 1)) {
+        out_.string({reinterpret_cast<const std::uint8_t*>(chars.data()), length});
+        return EncodeStatus::done;
+      }
+    }
+    out_.list_header(length);
+    frames_.push_back({EncodeFrame::list, 0, 0, nullptr, list, 0});
+    return EncodeStatus::done;
+  }
+
+  EncodeStatus encode_map(ERL_NIF_TERM map) {
+    std::size_t size;
+    enif_get_map_size(env_, map, &size);
+    const std::size_t base = pending_.size();
+    bool fragment = false;
+    ErlNifMapIterator iterator;
+    enif_map_iterator_create(env_, map, &iterator, ERL_NIF_MAP_ITERATOR_FIRST);
+    ERL_NIF_TERM key, value;
+    while (enif_map_iterator_get_pair(env_, &iterator, &key, &value)) {
+      pending_.push_back({key, false});
+      pending_.push_back({value, false});
+      fragment = fragment || (key == atoms::struct_field && value == atom_fragment_struct);
+      if ((pending_.size() & 511) == 0 && budget_.charge(256)) {
+        enif_map_iterator_destroy(env_, &iterator);
+        return EncodeStatus::out_of_time;
+      }
+      enif_map_iterator_next(env_, &iterator);
+    }
+    enif_map_iterator_destroy(env_, &iterator);
+    if (fragment) {
+      pending_.resize(base);
+      return splice_fragment(map);
+    }
+    out_.map_header(static_cast<std::uint32_t>(size));
+    if (size == 0) return EncodeStatus::done;
+    if (string_keys_) {
+      if (const EncodeStatus status = rename_keys(map, base); status != EncodeStatus::done) {
+        return status;
+      }
+    }
+    frames_.push_back(
+        {EncodeFrame::map, 0, static_cast<std::uint32_t>(2 * size), nullptr, 0, base});
+    return EncodeStatus::done;
+  }
+
+  EncodeStatus splice_fragment(ERL_NIF_TERM map) {
+    ERL_NIF_TERM bytes;
+    ErlNifBinary binary;
+    if (!enif_get_map_value(env_, map, atom_bytes, &bytes) ||
+        !enif_inspect_binary(env_, bytes, &binary)) {
+      offending_ = map;
+      return EncodeStatus::bad_fragment;
+    }
+    if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::out_of_time;
+    out_.raw({binary.data, binary.size});
+    return budget_.charge(binary.size / 256) ? EncodeStatus::out_of_time : EncodeStatus::done;
+  }
+
+  // Marks atom keys (pairs from `base` in the pending buffer) to be written
+  // as binaries, in the order term_to_binary would write the renamed map.
+  // Renamed keys sort after every key that is not a bitstring and keep their
+  // order (atoms and binaries both sort by name), so they simply go last;
+  // only a map that already has bitstring keys needs its bitstring keys
+  // sorted together, and only there can two keys become equal.
+  EncodeStatus rename_keys(ERL_NIF_TERM map, std::size_t base) {
+    bool has_bitstring_keys = false;
+    bool has_atom_keys = false;
+    for (std::size_t i = base; i < pending_.size(); i += 2) {
+      const ErlNifTermType type = enif_term_type(env_, pending_[i].term);
+      has_atom_keys = has_atom_keys || type == ERL_NIF_TERM_TYPE_ATOM;
+      has_bitstring_keys = has_bitstring_keys || type == ERL_NIF_TERM_TYPE_BITSTRING;
+    }
+    if (!has_atom_keys) return EncodeStatus::done;
+    auto& atom_pairs = buffers_.atom_keys;
+    atom_pairs.clear();
+    if (!has_bitstring_keys) {
+      std::size_t kept = base;
+      for (std::size_t i = base; i < pending_.size(); i += 2) {
+        if (enif_is_atom(env_, pending_[i].term)) {
+          atom_pairs.push_back({pending_[i].term, true});
+          atom_pairs.push_back(pending_[i + 1]);
+        } else {
+          pending_[kept++] = pending_[i];
+          pending_[kept++] = pending_[i + 1];
+        }
+      }
+      std::copy(atom_pairs.begin(), atom_pairs.end(),
+                pending_.begin() + static_cast<std::ptrdiff_t>(kept));
+      return EncodeStatus::done;
+    }
+
+    // Bitstring keys, original or renamed, sorted by the runtime's compare.
+    struct Keyed {
+      ERL_NIF_TERM sort_key;
+      Pending key;
+      Pending value;
+    };
+    std::vector<Keyed> bitstrings;
+    std::size_t kept = base;
+    for (std::size_t i = base; i < pending_.size(); i += 2) {
+      const ERL_NIF_TERM key = pending_[i].term;
+      const ErlNifTermType type = enif_term_type(env_, key);
+      if (type == ERL_NIF_TERM_TYPE_ATOM) {
+        const std::string& encoded = buffers_.atoms.get(env_, key).as_binary;
+        const ERL_NIF_TERM name = make_binary(env_, std::string_view(encoded).substr(5));
+        ERL_NIF_TERM ignored;
+        if (enif_get_map_value(env_, map, name, &ignored)) {
+          offending_ = map;
+          return EncodeStatus::string_keys_collision;
+        }
+        bitstrings.push_back({name, {key, true}, pending_[i + 1]});
+      } else if (type == ERL_NIF_TERM_TYPE_BITSTRING) {
+        bitstrings.push_back({key, pending_[i], pending_[i + 1]});
+      } else {
+        pending_[kept++] = pending_[i];
+        pending_[kept++] = pending_[i + 1];
+      }
+    }
+    std::stable_sort(bitstrings.begin(), bitstrings.end(), [](const Keyed& a, const Keyed& b) {
+      return enif_compare(a.sort_key, b.sort_key) < 0;
+    });
+    for (const Keyed& keyed : bitstrings) {
+      pending_[kept++] = keyed.key;
+      pending_[kept++] = keyed.value;
+    }
+    return EncodeStatus::done;
+  }
+
+  ErlNifEnv* env_;
+  etf::EtfEncoder& out_;
+  std::vector<EncodeFrame>& frames_;
+  std::vector<Pending>& pending_;
+  EncodeBuffers& buffers_;
+  bool string_keys_;
+  WorkBudget& budget_;
+  ERL_NIF_TERM offending_ = 0;
+};
+
+ERL_NIF_TERM take_binary(ErlNifEnv* env, etf::EtfEncoder& encoder) {
+  ERL_NIF_TERM result;
+  unsigned char* data = enif_make_new_binary(env, encoder.size(), &result);
+  if (data == nullptr) throw std::bad_alloc();
+  if (encoder.size() != 0) std::memcpy(data, encoder.bytes().data(), encoder.size());
+  return result;
+}
+
+bool bool_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  bool value;
+  if (!Decoder<bool>::decode(env, term, value)) throw bad_argument(env, "a boolean", term);
+  return value;
+}
+
+std::uint64_t size_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  ErlNifUInt64 value;
+  if (!enif_get_uint64(env, term, &value)) {
+    throw bad_argument(env, "a non-negative integer", term);
+  }
+  return value;
+}
+
+// erlpack_compress(Plain, Level), dirty: compresses a finished encoding.
+ERL_NIF_TERM erlpack_compress(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  ErlNifBinary plain;
+  int level;
+  if (!enif_inspect_binary(env, argv[0], &plain) || !enif_get_int(env, argv[1], &level)) {
+    throw std::invalid_argument("corrupt erlpack_compress continuation");
+  }
+  EncodeBuffers& buffers = EncodeBuffers::get();
+  etf::EtfEncoder& encoder = buffers.encoder;
+  encoder.clear();
+  encoder.buffer().append(plain.data, plain.size);
+  encoder.compress(level);
+  const ERL_NIF_TERM result = take_binary(env, encoder);
+  buffers.trim_after_call();
+  return result;
+}
+
+// Encodes argv[0]; argv[1] is the compression level (0-9), argv[2] string_keys.
+// Returns the binary, or {error, string_keys_collision | bad_fragment, Term}
+// for the Elixir side to raise with the term inspected.
+ERL_NIF_TERM encode_with(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[], bool with_version,
+                         RawNif self, const char* name) {
+  int level = 0;
+  if (with_version && (!enif_get_int(env, argv[1], &level) || level < 0 || level > 9)) {
+    throw bad_argument(env, "a compression level 0..9", argv[1]);
+  }
+  const bool string_keys = bool_argument(env, argv[with_version ? 2 : 1]);
+
+  const bool normal = on_normal_scheduler();
+  WorkBudget budget(normal);
+  EncodeBuffers& buffers = EncodeBuffers::get();
+  etf::EtfEncoder& encoder = buffers.encoder;
+  encoder.clear();
+  if (with_version) encoder.version();
+  TermEncoder walker(env, buffers, string_keys, budget);
+  switch (walker.encode(argv[0])) {
+    case EncodeStatus::done:
+      break;
+    case EncodeStatus::out_of_time:
+      budget.report(env);
+      return run_dirty_cpu(env, name, self, argc, argv);
+    case EncodeStatus::string_keys_collision:
+      return enif_make_tuple3(env, atoms::error, atom_string_keys_collision, walker.offending());
+    case EncodeStatus::bad_fragment:
+      return enif_make_tuple3(env, atoms::error, atom_bad_fragment, walker.offending());
+  }
+  if (level > 0 && normal && encoder.size() > kDirtyCompressBytes) {
+    const ERL_NIF_TERM plain = take_binary(env, encoder);
+    buffers.trim_after_call();
+    const ERL_NIF_TERM next[] = {plain, argv[1]};
+    budget.report(env);
+    return run_dirty_cpu(env, "erlpack_compress", raw_entry<erlpack_compress>, 2, next);
+  }
+  if (level > 0) encoder.compress(level);
+  const ERL_NIF_TERM result = take_binary(env, encoder);
+  buffers.trim_after_call();
+  budget.report(env);
+  return result;
+}
+
+// erlpack_encode(Term, Level, StringKeys) -> binary with the version byte.
+ERL_NIF_TERM erlpack_encode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  return encode_with(env, argc, argv, true, raw_entry<erlpack_encode>, "erlpack_encode");
+}
+SWITCHBOARD_RAW_NIF(erlpack_encode, 3, 0);
+
+// erlpack_fragment(Term, StringKeys) -> the encoding without the version byte.
+ERL_NIF_TERM erlpack_fragment(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  return encode_with(env, argc, argv, false, raw_entry<erlpack_fragment>, "erlpack_fragment");
+}
+SWITCHBOARD_RAW_NIF(erlpack_fragment, 2, 0);
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+// Existing atoms by name, per scheduler thread: a hit skips the atom table
+// (and its lock). Entries stay valid for the life of the VM.
+class AtomNames {
+ public:
+  std::optional<ERL_NIF_TERM> find(std::string_view utf8) const {
+    if (utf8.size() > kMaxText) return std::nullopt;
+    const Entry& entry = entries_[slot(utf8)];
+    if (entry.length == utf8.size() && entry.atom != 0 &&
+        std::memcmp(entry.text, utf8.data(), utf8.size()) == 0) {
+      return entry.atom;
+    }
+    return std::nullopt;
+  }
+  void remember(std::string_view utf8, ERL_NIF_TERM atom) {
+    if (utf8.size() > kMaxText) return;
+    Entry& entry = entries_[slot(utf8)];
+    entry.atom = atom;
+    entry.length = static_cast<std::uint8_t>(utf8.size());
+    std::memcpy(entry.text, utf8.data(), utf8.size());
+  }
+
+ private:
+  static constexpr std::size_t kMaxText = 47;
+  static constexpr std::size_t kSlots = 1024;
+  struct Entry {
+    ERL_NIF_TERM atom = 0;
+    std::uint8_t length = 0;
+    char text[kMaxText];
+  };
+  static std::size_t slot(std::string_view text) noexcept {
+    std::uint64_t hash = 0xcbf29ce484222325ull;
+    for (const char c : text) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+    return static_cast<std::size_t>(hash >> 32) & (kSlots - 1);
+  }
+  std::array<Entry, kSlots> entries_{};
+};
+
+// Map keys met during one decode, by their bytes: payloads repeat the same
+// few keys in every object, and one term per key serves them all (terms are
+// immutable; binary_to_term makes a copy each time).
+class KeyCache {
+ public:
+  static constexpr std::size_t kMaxKeyBytes = 24;
+
+  void next_call() noexcept {
+    if (++generation_ == 0) {
+      entries_.fill({});
+      generation_ = 1;
+    }
+  }
+  // The entry for `bytes` (at most kMaxKeyBytes): term != 0 when made earlier
+  // in this call, otherwise the caller fills it with remember().
+  struct Entry {
+    std::uint32_t generation = 0;
+    std::uint8_t length = 0;
+    std::uint8_t bytes[kMaxKeyBytes] = {};
+    ERL_NIF_TERM term = 0;
+  };
+  Entry& slot(std::span<const std::uint8_t> bytes) noexcept {
+    // Inline loads: these keys are a few bytes long, and a call to memcpy or
+    // memcmp would cost more than the whole lookup.
+    std::uint64_t head = 0;
+    std::uint64_t tail = 0;
+    const std::size_t n = bytes.size();
+    if (n >= 8) {
+      std::memcpy(&head, bytes.data(), 8);
+      std::memcpy(&tail, bytes.data() + n - 8, 8);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) head |= std::uint64_t{bytes[i]} << (8 * i);
+    }
+    const std::uint64_t hash = (head * 0x9e3779b97f4a7c15ull) ^ (tail * 0xc2b2ae3d27d4eb4full) ^
+                               (n * 0x165667b19e3779f9ull);
+    return entries_[(hash ^ (hash >> 29)) & (kEntries - 1)];
+  }
+  bool holds(const Entry& entry, std::span<const std::uint8_t> bytes) const noexcept {
+    if (entry.generation != generation_ || entry.length != bytes.size()) return false;
+    std::uint8_t differ = 0;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      differ = static_cast<std::uint8_t>(differ | (entry.bytes[i] ^ bytes[i]));
+    }
+    return differ == 0;
+  }
+  void remember(Entry& entry, std::span<const std::uint8_t> bytes, ERL_NIF_TERM term) noexcept {
+    entry.generation = generation_;
+    entry.length = static_cast<std::uint8_t>(bytes.size());
+    etf::copy_bytes(entry.bytes, bytes.data(), bytes.size());
+    entry.term = term;
+  }
+
+ private:
+  static constexpr std::size_t kEntries = 128;
+  std::uint32_t generation_ = 1;
+  std::array<Entry, kEntries> entries_{};
+};
+
+// An open container: where its items start, and whether it is a map (whose
+// even items are keys).
+struct DecodeFrame {
+  std::size_t first;
+  bool map;
+};
+
+// Per scheduler thread, looked up once per call (see EncodeBuffers).
+struct DecodeBuffers {
+  std::vector<ERL_NIF_TERM> items;
+  std::vector<DecodeFrame> frames;
+  KeyCache keys;
+  std::vector<ERL_NIF_TERM> keys_and_values;
+  std::vector<unsigned char> external;
+  etf::EtfEncoder scratch;
+  AtomNames names;
+  std::optional<etf::EtfDecoder> decoder;
+
+  [[gnu::noinline]] static DecodeBuffers& get() {
+    thread_local DecodeBuffers buffers;
+    return buffers;
+  }
+
+  // A decoder keeps its buffers between calls; it is made anew when the
+  // limits change.
+  etf::EtfDecoder& decoder_for(const etf::DecodeLimits& limits) {
+    const bool same = decoder && decoder->limits().max_depth == limits.max_depth &&
+                      decoder->limits().max_input_bytes == limits.max_input_bytes &&
+                      decoder->limits().max_decompressed_bytes == limits.max_decompressed_bytes &&
+                      decoder->limits().allow_trailing_data == limits.allow_trailing_data;
+    if (!same) decoder.emplace(limits);
+    return *decoder;
+  }
+
+  void trim_after_call(std::size_t input_size) {
+    trim(items);
+    trim(frames);
+    trim(keys_and_values);
+    // The decoder's buffers grow with the input (and an inflated payload).
+    if (input_size > kKeepBufferBytes) decoder.reset();
+  }
+};
+
+// Atoms outside Latin-1 can only be looked up or made through an external term.
+std::optional<ERL_NIF_TERM> utf8_atom(ErlNifEnv* env, DecodeBuffers& buffers, std::string_view utf8,
+                                      bool create) {
+  std::vector<unsigned char>& bytes = buffers.external;
+  bytes.assign({etf::kVersionMagic, etf::tag_byte(etf::Tag::atom_utf8),
+                static_cast<unsigned char>(utf8.size() >> 8),
+                static_cast<unsigned char>(utf8.size() & 0xff)});
+  bytes.insert(bytes.end(), utf8.begin(), utf8.end());
+  ERL_NIF_TERM atom;
+  const auto flags = static_cast<ErlNifBinaryToTerm>(create ? 0 : ERL_NIF_BIN2TERM_SAFE);
+  if (enif_binary_to_term(env, bytes.data(), bytes.size(), &atom, flags) == 0) {
+    return std::nullopt;
+  }
+  return atom;
+}
+
+// The atom named `utf8` (valid atom text): found, or made when `create`.
+std::optional<ERL_NIF_TERM> lookup_atom(ErlNifEnv* env, DecodeBuffers& buffers,
+                                        std::string_view utf8, bool create) {
+  AtomNames& names = buffers.names;
+  if (auto cached = names.find(utf8)) return cached;
+  std::array<char, etf::kMaxAtomUtf8Bytes> latin1;
+  const std::size_t length =
+      etf::utf8_to_latin1(utf8, reinterpret_cast<std::uint8_t*>(latin1.data()));
+  std::optional<ERL_NIF_TERM> atom;
+  if (length == etf::npos) {
+    atom = utf8_atom(env, buffers, utf8, create);
+  } else if (create) {
+    atom = enif_make_atom_len(env, latin1.data(), length);
+  } else {
+    ERL_NIF_TERM existing;
+    if (enif_make_existing_atom_len(env, latin1.data(), length, &existing, ERL_NIF_LATIN1)) {
+      atom = existing;
+    }
+  }
+  if (atom) names.remember(utf8, *atom);
+  return atom;
+}
+
+class VmAtoms final : public erlpack::AtomOracle {
+ public:
+  VmAtoms(ErlNifEnv* env, DecodeBuffers& buffers) : env_(env), buffers_(buffers) {}
+  bool exists(std::string_view utf8) override {
+    return lookup_atom(env_, buffers_, utf8, false).has_value();
+  }
+
+ private:
+  ErlNifEnv* env_;
+  DecodeBuffers& buffers_;
+};
+
+// Why the builder stopped the decoder.
+enum class Stop : std::uint8_t {
+  none,
+  out_of_time,
+  unknown_atom,   // at the rejected atom
+  opaque_atom,    // a pid, port, reference or export names an unknown atom
+  refusal,        // a fun: refusal() says what and where
+  invalid_term,   // OTP refused to rebuild the term
+  duplicate_key,  // atoms: :binary made two keys of a map equal
+};
+
+// The EtfVisitor that builds terms in `env` as the decoder reports them.
+class TermBuilder {
+ public:
+  TermBuilder(ErlNifEnv* env, DecodeBuffers& buffers, AtomMode mode, ERL_NIF_TERM input,
+              std::span<const std::uint8_t> bytes, WorkBudget& budget)
+      : env_(env),
+        buffers_(buffers),
+        mode_(mode),
+        input_(input),
+        bytes_(bytes),
+        budget_(budget),
+        items_(buffers.items),
+        frames_(buffers.frames),
+        nil_(enif_make_list(env, 0)) {
+    items_.clear();
+    frames_.clear();
+    buffers.keys.next_call();
+  }
+  TermBuilder(const TermBuilder&) = delete;
+  TermBuilder& operator=(const TermBuilder&) = delete;
+
+  ERL_NIF_TERM result() const noexcept { return result_; }
+  Stop stop() const noexcept { return stop_; }
+  const Refusal& refusal() const noexcept { return refusal_; }
+
+  bool on_integer(std::int64_t value) { return put(enif_make_int64(env_, value)); }
+
+  bool on_big_integer(bool negative, std::span<const std::uint8_t> magnitude) {
+    etf::EtfEncoder& scratch = scratch_encoder();
+    scratch.version();
+    scratch.big_integer(negative, magnitude);
+    return put_external(scratch, 0, Stop::invalid_term);
+  }
+
+  bool on_float(double value) { return put(enif_make_double(env_, value)); }
+
+  bool on_atom(std::string_view text) {
+    // What OTP 25 writes for booleans and nil, ahead of every lookup.
+    if (text.size() <= 5) {
+      if (text == "true") return put(atoms::true_);
+      if (text == "false") return put(atoms::false_);
+      if (text == "nil") return put(atoms::nil);
+    }
+    if (mode_ == AtomMode::binary) {
+      if (budget_.charge(text.size() / 256)) return out_of_time();
+      return put(make_binary(env_, text));
+    }
+    const auto atom = lookup_atom(env_, buffers_, text, mode_ == AtomMode::create);
+    if (!atom) return reject(Stop::unknown_atom);
+    return put(*atom);
+  }
+
+  bool on_binary(std::span<const std::uint8_t> bytes) {
+    if (bytes.size() <= KeyCache::kMaxKeyBytes && next_is_key()) {
+      KeyCache::Entry& entry = buffers_.keys.slot(bytes);
+      if (buffers_.keys.holds(entry, bytes)) return put(entry.term);
+      const ERL_NIF_TERM key = copy_binary(bytes);
+      buffers_.keys.remember(entry, bytes, key);
+      return put(key);
+    }
+    // Large binaries share the input (no copy), small ones go on the heap.
+    if (input_ != 0 && bytes.size() > 64) {
+      return put(enif_make_sub_binary(env_, input_, offset_of(bytes.data()), bytes.size()));
+    }
+    if (budget_.charge(bytes.size() / 256)) return out_of_time();
+    return put(copy_binary(bytes));
+  }
+
+  bool on_bitstring(std::span<const std::uint8_t> bytes, std::uint8_t bits) {
+    etf::EtfEncoder& scratch = scratch_encoder();
+    scratch.version();
+    scratch.bitstring(bytes, bits);
+    return put_external(scratch, 0, Stop::invalid_term);
+  }
+
+  bool on_string(std::span<const std::uint8_t> bytes) {
+    return put(enif_make_string_len(env_, reinterpret_cast<const char*>(bytes.data()), bytes.size(),
+                                    ERL_NIF_LATIN1));
+  }
+
+  bool on_nil() { return put(nil_); }
+
+  bool begin_list(std::uint32_t) { return open(false); }
+  bool end_list() {
+    const std::size_t first = close();
+    const std::size_t tail_at = items_.size() - 1;
+    ERL_NIF_TERM list;
+    if (items_[tail_at] == nil_) {
+      list = enif_make_list_from_array(env_, items_.data() + first,
+                                       static_cast<unsigned>(tail_at - first));
+    } else {
+      list = items_[tail_at];
+      for (std::size_t i = tail_at; i > first; --i) {
+        list = enif_make_list_cell(env_, items_[i - 1], list);
+      }
+    }
+    items_.resize(first);
+    return put(list);
+  }
+
+  bool begin_tuple(std::uint32_t) { return open(false); }
+  bool end_tuple() {
+    const std::size_t first = close();
+    const ERL_NIF_TERM tuple = enif_make_tuple_from_array(
+        env_, items_.data() + first, static_cast<unsigned>(items_.size() - first));
+    items_.resize(first);
+    return put(tuple);
+  }
+
+  bool begin_map(std::uint32_t) { return open(true); }
+  bool end_map() {
+    const std::size_t first = close();
+    const std::size_t pairs = (items_.size() - first) / 2;
+    auto& keys = buffers_.keys_and_values;
+    keys.resize(2 * pairs);
+    for (std::size_t i = 0; i < pairs; ++i) {
+      keys[i] = items_[first + 2 * i];
+      keys[pairs + i] = items_[first + 2 * i + 1];
+    }
+    ERL_NIF_TERM map;
+    if (!enif_make_map_from_arrays(env_, keys.data(), keys.data() + pairs, pairs, &map)) {
+      // The decoder refuses equal keys, so only renamed atoms can be.
+      return reject(mode_ == AtomMode::binary ? Stop::duplicate_key : Stop::invalid_term);
+    }
+    items_.resize(first);
+    return put(map);
+  }
+
+  bool on_pid(const etf::PidData& pid) {
+    if (!node_exists(pid.node)) return reject(Stop::opaque_atom);
+    etf::EtfEncoder& scratch = scratch_encoder();
+    scratch.version();
+    scratch.pid(pid.node, pid.id, pid.serial, pid.creation);
+    return put_external(scratch, safe_flag(), Stop::invalid_term);
+  }
+
+  bool on_port(const etf::PortData& port) {
+    if (!node_exists(port.node)) return reject(Stop::opaque_atom);
+    etf::EtfEncoder& scratch = scratch_encoder();
+    scratch.version();
+    scratch.port(port.node, port.id, port.creation);
+    return put_external(scratch, safe_flag(), Stop::invalid_term);
+  }
+
+  bool on_reference(const etf::ReferenceData& reference) {
+    if (!node_exists(reference.node)) return reject(Stop::opaque_atom);
+    etf::EtfEncoder& scratch = scratch_encoder();
+    scratch.version();
+    scratch.reference(reference.node, reference.creation, reference.ids);
+    return put_external(scratch, safe_flag(), Stop::invalid_term);
+  }
+
+  bool on_export(const etf::ExportData& exported) {
+    if (!node_exists(exported.module) || !node_exists(exported.function)) {
+      return reject(Stop::opaque_atom);
+    }
+    etf::EtfEncoder& scratch = scratch_encoder();
+    scratch.version();
+    scratch.export_fun(exported.module, exported.function,
+                       static_cast<std::uint32_t>(exported.arity));
+    return put_external(scratch, safe_flag(), Stop::invalid_term);
+  }
+
+  // Only the VM can make a fun: it reads the validated bytes as they are.
+  bool on_local_fun(const etf::LocalFunData& fun) {
+    etf::EtfEncoder& scratch = scratch_encoder();
+    scratch.version();
+    scratch.raw(fun.encoded);
+    if (put_external(scratch, safe_flag(), Stop::none)) return true;
+    if (stop_ == Stop::out_of_time) return false;
+    VmAtoms oracle(env_, buffers_);
+    const etf::DecodeLimits limits;
+    const auto found = erlpack::check_opaque_atoms(fun.encoded, 0, mode_, oracle, limits);
+    refusal_ = found.value_or(Refusal{"invalid_term", 0});
+    refusal_.offset += offset_of(fun.encoded.data());
+    return reject(Stop::refusal);
+  }
+
+ private:
+  etf::EtfEncoder& scratch_encoder() {
+    buffers_.scratch.clear();
+    return buffers_.scratch;
+  }
+
+  // Where `at` lies in the input; 0 inside an inflated payload (whose
+  // errors are all reported at the compressed tag anyway).
+  std::size_t offset_of(const std::uint8_t* at) const noexcept {
+    const auto begin = reinterpret_cast<std::uintptr_t>(bytes_.data());
+    const auto address = reinterpret_cast<std::uintptr_t>(at);
+    return address >= begin && address <= begin + bytes_.size()
+               ? static_cast<std::size_t>(address - begin)
+               : 0;
+  }
+
+  unsigned safe_flag() const noexcept {
+    return mode_ == AtomMode::create ? 0u : static_cast<unsigned>(ERL_NIF_BIN2TERM_SAFE);
+  }
+
+  // Nodes, modules and function names must exist except with atoms: :create.
+  bool node_exists(std::string_view name) {
+    return mode_ == AtomMode::create || lookup_atom(env_, buffers_, name, false).has_value();
+  }
+
+  bool put_external(const etf::EtfEncoder& encoded, unsigned flags, Stop on_failure) {
+    ERL_NIF_TERM term;
+    if (enif_binary_to_term(env_, encoded.bytes().data(), encoded.size(), &term,
+                            static_cast<ErlNifBinaryToTerm>(flags)) == 0) {
+      return on_failure == Stop::none ? false : reject(on_failure);
+    }
+    return put(term);
+  }
+
+  bool open(bool map) {
+    frames_.push_back({items_.size(), map});
+    return !budget_.charge() || out_of_time();
+  }
+  std::size_t close() {
+    const std::size_t first = frames_.back().first;
+    frames_.pop_back();
+    return first;
+  }
+  bool next_is_key() const noexcept {
+    return !frames_.empty() && frames_.back().map &&
+           ((items_.size() - frames_.back().first) & 1) == 0;
+  }
+  ERL_NIF_TERM copy_binary(std::span<const std::uint8_t> bytes) {
+    ERL_NIF_TERM binary;
+    unsigned char* data = enif_make_new_binary(env_, bytes.size(), &binary);
+    if (data == nullptr) throw std::bad_alloc();
+    etf::copy_bytes(data, bytes.data(), bytes.size());
+    return binary;
+  }
+
+  bool put(ERL_NIF_TERM term) {
+    if (frames_.empty()) {
+      result_ = term;
+    } else {
+      items_.push_back(term);
+    }
+    return !budget_.charge() || out_of_time();
+  }
+
+  bool out_of_time() { return reject(Stop::out_of_time); }
+  bool reject(Stop why) {
+    stop_ = why;
+    return false;
+  }
+
+  ErlNifEnv* env_;
+  DecodeBuffers& buffers_;
+  AtomMode mode_;
+  ERL_NIF_TERM input_;  // the input binary when spans point into it, else 0
+  std::span<const std::uint8_t> bytes_;
+  WorkBudget& budget_;
+  std::vector<ERL_NIF_TERM>& items_;
+  std::vector<DecodeFrame>& frames_;
+  ERL_NIF_TERM nil_;
+  ERL_NIF_TERM result_ = 0;
+  Stop stop_ = Stop::none;
+  Refusal refusal_{"invalid_term", 0};
+};
+
+AtomMode mode_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  if (term == atom_existing) return AtomMode::existing;
+  if (term == atom_binary) return AtomMode::binary;
+  if (term == atom_create) return AtomMode::create;
+  throw bad_argument(env, "one of :existing, :binary, :create", term);
+}
+
+// The size a compressed input declares it inflates to (0 when not compressed).
+std::size_t declared_inflated_size(std::span<const std::uint8_t> input) {
+  if (input.size() < 6 || input[1] != etf::tag_byte(etf::Tag::compressed)) return 0;
+  return (std::size_t{input[2]} << 24) | (std::size_t{input[3]} << 16) |
+         (std::size_t{input[4]} << 8) | std::size_t{input[5]};
+}
+
+Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
+                    std::span<const std::uint8_t> input, AtomMode mode, ErlNifEnv* env,
+                    DecodeBuffers& buffers, const etf::DecodeLimits& limits) {
+  const bool compressed = status.in_decompressed;
+  const std::size_t offset = compressed ? 1 : status.offset;
+  if (status.error != etf::DecodeErrc::rejected_by_visitor) {
+    return erlpack::structural_refusal(input, status);
+  }
+  switch (builder.stop()) {
+    case Stop::unknown_atom:
+      return {"unknown_atom", offset};
+    case Stop::opaque_atom: {
+      if (compressed) return {"unknown_atom", 1};
+      VmAtoms oracle(env, buffers);
+      return erlpack::check_opaque_atoms(input, offset, mode, oracle, limits)
+          .value_or(Refusal{"invalid_term", offset});
+    }
+    case Stop::refusal:
+      return {builder.refusal().reason, compressed ? 1 : builder.refusal().offset};
+    case Stop::duplicate_key: {
+      if (compressed) return {"duplicate_key", 1};
+      const std::size_t duplicate = erlpack::find_binary_mode_duplicate(input, offset, limits);
+      return {"duplicate_key", duplicate == erlpack::npos ? offset : duplicate};
+    }
+    default:
+      return {"invalid_term", offset};
+  }
+}
+
+// erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing)
+//   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
+ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  ErlNifBinary binary;
+  if (!enif_inspect_binary(env, argv[0], &binary)) throw bad_argument(env, "a binary", argv[0]);
+  const AtomMode mode = mode_argument(env, argv[1]);
+  etf::DecodeLimits limits;
+  limits.max_depth = size_argument(env, argv[2]);
+  limits.max_input_bytes = size_argument(env, argv[3]);
+  limits.max_decompressed_bytes = size_argument(env, argv[4]);
+  limits.allow_trailing_data = bool_argument(env, argv[5]);
+  const std::span<const std::uint8_t> input(binary.data, binary.size);
+
+  const bool normal = on_normal_scheduler();
+  if (normal && std::max(input.size(), declared_inflated_size(input)) > kDirtyDecodeBytes) {
+    return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
+  }
+  WorkBudget budget(normal);
+  DecodeBuffers& buffers = DecodeBuffers::get();
+  const bool compressed = declared_inflated_size(input) != 0;
+  TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input, budget);
+  const etf::DecodeStatus status = buffers.decoder_for(limits).decode(input, builder);
+  buffers.trim_after_call(std::max(input.size(), declared_inflated_size(input)));
+  if (builder.stop() == Stop::out_of_time) {
+    budget.report(env);
+    return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
+  }
+  budget.report(env);
+  if (!status) {
+    const Refusal refusal = refusal_for(status, builder, input, mode, env, buffers, limits);
+    return enif_make_tuple2(
+        env, atoms::error,
+        enif_make_tuple2(env, reason_atom(refusal.reason), enif_make_uint64(env, refusal.offset)));
+  }
+  if (!limits.allow_trailing_data) return enif_make_tuple2(env, atoms::ok, builder.result());
+  const ERL_NIF_TERM rest =
+      enif_make_sub_binary(env, argv[0], status.bytes_used, input.size() - status.bytes_used);
+  return enif_make_tuple3(env, atoms::ok, builder.result(), rest);
+}
+SWITCHBOARD_RAW_NIF(erlpack_decode, 6, 0);
+
+}  // namespace
+}  // namespace switchboard::nif

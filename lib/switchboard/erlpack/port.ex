@@ -1,0 +1,221 @@
+defmodule Switchboard.Erlpack.Port do
+  @moduledoc """
+  A supervised pool of port programs that decode untrusted External Term
+  Format bytes outside the VM, behind `Switchboard.Erlpack.decode/2` with
+  `isolation: :port`.
+
+  Each worker owns one `switchboard_etf_port` OS process (the same C++ core
+  as the NIF) and sends it one request at a time over `{:packet, 4}`. The
+  port validates the bytes under the caller's limits and answers with a
+  canonical re-encoding, which the VM reads with `:erlang.binary_to_term/2`
+  (`[:safe]` unless `atoms: :create`), or with `{reason, offset}`. Since the
+  port cannot see the VM's atom table, it also lists the atom names the
+  result needs; when some do not exist, a second request finds where the
+  first of them sits, so the error matches the NIF's.
+
+  A port that dies during a request (a crash, `kill -9`) makes that request
+  return `{:error, :port_exited}`; the worker starts a new port at once and
+  goes on with the requests queued behind it. A request that takes longer
+  than `:request_timeout` has its port killed the same way. Ports start on
+  the first request.
+
+  The pool is started by the application with one worker per scheduler;
+  configure it with
+
+      config :switchboard, Switchboard.Erlpack.Port, pool_size: 4, request_timeout: 30_000
+  """
+  use Supervisor
+
+  alias Switchboard.Erlpack.Port.Worker
+
+  # Sizes beyond this are sent as this: the port reads 64-bit signed integers.
+  @size_cap 0x3FFFFFFFFFFFFFFF
+
+  @reasons [
+    :truncated,
+    :bad_version,
+    :unknown_tag,
+    :depth_exceeded,
+    :too_large,
+    :decompressed_too_large,
+    :bad_compression,
+    :invalid_float,
+    :duplicate_key,
+    :atom_too_long,
+    :invalid_utf8,
+    :nested_compression,
+    :trailing_data,
+    :unknown_atom,
+    :bad_node,
+    :invalid_term
+  ]
+
+  @doc """
+  Starts a pool.
+
+  ## Options
+
+    * `:name` - the pool's name. Defaults to `Switchboard.Erlpack.Port`, the
+      pool `Switchboard.Erlpack.decode/2` uses.
+    * `:pool_size` - the number of ports. Defaults to the application's
+      `:pool_size` setting, or `System.schedulers_online/0`.
+    * `:request_timeout` - milliseconds a port may spend on one request
+      before it is killed. Defaults to `30_000`.
+  """
+  @spec start_link(keyword()) :: Supervisor.on_start()
+  def start_link(opts \\ []) do
+    name = Keyword.get(opts, :name, __MODULE__)
+    Supervisor.start_link(__MODULE__, Keyword.put(opts, :name, name), name: name)
+  end
+
+  @impl true
+  def init(opts) do
+    config = Application.get_env(:switchboard, __MODULE__, [])
+    name = Keyword.fetch!(opts, :name)
+    size = opts[:pool_size] || config[:pool_size] || System.schedulers_online()
+    timeout = opts[:request_timeout] || config[:request_timeout] || 30_000
+    path = Path.join(:code.priv_dir(:switchboard), "switchboard_etf_port")
+    workers = List.to_tuple(for index <- 1..size, do: :"#{name}.Worker#{index}")
+    :persistent_term.put({__MODULE__, name}, {workers, :atomics.new(1, [])})
+
+    children =
+      for worker <- Tuple.to_list(workers) do
+        Supervisor.child_spec({Worker, name: worker, path: path, request_timeout: timeout},
+          id: worker
+        )
+      end
+
+    Supervisor.init(children, strategy: :one_for_one)
+  end
+
+  @doc """
+  Each worker of `pool`: its pid, its port's OS pid (`nil` before the first
+  request) and whether a request is in flight.
+  """
+  @spec info(atom()) :: [%{worker: pid(), os_pid: non_neg_integer() | nil, busy: boolean()}]
+  def info(pool \\ __MODULE__) do
+    {workers, _counter} = :persistent_term.get({__MODULE__, pool})
+    for worker <- Tuple.to_list(workers), do: Worker.info(worker)
+  end
+
+  @doc false
+  # Test hook: makes the next port of `pool` sleep for `milliseconds`.
+  def sleep(milliseconds, pool \\ __MODULE__) do
+    case request(pool, {:sleep, milliseconds}) do
+      {:ok, :ok} -> :ok
+      error -> error
+    end
+  end
+
+  @doc false
+  # Switchboard.Erlpack.decode/2 with isolation: :port, options validated.
+  def decode(binary, atoms, max_depth, max_size, max_decompressed, trailing, pool \\ __MODULE__)
+
+  def decode(binary, _atoms, _max_depth, max_size, _max_decompressed, _trailing, _pool)
+      when byte_size(binary) > max_size,
+      do: {:error, {:too_large, 0}}
+
+  def decode(binary, atoms, max_depth, max_size, max_decompressed, trailing, pool) do
+    limits = [min(max_depth, @size_cap), min(max_size, @size_cap)]
+    limits = limits ++ [min(max_decompressed, @size_cap), trailing == :allow]
+    request = List.to_tuple([:decode, binary, atoms | limits])
+
+    case request(pool, request) do
+      {:ok, {:ok, canonical, used, needed, opaque}} when is_binary(canonical) ->
+        with :ok <- check_atoms(needed, pool, binary, atoms, limits) do
+          case read_term(canonical, atoms) do
+            {:ok, term} -> result(term, binary, used, trailing)
+            :refused -> refused(opaque, pool, binary, atoms, limits)
+          end
+        end
+
+      {:ok, {:error, reason, offset, needed, opaque}} when reason in @reasons ->
+        with :ok <- check_atoms(needed, pool, binary, atoms, limits),
+             :ok <- check_opaque(opaque, pool, binary, atoms, limits),
+             do: {:error, {reason, offset}}
+
+      {:ok, _unexpected} ->
+        {:error, {:invalid_term, 0}}
+
+      {:error, :port_exited} = error ->
+        error
+    end
+  end
+
+  # The names the result needs that this VM has no atom for send a second
+  # request: where does the first of them cause a refusal?
+  defp check_atoms(names, pool, binary, atoms, limits) do
+    case Enum.reject(names, &atom_exists?/1) do
+      [] ->
+        :ok
+
+      unknown ->
+        request = List.to_tuple([:locate, binary, atoms | limits] ++ [unknown])
+
+        case request(pool, request) do
+          {:ok, {:error, reason, offset}} when reason in @reasons -> {:error, {reason, offset}}
+          {:ok, _none} -> {:error, {:invalid_term, 0}}
+          {:error, :port_exited} = error -> error
+        end
+    end
+  end
+
+  defp atom_exists?(name) do
+    _ = :erlang.binary_to_existing_atom(name, :utf8)
+    true
+  rescue
+    ArgumentError -> false
+  end
+
+  defp read_term(canonical, atoms) do
+    options = if atoms == :create, do: [], else: [:safe]
+    {:ok, :erlang.binary_to_term(canonical, options)}
+  rescue
+    ArgumentError -> :refused
+  end
+
+  defp result(term, binary, used, :allow),
+    do: {:ok, term, binary_part(binary, used, byte_size(binary) - used)}
+
+  defp result(term, _binary, _used, :error), do: {:ok, term}
+
+  defp refused(opaque, pool, binary, atoms, limits) do
+    with :ok <- check_opaque(opaque, pool, binary, atoms, limits),
+         do: {:error, {:invalid_term, 0}}
+  end
+
+  # Pids, ports, references and funs the VM refuses (a local pid that
+  # cannot exist here, say): the first one, and where it starts.
+  defp check_opaque(opaque, pool, binary, atoms, limits) do
+    case Enum.find_index(opaque, &(read_term(&1, atoms) == :refused)) do
+      nil ->
+        :ok
+
+      index ->
+        case request(pool, List.to_tuple([:find_opaque, binary, atoms | limits] ++ [index])) do
+          {:ok, {:error, :invalid_term, offset}} -> {:error, {:invalid_term, offset}}
+          {:ok, _none} -> {:error, {:invalid_term, 0}}
+          {:error, :port_exited} = error -> error
+        end
+    end
+  end
+
+  # Sends one request to the next worker (round robin) and returns
+  # {:ok, reply} or {:error, :port_exited}.
+  defp request(pool, request) do
+    {workers, counter} = :persistent_term.get({__MODULE__, pool})
+    index = rem(:atomics.add_get(counter, 1, 1), tuple_size(workers))
+    frame = :erlang.term_to_binary(request)
+
+    case Worker.request(elem(workers, index), frame) do
+      {:ok, reply} -> parse_reply(reply)
+      {:error, _} = error -> error
+    end
+  end
+
+  defp parse_reply(reply) do
+    {:ok, :erlang.binary_to_term(reply, [:safe])}
+  rescue
+    ArgumentError -> {:ok, :unreadable}
+  end
+end
