@@ -416,3 +416,132 @@ TEST_CASE("moved-from and swapped trees stay usable", "[order_statistic_tree]") 
   REQUIRE(b.size() == size);
   b.check_invariants();
 }
+
+namespace {
+
+// Keys of every size a leaf stores differently: short ones in its arena in
+// the one-byte form, longer ones or ones with side data (floats) in the
+// sized form, and keys over 128 bytes out of line.
+TermKey sized_key(std::mt19937_64& random, TermKeyBuilder& builder) {
+  static const std::size_t kLengths[] = {0, 1, 5, 20, 100, 118, 122, 126, 130, 200, 400};
+  const std::size_t length = kLengths[random() % std::size(kLengths)] + random() % 4;
+  std::string text(length, 'a');
+  for (char& c : text) c = static_cast<char>('a' + random() % 3);  // shared prefixes are common
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text.data()),
+                                            text.size());
+  switch (random() % 4) {
+    case 0:
+      builder.binary(bytes);
+      break;
+    case 1:
+      builder.begin_tuple(2);
+      builder.float64(static_cast<double>(random() % 50) / 4);  // side data
+      builder.binary(bytes);
+      builder.end_tuple();
+      break;
+    case 2:
+      builder.small_int(static_cast<std::int64_t>(random() % 1000) - 500);
+      break;
+    default:
+      builder.begin_tuple(2);
+      builder.binary(bytes);
+      builder.small_int(static_cast<std::int64_t>(random() % 3));
+      builder.end_tuple();
+      break;
+  }
+  return builder.finish();
+}
+
+}  // namespace
+
+TEST_CASE("keys of every size and form agree with the model", "[order_statistic_tree]") {
+  std::mt19937_64 random(31);
+  const std::size_t before = allocated_bytes();
+  {
+    TermKeyBuilder builder;
+    OrderStatisticTree tree;
+    Model model;
+    for (int step = 0; step < 20000; ++step) {
+      INFO("step " << step);
+      const TermKey key = sized_key(random, builder);
+      switch (random() % 8) {
+        case 0:
+        case 1:
+        case 2:
+        case 3: {
+          const auto expected = model.insert(key);
+          const auto result = tree.insert(key);
+          REQUIRE(result.inserted == expected.second);
+          REQUIRE(result.index == rank_in(model, key));
+          break;
+        }
+        case 4:
+        case 5: {
+          const bool present = model.erase(key) == 1;
+          REQUIRE(tree.erase(key).has_value() == present);
+          break;
+        }
+        case 6: {
+          if (model.empty()) break;
+          const std::size_t index = random() % model.size();
+          const auto expected = std::next(model.begin(), static_cast<std::ptrdiff_t>(index));
+          REQUIRE(same(tree.at(index), *expected));
+          REQUIRE(tree.find_index(*expected) == index);
+          break;
+        }
+        default: {
+          if (model.empty()) break;
+          const std::size_t index = random() % model.size();
+          const auto expected = std::next(model.begin(), static_cast<std::ptrdiff_t>(index));
+          REQUIRE(same(tree.erase_at(index), *expected));
+          model.erase(expected);
+          break;
+        }
+      }
+      if (step % 500 == 0) tree.check_invariants();  // memory accounting included
+    }
+    tree.check_invariants();
+    require_same_contents(tree, model);
+    const OrderStatisticTree copy = tree;
+    copy.check_invariants();
+    require_same_contents(copy, model);
+    tree.clear();
+    REQUIRE(tree.memory_bytes() == 0);
+  }
+  REQUIRE(allocated_bytes() == before);
+}
+
+TEST_CASE("leaves of long keys split and merge by bytes", "[order_statistic_tree]") {
+  // 120-byte keys fill a leaf's arena at about 15 keys, well before its 64
+  // slots, so every split and merge here is decided by bytes.
+  std::vector<TermKey> keys;
+  TermKeyBuilder builder;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = std::to_string(i * 7919 % 3001);
+    text.resize(120, '.');
+    builder.binary({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+    keys.push_back(builder.finish());
+  }
+  std::shuffle(keys.begin(), keys.end(), std::mt19937_64(5));
+  OrderStatisticTree tree;
+  Model model;
+  for (const TermKey& key : keys) {
+    REQUIRE(tree.insert(key).inserted);
+    model.insert(key);
+  }
+  tree.check_invariants();
+  require_same_contents(tree, model);
+  const std::size_t full = tree.memory_bytes();
+  std::size_t index = 0;
+  for (const TermKey& key : model) REQUIRE(tree.find_index(key) == index++);
+  // Erase all but every tenth key: the leaves merge and memory goes down.
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (i % 10 != 0) REQUIRE(tree.erase(keys[i]).has_value());
+  }
+  tree.check_invariants();
+  REQUIRE(tree.size() == keys.size() / 10);
+  CHECK(tree.memory_bytes() < full / 4);
+  for (std::size_t i = 0; i < keys.size(); i += 10) REQUIRE(tree.erase(keys[i]).has_value());
+  REQUIRE(tree.empty());
+  REQUIRE(tree.memory_bytes() == 0);
+}

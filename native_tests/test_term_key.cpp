@@ -4,7 +4,9 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -26,6 +28,7 @@ using switchboard::core::TermKey;
 using switchboard::core::TermKeyBuilder;
 using switchboard::core::TermKeyView;
 using switchboard::core::TermVisitor;
+using switchboard::core::detail::read_term_key_without_fast_paths;
 
 namespace {
 
@@ -1665,4 +1668,374 @@ TEST_CASE("keys copy, move and release their memory", "[term_key]") {
     CHECK(compare(small, big) == 0);
   }
   CHECK(switchboard::core::allocated_bytes() == before);
+}
+
+// ---- fast paths against the format and the general decoder ------------------
+
+namespace {
+
+// The format's encodings written out plainly from term_key_format.hpp, one
+// bit and one byte at a time: the oracle for the builder's word-at-a-time
+// number and text writers.
+Bytes reference_number(bool negative, std::uint64_t biased_exponent,
+                       std::vector<bool> fraction_bits) {
+  Bytes out;
+  const std::uint8_t invert = negative ? 0xFF : 0x00;
+  if (biased_exponent <= 0x5FFF) {
+    const std::uint64_t header = negative ? 0x7F00 - biased_exponent : 0x8000 + biased_exponent;
+    out.push_back(static_cast<std::uint8_t>(header >> 8));
+    out.push_back(static_cast<std::uint8_t>(header & 0xFF));
+  } else {
+    Bytes exponent;
+    for (std::uint64_t rest = biased_exponent; rest != 0; rest >>= 8) {
+      exponent.insert(exponent.begin(), static_cast<std::uint8_t>(rest & 0xFF));
+    }
+    out.push_back(negative ? 0x1E : 0xE0);
+    out.push_back(static_cast<std::uint8_t>(exponent.size() ^ invert));
+    for (std::uint8_t byte : exponent) out.push_back(static_cast<std::uint8_t>(byte ^ invert));
+  }
+  while (!fraction_bits.empty() && !fraction_bits.back()) fraction_bits.pop_back();
+  const std::size_t groups = fraction_bits.empty() ? 1 : (fraction_bits.size() + 6) / 7;
+  for (std::size_t group = 0; group < groups; ++group) {
+    unsigned value = 0;
+    for (std::size_t bit = group * 7; bit < group * 7 + 7; ++bit) {
+      value = (value << 1) | (bit < fraction_bits.size() && fraction_bits[bit] ? 1u : 0u);
+    }
+    const unsigned more = group + 1 < groups ? 1u : 0u;
+    out.push_back(static_cast<std::uint8_t>(((value << 1) | more) ^ invert));
+  }
+  return out;
+}
+
+Bytes reference_integer(std::int64_t value) {
+  if (value == 0) return {0x7F};
+  const std::uint64_t magnitude =
+      value < 0 ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
+  const int top = 63 - std::countl_zero(magnitude);
+  std::vector<bool> fraction;
+  for (int bit = top - 1; bit >= 0; --bit) fraction.push_back(((magnitude >> bit) & 1) != 0);
+  return reference_number(value < 0, static_cast<std::uint64_t>(top) + 1075, fraction);
+}
+
+Bytes reference_float(double value) {
+  const auto bits = std::bit_cast<std::uint64_t>(value);
+  const std::uint64_t exponent_bits = (bits >> 52) & 0x7FF;
+  const std::uint64_t mantissa = bits & ((std::uint64_t{1} << 52) - 1);
+  if (exponent_bits == 0 && mantissa == 0) return {0x7F};
+  std::vector<bool> fraction;
+  std::uint64_t biased_exponent = 0;
+  if (exponent_bits == 0) {  // subnormal: the leading one of the mantissa is implicit
+    const int top = 63 - std::countl_zero(mantissa);
+    for (int bit = top - 1; bit >= 0; --bit) fraction.push_back(((mantissa >> bit) & 1) != 0);
+    biased_exponent = static_cast<std::uint64_t>(top) + 1;
+  } else {
+    for (int bit = 51; bit >= 0; --bit) fraction.push_back(((mantissa >> bit) & 1) != 0);
+    biased_exponent = exponent_bits - 1023 + 1075;
+  }
+  return reference_number((bits >> 63) != 0, biased_exponent, fraction);
+}
+
+Bytes reference_text(std::uint8_t tag, const Bytes& text) {
+  Bytes out{tag};
+  for (std::uint8_t byte : text) {
+    out.push_back(byte);
+    if (byte == 0) out.push_back(0xFF);
+  }
+  out.push_back(0x00);
+  out.push_back(0x01);
+  return out;
+}
+
+Bytes comparable_bytes(const TermKey& key) {
+  return Bytes(key.data(), key.data() + key.comparable_size());
+}
+
+Bytes side_bytes(const TermKey& key) {
+  return Bytes(key.data() + key.comparable_size(), key.data() + key.size());
+}
+
+Bytes concat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& part : parts) out.insert(out.end(), part.begin(), part.end());
+  return out;
+}
+
+// Integers of every magnitude, with the edges of each bit width.
+std::int64_t random_integer(std::mt19937_64& random) {
+  const auto width = static_cast<int>(random() % 64);
+  std::int64_t value = 0;
+  switch (random() % 4) {
+    case 0:
+      value = static_cast<std::int64_t>(random() >> (63 - width));
+      break;
+    case 1:
+      value = static_cast<std::int64_t>(std::uint64_t{1} << width);
+      break;
+    case 2:
+      value = static_cast<std::int64_t>((std::uint64_t{1} << width) - 1);
+      break;
+    default:
+      value = static_cast<std::int64_t>(random());
+      break;
+  }
+  // Negated through unsigned arithmetic: the minimum has no positive twin.
+  return random() % 2 == 0 ? value
+                           : static_cast<std::int64_t>(0 - static_cast<std::uint64_t>(value));
+}
+
+Bytes random_text(std::mt19937_64& random, bool zeros) {
+  Bytes text(random() % 40);
+  for (auto& byte : text) byte = static_cast<std::uint8_t>(random());
+  if (!zeros) {
+    for (auto& byte : text) byte = byte == 0 ? 1 : byte;
+  }
+  return text;
+}
+
+// Records what a reader reports, so two readers can be compared exactly.
+class EventLog : public TermVisitor {
+ public:
+  std::string text;
+
+  void integer(std::int64_t value) override { number('i', value); }
+  void big_integer(bool negative, std::span<const std::uint8_t> magnitude) override {
+    number(negative ? 'B' : 'b', 0);
+    hex(magnitude);
+  }
+  void float64(double value) override {
+    number('f', static_cast<std::int64_t>(std::bit_cast<std::uint64_t>(value)));
+  }
+  void atom(std::string_view utf8) override {
+    number('a', 0);
+    hex({reinterpret_cast<const std::uint8_t*>(utf8.data()), utf8.size()});
+  }
+  void binary(std::span<const std::uint8_t> bytes) override {
+    number('y', 0);
+    hex(bytes);
+  }
+  void bitstring(std::span<const std::uint8_t> bytes, unsigned bits) override {
+    number('s', bits);
+    hex(bytes);
+  }
+  void begin_tuple(std::size_t arity) override { number('T', static_cast<std::int64_t>(arity)); }
+  void end_tuple() override { number('t', 0); }
+  void begin_list(std::size_t count) override { number('L', static_cast<std::int64_t>(count)); }
+  void improper_tail() override { number('|', 0); }
+  void end_list() override { number('l', 0); }
+  void nil() override { number('n', 0); }
+  void begin_map(std::size_t size) override { number('M', static_cast<std::int64_t>(size)); }
+  void end_map() override { number('m', 0); }
+  void opaque(OpaqueKind kind, std::span<const std::uint8_t> bytes) override {
+    number('o', static_cast<int>(kind));
+    hex(bytes);
+  }
+
+ private:
+  void number(char tag, std::int64_t value) {
+    text.push_back(tag);
+    text.append(std::to_string(value));
+    text.push_back(';');
+  }
+  void hex(std::span<const std::uint8_t> bytes) {
+    static const char digits[] = "0123456789abcdef";
+    for (std::uint8_t byte : bytes) {
+      text.push_back(digits[byte >> 4]);
+      text.push_back(digits[byte & 15]);
+    }
+    text.push_back(';');
+  }
+};
+
+// Everything a reader reports for `bytes` (a comparable part of
+// `comparable_size` bytes, then side data), ending with the error if it
+// throws. The bytes are copied to an allocation of exactly their size, so
+// reading past them trips the address sanitizer.
+std::string events(const Bytes& bytes, std::size_t comparable_size, bool fast_paths) {
+  const auto copy = std::make_unique<std::uint8_t[]>(bytes.size() + 1);
+  if (!bytes.empty()) std::memcpy(copy.get(), bytes.data(), bytes.size());
+  const TermKeyView key(bytes.empty() ? nullptr : copy.get(), comparable_size, bytes.size());
+  EventLog log;
+  try {
+    if (fast_paths) {
+      read_term_key(key, log);
+    } else {
+      read_term_key_without_fast_paths(key, log);
+    }
+  } catch (const std::invalid_argument& error) {
+    log.text.push_back('!');
+    log.text.append(error.what());
+  }
+  return log.text;
+}
+
+// Terms made of what the fast paths handle (integers of every size, plain
+// binaries, flat tuples), mixed with what they must leave alone.
+Term random_fast_path_term(std::mt19937_64& random, int depth) {
+  Term term;
+  switch (random() % (depth > 0 ? 10 : 7)) {
+    case 0:
+    case 1:
+      term.kind = Term::Kind::integer;
+      term.integer = random_integer(random);
+      break;
+    case 2:
+      term.kind = Term::Kind::binary;
+      term.bytes = random_text(random, random() % 4 == 0);
+      break;
+    case 3:
+      term.kind = Term::Kind::float64;
+      term.number = static_cast<double>(random_integer(random));
+      if (random() % 2 == 0) term.number /= 4;
+      break;
+    case 4:
+      term.kind = Term::Kind::big;
+      term.negative = random() % 2 == 0;
+      term.bytes.resize(9 + random() % 4);
+      for (auto& byte : term.bytes) byte = static_cast<std::uint8_t>(random());
+      term.bytes.back() |= 1;
+      break;
+    case 5:
+      term.kind = Term::Kind::atom;
+      term.bytes = random_text(random, false);
+      for (auto& byte : term.bytes) byte &= 0x7F;
+      for (auto& byte : term.bytes) byte = byte == 0 ? 'a' : byte;
+      break;
+    case 6:
+      term.kind = Term::Kind::nil;
+      break;
+    case 7:
+    case 8:
+      term.kind = Term::Kind::tuple;
+      for (std::size_t i = random() % 5; i > 0; --i) {
+        term.items.push_back(random_fast_path_term(random, depth - 1));
+      }
+      break;
+    default:
+      term.kind = Term::Kind::list;
+      for (std::size_t i = 1 + random() % 3; i > 0; --i) {
+        term.items.push_back(random_fast_path_term(random, depth - 1));
+      }
+      break;
+  }
+  return term;
+}
+
+}  // namespace
+
+TEST_CASE("integers encode exactly as the format describes", "[term_key]") {
+  std::mt19937_64 random(2024);
+  std::vector<std::int64_t> values = {0,
+                                      1,
+                                      -1,
+                                      2,
+                                      127,
+                                      128,
+                                      -128,
+                                      (std::int64_t{1} << 56) + 12345,
+                                      std::numeric_limits<std::int64_t>::max(),
+                                      std::numeric_limits<std::int64_t>::min(),
+                                      std::numeric_limits<std::int64_t>::min() + 1};
+  for (int i = 0; i < 20000; ++i) values.push_back(random_integer(random));
+  for (const std::int64_t value : values) {
+    INFO("value " << value);
+    const TermKey key = int_key(value);
+    REQUIRE(comparable_bytes(key) == reference_integer(value));
+    REQUIRE(key.size() == key.comparable_size());
+    // As a map key numbers compare with =:=, so an integer tag comes first.
+    const TermKey map_key = key_of([&](TermKeyBuilder& b) {
+      b.begin_map(1);
+      b.small_int(value);
+      b.nil();
+      b.end_map();
+    });
+    REQUIRE(comparable_bytes(map_key) ==
+            concat({{0xEE, 0x01, 0x10}, reference_integer(value), {0xEF}}));
+  }
+}
+
+TEST_CASE("floats encode exactly as the format describes", "[term_key]") {
+  std::mt19937_64 random(2025);
+  std::vector<double> values = {0.0,
+                                -0.0,
+                                1.0,
+                                -1.5,
+                                std::numeric_limits<double>::min(),
+                                std::numeric_limits<double>::denorm_min(),
+                                -std::numeric_limits<double>::denorm_min(),
+                                std::numeric_limits<double>::max(),
+                                std::numeric_limits<double>::lowest()};
+  while (values.size() < 20000) {
+    const auto value = std::bit_cast<double>(random());
+    if (std::isfinite(value)) values.push_back(value);
+  }
+  for (const double value : values) {
+    INFO("bits " << std::bit_cast<std::uint64_t>(value));
+    const TermKey key = float_key(value);
+    REQUIRE(comparable_bytes(key) == reference_float(value));
+    const bool negative_zero = value == 0 && std::signbit(value);
+    REQUIRE(side_bytes(key) == Bytes{static_cast<std::uint8_t>(negative_zero ? 2 : 1)});
+  }
+}
+
+TEST_CASE("binaries, atoms and tuples encode exactly as the format describes", "[term_key]") {
+  std::mt19937_64 random(2026);
+  for (int i = 0; i < 5000; ++i) {
+    const Bytes text = random_text(random, i % 2 == 0);
+    REQUIRE(comparable_bytes(key_of([&](TermKeyBuilder& b) { b.binary(text); })) ==
+            reference_text(0xF1, text));
+    REQUIRE(comparable_bytes(key_of([&](TermKeyBuilder& b) {
+              b.atom({reinterpret_cast<const char*>(text.data()), text.size()});
+            })) == reference_text(0xE8, text));
+  }
+  // The member-list key, and a tuple too wide for the one-byte arity form.
+  const Bytes name = {'a', 'l', 'i', 'c', 'e'};
+  const TermKey member = key_of([&](TermKeyBuilder& b) {
+    b.begin_tuple(3);
+    b.small_int(-5);
+    b.binary(name);
+    b.small_int(81234567890123456);
+    b.end_tuple();
+  });
+  REQUIRE(comparable_bytes(member) == concat({{0xED, 0x03},
+                                              reference_integer(-5),
+                                              reference_text(0xF1, name),
+                                              reference_integer(81234567890123456)}));
+  const TermKey wide = key_of([&](TermKeyBuilder& b) {
+    b.begin_tuple(200);
+    for (int i = 0; i < 200; ++i) b.nil();
+    b.end_tuple();
+  });
+  REQUIRE(comparable_bytes(wide) == concat({{0xED, 0x81, 200}, Bytes(200, 0xEF)}));
+}
+
+TEST_CASE("reading with and without the fast paths reports the same events", "[term_key]") {
+  std::mt19937_64 random(2027);
+  std::vector<TermKey> keys;
+  for (int i = 0; i < 1000; ++i) keys.push_back(build(random_fast_path_term(random, 3)));
+  for (const auto& vector : otp_keys()) keys.push_back(vector.second);
+  std::size_t mutated = 0;
+  for (const TermKey& key : keys) {
+    const Bytes bytes(key.data(), key.data() + key.size());
+    const std::size_t comparable = key.comparable_size();
+    const std::string expected = events(bytes, comparable, false);
+    INFO("key " << expected);
+    REQUIRE(expected.find('!') == std::string::npos);
+    REQUIRE(events(bytes, comparable, true) == expected);
+    // Cut short anywhere, with the side data kept or dropped.
+    for (std::size_t cut = 0; cut < comparable; ++cut) {
+      Bytes shorter(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut));
+      REQUIRE(events(shorter, cut, true) == events(shorter, cut, false));
+      shorter.insert(shorter.end(), bytes.begin() + static_cast<std::ptrdiff_t>(comparable),
+                     bytes.end());
+      REQUIRE(events(shorter, cut, true) == events(shorter, cut, false));
+    }
+    // Single bytes changed, side data included.
+    for (int i = 0; i < 8 && !bytes.empty(); ++i) {
+      Bytes changed = bytes;
+      changed[random() % changed.size()] = static_cast<std::uint8_t>(random());
+      if (events(changed, comparable, false).find('!') != std::string::npos) ++mutated;
+      REQUIRE(events(changed, comparable, true) == events(changed, comparable, false));
+    }
+  }
+  CHECK(mutated > 500);  // the mutations do reach the error paths
 }

@@ -1,11 +1,15 @@
 // A B+tree of unique TermKeys in Erlang term order that also answers "what
 // is the rank of this key" and "which key has this rank" in O(log n).
 //
-// Inner nodes keep the item count of every child. Each node stores, per key,
-// 8 bytes of the key taken after the prefix all keys of that node share
-// (prefix truncation), so a search compares one integer per probe and reads
-// the full key only to break a tie or confirm a match. Keys of up to 7 bytes
-// live in their slot; longer ones are copied to core::allocate memory.
+// Inner nodes keep a running total of their children's item counts, so a
+// rank is one read per level and a descent by index a binary search. Each
+// node stores, per key, 8 bytes of the key taken after the prefix all keys of
+// that node share (prefix truncation), so a search compares one integer per
+// probe and reads the full key only to break a tie or confirm a match.
+// Leaves keep their keys' bytes in an arena inside the leaf (keys over 128
+// bytes go to core::allocate memory), so a search that reaches a leaf reads
+// no other allocation. Separator copies in inner nodes of up to 7 bytes live
+// in their slot; longer ones are copied to core::allocate memory.
 //
 // Not thread-safe; see SortedSet for the locked wrapper. Views and cursors
 // returned by a tree are invalidated by any change to it.
@@ -109,15 +113,24 @@ class OrderStatisticTree {
                           SplitReserve& reserve);
   void remove_at(Path& path, Leaf* leaf, std::size_t position) noexcept;
   void rebalance(Path& path, Node* node) noexcept;
-  bool rebalance_leaves(Inner* parent, std::size_t left_child) noexcept;
+  bool rebalance_leaf(Inner* parent, std::size_t child) noexcept;
+  bool merge_leaves(Inner* parent, std::size_t left_child) noexcept;
+  bool redistribute_leaves(Inner* parent, std::size_t left_child) noexcept;
   void rebalance_inners(Inner* parent, std::size_t left_child) noexcept;
+  void remove_child(Inner* parent, std::size_t left_child) noexcept;
 
   Leaf* new_leaf();
   Inner* new_inner();
   void free_node(Node* node) noexcept;
   void destroy_subtree(Node* node) noexcept;
+  std::uint8_t* copy_payload(TermKeyView key);
+  void free_payload(const std::uint8_t* payload) noexcept;
+  // Separator copies in inner nodes.
   std::uint64_t copy_key(TermKeyView key);
   void free_key(std::uint64_t key) noexcept;
+  // A leaf arena entry for `key` written to `entry`; returns its size.
+  std::size_t make_entry(TermKeyView key, std::uint8_t* entry);
+  void free_entry(const std::uint8_t* entry) noexcept;
 
   Node* root_ = nullptr;
   std::size_t size_ = 0;

@@ -8,6 +8,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "core/sorted_set/term_key_format.hpp"
 
@@ -23,7 +24,110 @@ std::span<const std::uint8_t> as_bytes(std::string_view text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
 }
 
+// Room a number needs: an exactness tag, a header of up to 2 + 8 bytes and
+// up to 10 groups, plus slack for put_groups' whole-word store.
+constexpr std::size_t kNumberRoom = 32;
+
+// Writes the 7-bit groups of a left-aligned fraction (see
+// term_key_format.hpp) at `out` and returns their end. The first eight are
+// spread into one word at once; it is stored whole, so `out` needs 8 bytes
+// of room even when fewer groups follow.
+std::uint8_t* put_groups_past_eight(std::uint8_t* out, std::uint64_t fraction,
+                                    std::uint64_t invert) noexcept;
+
+[[gnu::always_inline]] inline std::uint8_t* put_groups(std::uint8_t* out, std::uint64_t fraction,
+                                                       bool negative) noexcept {
+  const std::uint64_t invert = negative ? ~std::uint64_t{0} : 0;
+  const unsigned significant =
+      fraction == 0 ? 0 : 64u - static_cast<unsigned>(std::countr_zero(fraction));
+  const unsigned groups = significant == 0 ? 1 : (significant + 6) / 7;
+  // Bits 63..8 become eight 7-bit fields, one per byte, first group highest.
+  std::uint64_t x = fraction >> 8;
+  x = ((x & 0x00FFFFFFF0000000ull) << 4) | (x & 0x000000000FFFFFFFull);
+  x = ((x & 0x0FFFC0000FFFC000ull) << 2) | (x & 0x00003FFF00003FFFull);
+  x = ((x & 0x3F803F803F803F80ull) << 1) | (x & 0x007F007F007F007Full);
+  const unsigned first = groups < 8 ? groups : 8;
+  // The low bit of every byte but the last says "more follow".
+  std::uint64_t more = 0x0101010101010101ull & ~(~std::uint64_t{0} >> (8 * (first - 1)));
+  if (groups > 8) more |= 1;
+  const std::uint64_t word = __builtin_bswap64(((x << 1) | more) ^ invert);
+  std::memcpy(out, &word, sizeof(word));
+  out += first;
+  if (groups > 8) [[unlikely]]
+    out = put_groups_past_eight(out, fraction, invert);
+  return out;
+}
+
+// The groups after the first eight (fractions of more than 56 bits).
+std::uint8_t* put_groups_past_eight(std::uint8_t* out, std::uint64_t fraction,
+                                    std::uint64_t invert) noexcept {
+  std::uint64_t rest = fraction << 56;
+  const auto flip = static_cast<std::uint8_t>(invert);
+  do {
+    const auto group = static_cast<std::uint8_t>(rest >> 57);
+    rest <<= 7;
+    const auto follows = static_cast<std::uint8_t>(rest != 0 ? 1 : 0);
+    *out++ = static_cast<std::uint8_t>(((group << 1) | follows) ^ flip);
+  } while (rest != 0);
+  return out;
+}
+
+std::uint8_t* put_number_header(std::uint8_t* out, bool negative,
+                                std::uint64_t biased_exponent) noexcept {
+  if (biased_exponent <= fmt::kMaxCompactExponent) {
+    const auto header = static_cast<std::uint16_t>(negative ? 0x7F00u - biased_exponent
+                                                            : 0x8000u + biased_exponent);
+    out[0] = static_cast<std::uint8_t>(header >> 8);
+    out[1] = static_cast<std::uint8_t>(header & 0xFF);
+    return out + 2;
+  }
+  const auto length = static_cast<std::uint8_t>((std::bit_width(biased_exponent) + 7) / 8);
+  const std::uint8_t invert = negative ? 0xFF : 0x00;
+  *out++ = negative ? fmt::kHugeNegative : fmt::kHugePositive;
+  *out++ = static_cast<std::uint8_t>(length ^ invert);
+  for (int shift = (length - 1) * 8; shift >= 0; shift -= 8) {
+    *out++ = static_cast<std::uint8_t>(((biased_exponent >> shift) & 0xFF) ^ invert);
+  }
+  return out;
+}
+
 }  // namespace
+
+// ---- byte buffers ------------------------------------------------------------
+
+TermKeyBuilder::ByteBuffer::ByteBuffer(const ByteBuffer& other) {
+  reserve(other.size_);
+  append(other.data_, other.size_);
+}
+
+TermKeyBuilder::ByteBuffer::ByteBuffer(ByteBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      capacity_(std::exchange(other.capacity_, 0)) {}
+
+TermKeyBuilder::ByteBuffer& TermKeyBuilder::ByteBuffer::operator=(ByteBuffer other) noexcept {
+  std::swap(data_, other.data_);
+  std::swap(size_, other.size_);
+  std::swap(capacity_, other.capacity_);
+  return *this;
+}
+
+TermKeyBuilder::ByteBuffer::~ByteBuffer() {
+  if (data_ != nullptr) core::deallocate(data_, capacity_);
+}
+
+void TermKeyBuilder::ByteBuffer::reserve(std::size_t capacity) {
+  if (capacity > capacity_) grow(capacity - size_);
+}
+
+void TermKeyBuilder::ByteBuffer::grow(std::size_t count) {
+  const std::size_t capacity = std::max({size_ + count, capacity_ * 2, std::size_t{64}});
+  auto* data = static_cast<std::uint8_t*>(core::allocate(capacity));
+  if (size_ != 0) std::memcpy(data, data_, size_);
+  if (data_ != nullptr) core::deallocate(data_, capacity_);
+  data_ = data;
+  capacity_ = capacity;
+}
 
 TermKeyBuilder::TermKeyBuilder() {
   comparable_.reserve(64);
@@ -44,18 +148,25 @@ TermKey TermKeyBuilder::finish() {
   if (!frames_.empty()) misuse("TermKeyBuilder::finish: a container is still open");
   if (complete_terms_ != 1) misuse("TermKeyBuilder::finish: a key holds exactly one term");
   const std::size_t comparable_size = comparable_.size();
-  if (side_needed_) comparable_.insert(comparable_.end(), side_.begin(), side_.end());
+  if (side_needed_) comparable_.append(side_.data(), side_.size());
   TermKey key(std::span<const std::uint8_t>(comparable_.data(), comparable_.size()),
               comparable_size);
   reset();
   return key;
 }
 
-bool TermKeyBuilder::begin_term() {
+// The common cases inline: a term at top level or inside a tuple.
+[[gnu::always_inline]] inline bool TermKeyBuilder::begin_term() {
   if (frames_.empty()) {
     if (complete_terms_ != 0) misuse("TermKeyBuilder: a key holds exactly one term");
     return false;
   }
+  const Frame& frame = frames_.back();
+  if (frame.kind == FrameKind::tuple && frame.written != frame.expected) return frame.exact;
+  return begin_term_in_frame();
+}
+
+bool TermKeyBuilder::begin_term_in_frame() {
   Frame& frame = frames_.back();
   switch (frame.kind) {
     case FrameKind::tuple:
@@ -83,7 +194,7 @@ bool TermKeyBuilder::begin_term() {
   return false;
 }
 
-void TermKeyBuilder::end_term() {
+[[gnu::always_inline]] inline void TermKeyBuilder::end_term() {
   if (frames_.empty()) {
     ++complete_terms_;
     return;
@@ -112,35 +223,17 @@ void TermKeyBuilder::write_zero(bool exact, bool is_float, bool negative_zero) {
 }
 
 void TermKeyBuilder::write_number_header(bool negative, std::uint64_t biased_exponent) {
-  if (biased_exponent <= fmt::kMaxCompactExponent) {
-    const auto header = static_cast<std::uint16_t>(negative ? 0x7F00u - biased_exponent
-                                                            : 0x8000u + biased_exponent);
-    put(static_cast<std::uint8_t>(header >> 8));
-    put(static_cast<std::uint8_t>(header & 0xFF));
-    return;
-  }
-  const auto length = static_cast<std::uint8_t>((std::bit_width(biased_exponent) + 7) / 8);
-  const std::uint8_t invert = negative ? 0xFF : 0x00;
-  put(negative ? fmt::kHugeNegative : fmt::kHugePositive);
-  put(static_cast<std::uint8_t>(length ^ invert));
-  for (int shift = (length - 1) * 8; shift >= 0; shift -= 8) {
-    put(static_cast<std::uint8_t>(((biased_exponent >> shift) & 0xFF) ^ invert));
-  }
+  comparable_.advance_to(
+      put_number_header(comparable_.room(kNumberRoom), negative, biased_exponent));
 }
 
 void TermKeyBuilder::write_number(bool exact, bool is_float, bool negative,
                                   std::uint64_t biased_exponent,
                                   std::uint64_t fraction_left_aligned) {
-  if (exact) put(is_float ? fmt::kExactFloat : fmt::kExactInteger);
-  write_number_header(negative, biased_exponent);
-  const std::uint8_t invert = negative ? 0xFF : 0x00;
-  std::uint64_t fraction = fraction_left_aligned;
-  do {
-    const auto group = static_cast<std::uint8_t>(fraction >> 57);
-    fraction <<= 7;
-    const auto more = static_cast<std::uint8_t>(fraction != 0 ? 1 : 0);
-    put(static_cast<std::uint8_t>(((group << 1) | more) ^ invert));
-  } while (fraction != 0);
+  std::uint8_t* out = comparable_.room(kNumberRoom);
+  if (exact) *out++ = is_float ? fmt::kExactFloat : fmt::kExactInteger;
+  out = put_number_header(out, negative, biased_exponent);
+  comparable_.advance_to(put_groups(out, fraction_left_aligned, negative));
   write_side_number(is_float, false);
 }
 
@@ -180,16 +273,25 @@ void TermKeyBuilder::write_big_number(bool negative, std::span<const std::uint8_
 
 void TermKeyBuilder::small_int(std::int64_t value) {
   const bool exact = begin_term();
+  std::uint8_t* out = comparable_.room(kNumberRoom);
+  if (exact) *out++ = fmt::kExactInteger;
   if (value == 0) {
-    write_zero(exact, false, false);
+    *out++ = fmt::kZero;
   } else {
     const bool negative = value < 0;
     const std::uint64_t magnitude =
         negative ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
     const auto exponent = static_cast<unsigned>(63 - std::countl_zero(magnitude));
+    // Always the compact header: exponent + bias <= 63 + 1075.
+    const unsigned biased_exponent = exponent + static_cast<unsigned>(fmt::kExponentBias);
+    const unsigned header = negative ? 0x7F00u - biased_exponent : 0x8000u + biased_exponent;
+    out[0] = static_cast<std::uint8_t>(header >> 8);
+    out[1] = static_cast<std::uint8_t>(header & 0xFF);
     const std::uint64_t fraction = exponent == 0 ? 0 : magnitude << (64 - exponent);
-    write_number(exact, false, negative, exponent + fmt::kExponentBias, fraction);
+    out = put_groups(out + 2, fraction, negative);
   }
+  comparable_.advance_to(out);
+  write_side_number(false, false);
   end_term();
 }
 
@@ -242,7 +344,7 @@ void TermKeyBuilder::write_escaped(std::span<const std::uint8_t> bytes) {
     const auto* zero = static_cast<const std::uint8_t*>(
         std::memchr(cursor, 0, static_cast<std::size_t>(end - cursor)));
     const std::uint8_t* run_end = zero == nullptr ? end : zero;
-    comparable_.insert(comparable_.end(), cursor, run_end);
+    comparable_.append(cursor, static_cast<std::size_t>(run_end - cursor));
     if (zero == nullptr) break;
     put(fmt::kEscape);
     put(fmt::kEscapedZero);
@@ -256,17 +358,32 @@ void TermKeyBuilder::write_escaped_terminated(std::span<const std::uint8_t> byte
   put(fmt::kTerminator);
 }
 
+// Text with a tag, escaped and terminated; text without zero bytes (nearly
+// all of it) is copied in one piece.
+void TermKeyBuilder::write_text(std::uint8_t tag, std::span<const std::uint8_t> bytes) {
+  const std::size_t size = bytes.size();
+  if (size != 0 && std::memchr(bytes.data(), 0, size) != nullptr) {
+    put(tag);
+    write_escaped_terminated(bytes);
+    return;
+  }
+  std::uint8_t* out = comparable_.room(size + 3);
+  out[0] = tag;
+  if (size != 0) std::memcpy(out + 1, bytes.data(), size);
+  out[size + 1] = fmt::kEscape;
+  out[size + 2] = fmt::kTerminator;
+  comparable_.advance_to(out + size + 3);
+}
+
 void TermKeyBuilder::atom(std::string_view utf8) {
   begin_term();
-  put(fmt::kAtom);
-  write_escaped_terminated(as_bytes(utf8));
+  write_text(fmt::kAtom, as_bytes(utf8));
   end_term();
 }
 
 void TermKeyBuilder::binary(std::span<const std::uint8_t> bytes) {
   begin_term();
-  put(fmt::kBitstring);
-  write_escaped_terminated(bytes);
+  write_text(fmt::kBitstring, bytes);
   end_term();
 }
 
@@ -311,8 +428,15 @@ void TermKeyBuilder::write_u64(std::uint64_t value) {
 
 void TermKeyBuilder::begin_tuple(std::size_t arity) {
   const bool exact = begin_term();
-  put(fmt::kTuple);
-  write_ordered_size(arity);
+  if (arity < 0x80) {
+    std::uint8_t* out = comparable_.room(2);
+    out[0] = fmt::kTuple;
+    out[1] = static_cast<std::uint8_t>(arity);
+    comparable_.advance_to(out + 2);
+  } else {
+    put(fmt::kTuple);
+    write_ordered_size(arity);
+  }
   frames_.push_back(Frame{FrameKind::tuple, exact, false, arity, 0, 0, 0, 0});
 }
 
@@ -412,27 +536,29 @@ void TermKeyBuilder::sort_map_entries(const Frame& frame) {
   // keys before any value.
   scratch_.clear();
   for (std::size_t i : order) {
-    scratch_.insert(scratch_.end(), bytes + entries[i].key_comparable,
-                    bytes + key_comparable_end(i));
+    scratch_.append(bytes + entries[i].key_comparable,
+                    key_comparable_end(i) - entries[i].key_comparable);
   }
   for (std::size_t i : order) {
-    scratch_.insert(scratch_.end(), bytes + entries[i].value_comparable,
-                    bytes + value_comparable_end(i));
+    scratch_.append(bytes + entries[i].value_comparable,
+                    value_comparable_end(i) - entries[i].value_comparable);
   }
-  std::copy(scratch_.begin(), scratch_.end(),
-            comparable_.begin() + static_cast<std::ptrdiff_t>(frame.comparable_begin));
+  if (scratch_.size() != 0) {
+    std::memcpy(comparable_.data() + frame.comparable_begin, scratch_.data(), scratch_.size());
+  }
 
   if (side_end == frame.side_begin) return;
   const std::uint8_t* side = side_.data();
   scratch_.clear();
   for (std::size_t i : order) {
-    scratch_.insert(scratch_.end(), side + entries[i].key_side, side + entries[i].value_side);
+    scratch_.append(side + entries[i].key_side, entries[i].value_side - entries[i].key_side);
   }
   for (std::size_t i : order) {
-    scratch_.insert(scratch_.end(), side + entries[i].value_side, side + value_side_end(i));
+    scratch_.append(side + entries[i].value_side, value_side_end(i) - entries[i].value_side);
   }
-  std::copy(scratch_.begin(), scratch_.end(),
-            side_.begin() + static_cast<std::ptrdiff_t>(frame.side_begin));
+  if (scratch_.size() != 0) {
+    std::memcpy(side_.data() + frame.side_begin, scratch_.data(), scratch_.size());
+  }
 }
 
 // ---- pids, ports, references, funs -------------------------------------------
@@ -447,7 +573,7 @@ void TermKeyBuilder::write_side_opaque(std::span<const std::uint8_t> external_te
   }
   side_.push_back(static_cast<std::uint8_t>(length));
   side_.push_back(131);
-  side_.insert(side_.end(), external_term_body.begin(), external_term_body.end());
+  side_.append(external_term_body.data(), external_term_body.size());
 }
 
 // OTP 25 (erts_cmp_compound): pids by serial, number, then node name and

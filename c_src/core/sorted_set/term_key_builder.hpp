@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -77,6 +78,49 @@ class TermKeyBuilder {
  private:
   friend class detail::ExternalTermParser;
 
+  // A growable byte string. Encoding a key is mostly a few bytes at a time:
+  // callers make room once per term and write through the pointer, instead
+  // of paying std::vector's capacity check on every byte.
+  class ByteBuffer {
+   public:
+    ByteBuffer() = default;
+    ByteBuffer(const ByteBuffer& other);
+    ByteBuffer(ByteBuffer&& other) noexcept;
+    ByteBuffer& operator=(ByteBuffer other) noexcept;
+    ~ByteBuffer();
+
+    std::uint8_t* data() noexcept { return data_; }
+    const std::uint8_t* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    void clear() noexcept { size_ = 0; }
+    void reserve(std::size_t capacity);
+    // At least `count` writable bytes past the end; advance_to() keeps what
+    // was written.
+    std::uint8_t* room(std::size_t count) {
+      if (capacity_ - size_ < count) grow(count);
+      return data_ + size_;
+    }
+    void advance_to(const std::uint8_t* end) noexcept {
+      size_ = static_cast<std::size_t>(end - data_);
+    }
+    void push_back(std::uint8_t byte) {
+      *room(1) = byte;
+      ++size_;
+    }
+    void append(const std::uint8_t* bytes, std::size_t count) {
+      if (count == 0) return;
+      std::memcpy(room(count), bytes, count);
+      size_ += count;
+    }
+
+   private:
+    void grow(std::size_t count);
+
+    std::uint8_t* data_ = nullptr;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+  };
+
   enum class FrameKind : std::uint8_t { tuple, list, list_tail, map, local_fun };
 
   struct Frame {
@@ -100,6 +144,7 @@ class TermKeyBuilder {
   // Called before each term is written; emits what the parent needs first
   // (a cons byte in a list) and reports whether numbers are exact here.
   bool begin_term();
+  bool begin_term_in_frame();
   // Called when a term is complete.
   void end_term();
 
@@ -111,6 +156,7 @@ class TermKeyBuilder {
   void write_side_number(bool is_float, bool negative_zero);
   void write_escaped(std::span<const std::uint8_t> bytes);
   void write_escaped_terminated(std::span<const std::uint8_t> bytes);
+  void write_text(std::uint8_t tag, std::span<const std::uint8_t> bytes);
   void write_ordered_size(std::uint64_t value);
   void write_u32(std::uint32_t value);
   void write_u64(std::uint64_t value);
@@ -129,9 +175,9 @@ class TermKeyBuilder {
 
   void sort_map_entries(const Frame& frame);
 
-  std::vector<std::uint8_t, Allocator<std::uint8_t>> comparable_;
-  std::vector<std::uint8_t, Allocator<std::uint8_t>> side_;
-  std::vector<std::uint8_t, Allocator<std::uint8_t>> scratch_;
+  ByteBuffer comparable_;
+  ByteBuffer side_;
+  ByteBuffer scratch_;
   std::vector<Frame, Allocator<Frame>> frames_;
   std::vector<MapEntryMarks, Allocator<MapEntryMarks>> map_entries_;
   std::size_t complete_terms_ = 0;   // at top level

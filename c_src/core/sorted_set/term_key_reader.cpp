@@ -27,23 +27,41 @@ struct Number {
   std::span<const std::uint8_t> groups;  // as stored (inverted when negative)
 };
 
+std::uint64_t load_little_endian(const std::uint8_t* bytes) noexcept {
+  std::uint64_t word = 0;
+  std::memcpy(&word, bytes, sizeof(word));
+  return word;
+}
+
+// Gathers the 7-bit groups of up to eight number bytes (first byte in the
+// low byte of `bytes`, already un-inverted) into one left-aligned fraction:
+// the inverse of the builder's spreading.
+std::uint64_t gather_groups(std::uint64_t bytes) noexcept {
+  std::uint64_t x = (__builtin_bswap64(bytes) >> 1) & 0x7F7F7F7F7F7F7F7Full;
+  x = ((x & 0x7F007F007F007F00ull) >> 1) | (x & 0x007F007F007F007Full);
+  x = ((x & 0x3FFF00003FFF0000ull) >> 2) | (x & 0x00003FFF00003FFFull);
+  x = ((x & 0x0FFFFFFF00000000ull) >> 4) | (x & 0x000000000FFFFFFFull);
+  return x << 8;
+}
+
 class KeyReader {
  public:
-  KeyReader(TermKeyView key, TermVisitor& visitor)
+  KeyReader(TermKeyView key, TermVisitor& visitor, bool fast_paths)
       : cursor_(key.data()),
         end_(key.data() + key.comparable_size()),
         side_(key.data() + key.comparable_size()),
         side_end_(key.data() + key.size()),
-        visitor_(visitor) {}
+        visitor_(visitor),
+        fast_paths_(fast_paths) {}
 
   void read() {
-    read_term();
+    next_term();
     while (!frames_.empty()) {
       Frame& frame = frames_.back();
       if (frame.remaining > 0) {
         --frame.remaining;
         if (frame.kind == Kind::list_elements) expect(fmt::kCons);
-        read_term();
+        next_term();
         continue;
       }
       switch (frame.kind) {
@@ -81,6 +99,35 @@ class KeyReader {
   struct Frame {
     Kind kind;
     std::uint64_t remaining;
+  };
+
+  // Open containers: inline for the usual shallow keys, so reading one
+  // allocates nothing; deeper nesting moves to the heap.
+  class FrameStack {
+   public:
+    bool empty() const noexcept { return size_ == 0; }
+    Frame& back() noexcept { return data_[size_ - 1]; }
+    void pop_back() noexcept { --size_; }
+    void push_back(Frame frame) {
+      if (size_ == capacity_) grow();
+      data_[size_++] = frame;
+    }
+
+   private:
+    static constexpr std::size_t kInline = 16;
+
+    void grow() {
+      if (data_ == inline_) heap_.assign(inline_, inline_ + size_);
+      heap_.resize(capacity_ * 2);
+      data_ = heap_.data();
+      capacity_ = heap_.size();
+    }
+
+    Frame inline_[kInline];
+    std::vector<Frame, Allocator<Frame>> heap_;
+    Frame* data_ = inline_;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = kInline;
   };
 
   std::uint8_t peek() const {
@@ -376,7 +423,109 @@ class KeyReader {
     return text_;
   }
 
-  void read_term() {
+  // ---- fast paths ----
+  // Each handles only well-formed input it fully understands and otherwise
+  // returns false without consuming anything, leaving the term to the
+  // general decoder below; so errors and edge cases are reported there.
+
+  // An integer in the compact number form whose value fits int64 easily
+  // (|value| < 2^63) with at most eight 7-bit groups.
+  bool fast_integer() {
+    const std::uint8_t* at = cursor_;
+    const auto available = static_cast<std::size_t>(end_ - at);
+    if (available < 3) return false;
+    if (side_ != side_end_ && *side_ != static_cast<std::uint8_t>(fmt::NumberKind::integer)) {
+      return false;
+    }
+    const unsigned header = (static_cast<unsigned>(at[0]) << 8) | at[1];
+    const bool negative = header < 0x8000;
+    const unsigned biased_exponent = negative ? 0x7F00u - header : header - 0x8000u;
+    const unsigned exponent = biased_exponent - static_cast<unsigned>(fmt::kExponentBias);
+    if (exponent > 62) return false;  // also catches biased exponents below the bias
+    const std::uint64_t invert = negative ? ~std::uint64_t{0} : 0;
+    std::uint64_t bytes = 0;
+    std::size_t loaded = available - 2;
+    if (loaded >= 8) {
+      bytes = load_little_endian(at + 2);
+      loaded = 8;
+    } else {
+      std::memcpy(&bytes, at + 2, loaded);
+    }
+    bytes ^= invert;
+    // Groups end at the first byte with a clear low bit.
+    std::uint64_t last = ~bytes & 0x0101010101010101ull;
+    if (loaded < 8) last &= (std::uint64_t{1} << (8 * loaded)) - 1;
+    if (last == 0) return false;
+    const auto groups = static_cast<unsigned>(std::countr_zero(last) / 8 + 1);
+    if (groups < 8) bytes &= (std::uint64_t{1} << (8 * groups)) - 1;
+    const std::uint64_t fraction = gather_groups(bytes);
+    if (exponent == 0 ? fraction != 0 : (fraction << exponent) != 0) return false;
+    const std::uint64_t magnitude =
+        (std::uint64_t{1} << exponent) | (exponent == 0 ? 0 : fraction >> (64 - exponent));
+    const auto value = static_cast<std::int64_t>(magnitude);
+    cursor_ = at + 2 + groups;
+    if (side_ != side_end_) ++side_;
+    visitor_.integer(negative ? -value : value);
+    return true;
+  }
+
+  bool fast_zero() {
+    if (side_ != side_end_ && *side_ != static_cast<std::uint8_t>(fmt::NumberKind::integer)) {
+      return false;
+    }
+    ++cursor_;
+    if (side_ != side_end_) ++side_;
+    visitor_.integer(0);
+    return true;
+  }
+
+  // A binary with no zero byte: its bytes and the terminator.
+  bool fast_binary() {
+    const std::uint8_t* begin = cursor_ + 1;
+    const auto length = static_cast<std::size_t>(end_ - begin);
+    const auto* zero = static_cast<const std::uint8_t*>(std::memchr(begin, 0, length));
+    if (zero == nullptr || zero + 1 == end_ || zero[1] != fmt::kTerminator) return false;
+    cursor_ = zero + 2;
+    visitor_.binary({begin, static_cast<std::size_t>(zero - begin)});
+    return true;
+  }
+
+  // A small integer or plain binary at the cursor, if that is what is there.
+  [[gnu::always_inline]] bool fast_scalar(std::uint8_t tag) {
+    if (tag == fmt::kZero) return fast_zero();
+    if (tag > fmt::kHugeNegative && tag < fmt::kHugePositive) return fast_integer();
+    if (tag == fmt::kBitstring) return fast_binary();
+    return false;
+  }
+
+  // A tuple whose arity fits the one-byte size form. Its leading scalar
+  // elements are read here, so a flat tuple of them never needs a frame.
+  bool fast_tuple() {
+    if (end_ - cursor_ < 2 || cursor_[1] >= 0x80) return false;
+    const std::uint8_t arity = cursor_[1];
+    cursor_ += 2;
+    visitor_.begin_tuple(arity);
+    std::uint64_t done = 0;
+    while (done < arity && cursor_ != end_ && fast_scalar(*cursor_)) ++done;
+    if (done == arity) {
+      visitor_.end_tuple();
+    } else {
+      frames_.push_back({Kind::tuple, arity - done});
+    }
+    return true;
+  }
+
+  // Kept small and inline so the common terms skip the general decoder's
+  // setup entirely.
+  [[gnu::always_inline]] void next_term() {
+    const std::uint8_t tag = peek();
+    if (fast_paths_) {
+      if (tag == fmt::kTuple ? fast_tuple() : fast_scalar(tag)) return;
+    }
+    read_term();
+  }
+
+  [[gnu::noinline]] void read_term() {
     const std::uint8_t tag = peek();
     if (tag == fmt::kExactInteger || tag == fmt::kExactFloat) {
       ++cursor_;
@@ -458,13 +607,22 @@ class KeyReader {
   const std::uint8_t* side_;
   const std::uint8_t* side_end_;
   TermVisitor& visitor_;
-  std::vector<Frame, Allocator<Frame>> frames_;
+  bool fast_paths_;
+  FrameStack frames_;
   std::vector<std::uint8_t, Allocator<std::uint8_t>> text_;
   std::vector<std::uint8_t, Allocator<std::uint8_t>> magnitude_;
 };
 
 }  // namespace
 
-void read_term_key(TermKeyView key, TermVisitor& visitor) { KeyReader(key, visitor).read(); }
+void read_term_key(TermKeyView key, TermVisitor& visitor) { KeyReader(key, visitor, true).read(); }
+
+namespace detail {
+
+void read_term_key_without_fast_paths(TermKeyView key, TermVisitor& visitor) {
+  KeyReader(key, visitor, false).read();
+}
+
+}  // namespace detail
 
 }  // namespace switchboard::core

@@ -47,4 +47,10 @@ class TermVisitor {
 // Throws std::invalid_argument if `key` is not a well-formed key.
 void read_term_key(TermKeyView key, TermVisitor& visitor);
 
+namespace detail {
+// read_term_key without its shortcuts for small integers and plain binaries:
+// the general decoder alone, for tests that hold the shortcuts against it.
+void read_term_key_without_fast_paths(TermKeyView key, TermVisitor& visitor);
+}  // namespace detail
+
 }  // namespace switchboard::core
