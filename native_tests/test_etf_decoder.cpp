@@ -3,6 +3,8 @@
 // on OTP 25 (erts-13.1.5).
 #include <catch2/catch.hpp>
 
+#include "hex.hpp"
+
 #include <zlib.h>
 
 #include <cstdint>
@@ -27,23 +29,9 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-std::string hex(std::span<const std::uint8_t> bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::uint8_t byte : bytes) {
-    out.push_back(digits[byte >> 4]);
-    out.push_back(digits[byte & 15]);
-  }
-  return out;
-}
+using switchboard::test::hex;
 
-Bytes unhex(const std::string& text) {
-  Bytes out;
-  for (std::size_t i = 0; i + 1 < text.size(); i += 2) {
-    out.push_back(static_cast<std::uint8_t>(std::stoi(text.substr(i, 2), nullptr, 16)));
-  }
-  return out;
-}
+using switchboard::test::unhex;
 
 std::string repeat(const std::string& text, std::size_t times) {
   std::string out;

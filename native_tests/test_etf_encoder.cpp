@@ -1,6 +1,8 @@
 // EtfEncoder against bytes from OTP 25's term_to_binary/1 (erl, erts-13.1.5).
 #include <catch2/catch.hpp>
 
+#include "hex.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -12,15 +14,7 @@ using switchboard::core::etf::EtfEncoder;
 
 namespace {
 
-std::string hex(std::span<const std::uint8_t> bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::uint8_t byte : bytes) {
-    out.push_back(digits[byte >> 4]);
-    out.push_back(digits[byte & 15]);
-  }
-  return out;
-}
+using switchboard::test::hex;
 
 std::vector<std::uint8_t> unhex(const std::string& text) {
   std::vector<std::uint8_t> out;

@@ -2,6 +2,8 @@
 // canonical re-encoding checked against term_to_binary/1 (erts-13.1.5).
 #include <catch2/catch.hpp>
 
+#include "hex.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -20,23 +22,9 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-std::string hex(std::span<const std::uint8_t> bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::uint8_t byte : bytes) {
-    out.push_back(digits[byte >> 4]);
-    out.push_back(digits[byte & 15]);
-  }
-  return out;
-}
+using switchboard::test::hex;
 
-Bytes unhex(const std::string& text) {
-  Bytes out;
-  for (std::size_t i = 0; i + 1 < text.size(); i += 2) {
-    out.push_back(static_cast<std::uint8_t>(std::stoi(text.substr(i, 2), nullptr, 16)));
-  }
-  return out;
-}
+using switchboard::test::unhex;
 
 Value decoded(const std::string& text) {
   etf::DecodedValue result = etf::decode(unhex(text));

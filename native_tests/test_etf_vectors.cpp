@@ -2,6 +2,8 @@
 // test inputs with OTP 25's verdicts), used as given.
 #include <catch2/catch.hpp>
 
+#include "hex.hpp"
+
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
@@ -22,23 +24,9 @@ namespace {
 using Bytes = std::vector<std::uint8_t>;
 using JsonObject = std::map<std::string, std::string>;
 
-std::string hex(std::span<const std::uint8_t> bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::uint8_t byte : bytes) {
-    out.push_back(digits[byte >> 4]);
-    out.push_back(digits[byte & 15]);
-  }
-  return out;
-}
+using switchboard::test::hex;
 
-Bytes unhex(const std::string& text) {
-  Bytes out;
-  for (std::size_t i = 0; i + 1 < text.size(); i += 2) {
-    out.push_back(static_cast<std::uint8_t>(std::stoi(text.substr(i, 2), nullptr, 16)));
-  }
-  return out;
-}
+using switchboard::test::unhex;
 
 // Just enough JSON for a flat array of objects whose values are strings,
 // numbers or literals; values come back as their text.
