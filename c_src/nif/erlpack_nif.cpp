@@ -959,8 +959,12 @@ class TermBuilder {
       keys[pairs + i] = items_[first + 2 * i + 1];
     }
     ERL_NIF_TERM map;
-    if (!enif_make_map_from_arrays(env_, keys.data(), keys.data() + pairs, pairs, &map)) {
-      // The decoder refuses equal keys, so only renamed atoms can be.
+    std::size_t made = 0;
+    // The decoder refuses equal keys, so only renamed atoms can be. Flat maps
+    // (<= 32 keys) refuse them; OTP 25 builds a large (hash) map anyway, keeping
+    // one of the pair, which only its size gives away.
+    if (!enif_make_map_from_arrays(env_, keys.data(), keys.data() + pairs, pairs, &map) ||
+        !enif_get_map_size(env_, map, &made) || made != pairs) {
       return reject(mode_ == AtomMode::binary ? Stop::duplicate_key : Stop::invalid_term);
     }
     items_.resize(first);

@@ -356,6 +356,19 @@ defmodule Switchboard.ErlpackTest do
       assert {:error, {:duplicate_key, _}} = Erlpack.decode(bytes, atoms: :binary)
     end
 
+    test "atoms: :binary refuses keys that become equal in a large (hash) map too" do
+      # OTP builds a map of more than 32 keys even from equal keys, keeping one.
+      for size <- [31, 33, 100, 1000] do
+        map = Map.new(1..size, &{&1, &1}) |> Map.merge(%{:"" => 1, "" => 2})
+        bytes = :erlang.term_to_binary([map])
+        assert {:error, {:duplicate_key, offset}} = Erlpack.decode(bytes, atoms: :binary)
+        assert Pure.decode(bytes, atoms: :binary) == {:error, {:duplicate_key, offset}}
+
+        assert Erlpack.decode(bytes, atoms: :binary, isolation: :port) ==
+                 {:error, {:duplicate_key, offset}}
+      end
+    end
+
     test "trailing: :allow returns the rest" do
       assert Erlpack.decode(<<131, 97, 1, 2, 3>>, trailing: :allow) == {:ok, 1, <<2, 3>>}
       assert Erlpack.decode(<<131, 97, 1>>, trailing: :allow) == {:ok, 1, ""}
