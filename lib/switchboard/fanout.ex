@@ -54,6 +54,16 @@ defmodule Switchboard.Fanout do
   offloaded fan-out or a remote hop may be overtaken by a later `send/2`.
   Call `sync/0` first when that matters.
 
+  ## Receiver groups
+
+  For receivers a process fans out to again and again, a
+  `Switchboard.Fanout.Group` (a native set of local pids, kept current with
+  `add`/`remove`) can stand in for the list: `send(group, message,
+  offload: true)` costs the caller O(1) whatever the group's size (a snapshot
+  of the members and one copy of the message go to the sender thread), and
+  an inline `send(group, message)` walks no list. Ordering is the same as
+  for lists.
+
   ## Summary
 
   Each call returns `%{local: l, remote: r, skipped: s}`:
@@ -67,7 +77,7 @@ defmodule Switchboard.Fanout do
   are dead pids on remote nodes by their partitioner; `stats/0` counts them.
   """
 
-  alias Switchboard.Fanout.{Partitioner, Sender}
+  alias Switchboard.Fanout.{Group, Partitioner, Sender}
   alias Switchboard.NIF
 
   @ticket_key {__MODULE__, :ticket}
@@ -123,8 +133,32 @@ defmodule Switchboard.Fanout do
       iex> Switchboard.Fanout.send([self(), :not_a_pid], :hello)
       ** (ArgumentError) expected a pid or nil in the receiver list, got: not_a_pid
   """
-  @spec send([receiver()], term(), [option()]) :: summary()
-  def send(pids, message, opts \\ []) do
+  @spec send([receiver()] | Group.t(), term(), [option()]) :: summary()
+  def send(receivers, message, opts \\ [])
+
+  def send(%Group{ref: ref}, message, opts) do
+    {offload, _pack} = options!(opts)
+
+    if offload or pending_offload?() do
+      ref_notify = make_ref()
+      notify = if offload, do: nil, else: {self(), ref_notify}
+      {ticket, members} = NIF.fanout_group_offload(ref, message, notify)
+      Process.put(@ticket_key, ticket)
+
+      if offload do
+        %{local: members, remote: 0, skipped: 0}
+      else
+        receive do
+          {^ref_notify, delivered, skipped} -> %{local: delivered, remote: 0, skipped: skipped}
+        end
+      end
+    else
+      {delivered, skipped} = NIF.fanout_group_send(ref, message)
+      %{local: delivered, remote: 0, skipped: skipped}
+    end
+  end
+
+  def send(pids, message, opts) do
     {offload, pack} = options!(opts)
 
     if offload or pending_offload?() do
@@ -222,7 +256,10 @@ defmodule Switchboard.Fanout do
 
   # ---------------------------------------------------------------------------
 
-  defp options!(opts) do
+  @doc false
+  # Shared with the pure twin, so both check options the same way.
+  @spec options!(keyword()) :: {boolean(), :binary | nil}
+  def options!(opts) do
     opts = Keyword.validate!(opts, offload: false, pack: nil)
 
     offload =

@@ -56,6 +56,14 @@ defmodule Switchboard.NIF do
   def fanout_ticket_done(_ticket), do: :erlang.nif_error(:not_loaded)
   def fanout_reject(_kind, _term), do: :erlang.nif_error(:not_loaded)
   def fanout_info, do: :erlang.nif_error(:not_loaded)
+  def fanout_group_new(_pids), do: :erlang.nif_error(:not_loaded)
+  def fanout_group_add(_group, _pid), do: :erlang.nif_error(:not_loaded)
+  def fanout_group_remove(_group, _pid), do: :erlang.nif_error(:not_loaded)
+  def fanout_group_member(_group, _pid), do: :erlang.nif_error(:not_loaded)
+  def fanout_group_size(_group), do: :erlang.nif_error(:not_loaded)
+  def fanout_group_to_list(_group), do: :erlang.nif_error(:not_loaded)
+  def fanout_group_send(_group, _message), do: :erlang.nif_error(:not_loaded)
+  def fanout_group_offload(_group, _message, _notify), do: :erlang.nif_error(:not_loaded)
 
   # Switchboard.Erlpack
   def erlpack_encode(_term, _level, _string_keys), do: :erlang.nif_error(:not_loaded)

@@ -17,7 +17,7 @@ defmodule Switchboard.Fanout.Pure do
   delivered here, where `Switchboard.Fanout` counts them as skipped.
   """
 
-  alias Switchboard.Fanout.Pure.Sender
+  alias Switchboard.Fanout.Pure.{Group, Sender}
 
   @ticket_key {__MODULE__, :ticket}
 
@@ -41,12 +41,18 @@ defmodule Switchboard.Fanout.Pure do
       iex> Switchboard.Fanout.Pure.send([:not_a_pid], :hello)
       ** (ArgumentError) expected a pid or nil in the receiver list, got: :not_a_pid
   """
-  @spec send([Switchboard.Fanout.receiver()], term(), [Switchboard.Fanout.option()]) ::
+  @spec send([Switchboard.Fanout.receiver()] | Group.t(), term(), [Switchboard.Fanout.option()]) ::
           Switchboard.Fanout.summary()
-  def send(pids, message, opts \\ []) do
-    opts = Keyword.validate!(opts, offload: false, pack: nil)
-    offload = opts[:offload] == true
-    pack = opts[:pack]
+  def send(receivers, message, opts \\ [])
+
+  # A group's members are read by the caller (a snapshot, as the native
+  # group takes), then sent like a list of local pids.
+  def send(%Group{} = group, message, opts) do
+    send(Group.to_list(group), message, opts)
+  end
+
+  def send(pids, message, opts) do
+    {offload, pack} = Switchboard.Fanout.options!(opts)
 
     if offload or pending_offload?() do
       send_queued(pids, message, pack, offload)
