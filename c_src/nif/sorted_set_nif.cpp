@@ -85,12 +85,14 @@ ERL_NIF_TERM make_slice(ErlNifEnv* env, const core::OrderStatisticTree& tree, st
                         std::size_t count) {
   if (start >= tree.size() || count == 0) return enif_make_list(env, 0);
   count = std::min(count, tree.size() - start);
-  std::vector<ERL_NIF_TERM> items;
-  items.reserve(count);
-  for (auto cursor = tree.cursor_at(start); !cursor.done() && items.size() < count;
+  std::vector<core::TermKeyView> keys;
+  keys.reserve(count);
+  for (auto cursor = tree.cursor_at(start); !cursor.done() && keys.size() < count;
        cursor.advance()) {
-    items.push_back(make_term_from_key(env, cursor.key()));
+    keys.push_back(cursor.key());
   }
+  std::vector<ERL_NIF_TERM> items(keys.size());
+  make_terms_from_keys(env, keys, items.data());
   return enif_make_list_from_array(env, items.data(), static_cast<unsigned>(items.size()));
 }
 

@@ -96,17 +96,10 @@ bool add_scalar(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder
 }
 
 // The member-list shape, a flat tuple of scalars, without the general walk.
-bool add_flat_tuple(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder) {
-  int arity;
-  const ERL_NIF_TERM* items;
-  if (!enif_get_tuple(env, term, &arity, &items) || arity > 8) return false;
-  for (int i = 0; i < arity; ++i) {
-    const auto type = enif_term_type(env, items[i]);
-    if (type != ERL_NIF_TERM_TYPE_INTEGER && type != ERL_NIF_TERM_TYPE_ATOM &&
-        type != ERL_NIF_TERM_TYPE_BITSTRING && type != ERL_NIF_TERM_TYPE_FLOAT) {
-      return false;
-    }
-  }
+// Returns false, with the builder reset, for any other tuple.
+bool add_flat_tuple(ErlNifEnv* env, int arity, const ERL_NIF_TERM* items,
+                    core::TermKeyBuilder& builder) {
+  if (arity > 8) return false;
   builder.begin_tuple(static_cast<std::size_t>(arity));
   for (int i = 0; i < arity; ++i) {
     if (!add_scalar(env, items[i], builder)) {
@@ -127,7 +120,10 @@ core::TermKeyBuilder& thread_term_key_builder() {
 
 core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM root, core::TermKeyBuilder& builder) {
   builder.reset();
-  if (add_scalar(env, root, builder) || add_flat_tuple(env, root, builder)) {
+  int arity;
+  const ERL_NIF_TERM* items;
+  const bool tuple = enif_get_tuple(env, root, &arity, &items) != 0;
+  if (tuple ? add_flat_tuple(env, arity, items, builder) : add_scalar(env, root, builder)) {
     return builder.finish();
   }
   builder.reset();
@@ -272,7 +268,11 @@ class TermMaker final : public core::TermVisitor {
     frames_.clear();
   }
 
-  ERL_NIF_TERM result() const { return result_; }
+  // Reads one key; a maker can read many, one after the other.
+  ERL_NIF_TERM make(core::TermKeyView key) {
+    core::read_term_key(key, *this);
+    return result_;
+  }
 
   void integer(std::int64_t value) override { add(enif_make_int64(env_, value)); }
 
@@ -410,9 +410,13 @@ class TermMaker final : public core::TermVisitor {
 }  // namespace
 
 ERL_NIF_TERM make_term_from_key(ErlNifEnv* env, core::TermKeyView key) {
+  return TermMaker(env).make(key);
+}
+
+void make_terms_from_keys(ErlNifEnv* env, std::span<const core::TermKeyView> keys,
+                          ERL_NIF_TERM* out) {
   TermMaker maker(env);
-  core::read_term_key(key, maker);
-  return maker.result();
+  for (const core::TermKeyView key : keys) *out++ = maker.make(key);
 }
 
 }  // namespace switchboard::nif

@@ -3,6 +3,8 @@
 
 #include <erl_nif.h>
 
+#include <span>
+
 #include "core/sorted_set/term_key.hpp"
 #include "core/sorted_set/term_key_builder.hpp"
 
@@ -21,5 +23,10 @@ core::TermKeyBuilder& thread_term_key_builder();
 
 // Rebuilds the term a key was made from.
 ERL_NIF_TERM make_term_from_key(ErlNifEnv* env, core::TermKeyView key);
+
+// Rebuilds the terms of many keys into `out` (keys.size() of them), with one
+// set of buffers for all.
+void make_terms_from_keys(ErlNifEnv* env, std::span<const core::TermKeyView> keys,
+                          ERL_NIF_TERM* out);
 
 }  // namespace switchboard::nif
