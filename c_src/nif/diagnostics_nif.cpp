@@ -86,6 +86,12 @@ ERL_NIF_TERM diag_library_info(ErlNifEnv* env) {
 }
 SWITCHBOARD_NIF(diag_library_info, 0);
 
+// Jobs the reply thread has finished (replies and detached work).
+int64_t diag_reply_thread_completed(ErlNifEnv*) {
+  return static_cast<int64_t>(ReplyThread::instance().completed());
+}
+SWITCHBOARD_NIF(diag_reply_thread_completed, 0);
+
 // FNV-1a over a binary: a serial byte loop (about a byte per cycle), so a
 // large binary is long, predictable work. The input is a refc binary, off
 // the process heap, so the probe measures the NIF and not garbage collection.

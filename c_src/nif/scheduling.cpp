@@ -34,7 +34,8 @@ struct ReplyThread::State {
         result = enif_make_tuple2(env, atoms::error, make_binary(env, "unknown C++ exception"));
       }
       // A dead receiver is not an error: the reply is simply dropped.
-      enif_send(nullptr, &job->reply_to, env, enif_make_tuple2(env, job->tag, result));
+      if (job->reply)
+        enif_send(nullptr, &job->reply_to, env, enif_make_tuple2(env, job->tag, result));
       completed.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -83,6 +84,16 @@ void ReplyThread::submit(std::unique_ptr<ThreadJob> job) {
   if (!state_->queue.push(job.get())) throw std::bad_alloc();
   job.release();
   state_->pending.release();
+}
+
+void ReplyThread::run_detached(std::function<void()> work) {
+  auto job = std::make_unique<ThreadJob>();
+  job->reply = false;
+  job->work = [work = std::move(work)](ErlNifEnv*) -> ERL_NIF_TERM {
+    work();
+    return 0;
+  };
+  submit(std::move(job));
 }
 
 std::uint64_t ReplyThread::completed() const noexcept {

@@ -61,6 +61,7 @@ struct ThreadJob {
   OwnedEnv env;
   ERL_NIF_TERM tag;  // lives in env
   std::function<ERL_NIF_TERM(ErlNifEnv*)> work;
+  bool reply = true;  // false: run `work` and send nothing
 };
 
 // Other library-owned native threads register here: each service is started
@@ -82,6 +83,10 @@ class ReplyThread {
   void stop();
   // Takes ownership of the job; throws if the thread is not running.
   void submit(std::unique_ptr<ThreadJob> job);
+  // Runs `work` on the thread with no reply (freeing a large structure, say).
+  // Throws if the thread is not running; jobs still queued at unload are
+  // destroyed without running.
+  void run_detached(std::function<void()> work);
   // Jobs finished since start (for tests and stats).
   std::uint64_t completed() const noexcept;
 

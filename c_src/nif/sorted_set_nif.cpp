@@ -21,15 +21,35 @@
 namespace switchboard::nif {
 namespace {
 
-using SortedSetResource = core::SortedSet;
-SWITCHBOARD_RESOURCE(SortedSetResource, "SortedSet");
-
 // Items encoded or decoded per millisecond is well above these on this
 // hardware class (roughly 100-300 ns per item); below them a call stays on
 // the normal scheduler.
 constexpr std::size_t kDirtyEncodeItems = 2000;
 constexpr std::size_t kDirtyDecodeItems = 8000;
 constexpr std::size_t kDirtyTreeItems = 20000;
+
+// The set as a resource. Its destructor runs wherever the last reference is
+// garbage collected, usually a normal scheduler: freeing a million items
+// takes about 5 ms there, so a large tree is handed to the reply thread and
+// freed off the schedulers.
+struct SortedSetResource : core::SortedSet {
+  using core::SortedSet::SortedSet;
+  SortedSetResource(const SortedSetResource&) = delete;
+  SortedSetResource& operator=(const SortedSetResource&) = delete;
+
+  ~SortedSetResource() {
+    try {
+      auto access = write();  // uncontended: nothing else can reach the set now
+      if (access->size() <= kDirtyTreeItems) return;
+      auto doomed = std::make_shared<core::OrderStatisticTree>();
+      access->swap(*doomed);
+      ReplyThread::instance().run_detached([doomed] { doomed->clear(); });
+    } catch (...) {
+      // No thread (or no memory for the job): the tree is freed here.
+    }
+  }
+};
+SWITCHBOARD_RESOURCE(SortedSetResource, "SortedSet");
 
 ERL_NIF_TERM& atom_not_ascending = register_atom("not_ascending");
 

@@ -25,6 +25,7 @@ defmodule Switchboard.NIF do
   def diag_probe_new(_owner, _id), do: :erlang.nif_error(:not_loaded)
   def diag_probe_id(_probe), do: :erlang.nif_error(:not_loaded)
   def diag_library_info, do: :erlang.nif_error(:not_loaded)
+  def diag_reply_thread_completed, do: :erlang.nif_error(:not_loaded)
   def diag_fnv1a_yielding(_binary), do: :erlang.nif_error(:not_loaded)
   def diag_fnv1a_dirty(_binary), do: :erlang.nif_error(:not_loaded)
   def diag_fnv1a_blocking(_binary), do: :erlang.nif_error(:not_loaded)
