@@ -1,6 +1,7 @@
 defmodule Switchboard.FanoutTest do
   use ExUnit.Case, async: true
   use Switchboard.Property
+  import Switchboard.Test.Receivers
 
   alias Switchboard.Fanout
   alias Switchboard.Fanout.{Partitioner, Pure}
@@ -9,25 +10,6 @@ defmodule Switchboard.FanoutTest do
   doctest Switchboard.Fanout
   doctest Switchboard.Fanout.Pure
   doctest Switchboard.Fanout.Partitioner
-
-  # Receivers that never take a message: what arrives stays in the mailbox,
-  # in arrival order, for the test to read.
-  defp receivers(n), do: for(_ <- 1..n//1, do: spawn(fn -> Process.sleep(:infinity) end))
-
-  defp dead_pid do
-    pid = spawn(fn -> :ok end)
-    ref = Process.monitor(pid)
-    # Generous: under a loaded test run the exit can take a while.
-    assert_receive {:DOWN, ^ref, _, _, _}, 10_000
-    pid
-  end
-
-  defp mailbox(pid) do
-    {:messages, messages} = Process.info(pid, :messages)
-    messages
-  end
-
-  defp kill_all(pids), do: Enum.each(pids, &Process.exit(&1, :kill))
 
   describe "send/3 to local receivers" do
     test "every receiver gets the message once; nils and dead pids are skipped and counted" do

@@ -1,6 +1,7 @@
 defmodule Switchboard.Fanout.GroupTest do
   use ExUnit.Case, async: true
   use Switchboard.Property
+  import Switchboard.Test.Receivers
 
   alias Switchboard.Fanout
   alias Switchboard.Fanout.{Group, Pure}
@@ -8,26 +9,10 @@ defmodule Switchboard.Fanout.GroupTest do
   doctest Switchboard.Fanout.Group
   doctest Switchboard.Fanout.Pure.Group
 
-  defp receivers(n), do: for(_ <- 1..n//1, do: spawn(fn -> Process.sleep(:infinity) end))
-
-  defp mailbox(pid) do
-    {:messages, messages} = Process.info(pid, :messages)
-    messages
-  end
-
-  defp kill_all(pids), do: Enum.each(pids, &Process.exit(&1, :kill))
-
   # A pid of a node that does not exist (NEW_PID_EXT).
   defp remote_pid do
     node = "other@nowhere"
     :erlang.binary_to_term(<<131, 88, 119, byte_size(node), node::binary, 1::32, 0::32, 1::32>>)
-  end
-
-  defp dead_pid do
-    pid = spawn(fn -> :ok end)
-    ref = Process.monitor(pid)
-    assert_receive {:DOWN, ^ref, _, _, _}, 10_000
-    pid
   end
 
   for impl <- [Group, Pure.Group] do
