@@ -412,6 +412,29 @@ TEST_CASE("duplicate map keys are refused with =:= semantics", "[etf][decoder]")
                 "int 33554432", "end map", "nil", "end map"});
 }
 
+TEST_CASE("check_duplicate_keys off leaves equal keys to the visitor, except in funs",
+          "[etf][decoder]") {
+  DecodeLimits unchecked;
+  unchecked.check_duplicate_keys = false;
+  // 1 written twice, in a map of two pairs and inside a map key.
+  const std::pair<std::string, std::size_t> inputs[] = {
+      {"837400000002610161016101610a", 10},
+      {"8374000000017400000002610161016101610a6a", 15},
+  };
+  for (const auto& [input, second_key] : inputs) {
+    INFO("input " << input);
+    const Decoded result = decode_hex(input, unchecked);
+    CHECK(decode_error_name(result.status.error) == "ok");
+    CHECK(result.status.bytes_used == input.size() / 2);
+    check_refused(input, {DecodeErrc::duplicate_key, second_key});
+  }
+  // A fun's free variables never reach the visitor, so their keys are checked anyway.
+  std::string fun = kFunWithFreeVariables;
+  fun.replace(fun.size() - 12, 12, "74000000026101610161016102");
+  check_refused("83" + fun, {DecodeErrc::duplicate_key, 83}, unchecked);
+  check_refused("83" + fun, {DecodeErrc::duplicate_key, 83});
+}
+
 TEST_CASE("pids, ports and references in all their formats", "[etf][decoder]") {
   check_events("8358640003614062000000010000000200000003", {"pid a@b 1 2 3"});
   check_events("8367640003614062000000010000000203", {"pid a@b 1 2 3"});

@@ -763,7 +763,8 @@ struct DecodeBuffers {
     const bool same = decoder && decoder->limits().max_depth == limits.max_depth &&
                       decoder->limits().max_input_bytes == limits.max_input_bytes &&
                       decoder->limits().max_decompressed_bytes == limits.max_decompressed_bytes &&
-                      decoder->limits().allow_trailing_data == limits.allow_trailing_data;
+                      decoder->limits().allow_trailing_data == limits.allow_trailing_data &&
+                      decoder->limits().check_duplicate_keys == limits.check_duplicate_keys;
     if (!same) decoder.emplace(limits);
     return *decoder;
   }
@@ -836,7 +837,7 @@ enum class Stop : std::uint8_t {
   opaque_atom,    // a pid, port, reference or export names an unknown atom
   refusal,        // a fun: refusal() says what and where
   invalid_term,   // OTP refused to rebuild the term
-  duplicate_key,  // atoms: :binary made two keys of a map equal
+  duplicate_key,  // the VM found two equal keys in a map
 };
 
 // The EtfVisitor that builds terms in `env` as the decoder reports them.
@@ -960,12 +961,13 @@ class TermBuilder {
     }
     ERL_NIF_TERM map;
     std::size_t made = 0;
-    // The decoder refuses equal keys, so only renamed atoms can be. Flat maps
-    // (<= 32 keys) refuse them; OTP 25 builds a large (hash) map anyway, keeping
-    // one of the pair, which only its size gives away.
+    // The decoder does not look for equal keys (erlpack_decode turns its check
+    // off): the VM does. Flat maps (<= 32 keys) refuse them; OTP 25 builds a
+    // large (hash) map anyway, keeping one of the pair, which only its size
+    // gives away. duplicate_key_refusal finds the offset afterwards.
     if (!enif_make_map_from_arrays(env_, keys.data(), keys.data() + pairs, pairs, &map) ||
-        !enif_get_map_size(env_, map, &made) || made != pairs) {
-      return reject(mode_ == AtomMode::binary ? Stop::duplicate_key : Stop::invalid_term);
+        (pairs >= 32 && (!enif_get_map_size(env_, map, &made) || made != pairs))) {
+      return reject(Stop::duplicate_key);
     }
     items_.resize(first);
     return put(map);
@@ -1119,6 +1121,32 @@ std::size_t declared_inflated_size(std::span<const std::uint8_t> input) {
          (std::size_t{input[4]} << 8) | std::size_t{input[5]};
 }
 
+// The VM refused the map whose tag is at status.offset for equal keys. The
+// checking decoder reports what Switchboard.Erlpack.Pure does (the second
+// occurrence of the smallest key given twice); failing that, with atoms:
+// :binary, keys equal only as binaries are; otherwise the VM and the decoder
+// disagree on equality and the term is refused as invalid. Errors inside a
+// compressed payload are all reported at the compressed tag.
+Refusal duplicate_key_refusal(std::span<const std::uint8_t> input, const etf::DecodeStatus& status,
+                              AtomMode mode, const etf::DecodeLimits& limits) {
+  etf::DecodeLimits checked = limits;
+  checked.check_duplicate_keys = true;
+  etf::NullVisitor ignore;
+  if (status.in_decompressed) {
+    etf::EtfDecoder checker(checked);
+    const bool found = checker.decode(input, ignore).error == etf::DecodeErrc::duplicate_key;
+    return {found || mode == AtomMode::binary ? "duplicate_key" : "invalid_term", 1};
+  }
+  const std::size_t at = status.offset;
+  checked.allow_trailing_data = true;
+  etf::EtfDecoder checker(checked);
+  const etf::DecodeStatus rescan = checker.decode_body(input.subspan(at), ignore);
+  if (rescan.error == etf::DecodeErrc::duplicate_key) return {"duplicate_key", at + rescan.offset};
+  if (mode != AtomMode::binary) return {"invalid_term", at};
+  const std::size_t duplicate = erlpack::find_binary_mode_duplicate(input, at, limits);
+  return {"duplicate_key", duplicate == erlpack::npos ? at : duplicate};
+}
+
 Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
                     std::span<const std::uint8_t> input, AtomMode mode, ErlNifEnv* env,
                     DecodeBuffers& buffers, const etf::DecodeLimits& limits) {
@@ -1138,11 +1166,8 @@ Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
     }
     case Stop::refusal:
       return {builder.refusal().reason, compressed ? 1 : builder.refusal().offset};
-    case Stop::duplicate_key: {
-      if (compressed) return {"duplicate_key", 1};
-      const std::size_t duplicate = erlpack::find_binary_mode_duplicate(input, offset, limits);
-      return {"duplicate_key", duplicate == erlpack::npos ? offset : duplicate};
-    }
+    case Stop::duplicate_key:
+      return duplicate_key_refusal(input, status, mode, limits);
     default:
       return {"invalid_term", offset};
   }
@@ -1169,7 +1194,11 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   DecodeBuffers& buffers = DecodeBuffers::get();
   const bool compressed = declared_inflated_size(input) != 0;
   TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input, budget);
-  const etf::DecodeStatus status = buffers.decoder_for(limits).decode(input, builder);
+  // TermBuilder::end_map has the VM refuse equal keys, so the decoder need
+  // not hash every key to find them first.
+  etf::DecodeLimits unchecked = limits;
+  unchecked.check_duplicate_keys = false;
+  const etf::DecodeStatus status = buffers.decoder_for(unchecked).decode(input, builder);
   buffers.trim_after_call(std::max(input.size(), declared_inflated_size(input)));
   if (builder.stop() == Stop::out_of_time) {
     budget.report(env);

@@ -369,6 +369,59 @@ defmodule Switchboard.ErlpackTest do
       end
     end
 
+    test "equal keys are refused where the pure twin and the port refuse them, in every atoms mode" do
+      # The NIF leaves equal keys to the VM and looks for the offset only then.
+      body = fn term ->
+        binary_part(:erlang.term_to_binary(term), 1, byte_size(:erlang.term_to_binary(term)) - 1)
+      end
+
+      map = fn pairs ->
+        encoded = for {key, value} <- pairs, into: <<>>, do: body.(key) <> body.(value)
+        <<116, length(pairs)::32, encoded::binary>>
+      end
+
+      filler = fn size -> for i <- 1..size, do: {"key #{i}", i} end
+      one_as_bignum = <<110, 1, 0, 1>>
+
+      inputs =
+        for size <- [0, 29, 30, 31, 32, 100],
+            pairs <- [
+              [{:a, 1}, {:b, 2}, {:a, 3}],
+              [{"z", 1}, {"b", 2}, {"z", 3}, {"b", 4}],
+              [{%{"k" => 1}, 1}, {[1, 2], 2}, {%{"k" => 1}, 3}]
+            ] do
+          <<131, map.(filler.(size) ++ pairs)::binary>>
+        end
+
+      bignum_key = <<131, 116, 2::32, 97, 1, 97, 1, one_as_bignum::binary, 97, 2>>
+      nested = <<131, 108, 1::32, map.([{"x", 1}, {"x", 2}])::binary, 106>>
+      inputs = [bignum_key, nested | inputs]
+
+      compress = fn <<131, inner::binary>> ->
+        <<131, 80, byte_size(inner)::32, :zlib.compress(inner)::binary>>
+      end
+
+      for input <- inputs ++ Enum.map(inputs, compress), atoms <- [:existing, :create, :binary] do
+        expected = Pure.decode(input, atoms: atoms)
+        assert {:error, {:duplicate_key, _}} = expected
+        assert Erlpack.decode(input, atoms: atoms) == expected, "#{inspect(input)} #{atoms}"
+        assert Erlpack.decode(input, atoms: atoms, isolation: :port) == expected
+      end
+    end
+
+    test "equal keys in a fun's free variables are refused as the pure twin refuses them" do
+      # Built at run time, so the fun captures it rather than a literal.
+      env = %{"zq_key_1" => System.unique_integer(), "zq_key_2" => 2}
+      closure = :erlang.term_to_binary(fn -> env end)
+      bytes = :binary.replace(closure, "zq_key_2", "zq_key_1")
+      assert bytes != closure
+
+      for atoms <- [:existing, :create, :binary] do
+        assert {:error, {:duplicate_key, _}} = Pure.decode(bytes, atoms: atoms)
+        assert Erlpack.decode(bytes, atoms: atoms) == Pure.decode(bytes, atoms: atoms)
+      end
+    end
+
     test "trailing: :allow returns the rest" do
       assert Erlpack.decode(<<131, 97, 1, 2, 3>>, trailing: :allow) == {:ok, 1, <<2, 3>>}
       assert Erlpack.decode(<<131, 97, 1>>, trailing: :allow) == {:ok, 1, ""}

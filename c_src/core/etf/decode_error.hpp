@@ -47,6 +47,11 @@ struct DecodeLimits {
   std::size_t max_decompressed_bytes = std::size_t{64} << 20;
   // binary_to_term/1 ignores bytes after the term, so this defaults to on.
   bool allow_trailing_data = true;
+  // Refuse maps with two =:= equal keys (duplicate_key), as OTP does. A caller
+  // that builds the maps in something that refuses equal keys itself (the
+  // Erlang VM) may turn this off and skip hashing every key; the keys of a
+  // fun's free variables, which the caller never sees, are checked regardless.
+  bool check_duplicate_keys = true;
 };
 
 struct DecodeStatus {

@@ -316,6 +316,7 @@ class TermParser {
         end_(end),
         depth_available_(depth_available),
         in_payload_(in_payload),
+        check_keys_(limits.check_duplicate_keys),
         limits_(limits),
         scratch_(scratch),
         visitor_(visitor) {}
@@ -331,10 +332,11 @@ class TermParser {
 
   // Keys are hashed for the duplicate check (maps of one pair need none), and
   // everything inside a term whose own hash is needed.
-  static bool child_needs_hash(const Frame& frame) noexcept {
+  bool child_needs_hash(const Frame& frame) const noexcept {
     return frame.hashing ||
-           (frame.kind == FrameKind::map && frame.count >= 2 && (frame.remaining & 1) == 0);
+           (frame.kind == FrameKind::map && checks_keys_of(frame) && (frame.remaining & 1) == 0);
   }
+  bool checks_keys_of(const Frame& map) const noexcept { return check_keys_ && map.count >= 2; }
   // A list completed as the tail of another passes on its raw polynomial.
   static std::uint64_t finish_list_hash(const Frame* parent, std::uint64_t raw) noexcept {
     const bool in_list_tail =
@@ -353,6 +355,7 @@ class TermParser {
   std::size_t end_;
   std::size_t depth_available_;
   bool in_payload_;
+  bool check_keys_;
   const DecodeLimits& limits_;
   Scratch& scratch_;
   V& visitor_;
@@ -550,8 +553,10 @@ Fault TermParser<V>::read_local_fun(std::size_t at, std::size_t depth, LocalFunD
     if (depth + 1 > depth_available_) return {DecodeErrc::depth_exceeded, at};
     Scratch nested;
     NullVisitor ignore;
+    DecodeLimits checked = limits_;
+    checked.check_duplicate_keys = true;
     TermParser<NullVisitor> free_variables(base_, q, end_, in_payload_,
-                                           depth_available_ - depth - 1, limits_, nested, ignore);
+                                           depth_available_ - depth - 1, checked, nested, ignore);
     for (std::uint32_t i = 0; i < fun.free_variable_count; ++i) {
       const DecodeStatus status = free_variables.parse_term();
       if (!status) return {status.error, status.offset};
@@ -1019,7 +1024,7 @@ DecodeStatus TermParser<V>::parse_term() {
           break;
         case FrameKind::map:
           if ((parent.remaining & 1) == 0) {
-            if (parent.count >= 2) keys.push_back({hash, start, pos});
+            if (checks_keys_of(parent)) keys.push_back({hash, start, pos});
             parent.pending_key_hash = hash;
           } else if (parent.hashing) {
             parent.hash += mix(parent.pending_key_hash ^ mix(hash ^ kSeedMapValue));
@@ -1038,12 +1043,12 @@ DecodeStatus TermParser<V>::parse_term() {
           if (!visitor_.on_binary({base + key_start + 5, size})) {
             return refuse(DecodeErrc::rejected_by_visitor, key_start);
           }
-          const bool hash_key = parent.count >= 2 || parent.hashing;
+          const bool check_key = checks_keys_of(parent);
           const std::uint64_t key_hash =
-              hash_key ? hash_bytes_in_buffer(base + key_start + 5, size, end - key_start - 5,
-                                              kSeedBinary)
-                       : 0;
-          if (parent.count >= 2) keys.push_back({key_hash, key_start, pos});
+              check_key || parent.hashing ? hash_bytes_in_buffer(base + key_start + 5, size,
+                                                                 end - key_start - 5, kSeedBinary)
+                                          : 0;
+          if (check_key) keys.push_back({key_hash, key_start, pos});
           parent.pending_key_hash = key_hash;
           --parent.remaining;
         }
@@ -1064,7 +1069,7 @@ DecodeStatus TermParser<V>::parse_term() {
           hash = mix(done.hash + done.count);
           break;
         case FrameKind::map:
-          if (done.count >= 2) {
+          if (checks_keys_of(done)) {
             if (Fault fault = check_duplicate_keys(done)) return refuse(fault.error, fault.offset);
           }
           if (!visitor_.end_map()) return refuse(DecodeErrc::rejected_by_visitor, start);
