@@ -734,6 +734,28 @@ class KeyCache {
   std::array<Entry, kEntries> entries_{};
 };
 
+// A non-negative integer argument, remembered by its term. Small integers
+// are immediate terms, equal exactly when their values are, so a term seen
+// before need not be read again; a term is remembered only once it is known
+// to be one (the VM makes the same term from its value), never a bignum,
+// which lives on a heap that may later hold another.
+class SizeArgument {
+ public:
+  std::uint64_t read(ErlNifEnv* env, ERL_NIF_TERM term) {
+    if (term == term_ && term_ != 0) return value_;
+    const std::uint64_t value = size_argument(env, term);
+    if (enif_make_uint64(env, value) == term) {
+      term_ = term;
+      value_ = value;
+    }
+    return value;
+  }
+
+ private:
+  ERL_NIF_TERM term_ = 0;
+  std::uint64_t value_ = 0;
+};
+
 // An open container: where its items start, and whether it is a map (whose
 // even items are keys).
 struct DecodeFrame {
@@ -751,10 +773,25 @@ struct DecodeBuffers {
   etf::EtfEncoder scratch;
   AtomNames names;
   std::optional<etf::EtfDecoder> decoder;
+  // A thread never changes kind, and [] is the same term in every env: both
+  // are asked for once per thread, not on every call.
+  std::optional<bool> normal_scheduler;
+  ERL_NIF_TERM nil = 0;
+  // The size arguments of the last call (the defaults, nearly always).
+  std::array<SizeArgument, 3> sizes;
 
   [[gnu::noinline]] static DecodeBuffers& get() {
     thread_local DecodeBuffers buffers;
     return buffers;
+  }
+
+  bool on_normal_scheduler() {
+    if (!normal_scheduler) normal_scheduler = nif::on_normal_scheduler();
+    return *normal_scheduler;
+  }
+  ERL_NIF_TERM empty_list(ErlNifEnv* env) {
+    if (nil == 0) nil = enif_make_list(env, 0);
+    return nil;
   }
 
   // A decoder keeps its buffers between calls; it is made anew when the
@@ -853,7 +890,7 @@ class TermBuilder {
         budget_(budget),
         items_(buffers.items),
         frames_(buffers.frames),
-        nil_(enif_make_list(env, 0)) {
+        nil_(buffers.empty_list(env)) {
     items_.clear();
     frames_.clear();
     buffers.keys.next_call();
@@ -1180,18 +1217,18 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   if (!enif_inspect_binary(env, argv[0], &binary)) throw bad_argument(env, "a binary", argv[0]);
   const AtomMode mode = mode_argument(env, argv[1]);
   etf::DecodeLimits limits;
-  limits.max_depth = size_argument(env, argv[2]);
-  limits.max_input_bytes = size_argument(env, argv[3]);
-  limits.max_decompressed_bytes = size_argument(env, argv[4]);
+  DecodeBuffers& buffers = DecodeBuffers::get();
+  limits.max_depth = buffers.sizes[0].read(env, argv[2]);
+  limits.max_input_bytes = buffers.sizes[1].read(env, argv[3]);
+  limits.max_decompressed_bytes = buffers.sizes[2].read(env, argv[4]);
   limits.allow_trailing_data = bool_argument(env, argv[5]);
   const std::span<const std::uint8_t> input(binary.data, binary.size);
 
-  const bool normal = on_normal_scheduler();
+  const bool normal = buffers.on_normal_scheduler();
   if (normal && std::max(input.size(), declared_inflated_size(input)) > kDirtyDecodeBytes) {
     return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
   }
   WorkBudget budget(normal);
-  DecodeBuffers& buffers = DecodeBuffers::get();
   const bool compressed = declared_inflated_size(input) != 0;
   TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input, budget);
   // TermBuilder::end_map has the VM refuse equal keys, so the decoder need

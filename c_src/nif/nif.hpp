@@ -261,11 +261,12 @@ template <>
 struct Decoder<bool> {
   static constexpr std::string_view expected = "a boolean";
   static bool decode(ErlNifEnv*, ERL_NIF_TERM term, bool& out) {
-    if (enif_is_identical(term, atoms::true_)) {
+    // Atoms are immediate terms: the same atom is the same word.
+    if (term == atoms::true_) {
       out = true;
       return true;
     }
-    if (enif_is_identical(term, atoms::false_)) {
+    if (term == atoms::false_) {
       out = false;
       return true;
     }
