@@ -780,9 +780,11 @@ struct DecodeBuffers {
   // The size arguments of the last call (the defaults, nearly always).
   std::array<SizeArgument, 3> sizes;
 
+  // The buffers themselves need a guard and a destructor, which cost a
+  // second __tls_get_addr per lookup; a plain pointer to them costs one.
   [[gnu::noinline]] static DecodeBuffers& get() {
-    thread_local DecodeBuffers buffers;
-    return buffers;
+    DecodeBuffers* buffers = current;
+    return buffers != nullptr ? *buffers : first_use();
   }
 
   bool on_normal_scheduler() {
@@ -812,6 +814,15 @@ struct DecodeBuffers {
     trim(keys_and_values);
     // The decoder's buffers grow with the input (and an inflated payload).
     if (input_size > kKeepBufferBytes) decoder.reset();
+  }
+
+ private:
+  static inline thread_local DecodeBuffers* current = nullptr;
+
+  [[gnu::noinline, gnu::cold]] static DecodeBuffers& first_use() {
+    thread_local DecodeBuffers buffers;
+    current = &buffers;
+    return buffers;
   }
 };
 
