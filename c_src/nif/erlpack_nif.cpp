@@ -91,6 +91,9 @@ constexpr std::size_t kDirtyDecodeBytes = std::size_t{256} << 10;
 constexpr std::size_t kDirtyCopyBytes = std::size_t{1} << 20;
 // zlib deflates at tens of MB/s: above this the compression goes dirty.
 constexpr std::size_t kDirtyCompressBytes = std::size_t{16} << 10;
+// Payloads smaller than this rarely repeat a map key, and looking keys up in
+// the KeyCache costs them a few percent: their keys are not cached.
+constexpr std::size_t kKeyCacheMinBytes = 512;
 // Thread-local buffers that grew past this are given back after the call.
 constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
 
@@ -892,12 +895,13 @@ enum class Stop : std::uint8_t {
 class TermBuilder {
  public:
   TermBuilder(ErlNifEnv* env, DecodeBuffers& buffers, AtomMode mode, ERL_NIF_TERM input,
-              std::span<const std::uint8_t> bytes, WorkBudget& budget)
+              std::span<const std::uint8_t> bytes, bool cache_keys, WorkBudget& budget)
       : env_(env),
         buffers_(buffers),
         mode_(mode),
         input_(input),
         bytes_(bytes),
+        cache_keys_(cache_keys),
         budget_(budget),
         items_(buffers.items),
         frames_(buffers.frames),
@@ -941,7 +945,7 @@ class TermBuilder {
   }
 
   bool on_binary(std::span<const std::uint8_t> bytes) {
-    if (bytes.size() <= KeyCache::kMaxKeyBytes && next_is_key()) {
+    if (cache_keys_ && bytes.size() <= KeyCache::kMaxKeyBytes && next_is_key()) {
       KeyCache::Entry& entry = buffers_.keys.slot(bytes);
       if (buffers_.keys.holds(entry, bytes)) return put(entry.term);
       const ERL_NIF_TERM key = copy_binary(bytes);
@@ -1159,6 +1163,7 @@ class TermBuilder {
   AtomMode mode_;
   ERL_NIF_TERM input_;  // the input binary when spans point into it, else 0
   std::span<const std::uint8_t> bytes_;
+  bool cache_keys_;  // binary map keys go through buffers_.keys
   WorkBudget& budget_;
   std::vector<ERL_NIF_TERM>& items_;
   std::vector<DecodeFrame>& frames_;
@@ -1248,19 +1253,21 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   limits.allow_trailing_data = bool_argument(env, argv[5]);
   const std::span<const std::uint8_t> input(binary.data, binary.size);
 
+  const std::size_t term_bytes = std::max(input.size(), declared_inflated_size(input));
   const bool normal = buffers.on_normal_scheduler();
-  if (normal && std::max(input.size(), declared_inflated_size(input)) > kDirtyDecodeBytes) {
+  if (normal && term_bytes > kDirtyDecodeBytes) {
     return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
   }
   WorkBudget budget(normal);
   const bool compressed = declared_inflated_size(input) != 0;
-  TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input, budget);
+  TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input,
+                      term_bytes >= kKeyCacheMinBytes, budget);
   // TermBuilder::end_map has the VM refuse equal keys, so the decoder need
   // not hash every key to find them first.
   etf::DecodeLimits unchecked = limits;
   unchecked.check_duplicate_keys = false;
   const etf::DecodeStatus status = buffers.decoder_for(unchecked).decode(input, builder);
-  buffers.trim_after_call(std::max(input.size(), declared_inflated_size(input)));
+  buffers.trim_after_call(term_bytes);
   if (builder.stop() == Stop::out_of_time) {
     budget.report(env);
     return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
