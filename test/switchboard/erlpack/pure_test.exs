@@ -792,6 +792,14 @@ defmodule Switchboard.Erlpack.PureTest do
       end
     end
 
+    test "an atom-index tag as a pid's node: binary_to_term reads it, we refuse it as bad_node" do
+      <<head::binary-size(2), _tag, rest::binary>> = :erlang.term_to_binary(self())
+      bytes = <<head::binary, 73, rest::binary>>
+      assert is_pid(:erlang.binary_to_term(bytes))
+      assert Pure.decode(bytes) == {:error, {:bad_node, 1}}
+      assert Switchboard.Erlpack.decode(bytes) == {:error, {:bad_node, 1}}
+    end
+
     property_test "corrupted encodings: same verdict as binary_to_term, never a raise",
       numtests: 600 do
       forall {term, at, byte} <- {any_term(), non_neg_integer(), integer(0, 255)} do
@@ -843,9 +851,16 @@ defmodule Switchboard.Erlpack.PureTest do
       {:error, {:error, {reason, offset}}} ->
         is_atom(reason) and offset in 0..byte_size(bytes)
 
-      # The runtime-internal atom-index tags, refused on purpose.
+      # The runtime-internal atom-index tags, refused on purpose; as the node
+      # of a pid, port or reference they make the whole term a bad_node.
       {{:ok, _}, {:error, {:unknown_tag, offset}}} ->
         :binary.at(bytes, offset) in @internal_tags
+
+      {{:ok, _}, {:error, {:bad_node, offset}}} ->
+        # The node atom follows the tag (pid, port) or the tag and a length (reference).
+        Enum.any?([offset + 1, offset + 3], fn at ->
+          at < byte_size(bytes) and :binary.at(bytes, at) in @internal_tags
+        end)
 
       _disagreement ->
         false
