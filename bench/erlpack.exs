@@ -129,29 +129,43 @@ defmodule ErlpackBench do
     }
   end
 
-  def loop(0, _fun), do: :ok
+  def loop(0, _fun, _input), do: :ok
 
-  def loop(n, fun) do
-    fun.()
-    loop(n - 1, fun)
+  def loop(n, fun, input) do
+    fun.(input)
+    loop(n - 1, fun, input)
   end
 
-  # A job timing `ops` calls of each implementation on `input`.
-  def job(name, ops, baseline, candidates, check) do
+  # Option-taking calls as one-argument functions compiled here: a closure
+  # written at the top level of this script would run in the interpreter.
+  def decode_port(bytes), do: Erlpack.decode(bytes, isolation: :port)
+  def binary_to_term_safe(bytes), do: :erlang.binary_to_term(bytes, [:safe])
+
+  # The gateway's per-session frame: sequence number and event.
+  def envelope(seq, d), do: %{"op" => 0, "s" => seq, "t" => "MESSAGE_CREATE", "d" => d}
+
+  # One frame per session, encoded with `encode` (the event may be a fragment).
+  def per_session(encode, event, sessions) do
+    for seq <- 1..sessions, do: encode.(envelope(seq, event))
+  end
+
+  # A job timing `ops` calls of each implementation (a one-argument function
+  # compiled in a module) on `input`.
+  def job(name, ops, input, baseline, candidates, check) do
     [
       name: name,
       ops: ops,
-      baseline: timed(baseline, ops),
-      candidates: Enum.map(candidates, &timed(&1, ops)),
+      baseline: timed(baseline, ops, input),
+      candidates: Enum.map(candidates, &timed(&1, ops, input)),
       check: check
     ]
   end
 
-  defp timed({label, fun}, ops) do
+  defp timed({label, fun}, ops, input) do
     {label,
      fn _ ->
-       loop(ops - 1, fun)
-       fun.()
+       loop(ops - 1, fun, input)
+       fun.(input)
      end}
   end
 end
@@ -175,11 +189,9 @@ codec_jobs =
       ErlpackBench.job(
         "#{name} encode",
         ops,
-        {"term_to_binary", fn -> :erlang.term_to_binary(term) end},
-        [
-          {"Erlpack (NIF)", fn -> Erlpack.encode(term) end},
-          {"Erlpack.Pure", fn -> Pure.encode(term) end}
-        ],
+        term,
+        {"term_to_binary", &:erlang.term_to_binary/1},
+        [{"Erlpack (NIF)", &Erlpack.encode/1}, {"Erlpack.Pure", &Pure.encode/1}],
         fn _, result -> result == bytes end
       )
 
@@ -187,12 +199,13 @@ codec_jobs =
       ErlpackBench.job(
         "#{name} decode",
         ops,
-        {"binary_to_term", fn -> :erlang.binary_to_term(bytes) end},
+        bytes,
+        {"binary_to_term", &:erlang.binary_to_term/1},
         [
-          {"Erlpack (NIF, atoms: :existing)", fn -> Erlpack.decode(bytes) end},
-          {"binary_to_term [:safe]", fn -> :erlang.binary_to_term(bytes, [:safe]) end},
-          {"Erlpack.Pure", fn -> Pure.decode(bytes) end},
-          {"Erlpack isolation: :port", fn -> Erlpack.decode(bytes, isolation: :port) end}
+          {"Erlpack (NIF, atoms: :existing)", &Erlpack.decode/1},
+          {"binary_to_term [:safe]", &ErlpackBench.binary_to_term_safe/1},
+          {"Erlpack.Pure", &Pure.decode/1},
+          {"Erlpack isolation: :port", &ErlpackBench.decode_port/1}
         ],
         fn _, result -> result == {:ok, term} or result == term end
       )
@@ -204,30 +217,25 @@ codec_jobs =
 sessions = 1000
 event = ErlpackBench.message_create(42)
 
-envelope = fn seq, d -> %{"op" => 0, "s" => seq, "t" => "MESSAGE_CREATE", "d" => d} end
-
 envelope_job = [
   name: "MESSAGE_CREATE to #{sessions} sessions (per session)",
   ops: sessions,
   baseline:
     {"re-encode event per session (Erlpack)",
-     fn _ -> for seq <- 1..sessions, do: Erlpack.encode(envelope.(seq, event)) end},
+     fn _ -> ErlpackBench.per_session(&Erlpack.encode/1, event, sessions) end},
   candidates: [
     {"fragment once + envelope (Erlpack)",
      fn _ ->
-       fragment = Erlpack.fragment(event)
-       for seq <- 1..sessions, do: Erlpack.encode(envelope.(seq, fragment))
+       ErlpackBench.per_session(&Erlpack.encode/1, Erlpack.fragment(event), sessions)
      end},
     {"re-encode per session (term_to_binary)",
-     fn _ -> for seq <- 1..sessions, do: :erlang.term_to_binary(envelope.(seq, event)) end},
+     fn _ -> ErlpackBench.per_session(&:erlang.term_to_binary/1, event, sessions) end},
     {"fragment once + envelope (Pure)",
-     fn _ ->
-       fragment = Pure.fragment(event)
-       for seq <- 1..sessions, do: Pure.encode(envelope.(seq, fragment))
-     end}
+     fn _ -> ErlpackBench.per_session(&Pure.encode/1, Pure.fragment(event), sessions) end}
   ],
   check: fn _, frames ->
-    frames |> List.last() |> :erlang.binary_to_term() == envelope.(sessions, event)
+    frames |> List.last() |> :erlang.binary_to_term() ==
+      ErlpackBench.envelope(sessions, event)
   end
 ]
 
@@ -294,7 +302,8 @@ native_rows =
       [[{"native bench_etf", "not built (make native-test builds it)"}]]
 
     path ->
-      {output, _status} = System.cmd(path, [], stderr_to_stdout: true)
+      # System.cmd looks a relative name up in PATH.
+      {output, _status} = System.cmd(Path.expand(path), [], stderr_to_stdout: true)
 
       for line <- String.split(output, "\n", trim: true) do
         [{"native bench_etf", line}]
