@@ -91,6 +91,24 @@ alias Switchboard.Fanout.{Batcher, Partitioner, Pure, Sender}
 
 alias Switchboard.Bench.FanoutReceivers
 
+defmodule Switchboard.Bench.FanoutBaselines do
+  @moduledoc false
+  # What runs per receiver or per event is compiled here: a closure written
+  # at the top level of this script would run in the interpreter and make
+  # the baselines look slower than they are.
+  def each_send(pids, message), do: Enum.each(pids, &send(&1, message))
+
+  def push_all(batcher, events),
+    do: Enum.each(events, &Switchboard.Fanout.Batcher.push(batcher, &1))
+
+  def send_each_update(updates, receivers),
+    do: Enum.each(updates, &Switchboard.Fanout.send(receivers, &1))
+
+  def user_key(update), do: elem(update, 0)
+end
+
+alias Switchboard.Bench.FanoutBaselines
+
 sections = String.split(System.get_env("FANOUT_BENCH", "local,dist,batch,probe"), ",")
 section? = &(&1 in sections)
 small = {:msg, 42, "hi"}
@@ -131,7 +149,7 @@ if section?.("local") do
         ops: n,
         samples: if(n >= 100_000, do: 15, else: 30),
         setup: settle,
-        baseline: {"Enum.each + send/2", fn _ -> Enum.each(pids, &send(&1, message)) end},
+        baseline: {"Enum.each + send/2", fn _ -> FanoutBaselines.each_send(pids, message) end},
         candidates: [
           {"Fanout.send", fn _ -> Fanout.send(pids, message) end},
           {"Pure.send", fn _ -> Pure.send(pids, message) end}
@@ -149,7 +167,8 @@ if section?.("local") do
       name: "caller blocked: 1 KB map → 100k (time per call)",
       samples: 15,
       setup: settle,
-      baseline: {"Enum.each + send/2", fn _ -> Enum.each(blocked_pids, &send(&1, map_1kb)) end},
+      baseline:
+        {"Enum.each + send/2", fn _ -> FanoutBaselines.each_send(blocked_pids, map_1kb) end},
       candidates: [
         {"Fanout.send", fn _ -> Fanout.send(blocked_pids, map_1kb) end},
         {"Fanout.send offload", fn _ -> Fanout.send(blocked_pids, map_1kb, offload: true) end},
@@ -171,7 +190,8 @@ if section?.("local") do
       ops: 100_000,
       samples: 15,
       setup: settle,
-      baseline: {"Enum.each + send/2", fn _ -> Enum.each(blocked_pids, &send(&1, map_1kb)) end},
+      baseline:
+        {"Enum.each + send/2", fn _ -> FanoutBaselines.each_send(blocked_pids, map_1kb) end},
       candidates: [
         {"Fanout.send offload + sync",
          fn _ ->
@@ -348,7 +368,7 @@ if section?.("batch") do
 
   run_storm = fn events, receivers, opts ->
     {:ok, batcher} = Batcher.start_link([receivers: receivers] ++ batch_opts ++ opts)
-    Enum.each(events, &Batcher.push(batcher, &1))
+    FanoutBaselines.push_all(batcher, events)
     Batcher.flush(batcher, :infinity)
     GenServer.stop(batcher)
   end
@@ -367,11 +387,13 @@ if section?.("batch") do
       setup: settle,
       baseline:
         {"Fanout.send per update",
-         fn _ -> Enum.each(timed_updates, &Fanout.send(timed_receivers, &1)) end},
+         fn _ -> FanoutBaselines.send_each_update(timed_updates, timed_receivers) end},
       candidates: [
         {"Batcher", fn _ -> run_storm.(timed_updates, timed_receivers, []) end},
         {"Batcher, coalescing by user",
-         fn _ -> run_storm.(timed_updates, timed_receivers, coalesce: &elem(&1, 0)) end}
+         fn _ ->
+           run_storm.(timed_updates, timed_receivers, coalesce: &FanoutBaselines.user_key/1)
+         end}
       ]
     ]
   ]
@@ -390,12 +412,22 @@ if section?.("batch") do
     run_storm.(full_storm, counted_pids, opts)
     elapsed = System.monotonic_time(:nanosecond) - started
     settle.()
-    {messages, events} = FanoutReceivers.totals(counted)
+    # Read once the receivers' counts stop moving: the run queue can be
+    # momentarily empty while the last batches are still being taken.
+    {messages, events} =
+      Stream.repeatedly(fn ->
+        Process.sleep(20)
+        FanoutReceivers.totals(counted)
+      end)
+      |> Enum.reduce_while(nil, fn totals, previous ->
+        if totals == previous, do: {:halt, totals}, else: {:cont, totals}
+      end)
+
     {messages / storm_receivers, events / storm_receivers, events * 1.0e9 / elapsed}
   end
 
   {plain_msgs, plain_events, plain_rate} = measure_storm.([])
-  {coal_msgs, coal_events, coal_rate} = measure_storm.(coalesce: &elem(&1, 0))
+  {coal_msgs, coal_events, coal_rate} = measure_storm.(coalesce: &FanoutBaselines.user_key/1)
 
   storm_row = fn label, msgs, events, rate ->
     [
@@ -458,7 +490,7 @@ if section?.("probe") do
       SchedulerProbe.measure(fn -> Process.sleep(1) end, duration_ms: duration)
     ),
     probe_row.("Enum.each + send/2, #{probe_n} receivers", fn pids ->
-      fn -> Enum.each(pids, &send(&1, small)) end
+      fn -> FanoutBaselines.each_send(pids, small) end
     end),
     probe_row.("Fanout.send, #{probe_n} receivers", fn pids ->
       fn -> Fanout.send(pids, small) end
