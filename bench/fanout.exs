@@ -150,10 +150,20 @@ if section?.("local") do
         samples: if(n >= 100_000, do: 15, else: 30),
         setup: settle,
         baseline: {"Enum.each + send/2", fn _ -> FanoutBaselines.each_send(pids, message) end},
-        candidates: [
-          {"Fanout.send", fn _ -> Fanout.send(pids, message) end},
-          {"Pure.send", fn _ -> Pure.send(pids, message) end}
-        ],
+        candidates:
+          [
+            {"Fanout.send", fn _ -> Fanout.send(pids, message) end},
+            {"Pure.send", fn _ -> Pure.send(pids, message) end}
+          ] ++
+            if(message == map_1kb,
+              do: [
+                {"Fanout.send deliver: :packed (one shared ETF binary)",
+                 fn _ -> Fanout.send(pids, message, deliver: :packed) end},
+                {"Pure.send deliver: :packed",
+                 fn _ -> Pure.send(pids, message, deliver: :packed) end}
+              ],
+              else: []
+            ),
         check: ok?
       ]
     end

@@ -34,6 +34,9 @@ defmodule Switchboard.Fanout do
   refc binaries inside it are shared, as with `send/2`); packing changes
   how the message travels between nodes, not what arrives.
 
+  With `deliver: :packed` every receiver gets `{:switchboard_packed, etf}`
+  instead: the message encoded once, shared by all (see `unpack/1`).
+
   ## Ordering
 
   Messages from one sending process to one receiver arrive in the order the
@@ -92,7 +95,7 @@ defmodule Switchboard.Fanout do
           skipped: non_neg_integer()
         }
 
-  @type option :: {:pack, :binary | nil} | {:offload, boolean()}
+  @type option :: {:pack, :binary | nil} | {:offload, boolean()} | {:deliver, :term | :packed}
 
   @doc """
   Sends `message` to every pid in `pids` and returns a summary.
@@ -107,6 +110,11 @@ defmodule Switchboard.Fanout do
     * `:pack` - `:binary` encodes the message once with
       `:erlang.term_to_binary/1` for remote nodes, which each decode it
       once. Defaults to `nil` (the term is sent as is).
+    * `:deliver` - `:packed` encodes the message once and every receiver,
+      local or remote, gets `{:switchboard_packed, etf_binary}`: one shared
+      refc binary instead of a copy of the term per receiver (receivers that
+      forward bytes, such as gateway sessions, need not decode it;
+      `unpack/1` does). Defaults to `:term`.
 
   ## Examples
 
@@ -137,7 +145,7 @@ defmodule Switchboard.Fanout do
   def send(receivers, message, opts \\ [])
 
   def send(%Group{ref: ref}, message, opts) do
-    {offload, _pack} = options!(opts)
+    {offload, _pack, message} = options!(opts, message)
 
     if offload or pending_offload?() do
       ref_notify = make_ref()
@@ -159,7 +167,7 @@ defmodule Switchboard.Fanout do
   end
 
   def send(pids, message, opts) do
-    {offload, pack} = options!(opts)
+    {offload, pack, message} = options!(opts, message)
 
     if offload or pending_offload?() do
       send_queued(pids, message, pack, offload)
@@ -249,18 +257,28 @@ defmodule Switchboard.Fanout do
   @spec check_receivers!(term()) :: :ok
   def check_receivers!(pids), do: check_list(pids)
 
-  @doc false
+  @doc """
+  Decodes what a receiver of a `deliver: :packed` fan-out got (also used by
+  the partitioners for `pack: :binary`).
+
+      iex> Switchboard.Fanout.send([self()], %{"op" => 0}, deliver: :packed)
+      iex> receive do: ({:switchboard_packed, _} = packed -> Switchboard.Fanout.unpack(packed))
+      %{"op" => 0}
+  """
+  @spec unpack({:switchboard_packed, binary()} | binary()) :: term()
+  def unpack({:switchboard_packed, binary}) when is_binary(binary), do: unpack(binary)
   # The one place a packed message is decoded (see pack/1).
-  @spec unpack(binary()) :: term()
-  def unpack(binary), do: :erlang.binary_to_term(binary)
+  def unpack(binary) when is_binary(binary), do: :erlang.binary_to_term(binary)
 
   # ---------------------------------------------------------------------------
 
   @doc false
-  # Shared with the pure twin, so both check options the same way.
-  @spec options!(keyword()) :: {boolean(), :binary | nil}
-  def options!(opts) do
-    opts = Keyword.validate!(opts, offload: false, pack: nil)
+  # Shared with the pure twin, so both check options the same way. Returns
+  # {offload, pack, message}: with deliver: :packed the message is already
+  # the packed envelope (and needs no further packing).
+  @spec options!(keyword(), term()) :: {boolean(), :binary | nil, term()}
+  def options!(opts, message) do
+    opts = Keyword.validate!(opts, offload: false, pack: nil, deliver: :term)
 
     offload =
       case opts[:offload] do
@@ -277,7 +295,16 @@ defmodule Switchboard.Fanout do
           raise ArgumentError, "expected :pack to be :binary or nil, got: #{inspect(other)}"
       end
 
-    {offload, pack}
+    case opts[:deliver] do
+      :term ->
+        {offload, pack, message}
+
+      :packed ->
+        {offload, nil, {:switchboard_packed, pack(message)}}
+
+      other ->
+        raise ArgumentError, "expected :deliver to be :term or :packed, got: #{inspect(other)}"
+    end
   end
 
   # The one place a message is encoded for other nodes: switching the codec

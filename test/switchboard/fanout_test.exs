@@ -88,6 +88,41 @@ defmodule Switchboard.FanoutTest do
     end
   end
 
+  describe "deliver: :packed" do
+    test "local receivers share one encoded binary; unpack/1 gives the message back" do
+      [a, b] = receivers(2)
+      message = %{"op" => 0, "d" => %{"content" => String.duplicate("x", 200)}}
+
+      for impl <- [Fanout, Pure] do
+        assert %{local: 2} = impl.send([a, b], message, deliver: :packed)
+      end
+
+      group = Fanout.Group.new([a])
+      assert %{local: 1} = Fanout.send(group, message, deliver: :packed, offload: true)
+      Fanout.sync()
+
+      for pid <- [a, b] do
+        for packed <- mailbox(pid) do
+          assert {:switchboard_packed, bytes} = packed
+          assert bytes == :erlang.term_to_binary(message)
+          assert Fanout.unpack(packed) == message
+          assert Pure.unpack(packed) == message
+        end
+      end
+
+      assert length(mailbox(a)) == 3 and length(mailbox(b)) == 2
+      kill_all([a, b])
+    end
+
+    test "a bad :deliver value is an ArgumentError" do
+      for impl <- [Fanout, Pure] do
+        assert_raise ArgumentError, "expected :deliver to be :term or :packed, got: :nope", fn ->
+          impl.send([self()], :m, deliver: :nope)
+        end
+      end
+    end
+  end
+
   describe "offload" do
     test "returns at once and delivers on the sender thread" do
       pids = receivers(5_000)

@@ -52,7 +52,7 @@ defmodule Switchboard.Fanout.Pure do
   end
 
   def send(pids, message, opts) do
-    {offload, pack} = Switchboard.Fanout.options!(opts)
+    {offload, pack, message} = Switchboard.Fanout.options!(opts, message)
 
     if offload or pending_offload?() do
       send_queued(pids, message, pack, offload)
@@ -80,8 +80,10 @@ defmodule Switchboard.Fanout.Pure do
   # Encodes for other nodes; the partitioner's workers decode with unpack/1.
   def pack(message), do: :erlang.term_to_binary(message)
 
-  @doc false
-  def unpack(binary), do: :erlang.binary_to_term(binary)
+  @doc "Decodes a `deliver: :packed` message; see `Switchboard.Fanout.unpack/1`."
+  @spec unpack({:switchboard_packed, binary()} | binary()) :: term()
+  def unpack({:switchboard_packed, binary}) when is_binary(binary), do: unpack(binary)
+  def unpack(binary) when is_binary(binary), do: :erlang.binary_to_term(binary)
 
   @doc false
   # Delivers the local pids of `pids` with send/2; returns

@@ -133,6 +133,35 @@ defmodule Switchboard.Fanout.DistributedTest do
     end
   end
 
+  for {label, {implementation, _sender, _partitioner}} <- @implementations do
+    @implementation implementation
+
+    test "#{label}: deliver: :packed gives every receiver one ETF binary, in order", %{
+      nodes: nodes
+    } do
+      all = Enum.flat_map([node() | nodes], &receivers(&1, 20))
+
+      for n <- 1..8 do
+        opts = [deliver: :packed, offload: rem(n, 2) == 0]
+        remote = 20 * length(nodes)
+        assert %{remote: ^remote} = @implementation.send(Enum.shuffle(all), %{"seq" => n}, opts)
+      end
+
+      @implementation.sync()
+      mailboxes = await_mailboxes(all, 8)
+
+      for pid <- all do
+        assert [{:switchboard_packed, first} | _] = mailboxes[pid]
+        assert is_binary(first)
+
+        assert Enum.map(mailboxes[pid], &@implementation.unpack/1) ==
+                 for(n <- 1..8, do: %{"seq" => n})
+      end
+
+      kill_all(all)
+    end
+  end
+
   for {label, {implementation, sender, partitioner}} <- @implementations do
     @implementation implementation
     @sender sender
