@@ -48,6 +48,9 @@ bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCH
 
 // Sends between two looks at the clock.
 constexpr unsigned kCheckEvery = 16;
+// How long a fan-out holds its scheduler before yielding: short, because a
+// process woken on the same scheduler (the receivers, a timer) waits for it.
+constexpr std::chrono::microseconds kSendSlice{200};
 // How much nicer than the schedulers the sender threads are.
 constexpr int kNiceOffset = 10;
 
@@ -135,7 +138,7 @@ ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM a
 // RemoteAcc].
 ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message, uint64_t delivered,
                         uint64_t skipped, ERL_NIF_TERM remote) {
-  TimeSlice slice(env);
+  TimeSlice slice(env, kSendSlice);
   unsigned since_check = 0;
   ERL_NIF_TERM head;
   while (enif_get_list_cell(env, list, &head, &list)) {
@@ -304,7 +307,7 @@ ERL_NIF_TERM build_offload(ErlNifEnv* env, ERL_NIF_TERM list, ResourcePtr<Offloa
                            ERL_NIF_TERM ticket) {
   OffloadJob& job = *draft->job;
   ErlNifEnv* f = job.forward.get();
-  TimeSlice slice(env);
+  TimeSlice slice(env, kSendSlice);
   unsigned since_check = 0;
   ERL_NIF_TERM head;
   while (enif_get_list_cell(env, list, &head, &list)) {
@@ -539,7 +542,7 @@ SWITCHBOARD_RESOURCE(GroupCursor, "FanoutGroupCursor");
 // argv of a continuation: [Cursor, Message].
 ERL_NIF_TERM run_group_inline(ErlNifEnv* env, ResourcePtr<GroupCursor> cursor,
                               ERL_NIF_TERM message) {
-  TimeSlice slice(env);
+  TimeSlice slice(env, kSendSlice);
   const PidVector& members = *cursor->members;
   unsigned since_check = 0;
   while (cursor->next < members.size()) {
