@@ -143,6 +143,7 @@ defmodule Switchboard.Erlpack.Pure do
 
   # In NEW_FUN_EXT the module follows the tag, size, arity, uniq, index and numfree.
   @fun_module_at 1 + 4 + 1 + 16 + 4 + 4
+  @max_fun_free_variables 255
 
   @default_level 6
   # A depth no term that decoded once can exceed.
@@ -1015,6 +1016,10 @@ defmodule Switchboard.Erlpack.Pure do
         <<_::binary-size(@fun_module_at - 4), free::32, _::bits>> -> free
         _short -> fail(:truncated, pos)
       end
+
+    # OTP refuses more free variables than a function may have arguments;
+    # checked before the module, as the core decoder does.
+    if free > @max_fun_free_variables, do: fail(:invalid_term, pos)
 
     module_size = atom_size(data, @fun_module_at, pos, atoms, :invalid_term)
     at = @fun_module_at + module_size

@@ -792,6 +792,14 @@ defmodule Switchboard.Erlpack.PureTest do
       end
     end
 
+    test "a fun with more than 255 free variables is refused at its tag, before its module" do
+      long_module = <<100, 300::16, :binary.copy("m", 300)::binary>>
+      bytes = <<131, 112, 0::32, 0, 0::128, 0::32, 256::32, long_module::binary>>
+      assert Pure.decode(bytes) == {:error, {:invalid_term, 1}}
+      assert Switchboard.Erlpack.decode(bytes) == {:error, {:invalid_term, 1}}
+      assert_raise ArgumentError, fn -> :erlang.binary_to_term(bytes) end
+    end
+
     test "an atom-index tag as a pid's node: binary_to_term reads it, we refuse it as bad_node" do
       <<head::binary-size(2), _tag, rest::binary>> = :erlang.term_to_binary(self())
       bytes = <<head::binary, 73, rest::binary>>
