@@ -458,6 +458,14 @@ SWITCHBOARD_RESOURCE(FanoutGroup, "FanoutGroup");
 // Lists longer than this are added on a dirty scheduler.
 constexpr unsigned kDirtyGroupItems = 4096;
 
+ResourcePtr<FanoutGroup> group_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  ResourcePtr<FanoutGroup> group;
+  if (!Decoder<ResourcePtr<FanoutGroup>>::decode(env, term, group)) {
+    throw bad_argument(env, "a fan-out group", term);
+  }
+  return group;
+}
+
 // fanout_group_new(Pids) -> Group | {not_list, Term} | {improper, Tail} |
 // {bad_member, Term}. Every entry must be a local pid; duplicates are kept
 // once. Bad input is returned, not raised, so Elixir words the error the
@@ -511,10 +519,7 @@ SWITCHBOARD_NIF(fanout_group_size, 0);
 
 // fanout_group_to_list(Group) -> [Pid] (dirty when large)
 ERL_NIF_TERM fanout_group_to_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<FanoutGroup> group;
-  if (!Decoder<ResourcePtr<FanoutGroup>>::decode(env, argv[0], group)) {
-    throw bad_argument(env, "a fan-out group", argv[0]);
-  }
+  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
   const std::shared_ptr<const PidVector> members = group->snapshot();
   if (members->size() > kDirtyGroupItems && on_normal_scheduler()) {
     return run_dirty_cpu(env, "fanout_group_to_list", raw_entry<fanout_group_to_list>, argc, argv);
@@ -573,10 +578,7 @@ ERL_NIF_TERM fanout_group_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM 
 
 // fanout_group_send(Group, Message) -> {Delivered, Skipped}
 ERL_NIF_TERM fanout_group_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<FanoutGroup> group;
-  if (!Decoder<ResourcePtr<FanoutGroup>>::decode(env, argv[0], group)) {
-    throw bad_argument(env, "a fan-out group", argv[0]);
-  }
+  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
   auto cursor = make_resource<GroupCursor>();
   cursor->members = group->snapshot();
   return run_group_inline(env, std::move(cursor), argv[1]);
@@ -587,10 +589,7 @@ SWITCHBOARD_RAW_NIF(fanout_group_send, 2, 0);
 // O(1) for the caller: a snapshot of the members and a copy of the message
 // go to the caller's home sender thread.
 ERL_NIF_TERM fanout_group_offload(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<FanoutGroup> group;
-  if (!Decoder<ResourcePtr<FanoutGroup>>::decode(env, argv[0], group)) {
-    throw bad_argument(env, "a fan-out group", argv[0]);
-  }
+  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
   if (!sender_pool().running()) throw std::runtime_error("fan-out sender threads are not running");
   auto ticket = make_resource<FanoutTicket>();
   auto job = std::make_unique<OffloadJob>(ticket);

@@ -148,18 +148,10 @@ defmodule Switchboard.Fanout do
     {offload, _pack, message} = options!(opts, message)
 
     if offload or pending_offload?() do
-      ref_notify = make_ref()
-      notify = if offload, do: nil, else: {self(), ref_notify}
-      {ticket, members} = NIF.fanout_group_offload(ref, message, notify)
-      Process.put(@ticket_key, ticket)
-
-      if offload do
-        %{local: members, remote: 0, skipped: 0}
-      else
-        receive do
-          {^ref_notify, delivered, skipped} -> %{local: delivered, remote: 0, skipped: skipped}
-        end
-      end
+      queue(offload, fn notify ->
+        {ticket, members} = NIF.fanout_group_offload(ref, message, notify)
+        {ticket, members, 0, 0}
+      end)
     else
       {delivered, skipped} = NIF.fanout_group_send(ref, message)
       %{local: delivered, remote: 0, skipped: skipped}
@@ -332,12 +324,19 @@ defmodule Switchboard.Fanout do
   # pass). Inline callers wait for its report.
   defp send_queued(pids, message, pack, offload) do
     packed = if pack == :binary, do: pack(message)
+
+    queue(offload, fn notify ->
+      NIF.fanout_offload(pids, message, packed, Sender.for_caller!(), notify)
+    end)
+  end
+
+  # Queues one job with `submit.(notify)` (which returns {ticket, local,
+  # remote, skipped}) and remembers its ticket; inline callers (notify set)
+  # wait for the sender thread's report.
+  defp queue(offload, submit) do
     ref = make_ref()
     notify = if offload, do: nil, else: {self(), ref}
-
-    {ticket, local, remote, skipped} =
-      NIF.fanout_offload(pids, message, packed, Sender.for_caller!(), notify)
-
+    {ticket, local, remote, skipped} = submit.(notify)
     Process.put(@ticket_key, ticket)
 
     if offload do
