@@ -3,6 +3,7 @@
 // They back the foundation's ExUnit tests and the scheduler-latency probe.
 #include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "core/memory.hpp"
 #include "nif/nif.hpp"
@@ -183,6 +184,71 @@ ERL_NIF_TERM diag_fnv1a_threaded(ErlNifEnv* env, int, const ERL_NIF_TERM argv[])
   return tag;
 }
 SWITCHBOARD_RAW_NIF(diag_fnv1a_threaded, 1, 0);
+
+// The floor of any encoder built on the public NIF API: visits every node of
+// a term with the calls such an encoder cannot avoid (enif_term_type, then
+// the reader for its type: enif_get_int64, enif_inspect_binary,
+// enif_get_list_cell, enif_get_tuple, the map iterator) and writes nothing.
+// bench/erlpack.exs times it beside term_to_binary, which reads terms
+// directly. Returns the node count, or too_large past kMaxWalkNodes (it runs
+// on a normal scheduler and must stay well under a millisecond).
+constexpr std::size_t kMaxWalkNodes = 100000;
+ERL_NIF_TERM& atom_too_large = register_atom("too_large");
+
+ERL_NIF_TERM diag_enif_walk(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  std::vector<ERL_NIF_TERM> pending{argv[0]};
+  std::size_t nodes = 0;
+  while (!pending.empty()) {
+    if (++nodes > kMaxWalkNodes) return atom_too_large;
+    ERL_NIF_TERM term = pending.back();
+    pending.pop_back();
+    switch (enif_term_type(env, term)) {
+      case ERL_NIF_TERM_TYPE_INTEGER: {
+        ErlNifSInt64 value;
+        enif_get_int64(env, term, &value);
+        break;
+      }
+      case ERL_NIF_TERM_TYPE_FLOAT: {
+        double value;
+        enif_get_double(env, term, &value);
+        break;
+      }
+      case ERL_NIF_TERM_TYPE_BITSTRING: {
+        ErlNifBinary binary;
+        enif_inspect_binary(env, term, &binary);
+        break;
+      }
+      case ERL_NIF_TERM_TYPE_LIST: {
+        ERL_NIF_TERM head;
+        while (enif_get_list_cell(env, term, &head, &term)) pending.push_back(head);
+        break;
+      }
+      case ERL_NIF_TERM_TYPE_TUPLE: {
+        int arity;
+        const ERL_NIF_TERM* elements;
+        enif_get_tuple(env, term, &arity, &elements);
+        pending.insert(pending.end(), elements, elements + arity);
+        break;
+      }
+      case ERL_NIF_TERM_TYPE_MAP: {
+        ErlNifMapIterator iterator;
+        if (!enif_map_iterator_create(env, term, &iterator, ERL_NIF_MAP_ITERATOR_FIRST)) break;
+        ERL_NIF_TERM key, value;
+        while (enif_map_iterator_get_pair(env, &iterator, &key, &value)) {
+          pending.push_back(key);
+          pending.push_back(value);
+          enif_map_iterator_next(env, &iterator);
+        }
+        enif_map_iterator_destroy(env, &iterator);
+        break;
+      }
+      default:  // atoms and the other immediates: the type is all there is to read
+        break;
+    }
+  }
+  return enif_make_uint64(env, nodes);
+}
+SWITCHBOARD_RAW_NIF(diag_enif_walk, 1, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

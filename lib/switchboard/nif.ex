@@ -30,6 +30,7 @@ defmodule Switchboard.NIF do
   def diag_fnv1a_dirty(_binary), do: :erlang.nif_error(:not_loaded)
   def diag_fnv1a_blocking(_binary), do: :erlang.nif_error(:not_loaded)
   def diag_fnv1a_threaded(_binary), do: :erlang.nif_error(:not_loaded)
+  def diag_enif_walk(_term), do: :erlang.nif_error(:not_loaded)
 
   # Switchboard.SortedSet
   def sorted_set_new(_capacity), do: :erlang.nif_error(:not_loaded)

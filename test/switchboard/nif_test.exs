@@ -134,4 +134,20 @@ defmodule Switchboard.NIFTest do
       end
     end
   end
+
+  describe "the enif walk (encode floor in bench/erlpack.exs)" do
+    test "visits every node of a term once" do
+      # map, 2 keys, 2 values; the list value and its 3 elements; the tuple
+      # and its 2 elements
+      term = %{"a" => [1, 2.0, :x], :b => {<<1::3>>, self()}}
+      assert NIF.diag_enif_walk(term) == 1 + 2 + 1 + 3 + 1 + 2
+      assert NIF.diag_enif_walk(:atom) == 1
+      assert NIF.diag_enif_walk([]) == 1
+    end
+
+    test "stops past its node budget instead of holding the scheduler" do
+      assert NIF.diag_enif_walk(Enum.to_list(1..99_998)) == 99_999
+      assert NIF.diag_enif_walk(Enum.to_list(1..100_000)) == :too_large
+    end
+  end
 end
