@@ -45,6 +45,14 @@ defmodule SortedSetBench do
     times
   end
 
+  # The floor of a NIF operation: one call with the set and nothing else to
+  # do (no key to build, no tree to search).
+  def nif_call_times do
+    set = SortedSet.from_enumerable([1, 2, 3])
+    {times, _} = Harness.time_each(1..5000, set, fn set, _ -> SortedSet.size(set) && set end)
+    times
+  end
+
   def ops(size), do: Harness.pick(min(size, 5_000), min(size, 1_000))
 
   def native(keys), do: SortedSet.from_enumerable(keys)
@@ -225,7 +233,7 @@ jobs = sizes |> SortedSetBench.jobs() |> Enum.concat()
 overhead = [
   name: "timer + closure overhead (empty op)",
   baseline: {"empty op", &SortedSetBench.empty_op_times/0},
-  candidates: []
+  candidates: [{"size/1 (a NIF call, no key)", &SortedSetBench.nif_call_times/0}]
 ]
 
 probe_size = Harness.pick(1_000_000, 200_000)

@@ -5,6 +5,9 @@
 // CPU time: on a shared machine wall-clock time mostly measures waiting for
 // a core. Usage: bench_sorted_set [items] [rounds]
 //
+// The last row is the memory floor: one dependent load in a working set the
+// size of the tree (see dependent_load_ns).
+//
 // Instruction counts, which do not depend on the machine's load:
 //   valgrind --tool=callgrind --callgrind-out-file=cg.out bench_sorted_set 100000 1
 //   callgrind_annotate --inclusive=yes cg.out
@@ -118,6 +121,29 @@ double nanoseconds_per_op(std::size_t operations, Work work) {
   return (thread_seconds() - start) * 1e9 / static_cast<double>(operations);
 }
 
+// The memory floor of a random query: one dependent load (a pointer chase
+// over a random cycle of cache lines) in a working set of `bytes`, the size
+// of the tree. A rank query at 1M items needs a few such loads (the leaf, its
+// parent, the key bytes) whatever the code around them does.
+[[gnu::noinline]] double dependent_load_ns(std::size_t bytes, std::mt19937_64& random) {
+  struct alignas(64) Line {
+    std::size_t next;
+  };
+  const std::size_t count = std::max<std::size_t>(bytes / sizeof(Line), 2);
+  std::vector<std::size_t> order(count);
+  for (std::size_t i = 0; i < count; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), random);
+  std::vector<Line> lines(count);
+  for (std::size_t i = 0; i < count; ++i) lines[order[i]].next = order[(i + 1) % count];
+  const std::size_t steps = 4 * count;
+  std::size_t at = 0;
+  const double ns = nanoseconds_per_op(steps, [&] {
+    for (std::size_t i = 0; i < steps; ++i) at = lines[at].next;
+  });
+  if (at >= count) std::abort();  // keeps the chase from being optimised away
+  return ns;
+}
+
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
@@ -216,6 +242,8 @@ int main(int argc, char** argv) {
               median(set_erase) / median(erase));
   std::printf("  %-28s %8.1f %18s\n", "slice of 100, per item", median(slice), "-");
   std::printf("  %-28s %8.1f %18s\n", "build_from_sorted, per item", median(build), "-");
+  std::printf("  %-28s %8.1f %18s\n", "dependent load (memory floor)",
+              dependent_load_ns(memory, random), "-");
   std::printf("  (checksum %zu)\n", checksum);
   return 0;
 }
