@@ -9,6 +9,10 @@
 //   fanout_group_*    a receiver group: a mutable set of local pids kept
 //                     natively, so a fan-out to it costs the caller O(1)
 //                     (offload) or no list walk (inline).
+//   fanout_partition/2, fanout_share_send/2
+//                     a node's partitioner: splits a fan-out from another
+//                     node into native shares (one pass, no Elixir lists),
+//                     and its worker processes send to one share each.
 //
 // enif_send reaches local pids only, so remote pids are handed back to
 // Elixir (inline) or to a sender process (offload), which route them to the
@@ -26,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/fanout/shares.hpp"
 #include "core/fanout/worker_pool.hpp"
 #include "core/memory.hpp"
 #include "nif/nif.hpp"
@@ -34,6 +39,7 @@
 namespace switchboard::nif {
 namespace {
 
+using core::fanout::ShareSplitter;
 using core::fanout::Task;
 using core::fanout::WorkerPool;
 using PidVector = std::vector<ErlNifPid, core::Allocator<ErlNifPid>>;
@@ -127,6 +133,29 @@ Receiver classify(ErlNifEnv* env, ERL_NIF_TERM item, ErlNifPid& pid) {
   return Receiver::invalid;
 }
 
+// The one walk over a receiver list: calls visit(kind, item, pid) for each
+// entry (raising on a bad one) and looks at the clock every kCheckEvery
+// entries. Returns the tail still to walk once the time slice is spent (the
+// caller yields with it), or nothing when the whole proper list is done.
+template <class Visit>
+std::optional<ERL_NIF_TERM> walk_receivers(ErlNifEnv* env, ERL_NIF_TERM list, Visit&& visit) {
+  TimeSlice slice(env, kSendSlice);
+  unsigned since_check = 0;
+  ERL_NIF_TERM head;
+  while (enif_get_list_cell(env, list, &head, &list)) {
+    ErlNifPid pid;
+    const Receiver kind = classify(env, head, pid);
+    if (kind == Receiver::invalid) throw bad_receiver(env, head);
+    visit(kind, head, pid);
+    if (++since_check == kCheckEvery) {
+      since_check = 0;
+      if (slice.spent()) return list;
+    }
+  }
+  if (!enif_is_empty_list(env, list)) throw improper_list(env, list);
+  return std::nullopt;
+}
+
 // ---------------------------------------------------------------------------
 // Inline fan-out
 
@@ -138,39 +167,29 @@ ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM a
 // RemoteAcc].
 ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message, uint64_t delivered,
                         uint64_t skipped, ERL_NIF_TERM remote) {
-  TimeSlice slice(env, kSendSlice);
-  unsigned since_check = 0;
-  ERL_NIF_TERM head;
-  while (enif_get_list_cell(env, list, &head, &list)) {
-    ErlNifPid pid;
-    switch (classify(env, head, pid)) {
-      case Receiver::local:
-        // The message is copied from the caller's heap into the receiver's.
-        if (enif_send(env, &pid, nullptr, message)) {
-          ++delivered;
-        } else {
-          ++skipped;
+  const auto rest =
+      walk_receivers(env, list, [&](Receiver kind, ERL_NIF_TERM item, ErlNifPid& pid) {
+        switch (kind) {
+          case Receiver::local:
+            // The message is copied from the caller's heap into the receiver's.
+            if (enif_send(env, &pid, nullptr, message)) {
+              ++delivered;
+            } else {
+              ++skipped;
+            }
+            break;
+          case Receiver::remote:
+            remote = enif_make_list_cell(env, item, remote);
+            break;
+          default:
+            ++skipped;
         }
-        break;
-      case Receiver::none:
-        ++skipped;
-        break;
-      case Receiver::remote:
-        remote = enif_make_list_cell(env, head, remote);
-        break;
-      case Receiver::invalid:
-        throw bad_receiver(env, head);
-    }
-    if (++since_check == kCheckEvery) {
-      since_check = 0;
-      if (slice.spent()) {
-        const ERL_NIF_TERM next[] = {list, message, enif_make_uint64(env, delivered),
-                                     enif_make_uint64(env, skipped), remote};
-        return yield(env, "fanout_send", raw_entry<fanout_send_continue>, 5, next);
-      }
-    }
+      });
+  if (rest) {
+    const ERL_NIF_TERM next[] = {*rest, message, enif_make_uint64(env, delivered),
+                                 enif_make_uint64(env, skipped), remote};
+    return yield(env, "fanout_send", raw_entry<fanout_send_continue>, 5, next);
   }
-  if (!enif_is_empty_list(env, list)) throw improper_list(env, list);
   return enif_make_tuple3(env, enif_make_uint64(env, delivered), enif_make_uint64(env, skipped),
                           remote);
 }
@@ -307,34 +326,24 @@ ERL_NIF_TERM build_offload(ErlNifEnv* env, ERL_NIF_TERM list, ResourcePtr<Offloa
                            ERL_NIF_TERM ticket) {
   OffloadJob& job = *draft->job;
   ErlNifEnv* f = job.forward.get();
-  TimeSlice slice(env, kSendSlice);
-  unsigned since_check = 0;
-  ERL_NIF_TERM head;
-  while (enif_get_list_cell(env, list, &head, &list)) {
-    ErlNifPid pid;
-    switch (classify(env, head, pid)) {
-      case Receiver::local:
-        job.local.push_back(pid);
-        break;
-      case Receiver::none:
-        ++job.nils;
-        break;
-      case Receiver::remote:
-        job.remote = enif_make_list_cell(f, enif_make_copy(f, head), job.remote);
-        ++job.remote_count;
-        break;
-      case Receiver::invalid:
-        throw bad_receiver(env, head);
-    }
-    if (++since_check == kCheckEvery) {
-      since_check = 0;
-      if (slice.spent()) {
-        const ERL_NIF_TERM next[] = {list, draft.make_term(env), ticket};
-        return yield(env, "fanout_offload", raw_entry<fanout_offload_continue>, 3, next);
-      }
-    }
+  const auto rest =
+      walk_receivers(env, list, [&](Receiver kind, ERL_NIF_TERM item, ErlNifPid& pid) {
+        switch (kind) {
+          case Receiver::local:
+            job.local.push_back(pid);
+            break;
+          case Receiver::remote:
+            job.remote = enif_make_list_cell(f, enif_make_copy(f, item), job.remote);
+            ++job.remote_count;
+            break;
+          default:
+            ++job.nils;
+        }
+      });
+  if (rest) {
+    const ERL_NIF_TERM next[] = {*rest, draft.make_term(env), ticket};
+    return yield(env, "fanout_offload", raw_entry<fanout_offload_continue>, 3, next);
   }
-  if (!enif_is_empty_list(env, list)) throw improper_list(env, list);
 
   const uint64_t local = job.local.size();
   const uint64_t remote = job.remote_count;
@@ -532,21 +541,22 @@ ERL_NIF_TERM fanout_group_to_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM a
 }
 SWITCHBOARD_RAW_NIF(fanout_group_to_list, 1, 0);
 
-ERL_NIF_TERM fanout_group_send_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
-// A group fan-out in progress in the calling process, across its yields.
-struct GroupCursor {
+// A fan-out to a fixed array of local pids (a group's snapshot, a
+// partitioner's share) in progress in the calling process, across its yields.
+struct SendCursor {
   std::shared_ptr<const PidVector> members;
   std::size_t next = 0;
   uint64_t delivered = 0;
   uint64_t skipped = 0;
 };
-SWITCHBOARD_RESOURCE(GroupCursor, "FanoutGroupCursor");
+SWITCHBOARD_RESOURCE(SendCursor, "FanoutSendCursor");
 
 // Sends from the calling process, yielding when the time slice is spent.
 // argv of a continuation: [Cursor, Message].
-ERL_NIF_TERM run_group_inline(ErlNifEnv* env, ResourcePtr<GroupCursor> cursor,
-                              ERL_NIF_TERM message) {
+ERL_NIF_TERM run_cursor_inline(ErlNifEnv* env, ResourcePtr<SendCursor> cursor,
+                               ERL_NIF_TERM message) {
   TimeSlice slice(env, kSendSlice);
   const PidVector& members = *cursor->members;
   unsigned since_check = 0;
@@ -560,7 +570,7 @@ ERL_NIF_TERM run_group_inline(ErlNifEnv* env, ResourcePtr<GroupCursor> cursor,
       since_check = 0;
       if (cursor->next < members.size() && slice.spent()) {
         const ERL_NIF_TERM next[] = {cursor.make_term(env), message};
-        return yield(env, "fanout_group_send", raw_entry<fanout_group_send_continue>, 2, next);
+        return yield(env, "fanout_cursor_send", raw_entry<fanout_cursor_send_continue>, 2, next);
       }
     }
   }
@@ -568,20 +578,24 @@ ERL_NIF_TERM run_group_inline(ErlNifEnv* env, ResourcePtr<GroupCursor> cursor,
                           enif_make_uint64(env, cursor->skipped));
 }
 
-ERL_NIF_TERM fanout_group_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<GroupCursor> cursor;
-  if (!Decoder<ResourcePtr<GroupCursor>>::decode(env, argv[0], cursor) || !cursor->members) {
-    throw std::runtime_error("corrupt fan-out continuation");
+ResourcePtr<SendCursor> cursor_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  ResourcePtr<SendCursor> cursor;
+  if (!Decoder<ResourcePtr<SendCursor>>::decode(env, term, cursor) || !cursor->members) {
+    throw bad_argument(env, "a fan-out share", term);
   }
-  return run_group_inline(env, std::move(cursor), argv[1]);
+  return cursor;
+}
+
+ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  return run_cursor_inline(env, cursor_argument(env, argv[0]), argv[1]);
 }
 
 // fanout_group_send(Group, Message) -> {Delivered, Skipped}
 ERL_NIF_TERM fanout_group_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
-  auto cursor = make_resource<GroupCursor>();
+  auto cursor = make_resource<SendCursor>();
   cursor->members = group->snapshot();
-  return run_group_inline(env, std::move(cursor), argv[1]);
+  return run_cursor_inline(env, std::move(cursor), argv[1]);
 }
 SWITCHBOARD_RAW_NIF(fanout_group_send, 2, 0);
 
@@ -601,6 +615,87 @@ ERL_NIF_TERM fanout_group_offload(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]
   return enif_make_tuple2(env, ticket.make_term(env), enif_make_uint64(env, members));
 }
 SWITCHBOARD_RAW_NIF(fanout_group_offload, 3, 0);
+
+// ---------------------------------------------------------------------------
+// A node's partitioner
+
+// A fan-out from another node being split into shares, across the
+// partitioner's yields.
+struct PartitionDraft {
+  explicit PartitionDraft(std::size_t shares) : splitter(shares) {}
+  ShareSplitter<ErlNifPid, PidVector> splitter;
+  uint64_t skipped = 0;
+};
+SWITCHBOARD_RESOURCE(PartitionDraft, "FanoutPartitionDraft");
+
+// More shares than this is a broken call, not a big machine.
+constexpr unsigned kMaxShares = 1024;
+
+ERL_NIF_TERM fanout_partition_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// Walks the list once: each local pid goes to share hash(pid) rem Count, so
+// a receiver is always in the same share; nils and pids of other nodes are
+// counted as skipped. argv of a continuation: [Tail, Draft].
+ERL_NIF_TERM run_partition(ErlNifEnv* env, ERL_NIF_TERM list, ResourcePtr<PartitionDraft> draft) {
+  const auto rest =
+      walk_receivers(env, list, [&](Receiver kind, ERL_NIF_TERM item, ErlNifPid& pid) {
+        if (kind == Receiver::local) {
+          draft->splitter.add(enif_hash(ERL_NIF_INTERNAL_HASH, item, 0), pid);
+        } else {
+          ++draft->skipped;
+        }
+      });
+  if (rest) {
+    const ERL_NIF_TERM next[] = {*rest, draft.make_term(env)};
+    return yield(env, "fanout_partition", raw_entry<fanout_partition_continue>, 2, next);
+  }
+
+  const auto shares = draft->splitter.take();
+  std::vector<ERL_NIF_TERM> items(shares.size(), atoms::nil);
+  for (std::size_t i = 0; i < shares.size(); ++i) {
+    if (!shares[i]) continue;
+    auto cursor = make_resource<SendCursor>();
+    cursor->members = shares[i];
+    items[i] = cursor.make_term(env);
+  }
+  return enif_make_tuple2(
+      env, enif_make_tuple_from_array(env, items.data(), static_cast<unsigned>(items.size())),
+      enif_make_uint64(env, draft->skipped));
+}
+
+ERL_NIF_TERM fanout_partition_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  ResourcePtr<PartitionDraft> draft;
+  if (!Decoder<ResourcePtr<PartitionDraft>>::decode(env, argv[1], draft)) {
+    throw std::runtime_error("corrupt fan-out continuation");
+  }
+  return run_partition(env, argv[0], std::move(draft));
+}
+
+// fanout_partition(Pids, Count) -> {Shares, Skipped}
+//
+// Shares is a tuple of Count entries, each a share (for fanout_share_send/2)
+// or nil when no receiver fell in it. Raises on anything but a proper list
+// of pids and nils, before any share exists.
+ERL_NIF_TERM fanout_partition(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
+  unsigned count;
+  if (!enif_get_uint(env, argv[1], &count) || count == 0 || count > kMaxShares) {
+    throw bad_argument(env, "a share count from 1 to 1024", argv[1]);
+  }
+  return run_partition(env, argv[0], make_resource<PartitionDraft>(count));
+}
+SWITCHBOARD_RAW_NIF(fanout_partition, 2, 0);
+
+// fanout_share_send(Share, Message) -> {Delivered, Skipped}: sends from the
+// calling process in time slices, like an inline fan-out.
+ERL_NIF_TERM fanout_share_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  ResourcePtr<SendCursor> share = cursor_argument(env, argv[0]);
+  // A share is a list of receivers, sent to once: each send starts afresh.
+  auto cursor = make_resource<SendCursor>();
+  cursor->members = share->members;
+  return run_cursor_inline(env, std::move(cursor), argv[1]);
+}
+SWITCHBOARD_RAW_NIF(fanout_share_send, 2, 0);
 
 // Raises the ArgumentError the native walks raise for the same bad input:
 // Elixir's own check of an inline fan-out (before anything is sent) calls

@@ -236,13 +236,18 @@ defmodule Switchboard.Fanout do
   # Internal entry points for the partitioner
 
   @doc false
-  # A partitioner worker's share of a fan-out: local pids only (others are
-  # skipped, never routed on); returns {delivered, skipped}.
-  @spec deliver_local([receiver()], term()) :: {non_neg_integer(), non_neg_integer()}
-  def deliver_local(pids, message) do
-    {delivered, skipped, remote} = NIF.fanout_send(pids, message)
-    {delivered, skipped + length(remote)}
-  end
+  # The partitioner's split of a fan-out from another node: a tuple of
+  # `count` shares (nil where empty; a receiver is always in the same share)
+  # and how many entries were skipped (nils, pids of other nodes). One
+  # native pass; raises ArgumentError as send/3 does on bad entries.
+  @spec partition([receiver()], pos_integer()) :: {tuple(), non_neg_integer()}
+  def partition(pids, count), do: NIF.fanout_partition(pids, count)
+
+  @doc false
+  # A partitioner worker's share: sends in time slices from the calling
+  # process; returns {delivered, skipped}.
+  @spec deliver_share(reference(), term()) :: {non_neg_integer(), non_neg_integer()}
+  def deliver_share(share, message), do: NIF.fanout_share_send(share, message)
 
   @doc false
   # Raises the ArgumentError send/3 would raise for `pids`.

@@ -66,6 +66,8 @@ defmodule Switchboard.NIF do
   def fanout_group_to_list(_group), do: :erlang.nif_error(:not_loaded)
   def fanout_group_send(_group, _message), do: :erlang.nif_error(:not_loaded)
   def fanout_group_offload(_group, _message, _notify), do: :erlang.nif_error(:not_loaded)
+  def fanout_partition(_pids, _count), do: :erlang.nif_error(:not_loaded)
+  def fanout_share_send(_share, _message), do: :erlang.nif_error(:not_loaded)
 
   # Switchboard.Erlpack
   def erlpack_encode(_term, _level, _string_keys), do: :erlang.nif_error(:not_loaded)

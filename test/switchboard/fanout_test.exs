@@ -328,6 +328,88 @@ defmodule Switchboard.FanoutTest do
     end
   end
 
+  describe "partitioner shares" do
+    test "every local pid lands in exactly one share, the same one each time" do
+      pids = receivers(50)
+      dead = dead_pid()
+      list = [nil | pids] ++ [dead, hd(pids)]
+      {shares, skipped} = Fanout.partition(list, 3)
+      assert tuple_size(shares) == 3
+      assert skipped == 1
+
+      results =
+        for share <- Tuple.to_list(shares), share != nil do
+          Fanout.deliver_share(share, :share_hello)
+        end
+
+      # The dead pid is local, so it is in a share, and skipped when sent to.
+      assert Enum.reduce(results, {0, 0}, fn {d, s}, {ad, as} -> {ad + d, as + s} end) ==
+               {51, 1}
+
+      assert mailbox(hd(pids)) == [:share_hello, :share_hello]
+      assert Enum.all?(tl(pids), &(mailbox(&1) == [:share_hello]))
+
+      # The same split again puts every pid in the same share.
+      {again, 1} = Fanout.partition(list, 3)
+
+      for {share, index} <- Enum.with_index(Tuple.to_list(shares)), share != nil do
+        Fanout.deliver_share(share, {:first, index})
+        Fanout.deliver_share(elem(again, index), {:second, index})
+      end
+
+      for pid <- pids do
+        tagged = pid |> mailbox() |> Enum.reject(&(&1 == :share_hello)) |> Enum.uniq()
+        assert [{:first, index}, {:second, index}] = tagged
+      end
+
+      kill_all(pids)
+    end
+
+    test "empty shares are nil" do
+      assert Fanout.partition([], 4) == {{nil, nil, nil, nil}, 0}
+      assert Fanout.partition([nil, nil], 1) == {{nil}, 2}
+    end
+
+    test "bad input raises as send/3 does" do
+      assert_raise ArgumentError, "expected a list of pids, got: foo", fn ->
+        Fanout.partition(:foo, 2)
+      end
+
+      assert_raise ArgumentError,
+                   "expected a proper list of pids, got a list ending in: bar",
+                   fn -> Fanout.partition([self() | :bar], 2) end
+
+      # Far down the list, after the walk has yielded.
+      long = List.duplicate(self(), 200_000) ++ [:x]
+
+      assert_raise ArgumentError, "expected a pid or nil in the receiver list, got: x", fn ->
+        Fanout.partition(long, 2)
+      end
+
+      assert_raise ArgumentError, "expected a share count from 1 to 1024, got: 0", fn ->
+        Fanout.partition([self()], 0)
+      end
+
+      assert_raise ArgumentError, "expected a fan-out share, got: nope", fn ->
+        Fanout.deliver_share(:nope, :msg)
+      end
+    end
+
+    test "a malformed fan-out message is dropped whole and counted" do
+      [a] = receivers(1)
+      before = Partitioner.stats()
+      send(Partitioner, {:"$switchboard_fanout", [a, :not_a_pid], false, :dropped})
+      send(Partitioner, {:"$switchboard_fanout", [a], true, "not etf"})
+      send(Partitioner, {:"$switchboard_fanout", [a], true, :not_a_binary})
+      send(Partitioner, {:"$switchboard_fanout", [a], false, :after})
+      after_ = await_partitioner(before, 1, 100)
+      assert after_.messages - before.messages == 4
+      assert after_.rejected - before.rejected == 3
+      assert mailbox(a) == [:after]
+      kill_all([a])
+    end
+  end
+
   defp await_partitioner(before, receivers, tries) do
     stats = Partitioner.stats()
     done = stats.delivered + stats.skipped - before.delivered - before.skipped

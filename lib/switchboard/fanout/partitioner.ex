@@ -6,14 +6,19 @@ defmodule Switchboard.Fanout.Partitioner do
   The `:switchboard` application starts one on every node, registered under
   this module's name. Each fan-out reaches it as one distribution message
   `{:"$switchboard_fanout", pids, packed, payload}` (from a
-  `Switchboard.Fanout.Sender` on the sending node). It decodes a packed
-  payload once, splits the pids over one worker process per scheduler by
-  `:erlang.phash2/2` of the receiver, and each worker delivers its share
-  with the native inline path (`enif_send`, in time slices), so the
-  original message term arrives and the node's schedulers deliver in
-  parallel. A receiver is always served by the same worker, and both the
-  partitioner and its workers handle their mailboxes in order, which keeps
-  each sender's order.
+  `Switchboard.Fanout.Sender` on the sending node). It splits the pids
+  natively, in one pass, into one share per worker process (one worker per
+  scheduler) by a hash of the receiver; a share is a native array, so
+  handing it to a worker copies no list. It decodes a packed payload once,
+  and each worker sends the message to its share with `enif_send` in time
+  slices, so the original message term arrives and the node's schedulers
+  deliver in parallel. A receiver is always served by the same worker, and
+  both the partitioner and its workers handle their mailboxes in order,
+  which keeps each sender's order.
+
+  A malformed fan-out message (pids that are not a proper list of pids and
+  nils, a packed payload that is not valid ETF) is dropped whole and
+  counted as `:rejected`.
   """
   use GenServer
 
@@ -21,15 +26,17 @@ defmodule Switchboard.Fanout.Partitioner do
   @type stats :: %{
           messages: non_neg_integer(),
           delivered: non_neg_integer(),
-          skipped: non_neg_integer()
+          skipped: non_neg_integer(),
+          rejected: non_neg_integer()
         }
 
   @doc false
   def start_link(_opts), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
 
   @doc """
-  Fan-out messages received from other nodes, receivers delivered to and
-  receivers skipped (dead pids), on `node` (default: this node).
+  Fan-out messages received from other nodes, receivers delivered to,
+  receivers skipped (dead pids, nils) and malformed fan-out messages
+  dropped, on `node` (default: this node).
 
   ## Examples
 
@@ -45,20 +52,25 @@ defmodule Switchboard.Fanout.Partitioner do
     Process.flag(:trap_exit, true)
     Process.flag(:message_queue_data, :off_heap)
     workers = for _ <- 1..System.schedulers_online(), do: start_worker()
-    {:ok, %{workers: List.to_tuple(workers), messages: 0, delivered: 0, skipped: 0}}
+    {:ok, %{workers: List.to_tuple(workers), messages: 0, delivered: 0, skipped: 0, rejected: 0}}
   end
 
   @impl true
   def handle_info({:"$switchboard_fanout", pids, packed, payload}, state) do
-    message = if packed, do: Switchboard.Fanout.unpack(payload), else: payload
+    state = %{state | messages: state.messages + 1}
     workers = state.workers
-    shares = split(pids, tuple_size(workers))
 
-    for index <- 0..(tuple_size(workers) - 1), (share = elem(shares, index)) != [] do
-      send(elem(workers, index), {:deliver, share, message})
+    case split(pids, tuple_size(workers), packed, payload) do
+      {:ok, shares, skipped, message} ->
+        for index <- 0..(tuple_size(workers) - 1), (share = elem(shares, index)) != nil do
+          send(elem(workers, index), {:deliver, share, message})
+        end
+
+        {:noreply, %{state | skipped: state.skipped + skipped}}
+
+      :error ->
+        {:noreply, %{state | rejected: state.rejected + 1}}
     end
-
-    {:noreply, %{state | messages: state.messages + 1}}
   end
 
   def handle_info({:delivered, delivered, skipped}, state) do
@@ -80,19 +92,18 @@ defmodule Switchboard.Fanout.Partitioner do
 
   @impl true
   def handle_call(:stats, _from, state) do
-    {:reply, Map.take(state, [:messages, :delivered, :skipped]), state}
+    {:reply, Map.take(state, [:messages, :delivered, :skipped, :rejected]), state}
   end
 
-  # The pids as a tuple of `count` lists, by receiver hash.
-  defp split(pids, 1), do: {pids}
-  defp split(pids, count), do: split(pids, count, Tuple.duplicate([], count))
-
-  defp split([pid | rest], count, shares) do
-    index = :erlang.phash2(pid, count)
-    split(rest, count, put_elem(shares, index, [pid | elem(shares, index)]))
+  # The shares (by receiver) and the message, or :error for a malformed
+  # fan-out (nothing is sent then).
+  defp split(pids, count, packed, payload) do
+    {shares, skipped} = Switchboard.Fanout.partition(pids, count)
+    message = if packed, do: Switchboard.Fanout.unpack(payload), else: payload
+    {:ok, shares, skipped, message}
+  rescue
+    _ in [ArgumentError, FunctionClauseError] -> :error
   end
-
-  defp split([], _count, shares), do: shares
 
   defp start_worker do
     partitioner = self()
@@ -101,8 +112,8 @@ defmodule Switchboard.Fanout.Partitioner do
 
   defp worker_loop(partitioner) do
     receive do
-      {:deliver, pids, message} ->
-        {delivered, skipped} = Switchboard.Fanout.deliver_local(pids, message)
+      {:deliver, share, message} ->
+        {delivered, skipped} = Switchboard.Fanout.deliver_share(share, message)
         send(partitioner, {:delivered, delivered, skipped})
         worker_loop(partitioner)
 
