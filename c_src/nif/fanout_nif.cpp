@@ -126,10 +126,13 @@ std::invalid_argument bad_receiver(ErlNifEnv* env, ERL_NIF_TERM item) {
 
 enum class Receiver { local, remote, none, invalid };
 
+// Pids are tested for first: enif_is_identical on a boxed term (a remote
+// pid) and an atom takes a full term comparison, as long as the rest of the
+// test for a remote pid.
 Receiver classify(ErlNifEnv* env, ERL_NIF_TERM item, ErlNifPid& pid) {
   if (enif_get_local_pid(env, item, &pid)) return Receiver::local;
-  if (enif_is_identical(item, atoms::nil)) return Receiver::none;
   if (enif_is_pid(env, item)) return Receiver::remote;
+  if (enif_is_identical(item, atoms::nil)) return Receiver::none;
   return Receiver::invalid;
 }
 
@@ -161,51 +164,101 @@ std::optional<ERL_NIF_TERM> walk_receivers(ErlNifEnv* env, ERL_NIF_TERM list, Vi
 
 ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
+// Remote entries shared with the caller's list before it is copied: copying
+// this many list cells takes well under 1 ms, so the copy, when it comes,
+// fits in a time slice.
+constexpr uint64_t kMaxSharedRemote = 65536;
+
+// The remote pids an inline walk has met so far. While every entry walked
+// is a remote pid (a fan-out to other nodes only), they are the walked
+// prefix of the original list and nothing is built: the answer is then the
+// caller's own list, shared, not a copy (building a list of 4,000 remote
+// pids costs more than the rest of the walk). The first other entry, or a
+// prefix longer than kMaxSharedRemote, turns the prefix into a list of its
+// own.
+struct RemoteAcc {
+  ERL_NIF_TERM original;  // the list as passed in, or nil once copied
+  uint64_t shared;        // entries of `original` walked, all remote
+  ERL_NIF_TERM list;      // remote pids met since the copy (reversed)
+  bool sharing;           // the same as `original` not being nil, but cheaper
+
+  RemoteAcc(ERL_NIF_TERM original_, uint64_t shared_, ERL_NIF_TERM list_)
+      : original(original_),
+        shared(shared_),
+        list(list_),
+        sharing(!enif_is_identical(original_, atoms::nil)) {}
+
+  void add(ErlNifEnv* env, ERL_NIF_TERM pid) {
+    if (sharing && shared < kMaxSharedRemote) {
+      ++shared;
+      return;
+    }
+    stop_sharing(env);
+    list = enif_make_list_cell(env, pid, list);
+  }
+
+  void stop_sharing(ErlNifEnv* env) {
+    if (!sharing) return;
+    ERL_NIF_TERM head, rest = original;
+    for (uint64_t i = 0; i < shared && enif_get_list_cell(env, rest, &head, &rest); ++i) {
+      list = enif_make_list_cell(env, head, list);
+    }
+    original = atoms::nil;
+    sharing = false;
+  }
+
+  ERL_NIF_TERM result() const { return sharing ? original : list; }
+};
+
 // Walks `list` from the calling process: sends to local pids, counts nils
 // and dead pids, gathers remote pids. Yields whenever the time slice is
 // spent, carrying its progress in argv: [Tail, Message, Delivered, Skipped,
-// RemoteAcc].
+// Original | nil, Shared, RemoteList].
 ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message, uint64_t delivered,
-                        uint64_t skipped, ERL_NIF_TERM remote) {
+                        uint64_t skipped, RemoteAcc remote) {
   const auto rest =
       walk_receivers(env, list, [&](Receiver kind, ERL_NIF_TERM item, ErlNifPid& pid) {
-        switch (kind) {
-          case Receiver::local:
-            // The message is copied from the caller's heap into the receiver's.
-            if (enif_send(env, &pid, nullptr, message)) {
-              ++delivered;
-            } else {
-              ++skipped;
-            }
-            break;
-          case Receiver::remote:
-            remote = enif_make_list_cell(env, item, remote);
-            break;
-          default:
-            ++skipped;
+        if (kind == Receiver::remote) {
+          remote.add(env, item);
+          return;
+        }
+        remote.stop_sharing(env);
+        if (kind == Receiver::local && enif_send(env, &pid, nullptr, message)) {
+          // The message is copied from the caller's heap into the receiver's.
+          ++delivered;
+        } else {
+          ++skipped;  // nil, or a dead local pid
         }
       });
   if (rest) {
-    const ERL_NIF_TERM next[] = {*rest, message, enif_make_uint64(env, delivered),
-                                 enif_make_uint64(env, skipped), remote};
-    return yield(env, "fanout_send", raw_entry<fanout_send_continue>, 5, next);
+    const ERL_NIF_TERM next[] = {*rest,
+                                 message,
+                                 enif_make_uint64(env, delivered),
+                                 enif_make_uint64(env, skipped),
+                                 remote.original,
+                                 enif_make_uint64(env, remote.shared),
+                                 remote.list};
+    return yield(env, "fanout_send", raw_entry<fanout_send_continue>, 7, next);
   }
   return enif_make_tuple3(env, enif_make_uint64(env, delivered), enif_make_uint64(env, skipped),
-                          remote);
+                          remote.result());
 }
 
 ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ErlNifUInt64 delivered, skipped;
-  if (!enif_get_uint64(env, argv[2], &delivered) || !enif_get_uint64(env, argv[3], &skipped)) {
+  ErlNifUInt64 delivered, skipped, shared;
+  if (!enif_get_uint64(env, argv[2], &delivered) || !enif_get_uint64(env, argv[3], &skipped) ||
+      !enif_get_uint64(env, argv[5], &shared)) {
     throw std::runtime_error("corrupt fan-out continuation");
   }
-  return run_inline(env, argv[0], argv[1], delivered, skipped, argv[4]);
+  return run_inline(env, argv[0], argv[1], delivered, skipped, RemoteAcc{argv[4], shared, argv[6]});
 }
 
 // fanout_send(Pids, Message) -> {Delivered, Skipped, RemotePids}
+//
+// RemotePids is Pids itself when every entry is a remote pid.
 ERL_NIF_TERM fanout_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
-  return run_inline(env, argv[0], argv[1], 0, 0, enif_make_list(env, 0));
+  return run_inline(env, argv[0], argv[1], 0, 0, RemoteAcc{argv[0], 0, enif_make_list(env, 0)});
 }
 SWITCHBOARD_RAW_NIF(fanout_send, 2, 0);
 

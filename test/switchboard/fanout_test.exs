@@ -276,6 +276,33 @@ defmodule Switchboard.FanoutTest do
       end
     end
 
+    test "the remote pids come back whole: the list itself when it has no other entry" do
+      remote = for n <- 1..100, do: remote_pid(:a@host, n)
+      [a] = receivers(1)
+
+      # All remote: the caller's own list, in its order (shared, not copied).
+      assert NIF.fanout_send(remote, :msg) == {0, 0, remote}
+      assert NIF.fanout_send([], :msg) == {0, 0, []}
+
+      # Mixed: every remote pid exactly once, wherever the others are.
+      for list <- [[a | remote], remote ++ [nil], Enum.intersperse(remote, a)] do
+        {delivered, skipped, got} = NIF.fanout_send(list, :msg)
+        assert Enum.sort(got) == Enum.sort(remote)
+        assert delivered + skipped == length(list) - length(remote)
+      end
+
+      # Longer than the shared prefix may be (copied then), and a local pid
+      # after the walk has yielded.
+      long = for n <- 1..70_000, do: remote_pid(:b@host, n)
+
+      for list <- [long, long ++ [a]] do
+        {_delivered, 0, got} = NIF.fanout_send(list, :msg)
+        assert Enum.sort(got) == Enum.sort(long)
+      end
+
+      kill_all([a])
+    end
+
     test "unknown or malformed options raise" do
       assert_raise ArgumentError, ~r/unknown keys \[:pack_mode\]/, fn ->
         Fanout.send([], :msg, pack_mode: :binary)
@@ -408,6 +435,15 @@ defmodule Switchboard.FanoutTest do
       assert mailbox(a) == [:after]
       kill_all([a])
     end
+  end
+
+  # A pid of another node (never connected): NEW_PID_EXT, creation 1.
+  defp remote_pid(node, number) do
+    name = Atom.to_string(node)
+
+    :erlang.binary_to_term(
+      <<131, 88, 119, byte_size(name), name::binary, number::32, 0::32, 1::32>>
+    )
   end
 
   defp await_partitioner(before, receivers, tries) do
