@@ -340,6 +340,10 @@ class TermEncoder {
     if (ErlNifBinary binary; enif_inspect_binary(env_, term, &binary)) {
       return encode_binary(binary);
     }
+    if (ErlNifSInt64 value; enif_get_int64(env_, term, &value)) {
+      out_.int64(value);
+      return EncodeStatus::done;
+    }
     switch (enif_term_type(env_, term)) {
       case ERL_NIF_TERM_TYPE_INTEGER: {
         ErlNifSInt64 value;
