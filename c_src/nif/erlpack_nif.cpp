@@ -39,6 +39,9 @@ ERL_NIF_TERM& atom_fragment_struct = register_atom("Elixir.Switchboard.Erlpack.F
 ERL_NIF_TERM& atom_bytes = register_atom("bytes");
 ERL_NIF_TERM& atom_string_keys_collision = register_atom("string_keys_collision");
 ERL_NIF_TERM& atom_bad_fragment = register_atom("bad_fragment");
+ERL_NIF_TERM& atom_tuple = register_atom("tuple");
+ERL_NIF_TERM& atom_map = register_atom("map");
+ERL_NIF_TERM& atom_list = register_atom("list");
 
 // Every reason decode/2 can return, made at load.
 struct ReasonAtom {
@@ -198,7 +201,10 @@ class AtomEncodings {
   std::vector<Entry> entries_;
 };
 
-enum class EncodeStatus { done, out_of_time, string_keys_collision, bad_fragment };
+// out_of_time: the slice is spent between two nodes (continue on a normal
+// scheduler); needs_dirty: one node is too much work for a slice (a huge
+// binary, fragment, list or map: continue on a dirty scheduler).
+enum class EncodeStatus { done, out_of_time, needs_dirty, string_keys_collision, bad_fragment };
 
 // A term waiting to be written: as itself, or (string_keys) an atom key
 // written as a binary.
@@ -209,7 +215,8 @@ struct Pending {
 
 // A container being written: the index of its next child and where its
 // children are (a tuple's elements in place, a map's pairs copied to the
-// pending buffer, a list through its cursor).
+// pending buffer, a list through its cursor). `container` is the tuple or
+// map itself, from which a continuation finds its children again.
 struct EncodeFrame {
   enum Kind : std::uint8_t { tuple, map, list } kind;
   std::uint32_t next;
@@ -217,7 +224,16 @@ struct EncodeFrame {
   const ERL_NIF_TERM* elements;  // tuple
   ERL_NIF_TERM cursor;           // list: the cells not yet written
   std::size_t pending_base;      // map: where its pairs start in the pending buffer
+  ERL_NIF_TERM container;        // tuple, map
 };
+
+// The output of an encode that continues in a later call (after a yield, or
+// on a dirty scheduler); the walk's position travels in the continuation's
+// arguments as terms, which stay valid across calls where pointers do not.
+struct EncodeOutput {
+  etf::EtfEncoder encoder;
+};
+SWITCHBOARD_RESOURCE(EncodeOutput, "ErlpackEncodeOutput");
 
 // Per scheduler thread, looked up once per call: each thread_local access
 // from a shared library is a call to __tls_get_addr, which GCC repeats at
@@ -247,9 +263,10 @@ struct EncodeBuffers {
 // the runtime's order, which is the order term_to_binary writes them in.
 class TermEncoder {
  public:
-  TermEncoder(ErlNifEnv* env, EncodeBuffers& buffers, bool string_keys, WorkBudget& budget)
+  TermEncoder(ErlNifEnv* env, EncodeBuffers& buffers, etf::EtfEncoder& out, bool string_keys,
+              WorkBudget& budget)
       : env_(env),
-        out_(buffers.encoder),
+        out_(out),
         frames_(buffers.frames),
         pending_(buffers.pending),
         buffers_(buffers),
@@ -260,7 +277,86 @@ class TermEncoder {
   }
 
   EncodeStatus encode(ERL_NIF_TERM root) {
-    if (const EncodeStatus status = encode_term(root); status != EncodeStatus::done) return status;
+    if (const EncodeStatus status = encode_child(root); status != EncodeStatus::done) {
+      return status;
+    }
+    return run();
+  }
+
+  // Where the walk stopped, as terms for the continuation's arguments:
+  // {Frames, Current}, Frames a list of {tuple | map, Container, Next} and
+  // {list, Rest} from the outermost in, Current {} or {Node} (a node whose
+  // own work did not fit in the slice, to be written first).
+  ERL_NIF_TERM position() const {
+    std::vector<ERL_NIF_TERM> frames;
+    frames.reserve(frames_.size());
+    for (const EncodeFrame& frame : frames_) {
+      switch (frame.kind) {
+        case EncodeFrame::tuple:
+          frames.push_back(enif_make_tuple3(env_, atom_tuple, frame.container,
+                                            enif_make_uint(env_, frame.next)));
+          break;
+        case EncodeFrame::map:
+          frames.push_back(
+              enif_make_tuple3(env_, atom_map, frame.container, enif_make_uint(env_, frame.next)));
+          break;
+        case EncodeFrame::list:
+          frames.push_back(enif_make_tuple2(env_, atom_list, frame.cursor));
+          break;
+      }
+    }
+    const ERL_NIF_TERM current =
+        current_ ? enif_make_tuple1(env_, *current_) : enif_make_tuple(env_, 0);
+    return enif_make_tuple2(
+        env_, enif_make_list_from_array(env_, frames.data(), static_cast<unsigned>(frames.size())),
+        current);
+  }
+
+  // Continues a walk from position(): rebuilds the frames (a map's pairs are
+  // read again, in the same order), writes Current, and carries on.
+  EncodeStatus resume(ERL_NIF_TERM position) {
+    int arity;
+    const ERL_NIF_TERM* parts;
+    if (!enif_get_tuple(env_, position, &arity, &parts) || arity != 2) corrupt();
+    ERL_NIF_TERM rest = parts[0], head;
+    while (enif_get_list_cell(env_, rest, &head, &rest)) {
+      const ERL_NIF_TERM* fields;
+      if (!enif_get_tuple(env_, head, &arity, &fields)) corrupt();
+      unsigned next = 0;
+      if (arity == 2 && fields[0] == atom_list) {
+        frames_.push_back({EncodeFrame::list, 0, 0, nullptr, fields[1], 0, 0});
+        continue;
+      }
+      if (arity != 3 || !enif_get_uint(env_, fields[2], &next)) corrupt();
+      if (fields[0] == atom_tuple) {
+        int size;
+        const ERL_NIF_TERM* elements;
+        if (!enif_get_tuple(env_, fields[1], &size, &elements)) corrupt();
+        frames_.push_back({EncodeFrame::tuple, next, static_cast<std::uint32_t>(size), elements, 0,
+                           0, fields[1]});
+      } else if (fields[0] == atom_map) {
+        const std::size_t base = pending_.size();
+        if (!collect_pairs(fields[1])) corrupt();
+        if (string_keys_ && rename_keys(fields[1], base) != EncodeStatus::done) corrupt();
+        frames_.push_back({EncodeFrame::map, next,
+                           static_cast<std::uint32_t>(pending_.size() - base), nullptr, 0, base,
+                           fields[1]});
+      } else {
+        corrupt();
+      }
+    }
+    const ERL_NIF_TERM* current;
+    if (!enif_get_tuple(env_, parts[1], &arity, &current) || arity > 1) corrupt();
+    if (arity == 1) {
+      if (const EncodeStatus status = encode_child(current[0]); status != EncodeStatus::done) {
+        return status;
+      }
+    }
+    return run();
+  }
+
+  // Writes the children of the open containers until none is left.
+  EncodeStatus run() {
     while (!frames_.empty()) {
       if (budget_.charge()) return EncodeStatus::out_of_time;
       EncodeFrame& frame = frames_.back();
@@ -303,7 +399,7 @@ class TermEncoder {
           break;
         }
       }
-      if (const EncodeStatus status = encode_term(child); status != EncodeStatus::done) {
+      if (const EncodeStatus status = encode_child(child); status != EncodeStatus::done) {
         return status;
       }
     }
@@ -314,6 +410,33 @@ class TermEncoder {
   ERL_NIF_TERM offending() const noexcept { return offending_; }
 
  private:
+  [[noreturn]] static void corrupt() {
+    throw std::invalid_argument("corrupt erlpack_encode continuation");
+  }
+
+  // encode_term, remembering a node whose own work did not fit in the slice
+  // (nothing of it is written then) so that the continuation starts there.
+  EncodeStatus encode_child(ERL_NIF_TERM term) {
+    const EncodeStatus status = encode_term(term);
+    if (status == EncodeStatus::needs_dirty) current_ = term;
+    return status;
+  }
+
+  // A map's pairs onto the pending buffer, in the iterator's order; false if
+  // `map` is not a map.
+  bool collect_pairs(ERL_NIF_TERM map) {
+    ErlNifMapIterator iterator;
+    if (!enif_map_iterator_create(env_, map, &iterator, ERL_NIF_MAP_ITERATOR_FIRST)) return false;
+    ERL_NIF_TERM key, value;
+    while (enif_map_iterator_get_pair(env_, &iterator, &key, &value)) {
+      pending_.push_back({key, false});
+      pending_.push_back({value, false});
+      enif_map_iterator_next(env_, &iterator);
+    }
+    enif_map_iterator_destroy(env_, &iterator);
+    return true;
+  }
+
   void append(const std::string& bytes) {
     out_.raw({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
   }
@@ -328,9 +451,10 @@ class TermEncoder {
   }
 
   EncodeStatus encode_binary(const ErlNifBinary& binary) {
-    if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::out_of_time;
+    if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.binary(std::span<const std::uint8_t>(binary.data, binary.size));
-    return budget_.charge(binary.size / 256) ? EncodeStatus::out_of_time : EncodeStatus::done;
+    budget_.charge(binary.size / 256);  // written: the next node finds the slice spent
+    return EncodeStatus::done;
   }
 
   // Writes a scalar whole, or a container's header and pushes its frame.
@@ -374,7 +498,7 @@ class TermEncoder {
         out_.tuple_header(static_cast<std::uint32_t>(arity));
         if (arity > 0) {
           frames_.push_back(
-              {EncodeFrame::tuple, 0, static_cast<std::uint32_t>(arity), elements, 0, 0});
+              {EncodeFrame::tuple, 0, static_cast<std::uint32_t>(arity), elements, 0, 0, term});
         }
         return EncodeStatus::done;
       }
@@ -409,7 +533,7 @@ class TermEncoder {
       ++length;
       // Most lists hold maps or binaries: no need to ask whether they are strings.
       if (length == 1) bytes = enif_term_type(env_, head) == ERL_NIF_TERM_TYPE_INTEGER;
-      if ((length & 255) == 0 && budget_.charge(256)) return EncodeStatus::out_of_time;
+      if ((length & 255) == 0 && budget_.charge(256)) return EncodeStatus::needs_dirty;
     }
     if (bytes && length <= etf::kMaxStringExtLength && enif_is_empty_list(env_, rest)) {
       std::string& chars = buffers_.chars;
@@ -421,7 +545,7 @@ class TermEncoder {
       }
     }
     out_.list_header(length);
-    frames_.push_back({EncodeFrame::list, 0, 0, nullptr, list, 0});
+    frames_.push_back({EncodeFrame::list, 0, 0, nullptr, list, 0, 0});
     return EncodeStatus::done;
   }
 
@@ -439,7 +563,8 @@ class TermEncoder {
       fragment = fragment || (key == atoms::struct_field && value == atom_fragment_struct);
       if ((pending_.size() & 511) == 0 && budget_.charge(256)) {
         enif_map_iterator_destroy(env_, &iterator);
-        return EncodeStatus::out_of_time;
+        pending_.resize(base);
+        return EncodeStatus::needs_dirty;
       }
       enif_map_iterator_next(env_, &iterator);
     }
@@ -456,7 +581,7 @@ class TermEncoder {
       }
     }
     frames_.push_back(
-        {EncodeFrame::map, 0, static_cast<std::uint32_t>(2 * size), nullptr, 0, base});
+        {EncodeFrame::map, 0, static_cast<std::uint32_t>(2 * size), nullptr, 0, base, map});
     return EncodeStatus::done;
   }
 
@@ -468,9 +593,10 @@ class TermEncoder {
       offending_ = map;
       return EncodeStatus::bad_fragment;
     }
-    if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::out_of_time;
+    if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.raw({binary.data, binary.size});
-    return budget_.charge(binary.size / 256) ? EncodeStatus::out_of_time : EncodeStatus::done;
+    budget_.charge(binary.size / 256);  // written: the next node finds the slice spent
+    return EncodeStatus::done;
   }
 
   // Marks atom keys (pairs from `base` in the pending buffer) to be written
@@ -551,6 +677,7 @@ class TermEncoder {
   bool string_keys_;
   WorkBudget& budget_;
   ERL_NIF_TERM offending_ = 0;
+  std::optional<ERL_NIF_TERM> current_;
 };
 
 ERL_NIF_TERM take_binary(ErlNifEnv* env, etf::EtfEncoder& encoder) {
@@ -592,58 +719,106 @@ ERL_NIF_TERM erlpack_compress(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   return result;
 }
 
-// Encodes argv[0]; argv[1] is the compression level (0-9), argv[2] string_keys.
-// Returns the binary, or {error, string_keys_collision | bad_fragment, Term}
-// for the Elixir side to raise with the term inspected.
-ERL_NIF_TERM encode_with(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[], bool with_version,
-                         RawNif self, const char* name) {
-  int level = 0;
-  if (with_version && (!enif_get_int(env, argv[1], &level) || level < 0 || level > 9)) {
-    throw bad_argument(env, "a compression level 0..9", argv[1]);
-  }
-  const bool string_keys = bool_argument(env, argv[with_version ? 2 : 1]);
+ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
-  const bool normal = on_normal_scheduler();
-  WorkBudget budget(normal);
-  EncodeBuffers& buffers = EncodeBuffers::get();
-  etf::EtfEncoder& encoder = buffers.encoder;
-  encoder.clear();
-  if (with_version) encoder.version();
-  TermEncoder walker(env, buffers, string_keys, budget);
-  switch (walker.encode(argv[0])) {
+// What an encode walk that returned leads to: the binary (compressed, on a
+// dirty scheduler if large), {error, Reason, Term}, or the walk's
+// continuation: on a normal scheduler after a spent slice, on a dirty one for
+// a node too large for a slice. `output` is the resource holding `out` when
+// the walk already continued from an earlier call.
+ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker,
+                        etf::EtfEncoder& out, std::optional<ERL_NIF_TERM> output, int level,
+                        ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, WorkBudget& budget,
+                        EncodeBuffers& buffers) {
+  switch (status) {
     case EncodeStatus::done:
       break;
     case EncodeStatus::out_of_time:
+    case EncodeStatus::needs_dirty: {
+      if (!output) {
+        auto saved = make_resource<EncodeOutput>();
+        std::swap(saved->encoder, out);
+        output = saved.make_term(env);
+      }
+      const ERL_NIF_TERM next[] = {level_term, string_keys_term, *output, walker.position()};
       budget.report(env);
-      return run_dirty_cpu(env, name, self, argc, argv);
+      buffers.trim_after_call();
+      return status == EncodeStatus::out_of_time
+                 ? yield(env, "erlpack_encode_resume", raw_entry<erlpack_encode_resume>, 4, next)
+                 : run_dirty_cpu(env, "erlpack_encode_resume", raw_entry<erlpack_encode_resume>, 4,
+                                 next);
+    }
     case EncodeStatus::string_keys_collision:
       return enif_make_tuple3(env, atoms::error, atom_string_keys_collision, walker.offending());
     case EncodeStatus::bad_fragment:
       return enif_make_tuple3(env, atoms::error, atom_bad_fragment, walker.offending());
   }
-  if (level > 0 && normal && encoder.size() > kDirtyCompressBytes) {
-    const ERL_NIF_TERM plain = take_binary(env, encoder);
+  if (level > 0 && budget.limited() && out.size() > kDirtyCompressBytes) {
+    const ERL_NIF_TERM plain = take_binary(env, out);
     buffers.trim_after_call();
-    const ERL_NIF_TERM next[] = {plain, argv[1]};
+    const ERL_NIF_TERM next[] = {plain, level_term};
     budget.report(env);
     return run_dirty_cpu(env, "erlpack_compress", raw_entry<erlpack_compress>, 2, next);
   }
-  if (level > 0) encoder.compress(level);
-  const ERL_NIF_TERM result = take_binary(env, encoder);
+  if (level > 0) out.compress(level);
+  const ERL_NIF_TERM result = take_binary(env, out);
   buffers.trim_after_call();
   budget.report(env);
   return result;
 }
 
+// Encodes argv[0]; argv[1] is the compression level (0-9), argv[2] string_keys.
+// Returns the binary, or {error, string_keys_collision | bad_fragment, Term}
+// for the Elixir side to raise with the term inspected. A walk that outlasts
+// its slice continues where it stopped (erlpack_encode_resume), on this
+// scheduler after a yield, or on a dirty one for a single huge node.
+ERL_NIF_TERM encode_with(ErlNifEnv* env, const ERL_NIF_TERM argv[], bool with_version) {
+  int level = 0;
+  if (with_version && (!enif_get_int(env, argv[1], &level) || level < 0 || level > 9)) {
+    throw bad_argument(env, "a compression level 0..9", argv[1]);
+  }
+  const ERL_NIF_TERM string_keys_term = argv[with_version ? 2 : 1];
+  const bool string_keys = bool_argument(env, string_keys_term);
+
+  WorkBudget budget(on_normal_scheduler());
+  EncodeBuffers& buffers = EncodeBuffers::get();
+  etf::EtfEncoder& encoder = buffers.encoder;
+  encoder.clear();
+  if (with_version) encoder.version();
+  TermEncoder walker(env, buffers, encoder, string_keys, budget);
+  const EncodeStatus status = walker.encode(argv[0]);
+  return after_walk(env, status, walker, encoder, std::nullopt, level,
+                    with_version ? argv[1] : enif_make_int(env, 0), string_keys_term, budget,
+                    buffers);
+}
+
+// erlpack_encode_resume(Level, StringKeys, Output, Position): the rest of a
+// walk (see TermEncoder::position), appended to the Output resource.
+ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  int level;
+  bool string_keys;
+  EncodeOutput* output = borrow_resource<EncodeOutput>(env, argv[2]);
+  if (!enif_get_int(env, argv[0], &level) || !Decoder<bool>::decode(env, argv[1], string_keys) ||
+      output == nullptr) {
+    throw std::invalid_argument("corrupt erlpack_encode continuation");
+  }
+  WorkBudget budget(on_normal_scheduler());
+  EncodeBuffers& buffers = EncodeBuffers::get();
+  TermEncoder walker(env, buffers, output->encoder, string_keys, budget);
+  const EncodeStatus status = walker.resume(argv[3]);
+  return after_walk(env, status, walker, output->encoder, argv[2], level, argv[0], argv[1], budget,
+                    buffers);
+}
+
 // erlpack_encode(Term, Level, StringKeys) -> binary with the version byte.
-ERL_NIF_TERM erlpack_encode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return encode_with(env, argc, argv, true, raw_entry<erlpack_encode>, "erlpack_encode");
+ERL_NIF_TERM erlpack_encode(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  return encode_with(env, argv, true);
 }
 SWITCHBOARD_RAW_NIF(erlpack_encode, 3, 0);
 
 // erlpack_fragment(Term, StringKeys) -> the encoding without the version byte.
-ERL_NIF_TERM erlpack_fragment(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return encode_with(env, argc, argv, false, raw_entry<erlpack_fragment>, "erlpack_fragment");
+ERL_NIF_TERM erlpack_fragment(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  return encode_with(env, argv, false);
 }
 SWITCHBOARD_RAW_NIF(erlpack_fragment, 2, 0);
 

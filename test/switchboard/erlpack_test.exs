@@ -135,6 +135,43 @@ defmodule Switchboard.ErlpackTest do
                :erlang.term_to_binary(big, compressed: 6)
     end
 
+    test "a walk longer than a slice continues where it stopped, byte for byte" do
+      # Many slices of small nodes (the walk yields and resumes), with tuples,
+      # lists, maps, atom keys and improper tails at every depth.
+      term =
+        for i <- 1..2_000 do
+          {i, [for(j <- 1..50, do: %{"id" => j, :kind => "v#{j}", "at" => {j, [j | :tail]}})]}
+        end
+
+      assert Erlpack.encode(term) == :erlang.term_to_binary(term)
+      assert Erlpack.encode(term, string_keys: true) == Pure.encode(term, string_keys: true)
+      assert Erlpack.encode(term, compressed: 1) == :erlang.term_to_binary(term, compressed: 1)
+
+      # Fragments spliced in any slice.
+      with_fragments = Enum.map(term, fn {i, maps} -> {i, Erlpack.fragment(maps)} end)
+      assert Erlpack.encode(with_fragments) == :erlang.term_to_binary(term)
+      assert Erlpack.fragment(term).bytes == Pure.fragment(term).bytes
+
+      # A node too large for a slice, met after the walk has yielded: the rest
+      # continues on a dirty scheduler.
+      big = :binary.copy("0123456789", 200_000)
+      mixed = [term, big, {big, term}, Map.new(1..50_000, &{&1, [&1]})]
+      assert :erlang.binary_to_term(Erlpack.encode(mixed)) == mixed
+      assert Erlpack.encode(Enum.take(mixed, 3)) == :erlang.term_to_binary(Enum.take(mixed, 3))
+    end
+
+    test "a string_keys collision or a bad fragment found after a yield is still reported" do
+      filler = for i <- 1..100_000, do: {i, "x"}
+      collision = %{:a => 1, "a" => 2}
+
+      assert_raise ArgumentError, ~r/string_keys/, fn ->
+        Erlpack.encode([filler, collision], string_keys: true)
+      end
+
+      bad = %Switchboard.Erlpack.Fragment{bytes: :not_bytes}
+      assert_raise ArgumentError, ~r/fragment/, fn -> Erlpack.encode([filler, bad]) end
+    end
+
     test "rejects bad options with exact messages" do
       assert_raise ArgumentError,
                    "invalid :compressed option: 10 (expected a boolean or a level 0..9)",
