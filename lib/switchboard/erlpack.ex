@@ -31,10 +31,14 @@ defmodule Switchboard.Erlpack do
 
   ## Scheduling
 
-  Every call starts on the calling scheduler and may use it for about half
-  a millisecond; a call that needs longer (a large term, a large or
-  compressed input) moves to a dirty CPU scheduler, so a 10 MB encode or
-  decode never holds a normal scheduler for more than about a millisecond.
+  Every call starts on the calling scheduler and uses it for at most about
+  half a millisecond at a time. An encode that needs longer yields and
+  resumes where it stopped; only a single node too large for a slice (a
+  binary or fragment over 1 MB, a list or map that cannot even be read
+  within one) continues on a dirty CPU scheduler. A decode that needs
+  longer (a large or compressed input) moves to a dirty CPU scheduler. So a
+  10 MB encode or decode never holds a normal scheduler for more than about
+  a millisecond.
   """
 
   alias Switchboard.Erlpack.Fragment
