@@ -1,6 +1,10 @@
 // Switchboard.Erlpack: NIFs over the core ETF codec. Encoding walks the term
 // with the enif API and appends to an EtfEncoder; decoding hands the core
 // EtfDecoder a visitor that builds the terms directly in the caller's heap.
+// Small inputs of plain data (core/etf/plain_term.hpp), once the core has
+// checked them against the limits, are built by the VM's binary_to_term in one
+// call instead (decode_plain): the same term, at a fraction of the per-term
+// cost of the enif API.
 //
 // Scheduling: every call starts on the normal scheduler with a work budget of
 // about half a millisecond (checked every few hundred terms). Decodes of
@@ -21,6 +25,7 @@
 #include "core/etf/atom_text.hpp"
 #include "core/etf/decoder.hpp"
 #include "core/etf/encoder.hpp"
+#include "core/etf/plain_term.hpp"
 #include "nif/erlpack_glue.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
@@ -97,6 +102,14 @@ constexpr std::size_t kDirtyCompressBytes = std::size_t{16} << 10;
 // Payloads smaller than this rarely repeat a map key, and looking keys up in
 // the KeyCache costs them a few percent: their keys are not cached.
 constexpr std::size_t kKeyCacheMinBytes = 512;
+// Inputs up to this size that hold only plain data (core/etf/plain_term.hpp)
+// are built by the VM's own binary_to_term: below kKeyCacheMinBytes the
+// builder has nothing to share between terms, and one call into the VM costs
+// less than a call per term.
+constexpr std::size_t kPlainDecodeBytes = kKeyCacheMinBytes - 1;
+// Binaries up to this size live on the process heap (ERL_ONHEAP_BIN_LIMIT);
+// larger ones are shared with the input by the builder.
+constexpr std::size_t kHeapBinaryBytes = 64;
 // Thread-local buffers that grew past this are given back after the call.
 constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
 
@@ -1136,7 +1149,7 @@ class TermBuilder {
       return put(key);
     }
     // Large binaries share the input (no copy), small ones go on the heap.
-    if (input_ != 0 && bytes.size() > 64) {
+    if (input_ != 0 && bytes.size() > kHeapBinaryBytes) {
       return put(enif_make_sub_binary(env_, input_, offset_of(bytes.data()), bytes.size()));
     }
     if (budget_.charge(bytes.size() / 256)) return out_of_time();
@@ -1422,6 +1435,39 @@ Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
   }
 }
 
+// The result of decoding a small input of plain data with the VM's
+// enif_binary_to_term, after the core has found it plain (no duplicate-key
+// hash maps, no tags where OTP and the core differ) and within max_depth and
+// max_size: the same term the TermBuilder makes (small binaries on the heap,
+// atoms only when they exist, never created), and nullopt whenever the two
+// could differ or the VM refuses the input, for the builder to decode it and
+// report the precise error.
+std::optional<ERL_NIF_TERM> decode_plain(ErlNifEnv* env, ERL_NIF_TERM binary,
+                                         std::span<const std::uint8_t> input, AtomMode mode,
+                                         const etf::DecodeLimits& limits) {
+  if (input.size() > kPlainDecodeBytes || input.size() > limits.max_input_bytes || input.empty() ||
+      input[0] != etf::kVersionMagic) {
+    return std::nullopt;
+  }
+  const auto plain = etf::scan_plain_term(input, 1, limits.max_depth);
+  if (!plain || plain->longest_binary > kHeapBinaryBytes ||
+      (mode == AtomMode::binary && !plain->only_literal_atoms) ||
+      (!limits.allow_trailing_data && plain->end != input.size())) {
+    return std::nullopt;
+  }
+  // Safe in every mode: atoms: :create must not make the atoms of an input
+  // the builder then refuses; the builder creates them when it reads them.
+  ERL_NIF_TERM term;
+  if (enif_binary_to_term(env, input.data(), plain->end, &term, ERL_NIF_BIN2TERM_SAFE) !=
+      plain->end) {
+    return std::nullopt;
+  }
+  if (!limits.allow_trailing_data) return enif_make_tuple2(env, atoms::ok, term);
+  const ERL_NIF_TERM rest =
+      enif_make_sub_binary(env, binary, plain->end, input.size() - plain->end);
+  return enif_make_tuple3(env, atoms::ok, term, rest);
+}
+
 // erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing)
 //   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
 ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
@@ -1435,6 +1481,7 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   limits.max_decompressed_bytes = buffers.sizes[2].read(env, argv[4]);
   limits.allow_trailing_data = bool_argument(env, argv[5]);
   const std::span<const std::uint8_t> input(binary.data, binary.size);
+  if (const auto plain = decode_plain(env, argv[0], input, mode, limits)) return *plain;
 
   const std::size_t term_bytes = std::max(input.size(), declared_inflated_size(input));
   const bool normal = buffers.on_normal_scheduler();

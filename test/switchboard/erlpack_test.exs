@@ -479,6 +479,36 @@ defmodule Switchboard.ErlpackTest do
       assert decoded == big and small == "tiny"
       assert :binary.referenced_byte_size(decoded) > 1000
       assert :binary.referenced_byte_size(small) == 4
+
+      # Small inputs too: a binary beyond the heap binary limit shares the input.
+      bytes = :erlang.term_to_binary(["tiny", :binary.copy("y", 65)])
+      {:ok, [small, medium]} = Erlpack.decode(bytes)
+      assert :binary.referenced_byte_size(medium) == byte_size(bytes)
+      assert :binary.referenced_byte_size(small) == 4
+    end
+
+    test "small plain inputs decode alike with every option" do
+      bytes = :erlang.term_to_binary(%{"a" => [1, 2.5, true, nil], "b" => {:ok, "x"}})
+      term = :erlang.binary_to_term(bytes)
+      assert Erlpack.decode(bytes) == {:ok, term}
+      assert Erlpack.decode(bytes <> "rest", trailing: :allow) == {:ok, term, "rest"}
+      assert Erlpack.decode(bytes <> "rest") == {:error, {:trailing_data, byte_size(bytes)}}
+      assert Erlpack.decode(bytes, atoms: :create) == {:ok, term}
+
+      assert Erlpack.decode(bytes, atoms: :binary) ==
+               {:ok, %{"a" => [1, 2.5, true, nil], "b" => {"ok", "x"}}}
+
+      assert Erlpack.decode(bytes, max_depth: 2) == {:ok, term}
+      assert Erlpack.decode(bytes, max_depth: 1) == {:error, {:depth_exceeded, 12}}
+      assert Erlpack.decode(bytes, max_size: byte_size(bytes) - 1) == {:error, {:too_large, 0}}
+
+      # Equal keys in a map, and an atom that does not exist.
+      assert Erlpack.decode(<<131, 116, 0, 0, 0, 2, 97, 1, 97, 2, 97, 1, 97, 3>>) ==
+               {:error, {:duplicate_key, 10}}
+
+      unknown = <<131, 100, 0, 18, "switchboard_nope_1">>
+      assert Erlpack.decode(unknown) == {:error, {:unknown_atom, 1}}
+      assert Erlpack.decode(unknown, atoms: :binary) == {:ok, "switchboard_nope_1"}
     end
 
     test "decodes 10 MB inputs, plain and compressed" do
