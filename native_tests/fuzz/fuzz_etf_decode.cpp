@@ -1,6 +1,8 @@
 // Fuzzes the ETF decoder: any input is either refused with a reason or decodes
 // to a value whose canonical encoding decodes back to an equal value and
-// re-encodes to the same bytes. Any disagreement aborts.
+// re-encodes to the same bytes. scan_plain_term, which vouches for inputs the
+// NIF then hands to the VM's binary_to_term, must agree with the decoder on
+// every input it accepts. Any disagreement aborts.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -8,6 +10,7 @@
 #include <span>
 
 #include "core/etf/decoder.hpp"
+#include "core/etf/plain_term.hpp"
 #include "core/etf/value.hpp"
 
 namespace etf = switchboard::core::etf;
@@ -66,6 +69,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   require(validated.offset == decoded.status.offset);
   require(validated.in_decompressed == decoded.status.in_decompressed);
   require(validated.bytes_used == decoded.status.bytes_used);
+
+  // A plain term is one the decoder reads, ending where the scan says, or
+  // (flat maps with equal keys, which OTP refuses too) refuses as duplicate.
+  if (size > 0 && size <= limits.max_input_bytes && data[0] == etf::kVersionMagic) {
+    if (const auto plain = etf::scan_plain_term(input, 1, limits.max_depth)) {
+      require(plain->end <= size);
+      require(validated.error == etf::DecodeErrc::duplicate_key ||
+              (validated.ok() && validated.bytes_used == plain->end));
+    }
+  }
 
   etf::DecodeLimits strict = limits;
   strict.allow_trailing_data = false;
