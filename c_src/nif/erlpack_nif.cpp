@@ -372,6 +372,9 @@ class TermEncoder {
   EncodeStatus run() {
     while (!frames_.empty()) {
       if (budget_.charge()) return EncodeStatus::out_of_time;
+      // Past a megabyte of output, growing and finally copying the buffer
+      // would take milliseconds of a slice: the rest is written dirty.
+      if (budget_.limited() && out_.size() > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
       EncodeFrame& frame = frames_.back();
       ERL_NIF_TERM child;
       switch (frame.kind) {
