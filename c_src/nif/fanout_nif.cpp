@@ -533,6 +533,9 @@ ResourcePtr<FanoutGroup> group_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
 // once. Bad input is returned, not raised, so Elixir words the error the
 // way its pure twin does.
 ERL_NIF_TERM fanout_group_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  if (on_normal_scheduler() && list_longer_than(env, argv[0], kDirtyGroupItems)) {
+    return run_dirty_cpu(env, "fanout_group_new", raw_entry<fanout_group_new>, argc, argv);
+  }
   unsigned length;
   if (!enif_get_list_length(env, argv[0], &length)) {
     if (!enif_is_list(env, argv[0])) return enif_make_tuple2(env, atom_not_list, argv[0]);
@@ -540,9 +543,6 @@ ERL_NIF_TERM fanout_group_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[
     while (enif_get_list_cell(env, tail, &head, &tail)) {
     }
     return enif_make_tuple2(env, atom_improper, tail);
-  }
-  if (length > kDirtyGroupItems && on_normal_scheduler()) {
-    return run_dirty_cpu(env, "fanout_group_new", raw_entry<fanout_group_new>, argc, argv);
   }
   auto group = make_resource<FanoutGroup>();
   group->members->reserve(length);

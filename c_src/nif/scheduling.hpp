@@ -8,6 +8,7 @@
 #include <erl_nif.h>
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 
@@ -45,6 +46,18 @@ class TimeSlice {
 inline ERL_NIF_TERM yield(ErlNifEnv* env, const char* name, RawNif continuation, int argc,
                           const ERL_NIF_TERM argv[]) {
   return enif_schedule_nif(env, name, 0, continuation, argc, argv);
+}
+
+// True when `list` has more than `limit` cells (whether or not it is proper),
+// reading at most limit + 1 of them: how a call decides to go dirty without
+// first walking a million-cell list on a normal scheduler, as
+// enif_get_list_length would. Any other term has no cells.
+inline bool list_longer_than(ErlNifEnv* env, ERL_NIF_TERM list, std::size_t limit) {
+  ERL_NIF_TERM head;
+  for (std::size_t cells = 0; enif_get_list_cell(env, list, &head, &list);) {
+    if (++cells > limit) return true;
+  }
+  return false;
 }
 
 // Continues `work` on a dirty CPU scheduler.

@@ -128,16 +128,16 @@ SWITCHBOARD_RAW_NIF(sorted_set_new, 1, 0);
 // either sorts and drops later duplicates, or checks strict order, and bulk
 // builds the tree in O(n). Returns the set or {not_ascending, Position}.
 ERL_NIF_TERM sorted_set_from_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  unsigned length;
-  if (!enif_get_list_length(env, argv[0], &length)) {
-    throw bad_argument(env, "a proper list of items", argv[0]);
-  }
   bool strictly_ascending;
   if (!Decoder<bool>::decode(env, argv[1], strictly_ascending)) {
     throw bad_argument(env, "a boolean", argv[1]);
   }
-  if (length > kDirtyEncodeItems && on_normal_scheduler()) {
+  if (on_normal_scheduler() && list_longer_than(env, argv[0], kDirtyEncodeItems)) {
     return run_dirty_cpu(env, "sorted_set_from_list", raw_entry<sorted_set_from_list>, argc, argv);
+  }
+  unsigned length;
+  if (!enif_get_list_length(env, argv[0], &length)) {
+    throw bad_argument(env, "a proper list of items", argv[0]);
   }
 
   std::vector<core::TermKey> keys;
