@@ -252,8 +252,20 @@ SWITCHBOARD_RESOURCE(EncodeOutput, "ErlpackEncodeOutput");
 // from a shared library is a call to __tls_get_addr, which GCC repeats at
 // every use of an inlined accessor rather than keep the address; a
 // non-inlined accessor hands out a plain reference.
+// encode_iodata: a fragment's bytes left in place, to be listed as their own
+// binary at `offset` of the output instead of copied into it.
+struct Splice {
+  std::size_t offset;
+  ERL_NIF_TERM bytes;
+};
+
+// Fragments smaller than this are copied: a list cell and a binary of their
+// own cost more than the copy.
+constexpr std::size_t kSpliceMinBytes = 256;
+
 struct EncodeBuffers {
   std::vector<EncodeFrame> frames;
+  std::vector<Splice> splices;
   std::vector<Pending> pending;
   std::vector<Pending> atom_keys;
   std::string chars;
@@ -276,15 +288,18 @@ struct EncodeBuffers {
 // the runtime's order, which is the order term_to_binary writes them in.
 class TermEncoder {
  public:
+  // With `splices`, large fragments are recorded there instead of copied
+  // (encode_iodata).
   TermEncoder(ErlNifEnv* env, EncodeBuffers& buffers, etf::EtfEncoder& out, bool string_keys,
-              WorkBudget& budget)
+              WorkBudget& budget, std::vector<Splice>* splices = nullptr)
       : env_(env),
         out_(out),
         frames_(buffers.frames),
         pending_(buffers.pending),
         buffers_(buffers),
         string_keys_(string_keys),
-        budget_(budget) {
+        budget_(budget),
+        splices_(splices) {
     frames_.clear();
     pending_.clear();
   }
@@ -609,6 +624,10 @@ class TermEncoder {
       offending_ = map;
       return EncodeStatus::bad_fragment;
     }
+    if (splices_ != nullptr && binary.size >= kSpliceMinBytes) {
+      splices_->push_back({out_.size(), bytes});
+      return EncodeStatus::done;
+    }
     if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.raw({binary.data, binary.size});
     budget_.charge(binary.size / 256);  // written: the next node finds the slice spent
@@ -694,6 +713,7 @@ class TermEncoder {
   WorkBudget& budget_;
   ERL_NIF_TERM offending_ = 0;
   std::optional<ERL_NIF_TERM> current_;
+  std::vector<Splice>* splices_;
 };
 
 ERL_NIF_TERM take_binary(ErlNifEnv* env, etf::EtfEncoder& encoder) {
@@ -736,6 +756,54 @@ ERL_NIF_TERM erlpack_compress(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 
 ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+ERL_NIF_TERM binary_of(ErlNifEnv* env, std::span<const std::uint8_t> bytes) {
+  ERL_NIF_TERM result;
+  unsigned char* data = enif_make_new_binary(env, bytes.size(), &result);
+  if (data == nullptr) throw std::bad_alloc();
+  if (!bytes.empty()) std::memcpy(data, bytes.data(), bytes.size());
+  return result;
+}
+
+// The output with the spliced fragments' bytes copied in at their offsets:
+// what a walk that continues in a later call (where the fragments' terms are
+// no longer valid) carries on from.
+void copy_splices(ErlNifEnv* env, etf::EtfEncoder& out, std::vector<Splice>& splices) {
+  if (splices.empty()) return;
+  etf::EtfEncoder whole;
+  std::size_t from = 0;
+  const std::span<const std::uint8_t> written = out.bytes();
+  for (const Splice& splice : splices) {
+    whole.raw(written.subspan(from, splice.offset - from));
+    ErlNifBinary binary;
+    if (!enif_inspect_binary(env, splice.bytes, &binary)) throw std::logic_error("splice lost");
+    whole.raw({binary.data, binary.size});
+    from = splice.offset;
+  }
+  whole.raw(written.subspan(from));
+  std::swap(whole, out);
+  splices.clear();
+}
+
+// The output as iodata: its own bytes between the fragments' binaries, which
+// are listed as they are (shared, not copied).
+ERL_NIF_TERM make_iodata(ErlNifEnv* env, const etf::EtfEncoder& out,
+                         const std::vector<Splice>& splices) {
+  const std::span<const std::uint8_t> written = out.bytes();
+  std::vector<ERL_NIF_TERM> parts;
+  parts.reserve(2 * splices.size() + 1);
+  std::size_t from = 0;
+  for (const Splice& splice : splices) {
+    if (splice.offset > from) {
+      parts.push_back(binary_of(env, written.subspan(from, splice.offset - from)));
+    }
+    parts.push_back(splice.bytes);
+    from = splice.offset;
+  }
+  if (written.size() > from || parts.empty())
+    parts.push_back(binary_of(env, written.subspan(from)));
+  return enif_make_list_from_array(env, parts.data(), static_cast<unsigned>(parts.size()));
+}
 
 // What an encode walk that returned leads to: the binary (compressed, on a
 // dirty scheduler if large), {error, Reason, Term}, or the walk's
@@ -782,6 +850,34 @@ ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker
   budget.report(env);
   return result;
 }
+
+// erlpack_encode_iodata(Term, StringKeys) -> iodata: encode/2's bytes, with
+// fragments of kSpliceMinBytes or more listed as their own binaries. A walk
+// that continues in a later call copies them in and returns one binary.
+ERL_NIF_TERM erlpack_encode_iodata(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  const bool string_keys = bool_argument(env, argv[1]);
+  WorkBudget budget(on_normal_scheduler());
+  EncodeBuffers& buffers = EncodeBuffers::get();
+  etf::EtfEncoder& encoder = buffers.encoder;
+  encoder.clear();
+  encoder.version();
+  std::vector<Splice>& splices = buffers.splices;
+  splices.clear();
+  TermEncoder walker(env, buffers, encoder, string_keys, budget, &splices);
+  const EncodeStatus status = walker.encode(argv[0]);
+  if (status == EncodeStatus::done && !splices.empty()) {
+    const ERL_NIF_TERM result = make_iodata(env, encoder, splices);
+    buffers.trim_after_call();
+    budget.report(env);
+    return result;
+  }
+  if (status == EncodeStatus::out_of_time || status == EncodeStatus::needs_dirty) {
+    copy_splices(env, encoder, splices);
+  }
+  return after_walk(env, status, walker, encoder, std::nullopt, 0, enif_make_int(env, 0), argv[1],
+                    budget, buffers);
+}
+SWITCHBOARD_RAW_NIF(erlpack_encode_iodata, 2, 0);
 
 // Encodes argv[0]; argv[1] is the compression level (0-9), argv[2] string_keys.
 // Returns the binary, or {error, string_keys_collision | bad_fragment, Term}

@@ -119,6 +119,42 @@ defmodule Switchboard.Erlpack do
   def encode(_term, opts), do: raise(ArgumentError, not_a_keyword_list(opts))
 
   @doc """
+  Encodes `term` as `encode/2` does, as iodata: the bytes of every
+  `Switchboard.Erlpack.Fragment` of 256 bytes or more are listed as the
+  fragment's own binary, shared rather than copied.
+
+  This is the gateway's per-session frame: the event is encoded once as a
+  fragment, and each session's envelope costs only its own few bytes, ready
+  for a socket write (`:gen_tcp.send/2` and friends take iodata). With
+  `:compressed` (or for a term so large that the encode continues in a later
+  call) the result is one binary, which is iodata too.
+  `IO.iodata_to_binary(encode_iodata(term, opts)) == encode(term, opts)`.
+
+  ## Examples
+
+      iex> alias Switchboard.Erlpack
+      iex> event = Erlpack.fragment(%{"content" => String.duplicate("x", 300)})
+      iex> frame = Erlpack.encode_iodata(%{"op" => 0, "s" => 7, "d" => event})
+      iex> IO.iodata_to_binary(frame) == Erlpack.encode(%{"op" => 0, "s" => 7, "d" => event})
+      true
+      iex> Enum.member?(frame, event.bytes)
+      true
+  """
+  @spec encode_iodata(term(), keyword()) :: iodata()
+  def encode_iodata(term, opts \\ [])
+
+  def encode_iodata(term, []), do: check_encoded(NIF.erlpack_encode_iodata(term, false))
+
+  def encode_iodata(term, opts) when is_list(opts) do
+    case encode_options(opts) do
+      {0, string_keys} -> check_encoded(NIF.erlpack_encode_iodata(term, string_keys))
+      {level, string_keys} -> native_encode(term, level, string_keys)
+    end
+  end
+
+  def encode_iodata(_term, opts), do: raise(ArgumentError, not_a_keyword_list(opts))
+
+  @doc """
   Encodes `term` once, for splicing into later `encode/2` calls.
 
   Returns a `Switchboard.Erlpack.Fragment` whose bytes are `encode(term, opts)`
@@ -166,6 +202,7 @@ defmodule Switchboard.Erlpack do
     do: check_encoded(NIF.erlpack_encode(term, level, string_keys))
 
   defp check_encoded(binary) when is_binary(binary), do: binary
+  defp check_encoded(iodata) when is_list(iodata), do: iodata
 
   defp check_encoded({:error, :string_keys_collision, map}) do
     raise ArgumentError,

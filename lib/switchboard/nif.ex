@@ -71,6 +71,7 @@ defmodule Switchboard.NIF do
 
   # Switchboard.Erlpack
   def erlpack_encode(_term, _level, _string_keys), do: :erlang.nif_error(:not_loaded)
+  def erlpack_encode_iodata(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
   def erlpack_fragment(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
 
   def erlpack_decode(_binary, _atoms, _max_depth, _max_size, _max_decompressed, _trailing),

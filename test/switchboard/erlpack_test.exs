@@ -172,6 +172,59 @@ defmodule Switchboard.ErlpackTest do
       assert_raise ArgumentError, ~r/fragment/, fn -> Erlpack.encode([filler, bad]) end
     end
 
+    test "encode_iodata: the bytes of encode/2, large fragments shared, not copied" do
+      big = Erlpack.fragment(%{"content" => String.duplicate("x", 1000), "id" => 1})
+      small = Erlpack.fragment(%{"id" => 2})
+
+      for term <- [
+            %{"op" => 0, "s" => 7, "t" => "MESSAGE_CREATE", "d" => big},
+            [big, small, {big, %{a: big}}],
+            big,
+            small,
+            %{"d" => small},
+            [1, 2.5, :ok, "no fragments"]
+          ],
+          opts <- [[], [string_keys: true], [compressed: 6], [compressed: 0]] do
+        iodata = Erlpack.encode_iodata(term, opts)
+        assert IO.iodata_to_binary(iodata) == Erlpack.encode(term, opts)
+        assert IO.iodata_to_binary(Pure.encode_iodata(term, opts)) == Erlpack.encode(term, opts)
+      end
+
+      frame = Erlpack.encode_iodata(%{"op" => 0, "d" => big})
+      assert [_header, shared, _rest] = frame
+      assert :erts_debug.same(shared, big.bytes)
+      # Small fragments are copied: one binary.
+      assert is_binary(Erlpack.encode_iodata(%{"op" => 0, "d" => small}))
+      # Compressed: one binary.
+      assert is_binary(Erlpack.encode_iodata([big, big], compressed: 9))
+    end
+
+    test "encode_iodata: a walk that continues in a later call copies its fragments in" do
+      big = Erlpack.fragment(String.duplicate("y", 2000))
+      term = for i <- 1..50_000, do: {i, big, %{"n" => i}}
+      iodata = Erlpack.encode_iodata(term)
+      assert IO.iodata_to_binary(iodata) == Erlpack.encode(term)
+
+      assert IO.iodata_to_binary(Erlpack.encode_iodata(term, string_keys: true)) ==
+               Erlpack.encode(term, string_keys: true)
+    end
+
+    test "encode_iodata: bad fragments, collisions and options as encode/2" do
+      assert_raise ArgumentError, ~r/invalid fragment/, fn ->
+        Erlpack.encode_iodata([%Fragment{bytes: :nope}])
+      end
+
+      assert_raise ArgumentError, ~r/string_keys/, fn ->
+        Erlpack.encode_iodata(%{:a => 1, "a" => 2}, string_keys: true)
+      end
+
+      assert_raise ArgumentError, ~r/keyword list/, fn -> Erlpack.encode_iodata(:ok, :bad) end
+
+      assert_raise ArgumentError, ~r/compressed/, fn ->
+        Erlpack.encode_iodata(:ok, compressed: 10)
+      end
+    end
+
     test "rejects bad options with exact messages" do
       assert_raise ArgumentError,
                    "invalid :compressed option: 10 (expected a boolean or a level 0..9)",
@@ -732,9 +785,13 @@ defmodule Switchboard.ErlpackTest do
           "d" => Erlpack.fragment(event)
         }
 
+        whole = :erlang.term_to_binary(%{envelope | "d" => event})
+
         encoded == :erlang.term_to_binary(event) and
           Erlpack.decode(encoded) === {:ok, event} and
-          Erlpack.encode(envelope) == :erlang.term_to_binary(%{envelope | "d" => event})
+          Erlpack.encode(envelope) == whole and
+          IO.iodata_to_binary(Erlpack.encode_iodata(envelope)) == whole and
+          IO.iodata_to_binary(Pure.encode_iodata(envelope)) == whole
       end
     end
 

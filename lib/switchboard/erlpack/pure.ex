@@ -208,6 +208,31 @@ defmodule Switchboard.Erlpack.Pure do
   end
 
   @doc """
+  Encodes `term` as `encode/2` does, as iodata, with every fragment's bytes
+  shared rather than copied (see `Switchboard.Erlpack.encode_iodata/2`).
+  With `:compressed` the result is one binary.
+
+  ## Examples
+
+      iex> alias Switchboard.Erlpack.Pure
+      iex> event = Pure.fragment(%{"content" => "hi"})
+      iex> frame = Pure.encode_iodata(%{"op" => 0, "d" => event})
+      iex> IO.iodata_to_binary(frame) == Pure.encode(%{"op" => 0, "d" => event})
+      true
+  """
+  @spec encode_iodata(term(), [encode_option()]) :: iodata()
+  def encode_iodata(term, opts \\ [])
+
+  def encode_iodata(term, []), do: [@version | enc(term, false)]
+
+  def encode_iodata(term, opts) when is_list(opts) do
+    case encode_options(opts) do
+      {0, string_keys} -> [@version | enc(term, string_keys)]
+      _compressed -> encode(term, opts)
+    end
+  end
+
+  @doc """
   Encodes `term` once, for splicing into later `encode/2` calls.
 
   Returns a `Switchboard.Erlpack.Fragment` whose bytes are `encode(term, opts)`
