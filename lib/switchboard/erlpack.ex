@@ -32,13 +32,11 @@ defmodule Switchboard.Erlpack do
   ## Scheduling
 
   Every call starts on the calling scheduler and uses it for at most about
-  half a millisecond at a time. An encode that needs longer yields and
-  resumes where it stopped; only a single node too large for a slice (a
-  binary or fragment over 1 MB, a list or map that cannot even be read
-  within one) continues on a dirty CPU scheduler. A decode that needs
-  longer (a large or compressed input) moves to a dirty CPU scheduler. So a
-  10 MB encode or decode never holds a normal scheduler for more than about
-  a millisecond.
+  half a millisecond. An encode that needs longer continues where it
+  stopped on a dirty CPU scheduler (nothing is encoded twice); a decode
+  that needs longer (a large or compressed input) moves to a dirty CPU
+  scheduler. So a 10 MB encode or decode never holds a normal scheduler for
+  more than about a millisecond.
   """
 
   alias Switchboard.Erlpack.Fragment
