@@ -240,18 +240,14 @@ struct EncodeFrame {
   ERL_NIF_TERM container;        // tuple, map
 };
 
-// The output of an encode that continues in a later call (after a yield, or
-// on a dirty scheduler); the walk's position travels in the continuation's
-// arguments as terms, which stay valid across calls where pointers do not.
+// The output of an encode that continues in a later call (on a dirty
+// scheduler); the walk's position travels in the continuation's arguments as
+// terms, which stay valid across calls where pointers do not.
 struct EncodeOutput {
   etf::EtfEncoder encoder;
 };
 SWITCHBOARD_RESOURCE(EncodeOutput, "ErlpackEncodeOutput");
 
-// Per scheduler thread, looked up once per call: each thread_local access
-// from a shared library is a call to __tls_get_addr, which GCC repeats at
-// every use of an inlined accessor rather than keep the address; a
-// non-inlined accessor hands out a plain reference.
 // encode_iodata: a fragment's bytes left in place, to be listed as their own
 // binary at `offset` of the output instead of copied into it.
 struct Splice {
@@ -263,6 +259,10 @@ struct Splice {
 // own cost more than the copy.
 constexpr std::size_t kSpliceMinBytes = 256;
 
+// Per scheduler thread, looked up once per call: each thread_local access
+// from a shared library is a call to __tls_get_addr, which GCC repeats at
+// every use of an inlined accessor rather than keep the address; a
+// non-inlined accessor hands out a plain reference.
 struct EncodeBuffers {
   std::vector<EncodeFrame> frames;
   std::vector<Splice> splices;
@@ -278,6 +278,7 @@ struct EncodeBuffers {
   }
   void trim_after_call() {
     trim(frames);
+    trim(splices);
     trim(pending);
     if (encoder.buffer().capacity() > kKeepBufferBytes) encoder = etf::EtfEncoder();
   }
@@ -716,12 +717,17 @@ class TermEncoder {
   std::vector<Splice>* splices_;
 };
 
-ERL_NIF_TERM take_binary(ErlNifEnv* env, etf::EtfEncoder& encoder) {
+// A new binary holding `bytes`.
+ERL_NIF_TERM binary_of(ErlNifEnv* env, std::span<const std::uint8_t> bytes) {
   ERL_NIF_TERM result;
-  unsigned char* data = enif_make_new_binary(env, encoder.size(), &result);
+  unsigned char* data = enif_make_new_binary(env, bytes.size(), &result);
   if (data == nullptr) throw std::bad_alloc();
-  if (encoder.size() != 0) std::memcpy(data, encoder.bytes().data(), encoder.size());
+  if (!bytes.empty()) std::memcpy(data, bytes.data(), bytes.size());
   return result;
+}
+
+ERL_NIF_TERM take_binary(ErlNifEnv* env, etf::EtfEncoder& encoder) {
+  return binary_of(env, encoder.bytes());
 }
 
 bool bool_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
@@ -756,14 +762,6 @@ ERL_NIF_TERM erlpack_compress(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 
 ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
-
-ERL_NIF_TERM binary_of(ErlNifEnv* env, std::span<const std::uint8_t> bytes) {
-  ERL_NIF_TERM result;
-  unsigned char* data = enif_make_new_binary(env, bytes.size(), &result);
-  if (data == nullptr) throw std::bad_alloc();
-  if (!bytes.empty()) std::memcpy(data, bytes.data(), bytes.size());
-  return result;
-}
 
 // The output with the spliced fragments' bytes copied in at their offsets:
 // what a walk that continues in a later call (where the fragments' terms are
