@@ -848,20 +848,26 @@ ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker
   return result;
 }
 
-// erlpack_encode_iodata(Term, StringKeys) -> iodata: encode/2's bytes, with
-// fragments of kSpliceMinBytes or more listed as their own binaries. A walk
-// that continues in a later call copies them in and returns one binary.
-ERL_NIF_TERM erlpack_encode_iodata(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  const bool string_keys = bool_argument(env, argv[1]);
+// One encode: writes `term` (after the version byte with `with_version`) and
+// returns what after_walk makes of it. With `iodata`, fragments of
+// kSpliceMinBytes or more are listed as their own binaries instead of copied
+// (a walk that continues in a later call copies them in and returns one
+// binary). Returns the binary, or {error, string_keys_collision |
+// bad_fragment, Term} for the Elixir side to raise with the term inspected.
+// A walk that outlasts its slice continues where it stopped
+// (erlpack_encode_resume) on a dirty scheduler: nothing is encoded twice.
+ERL_NIF_TERM start_encode(ErlNifEnv* env, ERL_NIF_TERM term, bool with_version, int level,
+                          ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, bool iodata) {
+  const bool string_keys = bool_argument(env, string_keys_term);
   WorkBudget budget(on_normal_scheduler());
   EncodeBuffers& buffers = EncodeBuffers::get();
   etf::EtfEncoder& encoder = buffers.encoder;
   encoder.clear();
-  encoder.version();
+  if (with_version) encoder.version();
   std::vector<Splice>& splices = buffers.splices;
   splices.clear();
-  TermEncoder walker(env, buffers, encoder, string_keys, budget, &splices);
-  const EncodeStatus status = walker.encode(argv[0]);
+  TermEncoder walker(env, buffers, encoder, string_keys, budget, iodata ? &splices : nullptr);
+  const EncodeStatus status = walker.encode(term);
   if (status == EncodeStatus::done && !splices.empty()) {
     const ERL_NIF_TERM result = make_iodata(env, encoder, splices);
     buffers.trim_after_call();
@@ -871,35 +877,16 @@ ERL_NIF_TERM erlpack_encode_iodata(ErlNifEnv* env, int, const ERL_NIF_TERM argv[
   if (status == EncodeStatus::out_of_time || status == EncodeStatus::needs_dirty) {
     copy_splices(env, encoder, splices);
   }
-  return after_walk(env, status, walker, encoder, std::nullopt, 0, enif_make_int(env, 0), argv[1],
+  return after_walk(env, status, walker, encoder, std::nullopt, level, level_term, string_keys_term,
                     budget, buffers);
 }
-SWITCHBOARD_RAW_NIF(erlpack_encode_iodata, 2, 0);
 
-// Encodes argv[0]; argv[1] is the compression level (0-9), argv[2] string_keys.
-// Returns the binary, or {error, string_keys_collision | bad_fragment, Term}
-// for the Elixir side to raise with the term inspected. A walk that outlasts
-// its slice continues where it stopped (erlpack_encode_resume) on a dirty
-// scheduler: nothing is encoded twice.
-ERL_NIF_TERM encode_with(ErlNifEnv* env, const ERL_NIF_TERM argv[], bool with_version) {
-  int level = 0;
-  if (with_version && (!enif_get_int(env, argv[1], &level) || level < 0 || level > 9)) {
-    throw bad_argument(env, "a compression level 0..9", argv[1]);
-  }
-  const ERL_NIF_TERM string_keys_term = argv[with_version ? 2 : 1];
-  const bool string_keys = bool_argument(env, string_keys_term);
-
-  WorkBudget budget(on_normal_scheduler());
-  EncodeBuffers& buffers = EncodeBuffers::get();
-  etf::EtfEncoder& encoder = buffers.encoder;
-  encoder.clear();
-  if (with_version) encoder.version();
-  TermEncoder walker(env, buffers, encoder, string_keys, budget);
-  const EncodeStatus status = walker.encode(argv[0]);
-  return after_walk(env, status, walker, encoder, std::nullopt, level,
-                    with_version ? argv[1] : enif_make_int(env, 0), string_keys_term, budget,
-                    buffers);
+// erlpack_encode_iodata(Term, StringKeys) -> iodata: encode/2's bytes, with
+// large fragments shared (see start_encode).
+ERL_NIF_TERM erlpack_encode_iodata(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  return start_encode(env, argv[0], true, 0, enif_make_int(env, 0), argv[1], true);
 }
+SWITCHBOARD_RAW_NIF(erlpack_encode_iodata, 2, 0);
 
 // erlpack_encode_resume(Level, StringKeys, Output, Position): the rest of a
 // walk (see TermEncoder::position), appended to the Output resource.
@@ -921,13 +908,17 @@ ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int, const ERL_NIF_TERM argv[
 
 // erlpack_encode(Term, Level, StringKeys) -> binary with the version byte.
 ERL_NIF_TERM erlpack_encode(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  return encode_with(env, argv, true);
+  int level;
+  if (!enif_get_int(env, argv[1], &level) || level < 0 || level > 9) {
+    throw bad_argument(env, "a compression level 0..9", argv[1]);
+  }
+  return start_encode(env, argv[0], true, level, argv[1], argv[2], false);
 }
 SWITCHBOARD_RAW_NIF(erlpack_encode, 3, 0);
 
 // erlpack_fragment(Term, StringKeys) -> the encoding without the version byte.
 ERL_NIF_TERM erlpack_fragment(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  return encode_with(env, argv, false);
+  return start_encode(env, argv[0], false, 0, enif_make_int(env, 0), argv[1], false);
 }
 SWITCHBOARD_RAW_NIF(erlpack_fragment, 2, 0);
 

@@ -643,12 +643,17 @@ ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM
   return run_cursor_inline(env, cursor_argument(env, argv[0]), argv[1]);
 }
 
+// Sends `message` to `members` from the calling process, from the first.
+ERL_NIF_TERM send_to_members(ErlNifEnv* env, std::shared_ptr<const PidVector> members,
+                             ERL_NIF_TERM message) {
+  auto cursor = make_resource<SendCursor>();
+  cursor->members = std::move(members);
+  return run_cursor_inline(env, std::move(cursor), message);
+}
+
 // fanout_group_send(Group, Message) -> {Delivered, Skipped}
 ERL_NIF_TERM fanout_group_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
-  auto cursor = make_resource<SendCursor>();
-  cursor->members = group->snapshot();
-  return run_cursor_inline(env, std::move(cursor), argv[1]);
+  return send_to_members(env, group_argument(env, argv[0])->snapshot(), argv[1]);
 }
 SWITCHBOARD_RAW_NIF(fanout_group_send, 2, 0);
 
@@ -742,11 +747,8 @@ SWITCHBOARD_RAW_NIF(fanout_partition, 2, 0);
 // fanout_share_send(Share, Message) -> {Delivered, Skipped}: sends from the
 // calling process in time slices, like an inline fan-out.
 ERL_NIF_TERM fanout_share_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<SendCursor> share = cursor_argument(env, argv[0]);
-  // A share is a list of receivers, sent to once: each send starts afresh.
-  auto cursor = make_resource<SendCursor>();
-  cursor->members = share->members;
-  return run_cursor_inline(env, std::move(cursor), argv[1]);
+  // A share is a list of receivers: each send starts afresh from its first.
+  return send_to_members(env, cursor_argument(env, argv[0])->members, argv[1]);
 }
 SWITCHBOARD_RAW_NIF(fanout_share_send, 2, 0);
 

@@ -131,10 +131,6 @@ defmodule Switchboard.Fanout.DistributedTest do
       assert Enum.all?(all, &(mailboxes[&1] == expected))
       kill_all(all)
     end
-  end
-
-  for {label, {implementation, _sender, _partitioner}} <- @implementations do
-    @implementation implementation
 
     test "#{label}: deliver: :packed gives every receiver one ETF binary, in order", %{
       nodes: nodes
