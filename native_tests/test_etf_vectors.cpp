@@ -1,4 +1,4 @@
-// The external vectors in shared/testdata/erlpack_vectors.json (discord/erlpack's
+// The external vectors in test/fixtures/erlpack_vectors.json (discord/erlpack's
 // test inputs with OTP 25's verdicts), used as given.
 #include <catch2/catch.hpp>
 
@@ -115,9 +115,8 @@ class VectorFileReader {
 
 std::filesystem::path testdata_dir() {
   if (const char* configured = std::getenv("SWITCHBOARD_TESTDATA_DIR")) return configured;
-  // native_tests/ sits in the project, and ../shared/testdata beside the project.
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "shared" /
-         "testdata";
+  // native_tests/ and test/fixtures/ both sit at the project's root.
+  return std::filesystem::path(__FILE__).parent_path().parent_path() / "test" / "fixtures";
 }
 
 std::vector<JsonObject> load_vectors() {

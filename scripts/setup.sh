@@ -7,6 +7,7 @@ PACKAGES=(
   elixir erlang-dev erlang-nox erlang-proper erlang-dialyzer
   cmake make g++ clang clang-format libclang-rt-14-dev
   libboost-dev libmimalloc-dev catch2 zlib1g-dev pkg-config
+  erlang-cowlib erlang-jiffy libzstd-dev libsimdjson-dev erlang-folsom chromium
 )
 
 missing=()

@@ -162,18 +162,51 @@ ResourcePtr<T> make_resource(Args&&... args) {
 using ResourceOpener = bool (*)(ErlNifEnv* env, ErlNifResourceFlags flags);
 void register_resource_opener(ResourceOpener opener);
 
+// A resource type whose objects monitor processes declares
+//   void on_down(ErlNifEnv* env, const ErlNifPid& pid, const ErlNifMonitor& monitor) noexcept;
+// and it is called (on whatever thread the VM chooses) when a process the
+// object monitors with `monitor_process` exits (OTP prim_file_nif's model).
+template <class T>
+concept MonitorsProcesses = requires(T& object, ErlNifEnv* env, const ErlNifPid& pid,
+                                     const ErlNifMonitor& monitor) {
+  { object.on_down(env, pid, monitor) }
+  noexcept;
+};
+
 template <class T>
 bool open_resource_type(ErlNifEnv* env, ErlNifResourceFlags flags) {
   ErlNifResourceFlags tried;
-  auto destructor = [](ErlNifEnv*, void* object) {
+  ErlNifResourceTypeInit init{};
+  init.dtor = [](ErlNifEnv*, void* object) {
     auto* box = static_cast<ResourceBox<T>*>(object);
     if (box->alive) box->get()->~T();
   };
+  if constexpr (MonitorsProcesses<T>) {
+    init.down = [](ErlNifEnv* caller, void* object, ErlNifPid* pid, ErlNifMonitor* monitor) {
+      auto* box = static_cast<ResourceBox<T>*>(object);
+      if (box->alive) box->get()->on_down(caller, *pid, *monitor);
+    };
+  }
   ErlNifResourceType* type =
-      enif_open_resource_type(env, nullptr, ResourceTraits<T>::name, destructor, flags, &tried);
+      enif_open_resource_type_x(env, ResourceTraits<T>::name, &init, flags, &tried);
   if (type == nullptr) return false;
   ResourceTraits<T>::type = type;
   return true;
+}
+
+// Monitors `pid` on behalf of `resource` (whose type has `on_down`). False
+// when the process is already dead (then no `on_down` will come).
+template <MonitorsProcesses T>
+bool monitor_process(ErlNifEnv* env, const ResourcePtr<T>& resource, const ErlNifPid& pid,
+                     ErlNifMonitor* monitor) {
+  return enif_monitor_process(env, resource.raw(), &pid, monitor) == 0;
+}
+
+// Stops a monitor made with `monitor_process`; false when it had already fired.
+template <MonitorsProcesses T>
+bool demonitor_process(ErlNifEnv* env, const ResourcePtr<T>& resource,
+                       const ErlNifMonitor& monitor) {
+  return enif_demonitor_process(env, resource.raw(), &monitor) == 0;
 }
 
 // Declares T as a resource type named `name`, opened at load (CREATE) and

@@ -1,6 +1,6 @@
 defmodule Switchboard.Test.JSON do
   @moduledoc false
-  # A JSON decoder, just enough for ../shared/testdata/erlpack_vectors.json
+  # A JSON decoder, just enough for test/fixtures/erlpack_vectors.json
   # (there is no JSON library here). Shared by the Erlpack test suites.
   import Bitwise, only: [<<<: 2]
 

@@ -9,7 +9,7 @@ defmodule Switchboard.ErlpackTest do
 
   doctest Switchboard.Erlpack
 
-  @vectors_path Path.expand("../../../shared/testdata/erlpack_vectors.json", __DIR__)
+  @vectors_path Path.expand("../fixtures/erlpack_vectors.json", __DIR__)
 
   # ATOM_INTERNAL_REF2/3, read by binary_to_term and refused on purpose.
   @internal_tags [73, 75]

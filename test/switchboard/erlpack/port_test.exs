@@ -6,7 +6,7 @@ defmodule Switchboard.Erlpack.PortTest do
   alias Switchboard.Erlpack
   alias Switchboard.Erlpack.Port, as: PortPool
 
-  @vectors_path Path.expand("../../../../shared/testdata/erlpack_vectors.json", __DIR__)
+  @vectors_path Path.expand("../../fixtures/erlpack_vectors.json", __DIR__)
 
   defp port_decode(bytes, opts \\ []), do: Erlpack.decode(bytes, [isolation: :port] ++ opts)
 

@@ -12,7 +12,7 @@ defmodule Switchboard.Erlpack.PureTest do
   # which are not part of the external format; the codec refuses them.
   @internal_tags [73, 75]
 
-  @vectors_path Path.expand("../../../../shared/testdata/erlpack_vectors.json", __DIR__)
+  @vectors_path Path.expand("../../fixtures/erlpack_vectors.json", __DIR__)
 
   # Terms for which encode/1 promises term_to_binary's exact bytes.
   defp identity_terms do
