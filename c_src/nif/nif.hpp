@@ -859,8 +859,13 @@ struct Rescheduled {
 template <class R>
 class Scheduled {
  public:
-  Scheduled(R value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
-  Scheduled(Rescheduled next) : state_(std::in_place_index<1>, next) {}     // NOLINT
+  // Anything R is made from: `return Ok{set};` where R is a std::variant of Ok and Error.
+  template <class U>
+  requires(!std::is_same_v<std::decay_t<U>, Rescheduled> &&
+           !std::is_same_v<std::decay_t<U>, Scheduled> && std::is_constructible_v<R, U&&>)
+      Scheduled(U&& value)  // NOLINT: implicit, so a NIF body returns its result as is
+      : state_(std::in_place_index<0>, std::forward<U>(value)) {}
+  Scheduled(Rescheduled next) : state_(std::in_place_index<1>, next) {}  // NOLINT
   bool rescheduled() const noexcept { return state_.index() == 1; }
 
   ERL_NIF_TERM encode(ErlNifEnv* env) const {

@@ -310,6 +310,15 @@ defmodule Switchboard.NIFTest do
       assert_receive {^ref, {^expected, :native_thread}}, 2_000
     end
 
+    test "a typed NIF reruns itself dirty and answers with Ok or Error" do
+      assert NIF.diag_checked_dirty(1) == {:ok, :dirty_cpu}
+      assert NIF.diag_checked_dirty(-1) == {:error, :odd}
+
+      assert_raise ArgumentError, "expected argument 1 to be an integer (64-bit), got: 1.0", fn ->
+        NIF.diag_checked_dirty(1.0)
+      end
+    end
+
     test "a shrunk work budget forces a known number of yields" do
       input = :crypto.strong_rand_bytes(10_000)
       expected = fnv1a(input)

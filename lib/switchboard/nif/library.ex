@@ -29,9 +29,9 @@ defmodule Switchboard.NIF.Library do
 
       # The boundary's own NIFs, in every library (c_src/nif/nif.cpp,
       # scheduling.cpp): its NIF table, its counters, its slice budget.
-      defnif(library_functions())
-      defnif(library_info())
-      defnif(set_work_budget(bytes_or_default))
+      defnif library_functions()
+      defnif library_info()
+      defnif set_work_budget(bytes_or_default)
     end
   end
 
