@@ -7,14 +7,9 @@ defmodule Switchboard.NIF do
   # library knows each as `nif_<name>`; `<name>` here raises the boundary's
   # ArgumentErrors in Elixir format. Every library also has library_info/0,
   # library_functions/0 and set_work_budget/1.
-  use Switchboard.NIF.Library, library: "switchboard_nif"
-
-  for source <-
-        Path.wildcard(
-          Path.join([__DIR__, "..", "..", "c_src", "{nif,core}", "**", "*.{cpp,hpp}"])
-        ) do
-    @external_resource source
-  end
+  use Switchboard.NIF.Library,
+    library: "switchboard_nif",
+    sources: ["c_src/nif/*.cpp"]
 
   # Switchboard.SortedSet
   defnif sorted_set_new(capacity)

@@ -4,11 +4,10 @@ defmodule Switchboard.Test.NIF do
   # itself, never part of the product. Built beside the product library and
   # installed into the app's test_priv/ (not priv/, so no release ships it);
   # bench/ loads this file with Code.require_file for its control rows.
-  use Switchboard.NIF.Library, library: "switchboard_test_nif", dir: "test_priv"
-
-  for source <- Path.wildcard(Path.join([__DIR__, "..", "..", "c_src", "test_nif", "*.cpp"])) do
-    @external_resource source
-  end
+  use Switchboard.NIF.Library,
+    library: "switchboard_test_nif",
+    dir: "test_priv",
+    sources: ["c_src/test_nif/*.cpp", "c_src/nif/nif.cpp", "c_src/nif/scheduling.cpp"]
 
   defnif diag_add(a, b)
   defnif diag_raise(kind)
