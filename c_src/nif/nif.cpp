@@ -149,11 +149,11 @@ std::string format_term(ErlNifEnv* env, ERL_NIF_TERM term, std::size_t limit) {
   return text;
 }
 
-// The term is not formatted here: %T walks all of it, however large, and
-// the Elixir side formats it with inspect's limits anyway.
-BadArgument::BadArgument(ErlNifEnv*, std::string expected, ERL_NIF_TERM term, std::string subject)
+BadArgument::BadArgument(ErlNifEnv* env, std::string expected, ERL_NIF_TERM term,
+                         std::string subject)
     : std::invalid_argument("expected " +
-                            (subject.empty() ? expected : subject + " to be " + expected)),
+                            (subject.empty() ? expected : subject + " to be " + expected) +
+                            ", got: " + format_term(env, term)),
       expected_(std::move(expected)),
       subject_(std::move(subject)),
       term_(term) {}

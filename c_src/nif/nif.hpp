@@ -80,8 +80,8 @@ ERL_NIF_TERM& register_atom(const char* name);
 //   "expected <subject> to be <expected>, got: <inspect(term)>"
 //   "expected <expected>, got: <inspect(term)>"          (no subject)
 // `term` must live in the env of the NIF call that throws (an argument, or
-// a term made in that env). `what()` holds the same words without the term
-// (formatting a huge term would cost its whole size on the scheduler).
+// a term made in that env). `what()` holds the same words with the term in
+// Erlang syntax, for logs and for code that reports it some other way.
 class BadArgument : public std::invalid_argument {
  public:
   BadArgument(ErlNifEnv* env, std::string expected, ERL_NIF_TERM term, std::string subject = {});
