@@ -95,6 +95,9 @@ class BadArgument : public std::invalid_argument {
   ERL_NIF_TERM term_;
 };
 
+// Throw it as a BadArgument: copied into a plain std::invalid_argument (a
+// helper returning that type) it loses the term and raises its what(), with
+// the term in Erlang syntax.
 BadArgument bad_argument(ErlNifEnv* env, std::string_view expected, ERL_NIF_TERM got);
 // The same, for a term with a name in the message ("argument 2", ":max_depth in argument 1").
 BadArgument bad_argument(ErlNifEnv* env, std::string_view subject, std::string_view expected,
