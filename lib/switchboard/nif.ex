@@ -42,6 +42,7 @@ defmodule Switchboard.NIF do
   def sorted_set_lower_bound(_set, _item), do: :erlang.nif_error(:not_loaded)
   def sorted_set_at(_set, _index), do: :erlang.nif_error(:not_loaded)
   def sorted_set_slice(_set, _start, _amount), do: :erlang.nif_error(:not_loaded)
+  def sorted_set_slice_after(_set, _item, _amount), do: :erlang.nif_error(:not_loaded)
   def sorted_set_range(_set, _min, _max), do: :erlang.nif_error(:not_loaded)
   def sorted_set_size(_set), do: :erlang.nif_error(:not_loaded)
   def sorted_set_to_list(_set), do: :erlang.nif_error(:not_loaded)

@@ -303,6 +303,35 @@ defmodule Switchboard.SortedSet do
   def slice(other, _start, _amount), do: raise_not_a_set(other)
 
   @doc """
+  Returns up to `amount` items that come strictly after `item` in term
+  order (an item `==` to it excluded), whether or not `item` is in the set.
+
+  This is how to walk a set that other processes change meanwhile: each
+  call continues from the last item seen, as `:ets.next/2` does, so items
+  that stay in the set are seen exactly once. `Enum` over a set walks it
+  this way.
+
+  ## Examples
+
+      iex> set = Switchboard.SortedSet.from_enumerable(1..10)
+      iex> Switchboard.SortedSet.slice_after(set, 3, 2)
+      [4, 5]
+      iex> Switchboard.SortedSet.slice_after(set, 9.5, 5)
+      [10]
+  """
+  @spec slice_after(t(), item(), non_neg_integer()) :: [item()]
+  def slice_after(%__MODULE__{ref: ref}, item, amount) when is_integer(amount) and amount >= 0,
+    do: NIF.sorted_set_slice_after(ref, item, min(amount, @max_index))
+
+  def slice_after(%__MODULE__{}, _item, amount) when is_integer(amount),
+    do: raise(ArgumentError, "expected a non-negative integer amount, got: #{amount}")
+
+  def slice_after(%__MODULE__{}, _item, amount),
+    do: raise(ArgumentError, "expected an integer amount, got: #{inspect(amount)}")
+
+  def slice_after(other, _item, _amount), do: raise_not_a_set(other)
+
+  @doc """
   Returns the items `x` with `min <= x <= max` in term order.
 
   ## Examples
@@ -428,22 +457,30 @@ defimpl Enumerable, for: Switchboard.SortedSet do
      end}
   end
 
-  def reduce(set, acc, fun), do: reduce_chunk(set, 0, [], acc, fun)
+  # Each chunk continues from the last item seen, not from an index: another
+  # process writing the set meanwhile shifts indexes, and reading by index
+  # would then skip or repeat items. Like `:ets.next/2` on an ordered_set,
+  # every item present for the whole enumeration is seen exactly once, in
+  # order.
+  def reduce(set, acc, fun), do: reduce_chunk(set, :first, [], acc, fun)
 
-  defp reduce_chunk(_set, _next, _items, {:halt, acc}, _fun), do: {:halted, acc}
+  defp reduce_chunk(_set, _last, _items, {:halt, acc}, _fun), do: {:halted, acc}
 
-  defp reduce_chunk(set, next, items, {:suspend, acc}, fun),
-    do: {:suspended, acc, &reduce_chunk(set, next, items, &1, fun)}
+  defp reduce_chunk(set, last, items, {:suspend, acc}, fun),
+    do: {:suspended, acc, &reduce_chunk(set, last, items, &1, fun)}
 
-  defp reduce_chunk(set, next, [item | rest], {:cont, acc}, fun),
-    do: reduce_chunk(set, next, rest, fun.(item, acc), fun)
+  defp reduce_chunk(set, _last, [item | rest], {:cont, acc}, fun),
+    do: reduce_chunk(set, {:after, item}, rest, fun.(item, acc), fun)
 
-  defp reduce_chunk(set, next, [], {:cont, acc}, fun) do
-    case SortedSet.slice(set, next, @chunk) do
+  defp reduce_chunk(set, last, [], {:cont, acc}, fun) do
+    case next_chunk(set, last) do
       [] -> {:done, acc}
-      items -> reduce_chunk(set, next + length(items), items, {:cont, acc}, fun)
+      items -> reduce_chunk(set, last, items, {:cont, acc}, fun)
     end
   end
+
+  defp next_chunk(set, :first), do: SortedSet.slice(set, 0, @chunk)
+  defp next_chunk(set, {:after, item}), do: SortedSet.slice_after(set, item, @chunk)
 end
 
 defimpl Collectable, for: Switchboard.SortedSet do

@@ -474,6 +474,29 @@ defmodule Switchboard.SortedSet.Pure do
   def slice(set, start, amount), do: raise_bad_arguments(set, index: start, amount: amount)
 
   @doc """
+  Returns up to `amount` items that come strictly after `item` in term
+  order (an item `==` to it excluded), whether or not `item` is in the set.
+
+  ## Examples
+
+      iex> alias Switchboard.SortedSet.Pure
+      iex> set = Pure.from_sorted(1..10)
+      iex> Pure.slice_after(set, 3, 2)
+      [4, 5]
+      iex> Pure.slice_after(set, 9.5, 5)
+      [10]
+  """
+  @spec slice_after(t(), item(), non_neg_integer()) :: [item()]
+  def slice_after(%__MODULE__{size: size, height: height, root: root}, item, amount)
+      when is_integer(amount) and amount >= 0 do
+    start = count_before(root, height, item, true, 0, size)
+    stop = min(start + amount, size)
+    if start < stop, do: collect(root, height, start, stop, [], size), else: []
+  end
+
+  def slice_after(set, _item, amount), do: raise_bad_arguments(set, amount: amount)
+
+  @doc """
   Returns the items between `min` and `max` inclusive (in term order, so
   items `==` to either bound are included), in order.
 
