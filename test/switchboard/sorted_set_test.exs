@@ -241,6 +241,133 @@ defmodule Switchboard.SortedSetTest do
     end
   end
 
+  describe "items holding references (as ETS keeps them)" do
+    # A magic reference (an atomics ref, a NIF resource such as another set)
+    # lives while some term refers to it; ETS keeps its own copy of each
+    # object, so the reference stays usable after its creator exits.
+    defp create_and_exit(fun) do
+      parent = self()
+      {pid, monitor} = spawn_monitor(fn -> send(parent, {:made, fun.()}) end)
+      assert_receive {:made, made}
+      assert_receive {:DOWN, ^monitor, :process, ^pid, :normal}
+      made
+    end
+
+    test "an atomics ref and a set stay alive after their creator exits, like in ETS" do
+      table = :ets.new(:refs, [:ordered_set, :public])
+      set = SortedSet.new()
+
+      create_and_exit(fn ->
+        atomics = :atomics.new(1, [])
+        :atomics.put(atomics, 1, 42)
+        inner = SortedSet.from_enumerable([:inner])
+        fun = fn -> atomics end
+
+        for item <- [{:atomics, atomics}, {:set, inner}, {:fun, fun}] do
+          :ets.insert(table, {item})
+          SortedSet.add(set, item)
+        end
+
+        :ok
+      end)
+
+      :erlang.garbage_collect()
+      [{{:atomics, ets_atomics}}, {{:fun, ets_fun}}, {{:set, ets_inner}}] = :ets.tab2list(table)
+      assert :atomics.get(ets_atomics, 1) == 42
+      assert :atomics.get(ets_fun.(), 1) == 42
+      assert SortedSet.to_list(ets_inner) == [:inner]
+
+      assert [{:atomics, atomics}, {:fun, fun}, {:set, inner}] = SortedSet.to_list(set)
+      assert :atomics.get(atomics, 1) == 42
+      assert :atomics.get(fun.(), 1) == 42
+      assert SortedSet.to_list(inner) == [:inner]
+    end
+
+    test "items built in bulk, copied or re-added keep their references alive" do
+      {bulk, copy} =
+        create_and_exit(fn ->
+          atomics = :atomics.new(1, [])
+          :atomics.put(atomics, 1, 7)
+          bulk = SortedSet.from_enumerable([{:a, atomics}, {:a, atomics}, 1])
+          copy = SortedSet.copy(SortedSet.from_sorted([{:a, atomics}]))
+          {bulk, copy}
+        end)
+
+      :erlang.garbage_collect()
+      assert [1, {:a, atomics}] = SortedSet.to_list(bulk)
+      assert :atomics.get(atomics, 1) == 7
+      assert [{:a, copied}] = SortedSet.to_list(copy)
+      assert :atomics.get(copied, 1) == 7
+    end
+  end
+
+  describe "enumeration while another process writes (as :ets.next/2)" do
+    # Items that are in the set for the whole enumeration are seen exactly
+    # once and in order; items written meanwhile may or may not be seen.
+    @stable Enum.map(1..6_000, &(&1 * 4))
+
+    defp churn(write) do
+      spawn_link(fn -> churn_loop(write, 0) end)
+    end
+
+    # Inserts and deletes items between and before the stable ones, shifting
+    # every index the enumeration has not reached.
+    defp churn_loop(write, i) do
+      write.({:add, -i})
+      write.({:add, 4 * rem(i, 6_000) + 1})
+      if i > 50, do: write.({:remove, -(i - 50)})
+      write.({:remove, 4 * rem(i + 3_000, 6_000) + 1})
+      churn_loop(write, i + 1)
+    end
+
+    defp assert_each_stable_item_once(seen) do
+      assert seen == Enum.sort(seen), "items seen out of order"
+      assert seen == Enum.uniq(seen), "an item was seen twice"
+      assert Enum.filter(seen, &(&1 > 0 and rem(&1, 4) == 0)) == @stable
+    end
+
+    # Enumerates slowly enough that the writer runs between chunks.
+    defp slow(item), do: if(rem(item, 500) == 0, do: Process.sleep(1), else: :ok)
+
+    test "Enum.to_list-like reduce sees every untouched item exactly once" do
+      set = SortedSet.from_sorted(@stable)
+
+      writer =
+        churn(fn
+          {:add, item} -> SortedSet.add(set, item)
+          {:remove, item} -> SortedSet.remove(set, item)
+        end)
+
+      seen = Enum.map(set, fn item -> slow(item) && item end)
+      Process.unlink(writer)
+      Process.exit(writer, :kill)
+      assert_each_stable_item_once(seen)
+    end
+
+    test "the same writes over an ETS ordered_set walked with :ets.next/2 (the oracle)" do
+      table = :ets.new(:walk, [:ordered_set, :public])
+      :ets.insert(table, Enum.map(@stable, &{&1}))
+
+      writer =
+        churn(fn
+          {:add, item} -> :ets.insert(table, {item})
+          {:remove, item} -> :ets.delete(table, item)
+        end)
+
+      seen = ets_walk(table, :ets.first(table), [])
+      Process.unlink(writer)
+      Process.exit(writer, :kill)
+      assert_each_stable_item_once(seen)
+    end
+
+    defp ets_walk(_table, :"$end_of_table", acc), do: Enum.reverse(acc)
+
+    defp ets_walk(table, key, acc) do
+      slow(key)
+      ets_walk(table, :ets.next(table, key), [key | acc])
+    end
+  end
+
   describe "concurrency" do
     test "many processes read and write one set; the final state is exact" do
       set = SortedSet.new()
