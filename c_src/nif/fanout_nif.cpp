@@ -35,6 +35,7 @@
 #include "core/memory.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
+#include "nif/term_size.hpp"
 
 namespace switchboard::nif {
 namespace {
@@ -52,13 +53,36 @@ ERL_NIF_TERM& atom_bad_member = register_atom("bad_member");
 
 bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
 
-// Sends between two looks at the clock.
+// Receivers walked (or small messages sent) between two looks at the clock.
 constexpr unsigned kCheckEvery = 16;
+// Message bytes copied between two looks at the clock: a send copies the
+// message into its receiver, so a larger message is checked more often,
+// after every send from about 1 KB on.
+constexpr std::size_t kCheckBytes = 16 * 1024;
+// A message whose one copy could take most of a time slice by itself (about
+// 0.1 ms per 256 KB) is sent from a dirty CPU scheduler: a 1M-element
+// message copied to 32 receivers is tens of ms however often the clock is
+// read.
+constexpr std::size_t kDirtyMessageBytes = 256 * 1024;
 // How long a fan-out holds its scheduler before yielding: short, because a
 // process woken on the same scheduler (the receivers, a timer) waits for it.
 constexpr std::chrono::microseconds kSendSlice{200};
 // How much nicer than the schedulers the sender threads are.
 constexpr int kNiceOffset = 10;
+
+// How a fan-out of one message paces itself, from the bytes a send copies
+// (binaries over 64 bytes are shared, not copied).
+struct SendPace {
+  unsigned check_every;  // sends between two looks at the clock
+  bool dirty;            // too large for a normal scheduler at all
+};
+
+SendPace pace_for(ErlNifEnv* env, ERL_NIF_TERM message) {
+  const std::size_t bytes = term_bytes_up_to(env, message, kDirtyMessageBytes, BinaryBytes::shared);
+  const std::size_t every =
+      std::clamp<std::size_t>(kCheckBytes / std::max<std::size_t>(bytes, 1), 1, kCheckEvery);
+  return {static_cast<unsigned>(every), bytes > kDirtyMessageBytes};
+}
 
 // ---------------------------------------------------------------------------
 // Sender threads: started with the library, stopped before it is unloaded.
@@ -137,12 +161,15 @@ Receiver classify(ErlNifEnv* env, ERL_NIF_TERM item, ErlNifPid& pid) {
 }
 
 // The one walk over a receiver list: calls visit(kind, item, pid) for each
-// entry (raising on a bad one) and looks at the clock every kCheckEvery
+// entry (raising on a bad one) and looks at the clock every `check_every`
 // entries. Returns the tail still to walk once the time slice is spent (the
-// caller yields with it), or nothing when the whole proper list is done.
+// caller yields with it), or nothing when the whole proper list is done. On
+// a dirty scheduler it walks the whole list.
 template <class Visit>
-std::optional<ERL_NIF_TERM> walk_receivers(ErlNifEnv* env, ERL_NIF_TERM list, Visit&& visit) {
+std::optional<ERL_NIF_TERM> walk_receivers(ErlNifEnv* env, ERL_NIF_TERM list, Visit&& visit,
+                                           unsigned check_every = kCheckEvery) {
   TimeSlice slice(env, kSendSlice);
+  if (!on_normal_scheduler()) check_every = 0;  // never equal to a count from 1
   unsigned since_check = 0;
   ERL_NIF_TERM head;
   while (enif_get_list_cell(env, list, &head, &list)) {
@@ -150,7 +177,7 @@ std::optional<ERL_NIF_TERM> walk_receivers(ErlNifEnv* env, ERL_NIF_TERM list, Vi
     const Receiver kind = classify(env, head, pid);
     if (kind == Receiver::invalid) throw bad_receiver(env, head);
     visit(kind, head, pid);
-    if (++since_check == kCheckEvery) {
+    if (++since_check == check_every) {
       since_check = 0;
       if (slice.spent()) return list;
     }
@@ -213,11 +240,12 @@ struct RemoteAcc {
 // Walks `list` from the calling process: sends to local pids, counts nils
 // and dead pids, gathers remote pids. Yields whenever the time slice is
 // spent, carrying its progress in argv: [Tail, Message, Delivered, Skipped,
-// Original | nil, Shared, RemoteList].
+// Original | nil, Shared, RemoteList, CheckEvery].
 ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message, uint64_t delivered,
-                        uint64_t skipped, RemoteAcc remote) {
-  const auto rest =
-      walk_receivers(env, list, [&](Receiver kind, ERL_NIF_TERM item, ErlNifPid& pid) {
+                        uint64_t skipped, RemoteAcc remote, unsigned check_every) {
+  const auto rest = walk_receivers(
+      env, list,
+      [&](Receiver kind, ERL_NIF_TERM item, ErlNifPid& pid) {
         if (kind == Receiver::remote) {
           remote.add(env, item);
           return;
@@ -229,7 +257,8 @@ ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message,
         } else {
           ++skipped;  // nil, or a dead local pid
         }
-      });
+      },
+      check_every);
   if (rest) {
     const ERL_NIF_TERM next[] = {*rest,
                                  message,
@@ -237,8 +266,9 @@ ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message,
                                  enif_make_uint64(env, skipped),
                                  remote.original,
                                  enif_make_uint64(env, remote.shared),
-                                 remote.list};
-    return yield(env, "fanout_send", raw_entry<fanout_send_continue>, 7, next);
+                                 remote.list,
+                                 enif_make_uint(env, check_every)};
+    return yield(env, "fanout_send", raw_entry<fanout_send_continue>, 8, next);
   }
   return enif_make_tuple3(env, enif_make_uint64(env, delivered), enif_make_uint64(env, skipped),
                           remote.result());
@@ -246,19 +276,27 @@ ERL_NIF_TERM run_inline(ErlNifEnv* env, ERL_NIF_TERM list, ERL_NIF_TERM message,
 
 ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   ErlNifUInt64 delivered, skipped, shared;
+  unsigned check_every;
   if (!enif_get_uint64(env, argv[2], &delivered) || !enif_get_uint64(env, argv[3], &skipped) ||
-      !enif_get_uint64(env, argv[5], &shared)) {
+      !enif_get_uint64(env, argv[5], &shared) || !enif_get_uint(env, argv[7], &check_every)) {
     throw std::runtime_error("corrupt fan-out continuation");
   }
-  return run_inline(env, argv[0], argv[1], delivered, skipped, RemoteAcc{argv[4], shared, argv[6]});
+  return run_inline(env, argv[0], argv[1], delivered, skipped, RemoteAcc{argv[4], shared, argv[6]},
+                    check_every);
 }
 
 // fanout_send(Pids, Message) -> {Delivered, Skipped, RemotePids}
 //
-// RemotePids is Pids itself when every entry is a remote pid.
-ERL_NIF_TERM fanout_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+// RemotePids is Pids itself when every entry is a remote pid. A large
+// message is sent from a dirty CPU scheduler.
+ERL_NIF_TERM fanout_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
-  return run_inline(env, argv[0], argv[1], 0, 0, RemoteAcc{argv[0], 0, enif_make_list(env, 0)});
+  const SendPace pace = pace_for(env, argv[1]);
+  if (pace.dirty && on_normal_scheduler()) {
+    return run_dirty_cpu(env, "fanout_send", raw_entry<fanout_send>, argc, argv);
+  }
+  return run_inline(env, argv[0], argv[1], 0, 0, RemoteAcc{argv[0], 0, enif_make_list(env, 0)},
+                    pace.check_every);
 }
 SWITCHBOARD_RAW_NIF(fanout_send, 2, 0);
 
@@ -422,9 +460,13 @@ ERL_NIF_TERM fanout_offload_continue(ErlNifEnv* env, int, const ERL_NIF_TERM arg
 // pids go to Sender (if given) as
 // {'$switchboard_fanout_remote', Pids, Packed, PackedOrMessage}. With
 // Notify = {Pid, Ref} the thread sends {Ref, Delivered, Skipped} when done.
-ERL_NIF_TERM fanout_offload(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+ERL_NIF_TERM fanout_offload(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
   if (!sender_pool().running()) throw std::runtime_error("fan-out sender threads are not running");
+  // The caller copies the message into the job: a large one, dirty.
+  if (on_normal_scheduler() && pace_for(env, argv[1]).dirty) {
+    return run_dirty_cpu(env, "fanout_offload", raw_entry<fanout_offload>, argc, argv);
+  }
 
   auto ticket = make_resource<FanoutTicket>();
   auto job = std::make_unique<OffloadJob>(ticket);
@@ -600,6 +642,7 @@ ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int argc, const ERL_NIF
 // partitioner's share) in progress in the calling process, across its yields.
 struct SendCursor {
   std::shared_ptr<const PidVector> members;
+  unsigned check_every = kCheckEvery;
   std::size_t next = 0;
   uint64_t delivered = 0;
   uint64_t skipped = 0;
@@ -612,6 +655,8 @@ ERL_NIF_TERM run_cursor_inline(ErlNifEnv* env, ResourcePtr<SendCursor> cursor,
                                ERL_NIF_TERM message) {
   TimeSlice slice(env, kSendSlice);
   const PidVector& members = *cursor->members;
+  // On a dirty scheduler (a large message) every member is sent to at once.
+  const unsigned check_every = on_normal_scheduler() ? cursor->check_every : 0;
   unsigned since_check = 0;
   while (cursor->next < members.size()) {
     if (enif_send(env, &members[cursor->next++], nullptr, message)) {
@@ -619,7 +664,7 @@ ERL_NIF_TERM run_cursor_inline(ErlNifEnv* env, ResourcePtr<SendCursor> cursor,
     } else {
       ++cursor->skipped;
     }
-    if (++since_check == kCheckEvery) {
+    if (++since_check == check_every) {
       since_check = 0;
       if (cursor->next < members.size() && slice.spent()) {
         const ERL_NIF_TERM next[] = {cursor.make_term(env), message};
@@ -643,26 +688,34 @@ ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM
   return run_cursor_inline(env, cursor_argument(env, argv[0]), argv[1]);
 }
 
-// Sends `message` to `members` from the calling process, from the first.
+// Sends argv[1] to `members` from the calling process, from the first; a
+// large message re-runs `self` (the whole call) on a dirty CPU scheduler.
 ERL_NIF_TERM send_to_members(ErlNifEnv* env, std::shared_ptr<const PidVector> members,
-                             ERL_NIF_TERM message) {
+                             const char* name, RawNif self, int argc, const ERL_NIF_TERM argv[]) {
+  const SendPace pace = pace_for(env, argv[1]);
+  if (pace.dirty && on_normal_scheduler()) return run_dirty_cpu(env, name, self, argc, argv);
   auto cursor = make_resource<SendCursor>();
   cursor->members = std::move(members);
-  return run_cursor_inline(env, std::move(cursor), message);
+  cursor->check_every = pace.check_every;
+  return run_cursor_inline(env, std::move(cursor), argv[1]);
 }
 
 // fanout_group_send(Group, Message) -> {Delivered, Skipped}
-ERL_NIF_TERM fanout_group_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  return send_to_members(env, group_argument(env, argv[0])->snapshot(), argv[1]);
+ERL_NIF_TERM fanout_group_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  return send_to_members(env, group_argument(env, argv[0])->snapshot(), "fanout_group_send",
+                         raw_entry<fanout_group_send>, argc, argv);
 }
 SWITCHBOARD_RAW_NIF(fanout_group_send, 2, 0);
 
 // fanout_group_offload(Group, Message, NotifyOrNil) -> {Ticket, Members}
 // O(1) for the caller: a snapshot of the members and a copy of the message
 // go to the caller's home sender thread.
-ERL_NIF_TERM fanout_group_offload(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+ERL_NIF_TERM fanout_group_offload(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
   if (!sender_pool().running()) throw std::runtime_error("fan-out sender threads are not running");
+  if (on_normal_scheduler() && pace_for(env, argv[1]).dirty) {
+    return run_dirty_cpu(env, "fanout_group_offload", raw_entry<fanout_group_offload>, argc, argv);
+  }
   auto ticket = make_resource<FanoutTicket>();
   auto job = std::make_unique<OffloadJob>(ticket);
   job->message = job->env.copy(argv[1]);
@@ -746,9 +799,10 @@ SWITCHBOARD_RAW_NIF(fanout_partition, 2, 0);
 
 // fanout_share_send(Share, Message) -> {Delivered, Skipped}: sends from the
 // calling process in time slices, like an inline fan-out.
-ERL_NIF_TERM fanout_share_send(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+ERL_NIF_TERM fanout_share_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   // A share is a list of receivers: each send starts afresh from its first.
-  return send_to_members(env, cursor_argument(env, argv[0])->members, argv[1]);
+  return send_to_members(env, cursor_argument(env, argv[0])->members, "fanout_share_send",
+                         raw_entry<fanout_share_send>, argc, argv);
 }
 SWITCHBOARD_RAW_NIF(fanout_share_send, 2, 0);
 
