@@ -257,15 +257,15 @@ defmodule Switchboard.SortedSetTest do
       table = :ets.new(:refs, [:ordered_set, :public])
       set = SortedSet.new()
 
+      # Each container gets objects of its own: an object one of them keeps
+      # alive would otherwise look alive in the other too.
       create_and_exit(fn ->
-        atomics = :atomics.new(1, [])
-        :atomics.put(atomics, 1, 42)
-        inner = SortedSet.from_enumerable([:inner])
-        fun = fn -> atomics end
-
-        for item <- [{:atomics, atomics}, {:set, inner}, {:fun, fun}] do
-          :ets.insert(table, {item})
-          SortedSet.add(set, item)
+        for {insert, value} <- [{&:ets.insert(table, {&1}), 41}, {&SortedSet.add(set, &1), 42}] do
+          atomics = :atomics.new(1, [])
+          :atomics.put(atomics, 1, value)
+          inner = SortedSet.from_enumerable([value])
+          fun = fn -> atomics end
+          Enum.each([{:atomics, atomics}, {:set, inner}, {:fun, fun}], insert)
         end
 
         :ok
@@ -273,14 +273,14 @@ defmodule Switchboard.SortedSetTest do
 
       :erlang.garbage_collect()
       [{{:atomics, ets_atomics}}, {{:fun, ets_fun}}, {{:set, ets_inner}}] = :ets.tab2list(table)
-      assert :atomics.get(ets_atomics, 1) == 42
-      assert :atomics.get(ets_fun.(), 1) == 42
-      assert SortedSet.to_list(ets_inner) == [:inner]
+      assert :atomics.get(ets_atomics, 1) == 41
+      assert :atomics.get(ets_fun.(), 1) == 41
+      assert SortedSet.to_list(ets_inner) == [41]
 
       assert [{:atomics, atomics}, {:fun, fun}, {:set, inner}] = SortedSet.to_list(set)
       assert :atomics.get(atomics, 1) == 42
       assert :atomics.get(fun.(), 1) == 42
-      assert SortedSet.to_list(inner) == [:inner]
+      assert SortedSet.to_list(inner) == [42]
     end
 
     test "items built in bulk, copied or re-added keep their references alive" do
