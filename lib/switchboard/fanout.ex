@@ -80,7 +80,7 @@ defmodule Switchboard.Fanout do
   are dead pids on remote nodes by their partitioner; `stats/0` counts them.
   """
 
-  alias Switchboard.Fanout.{Group, Partitioner, Sender}
+  alias Switchboard.Fanout.{Group, Options, Partitioner, Sender}
   alias Switchboard.NIF
 
   @ticket_key {__MODULE__, :ticket}
@@ -270,37 +270,18 @@ defmodule Switchboard.Fanout do
   # ---------------------------------------------------------------------------
 
   @doc false
-  # Shared with the pure twin, so both check options the same way. Returns
-  # {offload, pack, message}: with deliver: :packed the message is already
-  # the packed envelope (and needs no further packing).
+  # Shared with the pure twin, so both check options the same way (the
+  # parsing itself is Switchboard.Fanout.Options). Returns {offload, pack,
+  # message}: with deliver: :packed the message is already the packed
+  # envelope (and needs no further packing).
   @spec options!(keyword(), term()) :: {boolean(), :binary | nil, term()}
   def options!(opts, message) do
-    opts = Keyword.validate!(opts, offload: false, pack: nil, deliver: :term)
-
-    offload =
-      case opts[:offload] do
-        value when is_boolean(value) -> value
-        other -> raise ArgumentError, "expected :offload to be a boolean, got: #{inspect(other)}"
-      end
-
-    pack =
-      case opts[:pack] do
-        value when value in [nil, :binary] ->
-          value
-
-        other ->
-          raise ArgumentError, "expected :pack to be :binary or nil, got: #{inspect(other)}"
-      end
-
-    case opts[:deliver] do
-      :term ->
-        {offload, pack, message}
-
-      :packed ->
+    case Options.parse!(opts) do
+      %{offload: offload, deliver: :packed} ->
         {offload, nil, {:switchboard_packed, pack(message)}}
 
-      other ->
-        raise ArgumentError, "expected :deliver to be :term or :packed, got: #{inspect(other)}"
+      %{offload: offload, pack: pack} ->
+        {offload, pack, message}
     end
   end
 
