@@ -1,0 +1,177 @@
+// Receiver groups: a mutable native set of local pids to fan out to.
+#include "nif/fanout_glue.hpp"
+
+#include <mutex>
+#include <unordered_map>
+
+namespace switchboard::nif::fanout {
+namespace {
+
+// A mutable set of local pids. Fan-outs take a snapshot of the members (a
+// shared pointer, O(1)); a change while a snapshot is out copies the members
+// first (copy on write), so a fan-out in flight always sees the set as it
+// was when it started. The mutex is only held for O(1) work, or for one copy
+// of the pid array on a change after a fan-out (about 0.1 ms at 100k).
+struct FanoutGroup {
+  using Index =
+      std::unordered_map<ERL_NIF_TERM, std::size_t, std::hash<ERL_NIF_TERM>, std::equal_to<>,
+                         core::Allocator<std::pair<const ERL_NIF_TERM, std::size_t>>>;
+
+  std::mutex mutex;
+  std::shared_ptr<PidVector> members = std::make_shared<PidVector>();
+  Index index;  // a local pid is an immediate term: a stable key
+
+  std::shared_ptr<const PidVector> snapshot() {
+    std::lock_guard lock(mutex);
+    return members;
+  }
+
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return members->size();
+  }
+
+  bool contains(const ErlNifPid& pid) {
+    std::lock_guard lock(mutex);
+    return index.contains(pid.pid);
+  }
+
+  bool add(const ErlNifPid& pid) {
+    std::lock_guard lock(mutex);
+    if (index.contains(pid.pid)) return false;
+    PidVector& writable = owned_members();
+    index.emplace(pid.pid, writable.size());
+    writable.push_back(pid);
+    return true;
+  }
+
+  // Moves the last member into the removed one's place.
+  bool remove(const ErlNifPid& pid) {
+    std::lock_guard lock(mutex);
+    const auto found = index.find(pid.pid);
+    if (found == index.end()) return false;
+    const std::size_t at = found->second;
+    index.erase(found);
+    PidVector& writable = owned_members();
+    if (at + 1 != writable.size()) {
+      writable[at] = writable.back();
+      index[writable[at].pid] = at;
+    }
+    writable.pop_back();
+    return true;
+  }
+
+ private:
+  PidVector& owned_members() {
+    if (members.use_count() > 1) members = std::make_shared<PidVector>(*members);
+    return *members;
+  }
+};
+SWITCHBOARD_RESOURCE(FanoutGroup, "FanoutGroup");
+
+// Lists longer than this are added on a dirty scheduler.
+constexpr unsigned kDirtyGroupItems = 4096;
+
+ResourcePtr<FanoutGroup> group_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  ResourcePtr<FanoutGroup> group;
+  if (!Decoder<ResourcePtr<FanoutGroup>>::decode(env, term, group)) {
+    throw bad_argument(env, "a fan-out group", term);
+  }
+  return group;
+}
+
+// fanout_group_new(Pids) -> Group | {not_list, Term} | {improper, Tail} |
+// {bad_member, Term}. Every entry must be a local pid; duplicates are kept
+// once. Bad input is returned, not raised, so Elixir words the error the
+// way its pure twin does.
+ERL_NIF_TERM fanout_group_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  if (on_normal_scheduler() && list_longer_than(env, argv[0], kDirtyGroupItems)) {
+    return run_dirty_cpu(env, "fanout_group_new", raw_entry<fanout_group_new>, argc, argv);
+  }
+  unsigned length;
+  if (!enif_get_list_length(env, argv[0], &length)) {
+    if (!enif_is_list(env, argv[0])) return enif_make_tuple2(env, atom_not_list, argv[0]);
+    ERL_NIF_TERM head, tail = argv[0];
+    while (enif_get_list_cell(env, tail, &head, &tail)) {
+    }
+    return enif_make_tuple2(env, atom_improper, tail);
+  }
+  auto group = make_resource<FanoutGroup>();
+  group->members->reserve(length);
+  group->index.reserve(length);
+  ERL_NIF_TERM head, list = argv[0];
+  while (enif_get_list_cell(env, list, &head, &list)) {
+    ErlNifPid pid;
+    if (!enif_get_local_pid(env, head, &pid)) return enif_make_tuple2(env, atom_bad_member, head);
+    if (group->index.emplace(pid.pid, group->members->size()).second) {
+      group->members->push_back(pid);
+    }
+  }
+  return group.make_term(env);
+}
+SWITCHBOARD_RAW_NIF(fanout_group_new, 1, 0);
+
+bool fanout_group_add(ErlNifEnv*, ResourcePtr<FanoutGroup> group, LocalPid pid) {
+  return group->add(pid.pid);
+}
+SWITCHBOARD_NIF(fanout_group_add, 0);
+
+bool fanout_group_remove(ErlNifEnv*, ResourcePtr<FanoutGroup> group, LocalPid pid) {
+  return group->remove(pid.pid);
+}
+SWITCHBOARD_NIF(fanout_group_remove, 0);
+
+bool fanout_group_member(ErlNifEnv*, ResourcePtr<FanoutGroup> group, LocalPid pid) {
+  return group->contains(pid.pid);
+}
+SWITCHBOARD_NIF(fanout_group_member, 0);
+
+int64_t fanout_group_size(ErlNifEnv*, ResourcePtr<FanoutGroup> group) {
+  return static_cast<int64_t>(group->size());
+}
+SWITCHBOARD_NIF(fanout_group_size, 0);
+
+// fanout_group_to_list(Group) -> [Pid] (dirty when large)
+ERL_NIF_TERM fanout_group_to_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
+  const std::shared_ptr<const PidVector> members = group->snapshot();
+  if (members->size() > kDirtyGroupItems && on_normal_scheduler()) {
+    return run_dirty_cpu(env, "fanout_group_to_list", raw_entry<fanout_group_to_list>, argc, argv);
+  }
+  ERL_NIF_TERM list = enif_make_list(env, 0);
+  for (auto it = members->rbegin(); it != members->rend(); ++it) {
+    list = enif_make_list_cell(env, enif_make_pid(env, &*it), list);
+  }
+  return list;
+}
+SWITCHBOARD_RAW_NIF(fanout_group_to_list, 1, 0);
+
+// fanout_group_send(Group, Message) -> {Delivered, Skipped}
+ERL_NIF_TERM fanout_group_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  return send_to_members(env, group_argument(env, argv[0])->snapshot(), "fanout_group_send",
+                         raw_entry<fanout_group_send>, argc, argv);
+}
+SWITCHBOARD_RAW_NIF(fanout_group_send, 2, 0);
+
+// fanout_group_offload(Group, Message, NotifyOrNil) -> {Ticket, Members}
+// O(1) for the caller: a snapshot of the members and a copy of the message
+// go to the caller's home sender thread.
+ERL_NIF_TERM fanout_group_offload(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
+  if (!sender_pool().running()) throw std::runtime_error("fan-out sender threads are not running");
+  if (on_normal_scheduler() && pace_for(env, argv[1]).dirty) {
+    return run_dirty_cpu(env, "fanout_group_offload", raw_entry<fanout_group_offload>, argc, argv);
+  }
+  auto ticket = make_resource<FanoutTicket>();
+  auto job = std::make_unique<OffloadJob>(ticket);
+  job->message = job->env.copy(argv[1]);
+  job->notify = notify_argument(env, job->env, argv[2]);
+  job->group = group->snapshot();
+  const uint64_t members = job->group->size();
+  submit_for_caller(env, std::move(job));
+  return enif_make_tuple2(env, ticket.make_term(env), enif_make_uint64(env, members));
+}
+SWITCHBOARD_RAW_NIF(fanout_group_offload, 3, 0);
+
+}  // namespace
+}  // namespace switchboard::nif::fanout
