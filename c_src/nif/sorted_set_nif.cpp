@@ -1,6 +1,8 @@
 // Switchboard.SortedSet: NIFs over core::SortedSet. Thin by design: terms
 // become TermKeys (term_key_glue), the core does the work, and this file only
-// picks the scheduler and the lock mode.
+// picks the scheduler and the lock mode. Every NIF is typed (nif.hpp): a
+// call that must move asks its Call for `dirty()`, which runs it again, same
+// arguments, on a dirty CPU scheduler.
 //
 // Scheduling rules, with work counted in bytes as well as items:
 //   * single-item calls run on the normal scheduler and only try the lock; a
@@ -104,55 +106,51 @@ struct SortedSetResource : core::SortedSet {
 
   Pins pins;  // under the set's lock, like the tree
 };
-SWITCHBOARD_RESOURCE(SortedSetResource, "SortedSet");
+SWITCHBOARD_RESOURCE(SortedSetResource, "SortedSet", "a Switchboard.SortedSet reference");
 
 ERL_NIF_TERM& atom_not_ascending = register_atom("not_ascending");
 
-// Borrowed for the duration of the call: the argument term keeps the
-// resource alive, so no keep/release pair is needed on the hot path.
-SortedSetResource* set_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  SortedSetResource* set = borrow_resource<SortedSetResource>(env, term);
-  if (set == nullptr) throw bad_argument(env, "a Switchboard.SortedSet reference", term);
-  return set;
-}
-
-int64_t integer_argument(ErlNifEnv* env, ERL_NIF_TERM term, std::string_view what) {
-  ErlNifSInt64 value;
-  if (!enif_get_int64(env, term, &value)) throw bad_argument(env, what, term);
-  return value;
-}
-
-bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
+using SetArgument = Borrowed<SortedSetResource>;
+using Result = Scheduled<ERL_NIF_TERM>;
 
 // True on a normal scheduler when building the key of `term` is too much
 // work for it.
-bool large_input(ErlNifEnv* env, ERL_NIF_TERM term) {
-  return on_normal_scheduler() &&
-         term_larger_than(env, term, kDirtyEncodeBytes, BinaryBytes::copied);
+bool large_input(const Call& call, ERL_NIF_TERM term) {
+  return call.on_normal_scheduler() &&
+         term_larger_than(call, term, kDirtyEncodeBytes, BinaryBytes::copied);
 }
 
-// Runs `body(set)` under the set's lock (shared for Read, exclusive for
-// Write); the body reaches the tree and the pins. On a normal scheduler the
+// Runs `body(tree)` under the set's lock (shared for Read, exclusive for
+// Write); the body may reach the set's pins too. On a normal scheduler the
 // lock is only tried; when it is taken the whole call is re-run on a dirty
-// CPU scheduler that may wait for it.
+// CPU scheduler that may wait for it. A body returns nothing when its work
+// turns out too large for a normal scheduler: the call is then re-run dirty,
+// after the lock is released.
 template <bool Write, class Body>
-ERL_NIF_TERM with_lock(ErlNifEnv* env, SortedSetResource& set, RawNif self, int argc,
-                       const ERL_NIF_TERM argv[], Body&& body) {
-  if (on_normal_scheduler()) {
+Result with_lock(Call& call, SortedSetResource& set, Body&& body) {
+  std::optional<ERL_NIF_TERM> made;
+  if (call.on_normal_scheduler()) {
     if constexpr (Write) {
-      if (auto access = set.try_write()) return body(access->tree());
+      auto access = set.try_write();
+      if (!access) return call.dirty();
+      made = body(access->tree());
     } else {
-      if (auto access = set.try_read()) return body(access->tree());
+      auto access = set.try_read();
+      if (!access) return call.dirty();
+      made = body(access->tree());
     }
-    return run_dirty_cpu(env, "sorted_set_wait", self, argc, argv);
+    if (!made) return call.dirty();
+    return *made;
   }
   if constexpr (Write) {
     auto access = set.write();
-    return body(access.tree());
+    made = body(access.tree());
   } else {
     auto access = set.read();
-    return body(access.tree());
+    made = body(access.tree());
   }
+  if (!made) throw std::logic_error("sorted set work refused on a dirty scheduler");
+  return *made;
 }
 
 ERL_NIF_TERM make_index(ErlNifEnv* env, std::size_t index) {
@@ -165,7 +163,7 @@ ERL_NIF_TERM make_optional_index(ErlNifEnv* env, std::optional<std::size_t> inde
 
 // Work for a normal scheduler is bounded; on a dirty one anything goes.
 struct DecodeBudget {
-  bool bounded = on_normal_scheduler();
+  bool bounded = enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER;
   std::size_t bytes = 0;
   // False once `key` takes the total over the budget.
   bool take(core::TermKeyView key) {
@@ -193,23 +191,6 @@ std::optional<ERL_NIF_TERM> make_slice(ErlNifEnv* env, const core::OrderStatisti
   return enif_make_list_from_array(env, items.data(), static_cast<unsigned>(items.size()));
 }
 
-// A read that may find its result too large for a normal scheduler: `body`
-// returns nothing then, and the call is re-run dirty after the lock is
-// released.
-template <bool Write, class Body>
-ERL_NIF_TERM with_lock_or_dirty(ErlNifEnv* env, SortedSetResource& set, const char* name,
-                                RawNif self, int argc, const ERL_NIF_TERM argv[], Body&& body) {
-  bool too_long = false;
-  const ERL_NIF_TERM result =
-      with_lock<Write>(env, set, self, argc, argv, [&](auto& tree) -> ERL_NIF_TERM {
-        std::optional<ERL_NIF_TERM> made = body(tree);
-        if (made) return *made;
-        too_long = true;
-        return atoms::undefined;
-      });
-  return too_long ? run_dirty_cpu(env, name, self, argc, argv) : result;
-}
-
 // The item at `index` (negative from the end) as {ok, Item}, or error; for
 // remove_at, removed (and unpinned) too.
 template <bool Remove, class Tree>
@@ -232,36 +213,29 @@ std::optional<ERL_NIF_TERM> item_at(ErlNifEnv* env, SortedSetResource& set, Tree
 
 // ---------------------------------------------------------------------------
 
-ERL_NIF_TERM sorted_set_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  integer_argument(env, argv[0], "a non-negative integer capacity");
-  return make_resource<SortedSetResource>().make_term(env);
+ResourcePtr<SortedSetResource> sorted_set_new(ErlNifEnv*, int64_t /*capacity*/) {
+  return make_resource<SortedSetResource>();
 }
-SWITCHBOARD_RAW_NIF(sorted_set_new, 1, 0);
+SWITCHBOARD_NIF(sorted_set_new, 0);
 
 // sorted_set_from_list(Items, StrictlyAscending): encodes every item, then
 // either sorts and drops later duplicates, or checks strict order, and bulk
 // builds the tree in O(n). Returns the set or {not_ascending, Position}.
-ERL_NIF_TERM sorted_set_from_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  bool strictly_ascending;
-  if (!Decoder<bool>::decode(env, argv[1], strictly_ascending)) {
-    throw bad_argument(env, "a boolean", argv[1]);
-  }
-  if (large_input(env, argv[0])) {
-    return run_dirty_cpu(env, "sorted_set_from_list", raw_entry<sorted_set_from_list>, argc, argv);
-  }
+Result sorted_set_from_list(Call& call, Term list, bool strictly_ascending) {
+  if (large_input(call, list.value)) return call.dirty();
   unsigned length;
-  if (!enif_get_list_length(env, argv[0], &length)) {
-    throw bad_argument(env, "a proper list of items", argv[0]);
+  if (!enif_get_list_length(call, list.value, &length)) {
+    throw bad_argument(call, "a proper list of items", list.value);
   }
 
   std::vector<core::TermKey> keys;
   keys.reserve(length);
   std::vector<std::pair<std::size_t, ERL_NIF_TERM>> holding_references;  // key index, item
   auto& builder = thread_term_key_builder();
-  ERL_NIF_TERM rest = argv[0], head;
-  while (enif_get_list_cell(env, rest, &head, &rest)) {
+  ERL_NIF_TERM rest = list.value, head;
+  while (enif_get_list_cell(call, rest, &head, &rest)) {
     bool holds_references;
-    keys.push_back(make_term_key(env, head, builder, &holds_references));
+    keys.push_back(make_term_key(call, head, builder, &holds_references));
     if (holds_references) holding_references.emplace_back(keys.size() - 1, head);
   }
   // Pinned before the keys are sorted: the first of equal items is the one
@@ -272,7 +246,7 @@ ERL_NIF_TERM sorted_set_from_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM a
   core::OrderStatisticTree tree;
   if (strictly_ascending) {
     if (auto position = tree.build_from_sorted(std::span<const core::TermKey>(keys))) {
-      return enif_make_tuple2(env, atom_not_ascending, make_index(env, *position));
+      return enif_make_tuple2(call, atom_not_ascending, make_index(call, *position));
     }
   } else {
     // Stable, so among equal (==) items the first one given stays first.
@@ -282,188 +256,147 @@ ERL_NIF_TERM sorted_set_from_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM a
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     tree.build_from_sorted(std::span<const core::TermKey>(keys));
   }
-  return make_resource<SortedSetResource>(std::move(tree), std::move(pins)).make_term(env);
+  return make_resource<SortedSetResource>(std::move(tree), std::move(pins)).make_term(call);
 }
-SWITCHBOARD_RAW_NIF(sorted_set_from_list, 2, 0);
+SWITCHBOARD_NIF(sorted_set_from_list, 0);
 
 // Returns the index the item landed at, or nil when an equal one was present.
-ERL_NIF_TERM sorted_set_add(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  if (large_input(env, argv[1])) {
-    return run_dirty_cpu(env, "sorted_set_add", raw_entry<sorted_set_add>, argc, argv);
-  }
+Result sorted_set_add(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
   bool holds_references;
   const core::TermKey key =
-      make_term_key(env, argv[1], thread_term_key_builder(), &holds_references);
-  return with_lock<true>(env, *set, raw_entry<sorted_set_add>, argc, argv,
-                         [&](core::OrderStatisticTree& tree) {
-                           const auto result = tree.insert(key);
-                           if (!result.inserted) return atoms::nil;
-                           if (holds_references) pin(set->pins, key, argv[1]);
-                           return make_index(env, result.index);
-                         });
-}
-SWITCHBOARD_RAW_NIF(sorted_set_add, 2, 0);
-
-// Returns the index the item had, or nil when it was absent.
-ERL_NIF_TERM sorted_set_remove(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  if (large_input(env, argv[1])) {
-    return run_dirty_cpu(env, "sorted_set_remove", raw_entry<sorted_set_remove>, argc, argv);
-  }
-  const core::TermKey key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_lock<true>(env, *set, raw_entry<sorted_set_remove>, argc, argv,
-                         [&](core::OrderStatisticTree& tree) {
-                           const auto index = tree.erase(key);
-                           if (index) unpin(set->pins, key);
-                           return make_optional_index(env, index);
-                         });
-}
-SWITCHBOARD_RAW_NIF(sorted_set_remove, 2, 0);
-
-// Index may be negative (from the end). Returns {ok, Item} or error.
-ERL_NIF_TERM sorted_set_remove_at(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const int64_t index = integer_argument(env, argv[1], "an integer index");
-  return with_lock_or_dirty<true>(
-      env, *set, "sorted_set_remove_at", raw_entry<sorted_set_remove_at>, argc, argv,
-      [&](core::OrderStatisticTree& tree) { return item_at<true>(env, *set, tree, index); });
-}
-SWITCHBOARD_RAW_NIF(sorted_set_remove_at, 2, 0);
-
-// The index of the item (or nil), or with `Bound` the index where it would go.
-template <bool Bound>
-ERL_NIF_TERM locate(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[], RawNif self) {
-  auto set = set_argument(env, argv[0]);
-  if (large_input(env, argv[1])) return run_dirty_cpu(env, "sorted_set_locate", self, argc, argv);
-  const core::TermKey key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_lock<false>(env, *set, self, argc, argv, [&](const core::OrderStatisticTree& tree) {
-    if constexpr (Bound) {
-      return make_index(env, tree.lower_bound_index(key));
-    } else {
-      return make_optional_index(env, tree.find_index(key));
-    }
+      make_term_key(call, item.value, thread_term_key_builder(), &holds_references);
+  return with_lock<true>(call, *set, [&](core::OrderStatisticTree& tree) {
+    const auto result = tree.insert(key);
+    if (!result.inserted) return atoms::nil;
+    if (holds_references) pin(set->pins, key, item.value);
+    return make_index(call, result.index);
   });
 }
+SWITCHBOARD_NIF(sorted_set_add, 0);
 
-ERL_NIF_TERM sorted_set_find_index(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return locate<false>(env, argc, argv, raw_entry<sorted_set_find_index>);
+// Returns the index the item had, or nil when it was absent.
+Result sorted_set_remove(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey key = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<true>(call, *set, [&](core::OrderStatisticTree& tree) {
+    const auto index = tree.erase(key);
+    if (index) unpin(set->pins, key);
+    return make_optional_index(call, index);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_find_index, 2, 0);
-
-ERL_NIF_TERM sorted_set_lower_bound(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return locate<true>(env, argc, argv, raw_entry<sorted_set_lower_bound>);
-}
-SWITCHBOARD_RAW_NIF(sorted_set_lower_bound, 2, 0);
+SWITCHBOARD_NIF(sorted_set_remove, 0);
 
 // Index may be negative (from the end). Returns {ok, Item} or error.
-ERL_NIF_TERM sorted_set_at(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const int64_t index = integer_argument(env, argv[1], "an integer index");
-  return with_lock_or_dirty<false>(
-      env, *set, "sorted_set_at", raw_entry<sorted_set_at>, argc, argv,
-      [&](const core::OrderStatisticTree& tree) { return item_at<false>(env, *set, tree, index); });
+Result sorted_set_remove_at(Call& call, SetArgument set, int64_t index) {
+  return with_lock<true>(call, *set, [&](core::OrderStatisticTree& tree) {
+    return item_at<true>(call, *set, tree, index);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_at, 2, 0);
+SWITCHBOARD_NIF(sorted_set_remove_at, 0);
 
-ERL_NIF_TERM sorted_set_slice(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const int64_t start = integer_argument(env, argv[1], "a non-negative integer start");
-  const int64_t amount = integer_argument(env, argv[2], "a non-negative integer amount");
-  if (start < 0) throw bad_argument(env, "a non-negative integer start", argv[1]);
-  if (amount < 0) throw bad_argument(env, "a non-negative integer amount", argv[2]);
-  return with_lock_or_dirty<false>(env, *set, "sorted_set_slice", raw_entry<sorted_set_slice>, argc,
-                                   argv, [&](const core::OrderStatisticTree& tree) {
-                                     return make_slice(env, tree, static_cast<std::size_t>(start),
-                                                       static_cast<std::size_t>(amount));
-                                   });
+Result sorted_set_find_index(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey key = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_optional_index(call, tree.find_index(key));
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_slice, 3, 0);
+SWITCHBOARD_NIF(sorted_set_find_index, 0);
+
+Result sorted_set_lower_bound(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey key = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_index(call, tree.lower_bound_index(key));
+  });
+}
+SWITCHBOARD_NIF(sorted_set_lower_bound, 0);
+
+// Index may be negative (from the end). Returns {ok, Item} or error.
+Result sorted_set_at(Call& call, SetArgument set, int64_t index) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return item_at<false>(call, *set, tree, index);
+  });
+}
+SWITCHBOARD_NIF(sorted_set_at, 0);
+
+Result sorted_set_slice(Call& call, SetArgument set, NonNegative<uint64_t> start,
+                        NonNegative<uint64_t> amount) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_slice(call, tree, start, amount);
+  });
+}
+SWITCHBOARD_NIF(sorted_set_slice, 0);
 
 // sorted_set_slice_after(Set, Item, Amount): up to Amount items strictly
 // after Item (the `==` one itself excluded), in order. An enumeration
 // continues from the last item it saw, so writes elsewhere in the set
 // (which shift indexes) make it neither skip nor repeat an item.
-ERL_NIF_TERM sorted_set_slice_after(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const int64_t amount = integer_argument(env, argv[2], "a non-negative integer amount");
-  if (amount < 0) throw bad_argument(env, "a non-negative integer amount", argv[2]);
-  if (large_input(env, argv[1])) {
-    return run_dirty_cpu(env, "sorted_set_slice_after", raw_entry<sorted_set_slice_after>, argc,
-                         argv);
-  }
-  const core::TermKey after = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_lock_or_dirty<false>(env, *set, "sorted_set_slice_after",
-                                   raw_entry<sorted_set_slice_after>, argc, argv,
-                                   [&](const core::OrderStatisticTree& tree) {
-                                     return make_slice(env, tree, tree.upper_bound_index(after),
-                                                       static_cast<std::size_t>(amount));
-                                   });
+Result sorted_set_slice_after(Call& call, SetArgument set, Term item,
+                              NonNegative<uint64_t> amount) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey after = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_slice(call, tree, tree.upper_bound_index(after), amount);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_slice_after, 3, 0);
+SWITCHBOARD_NIF(sorted_set_slice_after, 0);
 
 // Items with Min =< Item =< Max (term order, == inclusive).
-ERL_NIF_TERM sorted_set_range(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  if (large_input(env, argv[1]) || large_input(env, argv[2])) {
-    return run_dirty_cpu(env, "sorted_set_range", raw_entry<sorted_set_range>, argc, argv);
+Result sorted_set_range(Call& call, SetArgument set, Term min_item, Term max_item) {
+  if (large_input(call, min_item.value) || large_input(call, max_item.value)) {
+    return call.dirty();
   }
   auto& builder = thread_term_key_builder();
-  const core::TermKey min = make_term_key(env, argv[1], builder);
-  const core::TermKey max = make_term_key(env, argv[2], builder);
-  return with_lock_or_dirty<false>(
-      env, *set, "sorted_set_range", raw_entry<sorted_set_range>, argc, argv,
-      [&](const core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
-        if (core::compare(min, max) > 0) return enif_make_list(env, 0);
-        const std::size_t first = tree.lower_bound_index(min);
-        const std::size_t last = tree.upper_bound_index(max);
-        return make_slice(env, tree, first, last - first);
-      });
+  const core::TermKey min = make_term_key(call, min_item.value, builder);
+  const core::TermKey max = make_term_key(call, max_item.value, builder);
+  return with_lock<false>(call, *set,
+                          [&](const core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
+                            if (core::compare(min, max) > 0) return enif_make_list(call, 0);
+                            const std::size_t first = tree.lower_bound_index(min);
+                            const std::size_t last = tree.upper_bound_index(max);
+                            return make_slice(call, tree, first, last - first);
+                          });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_range, 3, 0);
+SWITCHBOARD_NIF(sorted_set_range, 0);
 
-ERL_NIF_TERM sorted_set_size(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  return with_lock<false>(
-      env, *set, raw_entry<sorted_set_size>, argc, argv,
-      [&](const core::OrderStatisticTree& tree) { return make_index(env, tree.size()); });
+Result sorted_set_size(Call& call, SetArgument set) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_index(call, tree.size());
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_size, 1, 0);
+SWITCHBOARD_NIF(sorted_set_size, 0);
 
-ERL_NIF_TERM sorted_set_to_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  return with_lock_or_dirty<false>(
-      env, *set, "sorted_set_to_list", raw_entry<sorted_set_to_list>, argc, argv,
-      [&](const core::OrderStatisticTree& tree) { return make_slice(env, tree, 0, tree.size()); });
+Result sorted_set_to_list(Call& call, SetArgument set) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_slice(call, tree, 0, tree.size());
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_to_list, 1, 0);
+SWITCHBOARD_NIF(sorted_set_to_list, 0);
 
 // Clears by swapping in an empty tree; freeing a large one goes dirty.
-ERL_NIF_TERM sorted_set_clear(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
+Result sorted_set_clear(Call& call, SetArgument set) {
   core::OrderStatisticTree old;
   Pins old_pins;
-  const bool dirty = !on_normal_scheduler();
-  return with_lock_or_dirty<true>(
-      env, *set, "sorted_set_clear", raw_entry<sorted_set_clear>, argc, argv,
-      [&](core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
-        if (tree.size() > kDirtyTreeItems && !dirty) return std::nullopt;
-        old.swap(tree);
-        old_pins.swap(set->pins);
-        return atoms::ok;
-      });
+  const bool dirty = !call.on_normal_scheduler();
+  return with_lock<true>(call, *set,
+                         [&](core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
+                           if (tree.size() > kDirtyTreeItems && !dirty) return std::nullopt;
+                           old.swap(tree);
+                           old_pins.swap(set->pins);
+                           return atoms::ok;
+                         });
   // `old` and `old_pins` are freed here, outside the lock
 }
-SWITCHBOARD_RAW_NIF(sorted_set_clear, 1, 0);
+SWITCHBOARD_NIF(sorted_set_clear, 0);
 
-ERL_NIF_TERM sorted_set_copy(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
+Result sorted_set_copy(Call& call, SetArgument set) {
   std::optional<core::OrderStatisticTree> copy;
   Pins pins;
-  const bool dirty = !on_normal_scheduler();
-  const ERL_NIF_TERM waited = with_lock_or_dirty<false>(
-      env, *set, "sorted_set_copy", raw_entry<sorted_set_copy>, argc, argv,
-      [&](const core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
+  const bool dirty = !call.on_normal_scheduler();
+  Result copied = with_lock<false>(
+      call, *set, [&](const core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
         if ((tree.size() > kDirtyTreeItems || tree.memory_bytes() > kDirtyTreeBytes) && !dirty) {
           return std::nullopt;
         }
@@ -471,19 +404,17 @@ ERL_NIF_TERM sorted_set_copy(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]
         pins = copy_pins(set->pins);
         return atoms::ok;
       });
-  if (!copy) return waited;  // the call continues on a dirty scheduler
-  return make_resource<SortedSetResource>(std::move(*copy), std::move(pins)).make_term(env);
+  if (!copy) return copied;  // the call continues on a dirty scheduler
+  return make_resource<SortedSetResource>(std::move(*copy), std::move(pins)).make_term(call);
 }
-SWITCHBOARD_RAW_NIF(sorted_set_copy, 1, 0);
+SWITCHBOARD_NIF(sorted_set_copy, 0);
 
-ERL_NIF_TERM sorted_set_memory(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  return with_lock<false>(env, *set, raw_entry<sorted_set_memory>, argc, argv,
-                          [&](const core::OrderStatisticTree& tree) {
-                            return make_index(env, sizeof(SortedSetResource) + tree.memory_bytes());
-                          });
+Result sorted_set_memory(Call& call, SetArgument set) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_index(call, sizeof(SortedSetResource) + tree.memory_bytes());
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_memory, 1, 0);
+SWITCHBOARD_NIF(sorted_set_memory, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -30,8 +30,10 @@ defmodule Switchboard.ReloadTest do
     # New ones work beside them, and the two kinds are still told apart.
     assert SortedSet.from_enumerable([:new]) |> SortedSet.to_list() == [:new]
 
-    assert_raise ArgumentError, ~r/^expected a Switchboard.SortedSet reference/, fn ->
-      NIF.sorted_set_size(group.ref)
-    end
+    assert_raise ArgumentError,
+                 ~r/^expected argument 1 to be a Switchboard.SortedSet reference/,
+                 fn ->
+                   NIF.sorted_set_size(group.ref)
+                 end
   end
 end

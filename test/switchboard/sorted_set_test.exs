@@ -174,7 +174,7 @@ defmodule Switchboard.SortedSetTest do
       forged = %SortedSet{ref: make_ref()}
 
       assert_raise ArgumentError,
-                   ~r/^expected a Switchboard.SortedSet reference, got: #Reference</,
+                   ~r/^expected argument 1 to be a Switchboard.SortedSet reference, got: #Reference</,
                    fn -> SortedSet.size(forged) end
     end
 
