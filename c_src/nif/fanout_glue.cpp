@@ -86,16 +86,16 @@ bool send_copy(const ErlNifPid& pid, ERL_NIF_TERM message) {
 // ---------------------------------------------------------------------------
 // Receiver lists
 
-std::invalid_argument not_a_list(ErlNifEnv* env, ERL_NIF_TERM term) {
+// The words of Switchboard.Fanout.Receivers, which the twins raise.
+BadArgument not_a_list(ErlNifEnv* env, ERL_NIF_TERM term) {
   return bad_argument(env, "a list of pids", term);
 }
 
-std::invalid_argument improper_list(ErlNifEnv* env, ERL_NIF_TERM tail) {
-  return std::invalid_argument("expected a proper list of pids, got a list ending in: " +
-                               format_term(env, tail));
+BadArgument improper_list(ErlNifEnv* env, ERL_NIF_TERM tail) {
+  return bad_argument(env, "the end of the list of pids", "[]", tail);
 }
 
-std::invalid_argument bad_receiver(ErlNifEnv* env, ERL_NIF_TERM item) {
+BadArgument bad_receiver(ErlNifEnv* env, ERL_NIF_TERM item) {
   return bad_argument(env, "a pid or nil in the receiver list", item);
 }
 

@@ -83,9 +83,10 @@ bool send_copy(const ErlNifPid& pid, ERL_NIF_TERM message);
 // ---------------------------------------------------------------------------
 // Receiver lists
 
-std::invalid_argument not_a_list(ErlNifEnv* env, ERL_NIF_TERM term);
-std::invalid_argument improper_list(ErlNifEnv* env, ERL_NIF_TERM tail);
-std::invalid_argument bad_receiver(ErlNifEnv* env, ERL_NIF_TERM item);
+// ArgumentErrors worded as Switchboard.Fanout.Receivers words them.
+BadArgument not_a_list(ErlNifEnv* env, ERL_NIF_TERM term);
+BadArgument improper_list(ErlNifEnv* env, ERL_NIF_TERM tail);
+BadArgument bad_receiver(ErlNifEnv* env, ERL_NIF_TERM item);
 
 enum class Receiver { local, remote, none, invalid };
 

@@ -1,4 +1,4 @@
-// Inline fan-out: fanout_send/2, and fanout_reject/2 for Elixir's own check.
+// Inline fan-out: fanout_send/2.
 #include "nif/fanout_glue.hpp"
 
 namespace switchboard::nif::fanout {
@@ -114,17 +114,6 @@ ERL_NIF_TERM fanout_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
                     pace.check_every);
 }
 SWITCHBOARD_RAW_NIF(fanout_send, 2, 0);
-
-// Raises the ArgumentError the native walks raise for the same bad input:
-// Elixir's own check of an inline fan-out (before anything is sent) calls
-// it when it finds a bad entry, so every path reports identically.
-ERL_NIF_TERM fanout_reject(ErlNifEnv* env, Term kind, Term term) {
-  if (enif_is_identical(kind.value, atom_not_list)) throw not_a_list(env, term.value);
-  if (enif_is_identical(kind.value, atom_improper)) throw improper_list(env, term.value);
-  if (enif_is_identical(kind.value, atom_bad_receiver)) throw bad_receiver(env, term.value);
-  throw bad_argument(env, "not_list, improper or bad_receiver", kind.value);
-}
-SWITCHBOARD_NIF(fanout_reject, 0);
 
 }  // namespace
 }  // namespace switchboard::nif::fanout

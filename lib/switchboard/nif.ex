@@ -38,7 +38,6 @@ defmodule Switchboard.NIF do
   defnif(fanout_send(pids, message))
   defnif(fanout_offload(pids, message, packed, sender, notify))
   defnif(fanout_ticket_done(ticket))
-  defnif(fanout_reject(kind, term))
   defnif(fanout_info())
   defnif(fanout_group_new(pids))
   defnif(fanout_group_add(group, pid))

@@ -134,7 +134,7 @@ defmodule Switchboard.Fanout.Batcher do
       iex> Switchboard.Fanout.Batcher.put_receivers(batcher, [self()])
       :ok
       iex> Switchboard.Fanout.Batcher.put_receivers(batcher, :nobody)
-      ** (ArgumentError) expected a list of pids, got: nobody
+      ** (ArgumentError) expected a list of pids, got: :nobody
   """
   @spec put_receivers(batcher(), [Switchboard.Fanout.receiver()]) :: :ok
   def put_receivers(batcher, receivers) do

@@ -28,6 +28,34 @@ defmodule Switchboard.Fanout.Options do
   end
 
   @doc """
+  Checks the options of one `send/3` and applies `:deliver`: returns
+  `{offload, pack, message}`, where with `deliver: :packed` the message is
+  already the packed envelope (and needs no further packing).
+  """
+  @spec prepare!(term(), term()) :: {boolean(), :binary | nil, term()}
+  def prepare!(opts, message) do
+    case parse!(opts) do
+      %{offload: offload, deliver: :packed} ->
+        {offload, nil, {:switchboard_packed, pack(message)}}
+
+      %{offload: offload, pack: pack} ->
+        {offload, pack, message}
+    end
+  end
+
+  # The one codec of `pack: :binary` and `deliver: :packed`: switching it
+  # (to Switchboard.Erlpack, say) means changing these two.
+
+  @doc "Encodes a message once for many receivers or nodes."
+  @spec pack(term()) :: binary()
+  def pack(message), do: :erlang.term_to_binary(message)
+
+  @doc "Decodes what `pack/1` made, bare or in its `deliver: :packed` envelope."
+  @spec unpack({:switchboard_packed, binary()} | binary()) :: term()
+  def unpack({:switchboard_packed, binary}) when is_binary(binary), do: unpack(binary)
+  def unpack(binary) when is_binary(binary), do: :erlang.binary_to_term(binary)
+
+  @doc """
   Checks `module` is a fan-out implementation (it exports `send/3`, as
   `Switchboard.Fanout` and `Switchboard.Fanout.Pure` do).
   """

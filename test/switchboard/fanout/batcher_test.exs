@@ -154,7 +154,7 @@ defmodule Switchboard.Fanout.BatcherTest do
                  fn -> Batcher.start_link(coalesce: :user) end
 
     assert_raise ArgumentError,
-                 "expected a pid or nil in the receiver list, got: receiver",
+                 "expected a pid or nil in the receiver list, got: :receiver",
                  fn -> Batcher.start_link(receivers: [:receiver]) end
   end
 

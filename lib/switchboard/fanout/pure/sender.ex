@@ -50,7 +50,9 @@ defmodule Switchboard.Fanout.Pure.Sender do
         state
       else
         {packed, payload} =
-          if pack == :binary, do: {true, Pure.pack(message)}, else: {false, message}
+          if pack == :binary,
+            do: {true, Switchboard.Fanout.Options.pack(message)},
+            else: {false, message}
 
         route(state, remote, packed, payload)
       end
