@@ -225,14 +225,14 @@ ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM
 
 }  // namespace
 
-ERL_NIF_TERM send_to_members(ErlNifEnv* env, std::shared_ptr<const PidVector> members,
-                             const char* name, RawNif self, int argc, const ERL_NIF_TERM argv[]) {
-  const SendPace pace = pace_for(env, argv[1]);
-  if (pace.dirty && on_normal_scheduler()) return run_dirty_cpu(env, name, self, argc, argv);
+Scheduled<ERL_NIF_TERM> send_to_members(Call& call, std::shared_ptr<const PidVector> members,
+                                        ERL_NIF_TERM message) {
+  const SendPace pace = pace_for(call, message);
+  if (pace.dirty && call.on_normal_scheduler()) return call.dirty();
   auto cursor = make_resource<SendCursor>();
   cursor->members = std::move(members);
   cursor->check_every = pace.check_every;
-  return run_cursor_inline(env, std::move(cursor), argv[1]);
+  return run_cursor_inline(call, std::move(cursor), message);
 }
 
 }  // namespace switchboard::nif::fanout

@@ -185,9 +185,9 @@ struct SendCursor {
 // The share behind a term, or an ArgumentError.
 ResourcePtr<SendCursor> cursor_argument(ErlNifEnv* env, ERL_NIF_TERM term);
 
-// Sends argv[1] to `members` from the calling process, from the first; a
-// large message re-runs `self` (the whole call) on a dirty CPU scheduler.
-ERL_NIF_TERM send_to_members(ErlNifEnv* env, std::shared_ptr<const PidVector> members,
-                             const char* name, RawNif self, int argc, const ERL_NIF_TERM argv[]);
+// Sends `message` to `members` from the calling process, from the first; a
+// large message runs the whole call again on a dirty CPU scheduler.
+Scheduled<ERL_NIF_TERM> send_to_members(Call& call, std::shared_ptr<const PidVector> members,
+                                        ERL_NIF_TERM message);
 
 }  // namespace switchboard::nif::fanout

@@ -67,31 +67,27 @@ struct FanoutGroup {
     return *members;
   }
 };
-SWITCHBOARD_RESOURCE(FanoutGroup, "FanoutGroup");
+SWITCHBOARD_RESOURCE(FanoutGroup, "FanoutGroup", "a fan-out group");
+
+using GroupArgument = Borrowed<FanoutGroup>;
+using Result = Scheduled<ERL_NIF_TERM>;
 
 // Lists longer than this are added on a dirty scheduler.
 constexpr unsigned kDirtyGroupItems = 4096;
-
-ResourcePtr<FanoutGroup> group_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  ResourcePtr<FanoutGroup> group;
-  if (!Decoder<ResourcePtr<FanoutGroup>>::decode(env, term, group)) {
-    throw bad_argument(env, "a fan-out group", term);
-  }
-  return group;
-}
 
 // fanout_group_new(Pids) -> Group | {not_list, Term} | {improper, Tail} |
 // {bad_member, Term}. Every entry must be a local pid; duplicates are kept
 // once. Bad input is returned, not raised, so Elixir words the error the
 // way its pure twin does.
-ERL_NIF_TERM fanout_group_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  if (on_normal_scheduler() && list_longer_than(env, argv[0], kDirtyGroupItems)) {
-    return run_dirty_cpu(env, "fanout_group_new", raw_entry<fanout_group_new>, argc, argv);
+Result fanout_group_new(Call& call, Term pids) {
+  ErlNifEnv* env = call;
+  if (call.on_normal_scheduler() && list_longer_than(env, pids.value, kDirtyGroupItems)) {
+    return call.dirty();
   }
   unsigned length;
-  if (!enif_get_list_length(env, argv[0], &length)) {
-    if (!enif_is_list(env, argv[0])) return enif_make_tuple2(env, atom_not_list, argv[0]);
-    ERL_NIF_TERM head, tail = argv[0];
+  if (!enif_get_list_length(env, pids.value, &length)) {
+    if (!enif_is_list(env, pids.value)) return enif_make_tuple2(env, atom_not_list, pids.value);
+    ERL_NIF_TERM head, tail = pids.value;
     while (enif_get_list_cell(env, tail, &head, &tail)) {
     }
     return enif_make_tuple2(env, atom_improper, tail);
@@ -99,7 +95,7 @@ ERL_NIF_TERM fanout_group_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[
   auto group = make_resource<FanoutGroup>();
   group->members->reserve(length);
   group->index.reserve(length);
-  ERL_NIF_TERM head, list = argv[0];
+  ERL_NIF_TERM head, list = pids.value;
   while (enif_get_list_cell(env, list, &head, &list)) {
     ErlNifPid pid;
     if (!enif_get_local_pid(env, head, &pid)) return enif_make_tuple2(env, atom_bad_member, head);
@@ -109,69 +105,63 @@ ERL_NIF_TERM fanout_group_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[
   }
   return group.make_term(env);
 }
-SWITCHBOARD_RAW_NIF(fanout_group_new, 1, 0);
+SWITCHBOARD_NIF(fanout_group_new, 0);
 
-bool fanout_group_add(ErlNifEnv*, ResourcePtr<FanoutGroup> group, LocalPid pid) {
-  return group->add(pid.pid);
-}
+bool fanout_group_add(ErlNifEnv*, GroupArgument group, LocalPid pid) { return group->add(pid.pid); }
 SWITCHBOARD_NIF(fanout_group_add, 0);
 
-bool fanout_group_remove(ErlNifEnv*, ResourcePtr<FanoutGroup> group, LocalPid pid) {
+bool fanout_group_remove(ErlNifEnv*, GroupArgument group, LocalPid pid) {
   return group->remove(pid.pid);
 }
 SWITCHBOARD_NIF(fanout_group_remove, 0);
 
-bool fanout_group_member(ErlNifEnv*, ResourcePtr<FanoutGroup> group, LocalPid pid) {
+bool fanout_group_member(ErlNifEnv*, GroupArgument group, LocalPid pid) {
   return group->contains(pid.pid);
 }
 SWITCHBOARD_NIF(fanout_group_member, 0);
 
-int64_t fanout_group_size(ErlNifEnv*, ResourcePtr<FanoutGroup> group) {
+int64_t fanout_group_size(ErlNifEnv*, GroupArgument group) {
   return static_cast<int64_t>(group->size());
 }
 SWITCHBOARD_NIF(fanout_group_size, 0);
 
 // fanout_group_to_list(Group) -> [Pid] (dirty when large)
-ERL_NIF_TERM fanout_group_to_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
+Result fanout_group_to_list(Call& call, GroupArgument group) {
+  ErlNifEnv* env = call;
   const std::shared_ptr<const PidVector> members = group->snapshot();
-  if (members->size() > kDirtyGroupItems && on_normal_scheduler()) {
-    return run_dirty_cpu(env, "fanout_group_to_list", raw_entry<fanout_group_to_list>, argc, argv);
-  }
+  if (members->size() > kDirtyGroupItems && call.on_normal_scheduler()) return call.dirty();
   ERL_NIF_TERM list = enif_make_list(env, 0);
   for (auto it = members->rbegin(); it != members->rend(); ++it) {
     list = enif_make_list_cell(env, enif_make_pid(env, &*it), list);
   }
   return list;
 }
-SWITCHBOARD_RAW_NIF(fanout_group_to_list, 1, 0);
+SWITCHBOARD_NIF(fanout_group_to_list, 0);
 
 // fanout_group_send(Group, Message) -> {Delivered, Skipped}
-ERL_NIF_TERM fanout_group_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return send_to_members(env, group_argument(env, argv[0])->snapshot(), "fanout_group_send",
-                         raw_entry<fanout_group_send>, argc, argv);
+Result fanout_group_send(Call& call, GroupArgument group, Term message) {
+  return send_to_members(call, group->snapshot(), message.value);
 }
-SWITCHBOARD_RAW_NIF(fanout_group_send, 2, 0);
+SWITCHBOARD_NIF(fanout_group_send, 0);
 
 // fanout_group_offload(Group, Message, NotifyOrNil) -> {Ticket, Members}
 // O(1) for the caller: a snapshot of the members and a copy of the message
 // go to the caller's home sender thread.
-ERL_NIF_TERM fanout_group_offload(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ResourcePtr<FanoutGroup> group = group_argument(env, argv[0]);
+Result fanout_group_offload(Call& call, GroupArgument group, Term message, Term notify) {
+  ErlNifEnv* env = call;
   if (!sender_pool().running()) throw std::runtime_error("fan-out sender threads are not running");
-  if (on_normal_scheduler() && pace_for(env, argv[1]).dirty) {
-    return run_dirty_cpu(env, "fanout_group_offload", raw_entry<fanout_group_offload>, argc, argv);
-  }
+  // The caller copies the message into the job: a large one, dirty.
+  if (call.on_normal_scheduler() && pace_for(env, message.value).dirty) return call.dirty();
   auto ticket = make_resource<FanoutTicket>();
   auto job = std::make_unique<OffloadJob>(ticket);
-  job->message = job->env.copy(argv[1]);
-  job->notify = notify_argument(env, job->env, argv[2]);
+  job->message = job->env.copy(message.value);
+  job->notify = notify_argument(env, job->env, notify.value);
   job->group = group->snapshot();
   const uint64_t members = job->group->size();
   submit_for_caller(env, std::move(job));
   return enif_make_tuple2(env, ticket.make_term(env), enif_make_uint64(env, members));
 }
-SWITCHBOARD_RAW_NIF(fanout_group_offload, 3, 0);
+SWITCHBOARD_NIF(fanout_group_offload, 0);
 
 }  // namespace
 }  // namespace switchboard::nif::fanout

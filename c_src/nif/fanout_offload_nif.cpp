@@ -63,13 +63,14 @@ ERL_NIF_TERM fanout_offload_continue(ErlNifEnv* env, int, const ERL_NIF_TERM arg
 // pids go to Sender (if given) as
 // {'$switchboard_fanout_remote', Pids, Packed, PackedOrMessage}. With
 // Notify = {Pid, Ref} the thread sends {Ref, Delivered, Skipped} when done.
-ERL_NIF_TERM fanout_offload(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+Scheduled<ERL_NIF_TERM> fanout_offload(Call& call, Term pids, Term message, Term packed,
+                                       Term sender, Term notify) {
+  ErlNifEnv* env = call;
+  const ERL_NIF_TERM argv[] = {pids.value, message.value, packed.value, sender.value, notify.value};
   if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
   if (!sender_pool().running()) throw std::runtime_error("fan-out sender threads are not running");
   // The caller copies the message into the job: a large one, dirty.
-  if (on_normal_scheduler() && pace_for(env, argv[1]).dirty) {
-    return run_dirty_cpu(env, "fanout_offload", raw_entry<fanout_offload>, argc, argv);
-  }
+  if (call.on_normal_scheduler() && pace_for(env, argv[1]).dirty) return call.dirty();
 
   auto ticket = make_resource<FanoutTicket>();
   auto job = std::make_unique<OffloadJob>(ticket);
@@ -79,20 +80,20 @@ ERL_NIF_TERM fanout_offload(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
     job->packed = job->env.copy(argv[2]);  // a refc binary: shared, not copied
   }
   if (!enif_is_identical(argv[3], atoms::nil)) {
-    ErlNifPid sender;
-    if (!enif_get_local_pid(env, argv[3], &sender)) {
+    ErlNifPid sender_pid;
+    if (!enif_get_local_pid(env, argv[3], &sender_pid)) {
       throw bad_argument(env, "a local pid or nil", argv[3]);
     }
-    job->sender = sender;
+    job->sender = sender_pid;
   }
   job->notify = notify_argument(env, job->env, argv[4]);
   auto draft = make_resource<OffloadDraft>();
   draft->job = std::move(job);
   return build_offload(env, argv[0], std::move(draft), ticket.make_term(env));
 }
-SWITCHBOARD_RAW_NIF(fanout_offload, 5, 0);
+SWITCHBOARD_NIF(fanout_offload, 0);
 
-bool fanout_ticket_done(ErlNifEnv*, ResourcePtr<FanoutTicket> ticket) {
+bool fanout_ticket_done(ErlNifEnv*, Borrowed<FanoutTicket> ticket) {
   return ticket->done.load(std::memory_order_acquire);
 }
 SWITCHBOARD_NIF(fanout_ticket_done, 0);

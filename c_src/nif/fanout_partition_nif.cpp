@@ -64,24 +64,23 @@ ERL_NIF_TERM fanout_partition_continue(ErlNifEnv* env, int, const ERL_NIF_TERM a
 // Shares is a tuple of Count entries, each a share (for fanout_share_send/2)
 // or nil when no receiver fell in it. Raises on anything but a proper list
 // of pids and nils, before any share exists.
-ERL_NIF_TERM fanout_partition(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
+ERL_NIF_TERM fanout_partition(ErlNifEnv* env, Term pids, Term count_term) {
+  if (!enif_is_list(env, pids.value)) throw not_a_list(env, pids.value);
   unsigned count;
-  if (!enif_get_uint(env, argv[1], &count) || count == 0 || count > kMaxShares) {
-    throw bad_argument(env, "a share count from 1 to 1024", argv[1]);
+  if (!enif_get_uint(env, count_term.value, &count) || count == 0 || count > kMaxShares) {
+    throw bad_argument(env, "a share count from 1 to 1024", count_term.value);
   }
-  return run_partition(env, argv[0], make_resource<PartitionDraft>(count));
+  return run_partition(env, pids.value, make_resource<PartitionDraft>(count));
 }
-SWITCHBOARD_RAW_NIF(fanout_partition, 2, 0);
+SWITCHBOARD_NIF(fanout_partition, 0);
 
 // fanout_share_send(Share, Message) -> {Delivered, Skipped}: sends from the
 // calling process in time slices, like an inline fan-out.
-ERL_NIF_TERM fanout_share_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+Scheduled<ERL_NIF_TERM> fanout_share_send(Call& call, Term share, Term message) {
   // A share is a list of receivers: each send starts afresh from its first.
-  return send_to_members(env, cursor_argument(env, argv[0])->members, "fanout_share_send",
-                         raw_entry<fanout_share_send>, argc, argv);
+  return send_to_members(call, cursor_argument(call, share.value)->members, message.value);
 }
-SWITCHBOARD_RAW_NIF(fanout_share_send, 2, 0);
+SWITCHBOARD_NIF(fanout_share_send, 0);
 
 }  // namespace
 }  // namespace switchboard::nif::fanout

@@ -104,16 +104,15 @@ ERL_NIF_TERM fanout_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]
 //
 // RemotePids is Pids itself when every entry is a remote pid. A large
 // message is sent from a dirty CPU scheduler.
-ERL_NIF_TERM fanout_send(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  if (!enif_is_list(env, argv[0])) throw not_a_list(env, argv[0]);
-  const SendPace pace = pace_for(env, argv[1]);
-  if (pace.dirty && on_normal_scheduler()) {
-    return run_dirty_cpu(env, "fanout_send", raw_entry<fanout_send>, argc, argv);
-  }
-  return run_inline(env, argv[0], argv[1], 0, 0, RemoteAcc{argv[0], 0, enif_make_list(env, 0)},
-                    pace.check_every);
+Scheduled<ERL_NIF_TERM> fanout_send(Call& call, Term pids, Term message) {
+  ErlNifEnv* env = call;
+  if (!enif_is_list(env, pids.value)) throw not_a_list(env, pids.value);
+  const SendPace pace = pace_for(env, message.value);
+  if (pace.dirty && call.on_normal_scheduler()) return call.dirty();
+  return run_inline(env, pids.value, message.value, 0, 0,
+                    RemoteAcc{pids.value, 0, enif_make_list(env, 0)}, pace.check_every);
 }
-SWITCHBOARD_RAW_NIF(fanout_send, 2, 0);
+SWITCHBOARD_NIF(fanout_send, 0);
 
 }  // namespace
 }  // namespace switchboard::nif::fanout
