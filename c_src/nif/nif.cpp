@@ -88,7 +88,11 @@ bool open_resources(ErlNifEnv* env, ErlNifResourceFlags flags) {
 int on_load(ErlNifEnv* env, void**, ERL_NIF_TERM) {
   try {
     make_atoms(env);
-    if (!open_resources(env, ERL_NIF_RT_CREATE)) return 1;
+    // TAKEOVER as well: a type still listed from an earlier load is taken
+    // over; one unlisted by a purge is recreated (see ResourceTraits).
+    if (!open_resources(env,
+                        static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER)))
+      return 1;
     if (g_instances.fetch_add(1) == 0) ReplyThread::instance().start();
     return 0;
   } catch (...) {

@@ -36,6 +36,7 @@
 #include <erl_nif.h>
 
 #include <array>
+#include <atomic>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -138,10 +139,21 @@ struct LocalPid {
 // ---------------------------------------------------------------------------
 // Resources: ResourcePtr<T> is a smart pointer with balanced keep/release.
 
+// A type's handle for each load of the library. Purging the module unlists
+// its resource types, so the next load creates new ones (TAKEOVER finds
+// nothing to take over), and resources made before it keep the old type.
+// When the VM maps the same library again (the same file: dlopen shares its
+// statics), the earlier types are kept here, each pinned by a resource that
+// is never released (so its type, and the code its destructor runs, stay
+// valid), and a term of any of them is accepted: sets and groups made before
+// a `:code.purge` + reload keep working.
 template <class T>
 struct ResourceTraits {
   static inline ErlNifResourceType* type = nullptr;
   static inline const char* name = nullptr;
+  static constexpr int kMaxEarlierTypes = 16;
+  static inline ErlNifResourceType* earlier[kMaxEarlierTypes] = {};
+  static inline std::atomic<int> earlier_count{0};
   // What an ArgumentError says was expected instead of a bad term.
   static inline std::string_view description = "a resource";
 };
@@ -193,13 +205,29 @@ class ResourcePtr {
   ResourceBox<T>* box_ = nullptr;
 };
 
+// The box behind a resource term of type T (made by this load of the
+// library or an earlier one), or nullptr.
+template <class T>
+ResourceBox<T>* resource_box(ErlNifEnv* env, ERL_NIF_TERM term) {
+  void* object;
+  if (enif_get_resource(env, term, ResourceTraits<T>::type, &object)) {
+    return static_cast<ResourceBox<T>*>(object);
+  }
+  const int earlier = ResourceTraits<T>::earlier_count.load(std::memory_order_acquire);
+  for (int i = 0; i < earlier; ++i) {
+    if (enif_get_resource(env, term, ResourceTraits<T>::earlier[i], &object)) {
+      return static_cast<ResourceBox<T>*>(object);
+    }
+  }
+  return nullptr;
+}
+
 // The object behind a resource term, or nullptr if the term is not one of
 // type T. Valid while the term is (for the rest of a NIF call at least).
 template <class T>
 T* borrow_resource(ErlNifEnv* env, ERL_NIF_TERM term) {
-  void* object;
-  if (!enif_get_resource(env, term, ResourceTraits<T>::type, &object)) return nullptr;
-  return static_cast<ResourceBox<T>*>(object)->get();
+  ResourceBox<T>* box = resource_box<T>(env, term);
+  return box == nullptr ? nullptr : box->get();
 }
 
 template <class T, class... Args>
@@ -247,6 +275,21 @@ bool open_resource_type(ErlNifEnv* env, ErlNifResourceFlags flags) {
   ErlNifResourceType* type =
       enif_open_resource_type_x(env, ResourceTraits<T>::name, &init, flags, &tried);
   if (type == nullptr) return false;
+  ErlNifResourceType* const previous = ResourceTraits<T>::type;
+  if (previous != nullptr && previous != type) {
+    const int earlier = ResourceTraits<T>::earlier_count.load(std::memory_order_relaxed);
+    if (earlier < ResourceTraits<T>::kMaxEarlierTypes) {
+      ResourceTraits<T>::earlier[earlier] = previous;
+      ResourceTraits<T>::earlier_count.store(earlier + 1, std::memory_order_release);
+    }
+  }
+  if (previous != type) {
+    // The pin: a resource with no object inside (its destructor skips it),
+    // never released, so this type outlives every resource made with it.
+    auto* pin = static_cast<ResourceBox<T>*>(enif_alloc_resource(type, sizeof(ResourceBox<T>)));
+    if (pin == nullptr) return false;
+    pin->alive = false;
+  }
   ResourceTraits<T>::type = type;
   return true;
 }
@@ -266,8 +309,8 @@ bool demonitor_process(ErlNifEnv* env, const ResourcePtr<T>& resource,
   return enif_demonitor_process(env, resource.raw(), &monitor) == 0;
 }
 
-// Declares T as a resource type named `name`, opened at load (CREATE) and
-// taken over at upgrade (TAKEOVER) so existing resources survive a reload.
+// Declares T as a resource type named `name`, opened (CREATE | TAKEOVER) at
+// every load and upgrade, so existing resources survive a reload.
 // An optional third argument is the ArgumentError's words for a term that
 // is not one ("a Switchboard.SortedSet reference"; "a resource" by default).
 #define SWITCHBOARD_RESOURCE(T, name_literal, ...)                                            \
@@ -395,9 +438,9 @@ template <class T>
 struct Decoder<ResourcePtr<T>> {
   static std::string_view expected() { return ResourceTraits<T>::description; }
   static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, ResourcePtr<T>& out) {
-    void* object;
-    if (!enif_get_resource(env, term, ResourceTraits<T>::type, &object)) return false;
-    out = ResourcePtr<T>::share(static_cast<ResourceBox<T>*>(object));
+    ResourceBox<T>* box = resource_box<T>(env, term);
+    if (box == nullptr) return false;
+    out = ResourcePtr<T>::share(box);
     return true;
   }
 };
