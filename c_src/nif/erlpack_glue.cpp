@@ -249,20 +249,18 @@ std::optional<Refusal> check_opaque_atoms(std::span<const std::uint8_t> bytes, s
       std::size_t q = at + kModuleAt + module_size;
       q += integer_size(bytes, q);  // OldIndex
       q += integer_size(bytes, q);  // OldUniq
-      // The creator pid: its node, then 9 (PID_EXT) or 12 (NEW_PID_EXT) bytes.
-      const bool old_pid = bytes[q] == etf::tag_byte(Tag::pid);
-      const std::size_t node_size = check_atom(q + 1);
-      if (node_size == 0) return refusal;
-      q += 1 + node_size + (old_pid ? 9 : 12);
+      // The creator (any term to OTP 25, though it writes a pid) and the free
+      // variables follow one another.
+      const std::uint32_t terms = free_count + 1;
       if (mode == AtomMode::existing) {
-        return locate_in_terms(bytes, q, free_count, mode, oracle, limits);
+        return locate_in_terms(bytes, q, terms, mode, oracle, limits);
       }
-      // atoms: :binary reads free variables' atoms as binaries, but OTP must
-      // then rebuild the fun with the atoms themselves, which must exist.
-      if (auto inner = locate_in_terms(bytes, q, free_count, AtomMode::binary, oracle, limits)) {
+      // atoms: :binary reads their atoms as binaries, but OTP must then
+      // rebuild the fun with the atoms themselves, which must exist.
+      if (auto inner = locate_in_terms(bytes, q, terms, AtomMode::binary, oracle, limits)) {
         return inner;
       }
-      if (locate_in_terms(bytes, q, free_count, AtomMode::existing, oracle, limits)) {
+      if (locate_in_terms(bytes, q, terms, AtomMode::existing, oracle, limits)) {
         return Refusal{"invalid_term", at};
       }
       return std::nullopt;

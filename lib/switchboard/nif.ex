@@ -70,10 +70,19 @@ defmodule Switchboard.NIF do
   def fanout_share_send(_share, _message), do: :erlang.nif_error(:not_loaded)
 
   # Switchboard.Erlpack
-  def erlpack_encode(_term, _level, _string_keys), do: :erlang.nif_error(:not_loaded)
-  def erlpack_encode_iodata(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
-  def erlpack_fragment(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
+  def erlpack_encode(_term, _level, _string_keys, _seal), do: :erlang.nif_error(:not_loaded)
+  def erlpack_encode_iodata(_term, _string_keys, _seal), do: :erlang.nif_error(:not_loaded)
+  def erlpack_fragment(_term, _string_keys, _seal), do: :erlang.nif_error(:not_loaded)
 
-  def erlpack_decode(_binary, _atoms, _max_depth, _max_size, _max_decompressed, _trailing),
-    do: :erlang.nif_error(:not_loaded)
+  def erlpack_decode(
+        _binary,
+        _atoms,
+        _max_depth,
+        _max_size,
+        _max_decompressed,
+        _trailing,
+        _plain,
+        _new_atom_allowance
+      ),
+      do: :erlang.nif_error(:not_loaded)
 end
