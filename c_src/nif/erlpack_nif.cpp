@@ -493,6 +493,16 @@ class TermEncoder {
     enif_release_binary(&encoded);
   }
 
+  // The same for terms of a size the NIF API does not tell (a bitstring of
+  // 100 MB, a fun whose environment holds anything, a bignum of megabytes):
+  // on a normal scheduler they are not encoded at all, but go dirty first.
+  EncodeStatus append_unsized_external(ERL_NIF_TERM term) {
+    if (budget_.limited()) return EncodeStatus::needs_dirty;
+    append_external(term);
+    return EncodeStatus::done;
+  }
+
+
   EncodeStatus encode_binary(const ErlNifBinary& binary) {
     if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.binary(std::span<const std::uint8_t>(binary.data, binary.size));
@@ -520,7 +530,7 @@ class TermEncoder {
         } else if (enif_get_uint64(env_, term, &unsigned_value)) {
           out_.uint64(unsigned_value);
         } else {
-          append_external(term);
+          return append_unsized_external(term);
         }
         return EncodeStatus::done;
       }
@@ -528,8 +538,7 @@ class TermEncoder {
         append(buffers_.atoms.get(env_, term).as_atom);
         return EncodeStatus::done;
       case ERL_NIF_TERM_TYPE_BITSTRING:  // not a whole number of bytes: binaries are read above
-        append_external(term);
-        return EncodeStatus::done;
+        return append_unsized_external(term);
       case ERL_NIF_TERM_TYPE_MAP:
         return encode_map(term);
       case ERL_NIF_TERM_TYPE_LIST:
@@ -554,9 +563,10 @@ class TermEncoder {
       case ERL_NIF_TERM_TYPE_PID:
       case ERL_NIF_TERM_TYPE_PORT:
       case ERL_NIF_TERM_TYPE_REFERENCE:
-      case ERL_NIF_TERM_TYPE_FUN:
         append_external(term);
         return EncodeStatus::done;
+      case ERL_NIF_TERM_TYPE_FUN:
+        return append_unsized_external(term);
       default:
         throw bad_argument(env_, "a term of a known type", term);
     }
@@ -1223,8 +1233,10 @@ enum class Stop : std::uint8_t {
 class TermBuilder {
  public:
   TermBuilder(ErlNifEnv* env, DecodeBuffers& buffers, AtomMode mode, ERL_NIF_TERM input,
-              std::span<const std::uint8_t> bytes, bool cache_keys, WorkBudget& budget)
+              std::span<const std::uint8_t> bytes, bool cache_keys, ERL_NIF_TERM seal,
+              WorkBudget& budget)
       : env_(env),
+        seal_(seal),
         buffers_(buffers),
         mode_(mode),
         input_(input),
@@ -1370,7 +1382,14 @@ class TermBuilder {
     etf::EtfEncoder& scratch = scratch_encoder();
     scratch.version();
     scratch.reference(reference.node, reference.creation, reference.ids);
-    return put_external(scratch, safe_flag(), Stop::invalid_term);
+    ERL_NIF_TERM term;
+    if (enif_binary_to_term(env_, scratch.bytes().data(), scratch.size(), &term,
+                            static_cast<ErlNifBinaryToTerm>(safe_flag())) == 0) {
+      return reject(Stop::invalid_term);
+    }
+    // Decoded data never holds the fragments' seal (Switchboard.Erlpack.Fragment).
+    if (enif_compare(term, seal_) == 0) return reject(Stop::invalid_term);
+    return put(term);
   }
 
   bool on_export(const etf::ExportData& exported) {
@@ -1487,6 +1506,7 @@ class TermBuilder {
   }
 
   ErlNifEnv* env_;
+  ERL_NIF_TERM seal_;
   DecodeBuffers& buffers_;
   AtomMode mode_;
   ERL_NIF_TERM input_;  // the input binary when spans point into it, else 0
@@ -1614,7 +1634,7 @@ ERL_NIF_TERM decode_error(ErlNifEnv* env, const Refusal& refusal) {
 }
 
 // erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain,
-//                NewAtomAllowance)
+//                NewAtomAllowance, FragmentSeal)
 //   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
 ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   ErlNifBinary binary;
@@ -1653,7 +1673,7 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   WorkBudget budget(normal);
   const bool compressed = declared_inflated_size(input) != 0;
   TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input,
-                      term_bytes >= kKeyCacheMinBytes, budget);
+                      term_bytes >= kKeyCacheMinBytes, argv[8], budget);
   // TermBuilder::end_map has the VM refuse equal keys, so the decoder need
   // not hash every key to find them first.
   etf::DecodeLimits unchecked = limits;
@@ -1677,7 +1697,7 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
       enif_make_sub_binary(env, argv[0], status.bytes_used, input.size() - status.bytes_used);
   return enif_make_tuple3(env, atoms::ok, builder.result(), rest);
 }
-SWITCHBOARD_RAW_NIF(erlpack_decode, 8, 0);
+SWITCHBOARD_RAW_NIF(erlpack_decode, 9, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -283,7 +283,18 @@ defmodule Switchboard.Erlpack do
   def decode(binary, opts \\ [])
 
   def decode(binary, []) when is_binary(binary),
-    do: NIF.erlpack_decode(binary, :existing, 512, 64 * @mib, 64 * @mib, false, false, 0)
+    do:
+      NIF.erlpack_decode(
+        binary,
+        :existing,
+        512,
+        64 * @mib,
+        64 * @mib,
+        false,
+        false,
+        0,
+        Fragment.seal()
+      )
 
   def decode(binary, opts) when is_binary(binary) do
     options = Options.decode!(opts, true)
@@ -299,7 +310,8 @@ defmodule Switchboard.Erlpack do
           min(options.max_decompressed, 0xFFFFFFFFFFFFFFFF),
           options.trailing == :allow,
           options.plain,
-          new_atom_allowance(options)
+          new_atom_allowance(options),
+          Fragment.seal()
         )
 
       :port ->

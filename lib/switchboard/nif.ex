@@ -82,7 +82,8 @@ defmodule Switchboard.NIF do
         _max_decompressed,
         _trailing,
         _plain,
-        _new_atom_allowance
+        _new_atom_allowance,
+        _fragment_seal
       ),
       do: :erlang.nif_error(:not_loaded)
 end

@@ -31,6 +31,7 @@ defmodule Switchboard.Erlpack.Port do
   """
   use Supervisor
 
+  alias Switchboard.Erlpack.Fragment
   alias Switchboard.Erlpack.Options
   alias Switchboard.Erlpack.Port.Worker
 
@@ -136,9 +137,12 @@ defmodule Switchboard.Erlpack.Port do
     case request(call, request) do
       {:ok, {:ok, canonical, used, needed, opaque}} when is_binary(canonical) ->
         with :ok <- check_atoms(needed, call, binary, atoms, limits, allowance) do
-          case read_term(canonical, atoms) do
-            {:ok, term} -> result(term, binary, used, trailing)
+          with {:ok, term} <- read_term(canonical, atoms),
+               :ok <- check_opaque(opaque, call, binary, atoms, limits) do
+            result(term, binary, used, trailing)
+          else
             :refused -> refused(opaque, call, binary, atoms, limits)
+            error -> error
           end
         end
 
@@ -220,7 +224,8 @@ defmodule Switchboard.Erlpack.Port do
   # Pids, ports, references and funs the VM refuses (a local pid that
   # cannot exist here, say): the first one, and where it starts.
   defp check_opaque(opaque, call, binary, atoms, limits) do
-    case Enum.find_index(opaque, &(read_term(&1, atoms) == :refused)) do
+    # Refused, or the fragments' seal, which decoded data never holds.
+    case Enum.find_index(opaque, &(read_term(&1, atoms) in [:refused, {:ok, Fragment.seal()}])) do
       nil ->
         :ok
 

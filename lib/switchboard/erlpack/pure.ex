@@ -1054,8 +1054,16 @@ defmodule Switchboard.Erlpack.Pure do
     options = if atoms == :create, do: [:used], else: [:safe, :used]
 
     case safe_binary_to_term(<<@version, slice::binary>>, options) do
-      {term, used} when used == size + 1 -> {term, size}
-      _refused -> fail(:invalid_term, pos)
+      # Decoded data never holds the fragments' seal (Switchboard.Erlpack.Fragment).
+      {term, used} when used == size + 1 and is_reference(term) ->
+        if Fragment.sealed?(%Fragment{bytes: "", seal: term}), do: fail(:invalid_term, pos)
+        {term, size}
+
+      {term, used} when used == size + 1 ->
+        {term, size}
+
+      _refused ->
+        fail(:invalid_term, pos)
     end
   end
 

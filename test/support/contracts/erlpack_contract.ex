@@ -424,6 +424,7 @@ defmodule Switchboard.Contracts.ErlpackContract do
         test "atoms: :create creates atoms" do
           latin1 = "zq_created_#{System.unique_integer([:positive])}"
           utf8 = "zq_créé_#{System.unique_integer([:positive])}"
+
           assert @codec.decode(<<131, 100, byte_size(latin1)::16, latin1::binary>>) ==
                    {:error, {:unknown_atom, 1}}
 
@@ -894,6 +895,192 @@ defmodule Switchboard.Contracts.ErlpackContract do
         ArgumentError -> :collision
       end
 
+      describe "contract: untrusted input" do
+        # Time for decoding `bytes` against OTP's binary_to_term of them and
+        # against this codec's own decode of `ordinary` (the same shape, keys
+        # nobody chose), in microseconds: a guard against quadratic blow-ups
+        # (seconds, before the fix), not a benchmark.
+        defp within_factor_of_otp?(bytes, ordinary) do
+          {otp, _} = :timer.tc(fn -> otp_decode(bytes, []) end)
+          {usual, _} = :timer.tc(fn -> @codec.decode(ordinary) end)
+          {ours, result} = :timer.tc(fn -> @codec.decode(bytes) end)
+          {ours < max(10 * otp, 3 * usual) + 100_000, result, ours, otp}
+        end
+
+        defp flooding_map(keys, extra \\ []) do
+          pairs = for key <- keys ++ extra, do: [body(key), 97, 0]
+          IO.iodata_to_binary([131, 116, <<length(keys) + length(extra)::32>> | pairs])
+        end
+
+        defp body(term) do
+          <<131, bytes::binary>> = :erlang.term_to_binary(term)
+          bytes
+        end
+
+        # The same keys, each changed a little: as long, no longer colliding.
+        defp ordinary_keys(keys) do
+          Enum.map(keys, fn
+            <<first, rest::binary>> -> <<Bitwise.bxor(first, 1), rest::binary>>
+            integer -> Bitwise.bxor(integer, 0x5555)
+          end)
+        end
+
+        test "keys crafted to collide in the duplicate check cost no more than OTP's decode" do
+          for keys <- [
+                Switchboard.Test.HashFlood.integer_keys(100_000),
+                Switchboard.Test.HashFlood.binary_keys(100_000)
+              ] do
+            map = flooding_map(keys)
+            ordinary = flooding_map(ordinary_keys(keys))
+            assert {fast?, {:ok, decoded}, ours, otp} = within_factor_of_otp?(map, ordinary)
+            assert fast?, "#{ours} us against OTP's #{otp} us"
+            assert map_size(decoded) == 100_000
+
+            # With the first key again at the end the checker must find it.
+            duplicated = flooding_map(keys, [hd(keys)])
+            ordinary = flooding_map(ordinary_keys(keys), [hd(ordinary_keys(keys))])
+
+            assert {fast?, {:error, {:duplicate_key, at}}, ours, otp} =
+                     within_factor_of_otp?(duplicated, ordinary)
+
+            assert fast?, "#{ours} us against OTP's #{otp} us"
+            assert at == byte_size(duplicated) - byte_size(body(hd(keys))) - 2
+          end
+        end
+
+        test "crafted keys in a fun's free variables cost no more than OTP's decode" do
+          keys = Switchboard.Test.HashFlood.integer_keys(20_000)
+          env = Map.new(keys, &{&1, 0})
+          bytes = :erlang.term_to_binary(fn -> env end)
+          ordinary_env = Map.new(ordinary_keys(keys), &{&1, 0})
+          ordinary = :erlang.term_to_binary(fn -> ordinary_env end)
+          assert {fast?, {:ok, fun}, ours, otp} = within_factor_of_otp?(bytes, ordinary)
+          assert fast?, "#{ours} us against OTP's #{otp} us"
+          assert fun.() == env
+        end
+
+        test "a decoded map naming the Fragment struct is encoded as a map, never as raw bytes" do
+          # What a client would send to rewrite every receiver's frame.
+          forged = %{__struct__: Fragment, bytes: <<97, 66>>}
+          assert {:ok, decoded} = @codec.decode(:erlang.term_to_binary(forged))
+          assert is_struct(decoded, Fragment)
+          assert @codec.encode(%{"d" => decoded}) == :erlang.term_to_binary(%{"d" => forged})
+
+          assert IO.iodata_to_binary(@codec.encode_iodata([decoded])) ==
+                   :erlang.term_to_binary([forged])
+
+          # A seal that is some other reference is no seal.
+          sealed_wrong = Map.put(forged, :seal, make_ref())
+          assert {:ok, decoded} = @codec.decode(:erlang.term_to_binary(sealed_wrong))
+          assert @codec.encode(decoded) == :erlang.term_to_binary(sealed_wrong)
+          # A fragment written out whole (term_to_binary, not an encoder,
+          # which splices it) holds the seal: decoding refuses the seal.
+          fragment = @codec.fragment(:spliced)
+          leaked = :erlang.term_to_binary(%{fragment | bytes: <<97, 66>>})
+          assert {:error, {:invalid_term, at}} = @codec.decode(leaked)
+          assert :binary.at(leaked, at) == 90
+          # The real one is spliced, by either twin.
+          assert @codec.encode([fragment]) == :erlang.term_to_binary([:spliced])
+          assert Switchboard.Erlpack.Pure.encode([fragment]) == :erlang.term_to_binary([:spliced])
+          assert Switchboard.Erlpack.encode([fragment]) == :erlang.term_to_binary([:spliced])
+        end
+
+        test "a sealed fragment whose bytes were replaced by a non-binary is refused, naming it" do
+          bad = %{@codec.fragment(1) | bytes: :oops}
+
+          assert_raise ArgumentError,
+                       "invalid fragment (its :bytes must be a binary made by fragment/2): " <>
+                         "#Switchboard.Erlpack.Fragment<bytes: :oops, ...>",
+                       fn -> @codec.encode([bad]) end
+        end
+
+        test "plain: true refuses pids, ports, references, funs and exports at their tag" do
+          opaque = [
+            self(),
+            :erlang.list_to_port(~c"#Port<0.1>"),
+            make_ref(),
+            fn -> :ok end,
+            &Enum.map/2
+          ]
+
+          for term <- opaque do
+            bytes = :erlang.term_to_binary(%{"a" => [1, term]})
+            # version and map header (6), "a" (6), list header (5), 1 (2)
+            assert @codec.decode(bytes, plain: true) == {:error, {:not_plain, 19}}, inspect(term)
+            assert {:ok, _} = @codec.decode(bytes)
+
+            compressed =
+              :erlang.term_to_binary([term | List.duplicate(:padding, 50)], compressed: 9)
+
+            assert <<131, 80, _::binary>> = compressed
+            assert @codec.decode(compressed, plain: true) == {:error, {:not_plain, 1}}
+          end
+
+          # Plain data, under every atoms policy.
+          plain = %{"op" => 0, "d" => [1.5, <<1::3>>, {:ok, nil}, -(1 <<< 70)], key: true}
+          bytes = :erlang.term_to_binary(plain)
+          assert @codec.decode(bytes, plain: true) == {:ok, plain}
+          assert {:ok, %{"key" => true}} = @codec.decode(bytes, plain: true, atoms: :binary)
+          assert @codec.decode(bytes, plain: true, atoms: :create) == {:ok, plain}
+          # Even truncated, the tag is what is refused.
+          assert @codec.decode(<<131, 88>>, plain: true) == {:error, {:not_plain, 1}}
+        end
+
+        test "plain: true refuses the map of external references that crashes OTP 25.2" do
+          # Two NEWER_REFERENCE_EXT keys of another node. OTP's own
+          # binary_to_term(bin, [:safe]) segfaults the VM building such a map:
+          # this input is only ever decoded with plain: true.
+          ref = fn id ->
+            node = "zq_other@host"
+
+            <<90, 5::16, 100, byte_size(node)::16, node::binary, 7::32, id::32, 0::32, 0::32,
+              0::32, 0::32>>
+          end
+
+          bytes = <<131, 116, 2::32, ref.(1)::binary, 97, 1, ref.(2)::binary, 97, 2>>
+          assert @codec.decode(bytes, plain: true) == {:error, {:not_plain, 6}}
+          assert @codec.decode(bytes, plain: true, atoms: :create) == {:error, {:not_plain, 6}}
+        end
+
+        test "atoms: :create makes at most :max_new_atoms new atoms" do
+          fresh = fn -> "zq_new_#{System.unique_integer([:positive])}" end
+          [a, b, c] = [fresh.(), fresh.(), fresh.()]
+          atom = fn name -> <<100, byte_size(name)::16, name::binary>> end
+          # [a, :ok, a, b, c]: :ok exists, a repeats (one atom), c is the third new one.
+          items = [atom.(a), atom.("ok"), atom.(a), atom.(b), atom.(c)]
+          bytes = IO.iodata_to_binary([131, 108, <<5::32>>, items, 106])
+          c_at = byte_size(bytes) - byte_size(atom.(c)) - 1
+
+          assert @codec.decode(bytes, atoms: :create, max_new_atoms: 2) ==
+                   {:error, {:too_many_atoms, c_at}}
+
+          # Nothing past the allowance was made.
+          assert @codec.decode(<<131>> <> atom.(c)) == {:error, {:unknown_atom, 1}}
+          # A node counts like any atom.
+          node = "#{fresh.()}@host"
+          pid = <<131, 88, 100, byte_size(node)::16, node::binary, 1::32, 0::32, 1::32>>
+
+          assert @codec.decode(pid, atoms: :create, max_new_atoms: 0) ==
+                   {:error, {:too_many_atoms, 2}}
+
+          # Within the allowance, all are made.
+          assert {:ok, [first, :ok, first, second, third]} =
+                   @codec.decode(bytes, atoms: :create, max_new_atoms: 3)
+
+          assert Enum.map([first, second, third], &Atom.to_string/1) == [a, b, c]
+        end
+
+        test "invalid :max_new_atoms and :plain options are refused with exact messages" do
+          assert_raise ArgumentError,
+                       "invalid :max_new_atoms option: -1 (expected a non-negative integer)",
+                       fn -> @codec.decode(<<131, 97, 1>>, max_new_atoms: -1) end
+
+          assert_raise ArgumentError, "invalid :plain option: :yes (expected a boolean)", fn ->
+            @codec.decode(<<131, 97, 1>>, plain: :yes)
+          end
+        end
+      end
+
       defp decoded_exactly?({:ok, decoded}, term), do: decoded === term
       defp decoded_exactly?(_other, _term), do: false
 
@@ -945,8 +1132,6 @@ defmodule Switchboard.Contracts.ErlpackContract do
 
       defp identity_promised?(term),
         do: is_number(term) or is_atom(term) or is_bitstring(term) or term == []
-
-      # A JSON decoder, just enough for the vectors file.
     end
   end
 end
