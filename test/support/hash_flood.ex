@@ -36,6 +36,52 @@ defmodule Switchboard.Test.HashFlood do
     end
   end
 
+  @doc "A map from each of `keys` (then each of `extra`) to 0, encoded."
+  def flooding_map(keys, extra \\ []) do
+    pairs = for key <- keys ++ extra, do: [body(key), 97, 0]
+    IO.iodata_to_binary([131, 116, <<length(keys) + length(extra)::32>> | pairs])
+  end
+
+  @doc "A term's encoding without the version byte."
+  def body(term) do
+    <<131, bytes::binary>> = :erlang.term_to_binary(term)
+    bytes
+  end
+
+  @doc "The same keys, each changed a little: as long, no longer colliding."
+  def ordinary_keys(keys) do
+    Enum.map(keys, fn
+      <<first, rest::binary>> -> <<bxor(first, 1), rest::binary>>
+      integer -> bxor(integer, 0x5555)
+    end)
+  end
+
+  @doc """
+  Whether `decode` takes no more on `bytes` than 10 times OTP's
+  binary_to_term of them, or 3 times its own time on `ordinary` (the same
+  shape, keys nobody chose), plus 100 ms; each timed as the best of two
+  runs, in microseconds. A guard against quadratic blow-ups (seconds before
+  the fix), not a benchmark. Returns `{ok?, result, ours, otp}`.
+  """
+  def within_factor_of_otp?(decode, bytes, ordinary) do
+    otp = best_of_two(fn -> safe_binary_to_term(bytes) end) |> elem(0)
+    usual = best_of_two(fn -> decode.(ordinary) end) |> elem(0)
+    {ours, result} = best_of_two(fn -> decode.(bytes) end)
+    {ours < max(10 * otp, 3 * usual) + 100_000, result, ours, otp}
+  end
+
+  defp best_of_two(fun) do
+    {first, result} = :timer.tc(fun)
+    {second, _} = :timer.tc(fun)
+    {min(first, second), result}
+  end
+
+  defp safe_binary_to_term(bytes) do
+    :erlang.binary_to_term(bytes)
+  rescue
+    ArgumentError -> :error
+  end
+
   @doc "The forward integer hash (to check the inversion against)."
   def hash_integer(value), do: mix(band(bxor(value, @seed_integer), @mask))
 
