@@ -107,9 +107,10 @@ defmodule Switchboard.Erlpack.Port do
   end
 
   @doc false
-  # Test hook: makes the next port of `pool` sleep for `milliseconds`.
-  def sleep(milliseconds, pool \\ __MODULE__) do
-    case request({pool, nil}, {:sleep, milliseconds}) do
+  # Test hook: makes the next port of `pool` sleep for `milliseconds`; the
+  # caller waits at most `timeout` (as decode/2's :timeout).
+  def sleep(milliseconds, pool \\ __MODULE__, timeout \\ nil) do
+    case request({pool, timeout}, {:sleep, milliseconds}) do
       {:ok, :ok} -> :ok
       error -> error
     end
