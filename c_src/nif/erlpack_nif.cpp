@@ -502,7 +502,6 @@ class TermEncoder {
     return EncodeStatus::done;
   }
 
-
   EncodeStatus encode_binary(const ErlNifBinary& binary) {
     if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.binary(std::span<const std::uint8_t>(binary.data, binary.size));
@@ -898,8 +897,7 @@ ERL_NIF_TERM start_encode(ErlNifEnv* env, ERL_NIF_TERM term, bool with_version, 
   if (with_version) encoder.version();
   std::vector<Splice>& splices = buffers.splices;
   splices.clear();
-  TermEncoder walker(env, buffers, encoder, string_keys, seal, budget,
-                     iodata ? &splices : nullptr);
+  TermEncoder walker(env, buffers, encoder, string_keys, seal, budget, iodata ? &splices : nullptr);
   const EncodeStatus status = walker.encode(term);
   if (status == EncodeStatus::done && !splices.empty()) {
     const ERL_NIF_TERM result = make_iodata(env, encoder, splices);
@@ -1655,7 +1653,8 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   const std::size_t term_bytes = std::max(input.size(), declared_inflated_size(input));
   const bool normal = buffers.on_normal_scheduler();
   // atoms: :create reads the input twice (the allowance check, then the decode).
-  const std::size_t dirty_bytes = mode == AtomMode::create ? kDirtyDecodeBytes / 2 : kDirtyDecodeBytes;
+  const std::size_t dirty_bytes =
+      mode == AtomMode::create ? kDirtyDecodeBytes / 2 : kDirtyDecodeBytes;
   if (normal && term_bytes > dirty_bytes) {
     return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
   }
@@ -1663,8 +1662,7 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
     // No atom is made before the allowance is known to hold for the whole
     // input, up to the first structural error.
     AtomAllowance allowance(env, buffers, buffers.sizes[3].read(env, argv[7]));
-    const auto excess =
-        erlpack::locate_unknown_atom(input, AtomMode::existing, allowance, limits);
+    const auto excess = erlpack::locate_unknown_atom(input, AtomMode::existing, allowance, limits);
     if (excess && excess->reason == std::string_view("unknown_atom")) {
       return decode_error(env, {"too_many_atoms", excess->offset});
     }

@@ -589,9 +589,8 @@ Fault TermParser<V>::read_local_fun(std::size_t at, std::size_t depth, LocalFunD
   const std::size_t free_begin = q;
   if (fun.free_variable_count != 0) {
     if (depth + 1 > depth_available_) return {DecodeErrc::depth_exceeded, at};
-    TermParser<NullVisitor> free_variables(base_, q, end_, in_payload_,
-                                           depth_available_ - depth - 1, checked, nested, work_,
-                                           ignore);
+    TermParser<NullVisitor> free_variables(
+        base_, q, end_, in_payload_, depth_available_ - depth - 1, checked, nested, work_, ignore);
     for (std::uint32_t i = 0; i < fun.free_variable_count; ++i) {
       const DecodeStatus status = free_variables.parse_term();
       if (!status) return {status.error, status.offset};
