@@ -27,7 +27,7 @@
 #include "core/etf/decoder.hpp"
 #include "core/etf/encoder.hpp"
 #include "core/etf/plain_term.hpp"
-#include "nif/erlpack_glue.hpp"
+#include "core/etf/refusal.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
 
@@ -35,8 +35,8 @@ namespace switchboard::nif {
 namespace {
 
 namespace etf = core::etf;
-using erlpack::AtomMode;
-using erlpack::Refusal;
+using etf::AtomMode;
+using etf::Refusal;
 
 ERL_NIF_TERM& atom_existing = register_atom("existing");
 ERL_NIF_TERM& atom_binary = register_atom("binary");
@@ -211,7 +211,7 @@ class AtomEncodings {
     enif_release_binary(&encoded);
     etf::Text name;
     const auto* bytes = reinterpret_cast<const std::uint8_t*>(entry.as_atom.data());
-    erlpack::read_wire_atom({bytes, entry.as_atom.size()}, 0, name);
+    etf::read_wire_atom({bytes, entry.as_atom.size()}, 0, name);
     etf::EtfEncoder key;
     key.binary(std::string_view(name));
     entry.as_binary.assign(reinterpret_cast<const char*>(key.bytes().data()), key.size());
@@ -1184,7 +1184,7 @@ std::optional<ERL_NIF_TERM> lookup_atom(ErlNifEnv* env, DecodeBuffers& buffers,
   return atom;
 }
 
-class VmAtoms final : public erlpack::AtomOracle {
+class VmAtoms final : public etf::AtomOracle {
  public:
   VmAtoms(ErlNifEnv* env, DecodeBuffers& buffers) : env_(env), buffers_(buffers) {}
   bool exists(std::string_view utf8) override {
@@ -1199,7 +1199,7 @@ class VmAtoms final : public erlpack::AtomOracle {
 // For atoms: :create, the atoms the VM has, and up to `allowance` new names
 // more, admitted in the order asked (document order): the first name past
 // the allowance is the atom that decode refuses with too_many_atoms.
-class AtomAllowance final : public erlpack::AtomOracle {
+class AtomAllowance final : public etf::AtomOracle {
  public:
   AtomAllowance(ErlNifEnv* env, DecodeBuffers& buffers, std::size_t allowance)
       : vm_(env, buffers), allowance_(allowance) {}
@@ -1410,7 +1410,7 @@ class TermBuilder {
     if (stop_ == Stop::out_of_time) return false;
     VmAtoms oracle(env_, buffers_);
     const etf::DecodeLimits limits;
-    const auto found = erlpack::check_opaque_atoms(fun.encoded, 0, mode_, oracle, limits);
+    const auto found = etf::check_opaque_atoms(fun.encoded, 0, mode_, oracle, limits);
     refusal_ = found.value_or(Refusal{"invalid_term", 0});
     refusal_.offset += offset_of(fun.encoded.data());
     return reject(Stop::refusal);
@@ -1558,8 +1558,8 @@ Refusal duplicate_key_refusal(std::span<const std::uint8_t> input, const etf::De
   if (rescan.error == etf::DecodeErrc::work_exceeded) return {"work_exceeded", 0};
   if (rescan.error == etf::DecodeErrc::duplicate_key) return {"duplicate_key", at + rescan.offset};
   if (mode != AtomMode::binary) return {"invalid_term", at};
-  const std::size_t duplicate = erlpack::find_binary_mode_duplicate(input, at, limits);
-  return {"duplicate_key", duplicate == erlpack::npos ? at : duplicate};
+  const std::size_t duplicate = etf::find_binary_mode_duplicate(input, at, limits);
+  return {"duplicate_key", duplicate == etf::npos ? at : duplicate};
 }
 
 Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
@@ -1568,7 +1568,7 @@ Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
   const bool compressed = status.in_decompressed;
   const std::size_t offset = compressed ? 1 : status.offset;
   if (status.error != etf::DecodeErrc::rejected_by_visitor) {
-    return erlpack::structural_refusal(input, status);
+    return etf::structural_refusal(input, status);
   }
   // Only the duplicate-key rescan may move the call elsewhere; the atom checks
   // read little and must not stop short.
@@ -1580,7 +1580,7 @@ Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
     case Stop::opaque_atom: {
       if (compressed) return {"unknown_atom", 1};
       VmAtoms oracle(env, buffers);
-      return erlpack::check_opaque_atoms(input, offset, mode, oracle, unbudgeted)
+      return etf::check_opaque_atoms(input, offset, mode, oracle, unbudgeted)
           .value_or(Refusal{"invalid_term", offset});
     }
     case Stop::refusal:
@@ -1662,7 +1662,7 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
     // No atom is made before the allowance is known to hold for the whole
     // input, up to the first structural error.
     AtomAllowance allowance(env, buffers, buffers.sizes[3].read(env, argv[7]));
-    const auto excess = erlpack::locate_unknown_atom(input, AtomMode::existing, allowance, limits);
+    const auto excess = etf::locate_unknown_atom(input, AtomMode::existing, allowance, limits);
     if (excess && excess->reason == std::string_view("unknown_atom")) {
       return decode_error(env, {"too_many_atoms", excess->offset});
     }

@@ -49,15 +49,14 @@
 
 #include "core/etf/decoder.hpp"
 #include "core/etf/encoder.hpp"
+#include "core/etf/refusal.hpp"
 #include "core/etf/value.hpp"
-#include "nif/erlpack_glue.hpp"
 
 namespace {
 
 namespace etf = switchboard::core::etf;
-namespace erlpack = switchboard::erlpack;
-using erlpack::AtomMode;
-using erlpack::Refusal;
+using etf::AtomMode;
+using etf::Refusal;
 
 // ---------------------------------------------------------------------------
 // Framing
@@ -130,7 +129,7 @@ class AtomNames {
 
 // Says every atom exists, and remembers each name it was asked about: run
 // through check_opaque_atoms, it lists the atoms a fun's rebuilding needs.
-class RecordingOracle final : public erlpack::AtomOracle {
+class RecordingOracle final : public etf::AtomOracle {
  public:
   explicit RecordingOracle(AtomNames& names) : names_(names) {}
   bool exists(std::string_view utf8) override {
@@ -143,7 +142,7 @@ class RecordingOracle final : public erlpack::AtomOracle {
 };
 
 // Knows which atoms the VM lacks.
-class UnknownAtoms final : public erlpack::AtomOracle {
+class UnknownAtoms final : public etf::AtomOracle {
  public:
   explicit UnknownAtoms(std::set<std::string, std::less<>> unknown)
       : unknown_(std::move(unknown)) {}
@@ -179,7 +178,7 @@ class CanonicalVisitor {
     return leaf();
   }
   bool on_atom(std::string_view text) {
-    if (mode_ == AtomMode::binary && !erlpack::is_literal_atom(text)) {
+    if (mode_ == AtomMode::binary && !etf::is_literal_atom(text)) {
       out_.binary(text);
       return leaf(text, true);
     }
@@ -255,7 +254,7 @@ class CanonicalVisitor {
   // Passed on as received: only the VM can rebuild a fun, from these bytes.
   bool on_local_fun(const etf::LocalFunData& fun) {
     RecordingOracle recorder(must_exist_);
-    erlpack::check_opaque_atoms(fun.encoded, 0, AtomMode::existing, recorder, limits_);
+    etf::check_opaque_atoms(fun.encoded, 0, AtomMode::existing, recorder, limits_);
     return opaque_term([&](etf::EtfEncoder& out) { out.raw(fun.encoded); });
   }
 
@@ -391,13 +390,13 @@ void decode(const DecodeRequest& request, etf::EtfEncoder& reply) {
     add_opaque(reply, visitor);
     return;
   }
-  Refusal refusal = erlpack::structural_refusal(request.bytes, status);
+  Refusal refusal = etf::structural_refusal(request.bytes, status);
   if (visitor.duplicate_keys()) {
     refusal.reason = "duplicate_key";
     if (!status.in_decompressed) {
       const std::size_t at =
-          erlpack::find_binary_mode_duplicate(request.bytes, status.offset, request.limits);
-      if (at != erlpack::npos) refusal.offset = at;
+          etf::find_binary_mode_duplicate(request.bytes, status.offset, request.limits);
+      if (at != etf::npos) refusal.offset = at;
     }
   }
   reply.tuple_header(5);
@@ -416,7 +415,7 @@ void locate(const DecodeRequest& request, const etf::Value& unknown_names, etf::
   }
   UnknownAtoms oracle(std::move(unknown));
   const auto refusal =
-      erlpack::locate_unknown_atom(request.bytes, request.mode, oracle, request.limits);
+      etf::locate_unknown_atom(request.bytes, request.mode, oracle, request.limits);
   if (!refusal) {
     reply.atom("none");
     return;
