@@ -46,8 +46,19 @@ defmodule Switchboard.NIF do
   defnif fanout_share_send(share, message)
 
   # Switchboard.Erlpack
-  defnif erlpack_encode(term, level, string_keys)
-  defnif erlpack_encode_iodata(term, string_keys)
-  defnif erlpack_fragment(term, string_keys)
-  defnif erlpack_decode(binary, atoms, max_depth, max_size, max_decompressed, trailing)
+  defnif erlpack_encode(term, level, string_keys, seal)
+  defnif erlpack_encode_iodata(term, string_keys, seal)
+  defnif erlpack_fragment(term, string_keys, seal)
+
+  defnif erlpack_decode(
+           binary,
+           atoms,
+           max_depth,
+           max_size,
+           max_decompressed,
+           trailing,
+           plain,
+           new_atom_allowance,
+           fragment_seal
+         )
 end
