@@ -479,14 +479,16 @@ void MemberList::change(Payload user, Side old_side, Side new_side, Payload grou
   chunk_offsets_.push_back(static_cast<std::uint32_t>(range_op_buffer_.size()));
 
   // The groups as they are now; a group that vanished releases its payload.
-  if (old_side.key != nullptr) {
+  const bool same_group =
+      old_side.key != nullptr && new_side.key != nullptr && old_side.group == new_side.group;
+  if (old_side.key != nullptr && !same_group) {
     const std::size_t position = group_position(old_side.group);
     if (--groups_[position].count == 0) {
       released_.push_back(groups_[position].payload);
       groups_.erase(groups_.begin() + static_cast<std::ptrdiff_t>(position));
     }
   }
-  if (new_side.key != nullptr) {
+  if (new_side.key != nullptr && !same_group) {
     const std::size_t position = group_position(new_side.group);
     if (position < groups_.size() && groups_[position].key == new_side.group) {
       groups_[position].count += 1;
