@@ -183,6 +183,43 @@ defmodule Switchboard.Contracts.MemberListContract do
         end
       end
 
+      describe "#{inspect(@ml)}: long lists and full windows" do
+        test "windows of 100 over a list of 400 stay exact through joins, leaves and flips" do
+          :rand.seed(:exsss, {7, 7, 7})
+
+          state =
+            Model.new([@ml])
+            |> Model.step!({:subscribe, :a, [[0, 99], [100, 199]]})
+            |> Model.step!({:subscribe, :b, [[150, 249], [300, 399]]})
+            |> Model.step!({:subscribe, :c, [[0, 99]]})
+
+          Enum.reduce(1..400, state, fn _step, state ->
+            id = :rand.uniform(300)
+
+            command =
+              case :rand.uniform(10) do
+                n when n <= 6 ->
+                  {:put,
+                   m(
+                     id,
+                     "n#{:rand.uniform(50)}",
+                     Enum.random([:online, :idle, :offline, :offline]),
+                     Enum.random([nil, nil, {1, :r1}, {3, :r3}])
+                   )}
+
+                n when n <= 8 ->
+                  {:delete, id}
+
+                _ ->
+                  {:subscribe, Enum.random([:a, :b, :d]),
+                   Enum.random([[[0, 99]], [[200, 299]], [[50, 149], [250, 349]]])}
+              end
+
+            Model.step!(state, command)
+          end)
+        end
+      end
+
       describe "#{inspect(@ml)}: model clients" do
         test "every client's ranges equal the list after every call" do
           Contract.check_streams!([@ml], 150)
