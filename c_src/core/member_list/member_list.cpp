@@ -459,7 +459,10 @@ void MemberList::change(Payload user, Side old_side, Side new_side, Payload grou
   const std::uint32_t from = first_mark >= kMaxRangeItems
                                  ? static_cast<std::uint32_t>(first_mark - kMaxRangeItems + 1)
                                  : 0u;
-  for (auto it = by_range_.lower_bound(Range{from, 0}); it != by_range_.end(); ++it) {
+  const auto start = std::lower_bound(
+      range_order_.begin(), range_order_.end(), Range{from, 0},
+      [](const std::pair<Range, std::uint32_t>& entry, const Range& r) { return entry.first < r; });
+  for (auto it = start; it != range_order_.end(); ++it) {
     if (it->first.last >= first_mark && changed(marks, it->first)) {
       changed_ranges_.push_back(it->second);
     }
@@ -614,7 +617,7 @@ void MemberList::build_updates(std::size_t step_count) {
     return std::pair<std::uint32_t, std::uint32_t>{chunk_offsets_[at], chunk_offsets_[at + 1]};
   };
   // Ranges without any op are not changed after all.
-  std::vector<std::uint32_t> touched_sets;
+  touched_sets_.clear();
   for (std::size_t c = 0; c < changed_count; ++c) {
     std::size_t total = 0;
     for (std::size_t s = 0; s < step_count; ++s) {
@@ -628,17 +631,21 @@ void MemberList::build_updates(std::size_t step_count) {
     for (const std::uint32_t set : ranges_[id].range_sets) {
       if (set_stamp_[set] != epoch_) {
         set_stamp_[set] = epoch_;
-        touched_sets.push_back(set);
+        touched_sets_.push_back(set);
       }
     }
   }
 
-  entry_by_hash_.clear();
+  // Entries by op list, found through an open-addressing table of hashes.
+  std::size_t table_size = 16;
+  while (table_size < 2 * touched_sets_.size()) table_size *= 2;
+  entry_table_.assign(table_size, 0);
+  entry_hash_.clear();
+  entry_ops_.clear();
+  entry_last_set_.clear();
   entry_first_set_.clear();
   entry_first_seq_.clear();
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> entry_ops;  // begin, count in op_out_
-  std::vector<std::uint32_t> entry_last_set;
-  for (const std::uint32_t set : touched_sets) {
+  for (const std::uint32_t set : touched_sets_) {
     candidate_.clear();
     const RangeSet& range_set = range_sets_[set];
     for (std::size_t s = 0; s < step_count; ++s) {
@@ -651,33 +658,36 @@ void MemberList::build_updates(std::size_t step_count) {
     }
     const std::uint64_t hash = hash_ops(candidate_);
     const std::uint64_t seq = sessions_[range_set.sessions.front()].seq;
+    std::size_t probe = hash & (table_size - 1);
     bool found = false;
-    for (auto [it, end] = entry_by_hash_.equal_range(hash); it != end; ++it) {
-      const std::uint32_t entry = it->second;
-      const auto [begin, count] = entry_ops[entry];
-      if (count == candidate_.size() &&
+    while (entry_table_[probe] != 0) {
+      const std::uint32_t entry = entry_table_[probe] - 1;
+      const auto [begin, count] = entry_ops_[entry];
+      if (entry_hash_[entry] == hash && count == candidate_.size() &&
           std::equal(candidate_.begin(), candidate_.end(), op_out_.begin() + begin)) {
-        set_next_[entry_last_set[entry]] = set;
+        set_next_[entry_last_set_[entry]] = set;
         set_next_[set] = UINT32_MAX;
-        entry_last_set[entry] = set;
+        entry_last_set_[entry] = set;
         entry_first_seq_[entry] = std::min(entry_first_seq_[entry], seq);
         found = true;
         break;
       }
+      probe = (probe + 1) & (table_size - 1);
     }
     if (found) continue;
-    const auto entry = static_cast<std::uint32_t>(entry_ops.size());
-    entry_ops.emplace_back(static_cast<std::uint32_t>(op_out_.size()),
-                           static_cast<std::uint32_t>(candidate_.size()));
+    const auto entry = static_cast<std::uint32_t>(entry_ops_.size());
+    entry_table_[probe] = entry + 1;
+    entry_hash_.push_back(hash);
+    entry_ops_.emplace_back(static_cast<std::uint32_t>(op_out_.size()),
+                            static_cast<std::uint32_t>(candidate_.size()));
     op_out_.insert(op_out_.end(), candidate_.begin(), candidate_.end());
     entry_first_set_.push_back(set);
-    entry_last_set.push_back(set);
+    entry_last_set_.push_back(set);
     entry_first_seq_.push_back(seq);
     set_next_[set] = UINT32_MAX;
-    entry_by_hash_.emplace(hash, entry);
   }
 
-  entry_order_.resize(entry_ops.size());
+  entry_order_.resize(entry_ops_.size());
   for (std::uint32_t e = 0; e < entry_order_.size(); ++e) entry_order_[e] = e;
   std::sort(entry_order_.begin(), entry_order_.end(), [&](std::uint32_t x, std::uint32_t y) {
     return entry_first_seq_[x] < entry_first_seq_[y];
@@ -702,7 +712,7 @@ void MemberList::build_updates(std::size_t step_count) {
     }
     entries_.push_back({session_begin,
                         static_cast<std::uint32_t>(session_out_.size()) - session_begin,
-                        entry_ops[e].first, entry_ops[e].second});
+                        entry_ops_[e].first, entry_ops_[e].second});
   }
 }
 
@@ -792,6 +802,8 @@ void MemberList::leave_range_set(std::uint32_t slot) {
     info.range_sets.erase(std::find(info.range_sets.begin(), info.range_sets.end(), set));
     if (--info.refs == 0) {
       by_range_.erase(info.range);
+      range_order_.erase(std::lower_bound(range_order_.begin(), range_order_.end(),
+                                          std::pair<Range, std::uint32_t>{info.range, 0}));
       info.range_sets.shrink_to_fit();
       free_ranges_.push_back(id);
     }
@@ -833,6 +845,9 @@ void MemberList::join_range_set(std::uint32_t slot, std::vector<Range> ranges) {
         ranges_[id].refs = 0;
         ranges_[id].range_sets.clear();
         by_range_.emplace(range, id);
+        range_order_.insert(std::lower_bound(range_order_.begin(), range_order_.end(),
+                                             std::pair<Range, std::uint32_t>{range, 0}),
+                            {range, id});
       }
       ranges_[id].refs += 1;
       ranges_[id].range_sets.push_back(set);

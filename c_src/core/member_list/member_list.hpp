@@ -239,6 +239,8 @@ class MemberList {
   std::vector<RangeInfo> ranges_;
   std::vector<std::uint32_t> free_ranges_;
   std::map<Range, std::uint32_t> by_range_;
+  // The same ranges as a sorted array: a change walks it from its first mark.
+  std::vector<std::pair<Range, std::uint32_t>> range_order_;
 
   std::vector<Payload> released_;
   std::vector<Entry> entries_;
@@ -253,7 +255,11 @@ class MemberList {
   std::vector<std::uint32_t> changed_ranges_;  // range ids with ops, ascending
   std::vector<std::uint32_t> chunk_offsets_;   // per (step, changed range): ops begin
   std::vector<Op> candidate_;
-  std::unordered_multimap<std::uint64_t, std::uint32_t> entry_by_hash_;
+  std::vector<std::uint32_t> entry_table_;  // open addressing: entry + 1, 0 when free
+  std::vector<std::uint64_t> entry_hash_;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> entry_ops_;  // begin, count in op_out_
+  std::vector<std::uint32_t> entry_last_set_;
+  std::vector<std::uint32_t> touched_sets_;
   std::vector<std::uint32_t> entry_first_set_;
   std::vector<std::uint64_t> entry_first_seq_;
   std::vector<std::uint32_t> entry_order_;
