@@ -73,7 +73,22 @@ class TermStore {
     }
     slot = Slot{0, false, false};
     free_.push_back(payload);
-    if (dead_boxed_ > kCompactAfter && dead_boxed_ > live_boxed_) compact();
+  }
+
+  // More of the env is garbage than live: time to copy the live terms into a
+  // fresh one (done by the next call, before it changes anything).
+  bool compaction_due() const noexcept {
+    return dead_boxed_ > kCompactAfter && dead_boxed_ > live_boxed_;
+  }
+  std::size_t live_boxed() const noexcept { return live_boxed_; }
+
+  void compact() {
+    auto fresh = std::make_unique<OwnedEnv>();
+    for (Slot& slot : slots_) {
+      if (slot.used && slot.boxed) slot.term = enif_make_copy(fresh->get(), slot.term);
+    }
+    env_ = std::move(fresh);
+    dead_boxed_ = 0;
   }
 
   std::size_t memory_bytes() const noexcept {
@@ -96,15 +111,6 @@ class TermStore {
     }
     ErlNifPid pid;
     return enif_get_local_pid(env, term, &pid) != 0;
-  }
-
-  void compact() {
-    auto fresh = std::make_unique<OwnedEnv>();
-    for (Slot& slot : slots_) {
-      if (slot.used && slot.boxed) slot.term = enif_make_copy(fresh->get(), slot.term);
-    }
-    env_ = std::move(fresh);
-    dead_boxed_ = 0;
   }
 
   std::unique_ptr<OwnedEnv> env_ = std::make_unique<OwnedEnv>();
@@ -161,13 +167,23 @@ template <class Body>
 ERL_NIF_TERM with_list(ErlNifEnv* env, RawNif self, int argc, const ERL_NIF_TERM argv[],
                        Body&& body) {
   MemberListResource* resource = list_argument(env, argv[0]);
+  State& state = *resource->state;
   if (on_normal_scheduler()) {
     std::unique_lock<std::mutex> guard(resource->lock, std::try_to_lock);
     if (!guard.owns_lock()) return run_dirty_cpu(env, "member_list_wait", self, argc, argv);
-    return body(*resource->state);
+    if (state.terms.compaction_due()) {
+      // Copying many live terms would hold the scheduler: the call goes dirty.
+      if (state.terms.live_boxed() > kDirtyItems) {
+        guard.unlock();
+        return run_dirty_cpu(env, "member_list_compact", self, argc, argv);
+      }
+      state.terms.compact();
+    }
+    return body(state);
   }
   std::lock_guard<std::mutex> guard(resource->lock);
-  return body(*resource->state);
+  if (state.terms.compaction_due()) state.terms.compact();
+  return body(state);
 }
 
 std::string_view bytes_of(const core::TermKey& key) {
