@@ -9,25 +9,27 @@ namespace switchboard::core {
 
 namespace {
 
-constexpr std::size_t kSlotBytes = 4;
+constexpr std::size_t kPayloadBytes = 8;
 
-// The tree key: sort key then the member's slot, big-endian. The sort key is
-// prefix-free, so the slot only orders members whose sort keys are equal.
-TermKey make_tree_key(std::string_view sort_key, std::uint32_t slot) {
+// The tree key: sort key then the member's user payload, big-endian. The
+// sort key is prefix-free, so the payload only orders members whose sort
+// keys are equal; a key found by rank gives its member's payload without
+// touching the member table.
+TermKey make_tree_key(std::string_view sort_key, MemberList::Payload payload) {
   std::string bytes(sort_key);
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    bytes.push_back(static_cast<char>((slot >> shift) & 0xFF));
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    bytes.push_back(static_cast<char>((payload >> shift) & 0xFF));
   }
   std::span<const std::uint8_t> view(reinterpret_cast<const std::uint8_t*>(bytes.data()),
                                      bytes.size());
   return TermKey(view, view.size());
 }
 
-std::uint32_t slot_of(TermKeyView key) noexcept {
+MemberList::Payload payload_of(TermKeyView key) noexcept {
   const std::uint8_t* end = key.data() + key.size();
-  std::uint32_t slot = 0;
-  for (std::size_t i = kSlotBytes; i > 0; --i) slot = (slot << 8) | *(end - i);
-  return slot;
+  MemberList::Payload payload = 0;
+  for (std::size_t i = kPayloadBytes; i > 0; --i) payload = (payload << 8) | *(end - i);
+  return payload;
 }
 
 std::string_view prefix_of(const TermKey& key, std::size_t size) {
@@ -123,7 +125,7 @@ MemberList::Item MemberList::item_at(const std::vector<LayoutEntry>& layout,
     if (index == 0) return {true, entry.shown, entry.payload};
     if (index <= entry.members) {
       const TermKeyView key = tree_.at(base + index - 1);
-      return {false, 0, members_[slot_of(key)].user};
+      return {false, 0, payload_of(key)};
     }
     index -= entry.members + 1;
     base += entry.members;
@@ -151,7 +153,7 @@ void MemberList::items(std::size_t first, std::size_t last, std::vector<Item>& o
         std::size_t wanted = high - low + 1;
         for (auto cursor = tree_.cursor_at(base + low - start - 1); !cursor.done() && wanted > 0;
              cursor.advance(), --wanted) {
-          out.push_back({false, 0, members_[slot_of(cursor.key())].user});
+          out.push_back({false, 0, payload_of(cursor.key())});
         }
       }
     }
@@ -261,7 +263,7 @@ void MemberList::put(const MemberSpec& spec, Payload user, Payload group) {
         reinterpret_cast<const char*>(member.key.data()) + member.group_size, member.name_size);
     const std::string_view new_name = spec.sort_key.substr(spec.group_size, spec.name_size);
     const std::string_view old_sort(reinterpret_cast<const char*>(member.key.data()),
-                                    member.key.size() - kSlotBytes);
+                                    member.key.size() - kPayloadBytes);
     if (old_sort == spec.sort_key && member.status == spec.status && member.listed == spec.listed) {
       if (!group_existed) released_.push_back(group);
       return;
@@ -273,7 +275,7 @@ void MemberList::put(const MemberSpec& spec, Payload user, Payload group) {
   }
 
   Member& member = members_[slot];
-  TermKey new_key = make_tree_key(spec.sort_key, slot);
+  TermKey new_key = make_tree_key(spec.sort_key, member.user);
   member.key = std::move(new_key);
   member.group_size = static_cast<std::uint16_t>(spec.group_size);
   member.name_size = static_cast<std::uint16_t>(spec.name_size);

@@ -5,7 +5,7 @@
 // group's members. Members live in an OrderStatisticTree under a byte key
 // that sorts them (group key, then name, then user: the caller encodes each
 // part prefix-free, so byte order is list order), followed by the member's
-// slot number, so a key found by rank names its member in O(1). Groups are
+// payload, so a key found by rank names its member without another lookup. Groups are
 // few: a sorted vector, header positions are prefix sums over it.
 //
 // A change (put/erase) is applied as up to four steps on the whole list:
@@ -146,7 +146,7 @@ class MemberList {
 
  private:
   struct Member {
-    TermKey key;  // sort key + 4-byte slot
+    TermKey key;  // sort key + 8-byte user payload
     Payload user = 0;
     std::uint16_t group_size = 0;
     std::uint16_t name_size = 0;
