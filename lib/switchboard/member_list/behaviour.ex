@@ -18,6 +18,8 @@ defmodule Switchboard.MemberList.Behaviour do
 
   A hoisted group is identified by its whole `{position, role_id}` pair: the
   caller moves every member of a role when the role's position changes.
+  Ids (users, roles, sessions) are any terms; two user ids that are `==`
+  but not `=:=` (`1` and `1.0`) must not both be members.
 
   ## Updates
 
