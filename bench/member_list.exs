@@ -25,7 +25,6 @@ alias Switchboard.Bench.{Harness, SchedulerProbe}
 defmodule MemberListBench do
   alias Switchboard.Bench.Harness
   alias Switchboard.MemberList
-  alias Switchboard.MemberList.Pure
 
   @roles 5
 

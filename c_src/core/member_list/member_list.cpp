@@ -706,11 +706,26 @@ void MemberList::build_updates(std::size_t step_count) {
       merge_scratch_.clear();
       for (std::uint32_t set = first; set != UINT32_MAX; set = set_next_[set]) {
         for (const std::uint32_t session : range_sets_[set].sessions) {
-          merge_scratch_.emplace_back(sessions_[session].seq, sessions_[session].payload);
+          merge_scratch_.emplace_back(sessions_[session].seq, session);
         }
       }
-      std::sort(merge_scratch_.begin(), merge_scratch_.end());
-      for (const auto& [seq, payload] : merge_scratch_) session_out_.push_back(payload);
+      if (merge_scratch_.size() * 8 < session_order_.size()) {
+        std::sort(merge_scratch_.begin(), merge_scratch_.end());
+        for (const auto& [seq, session] : merge_scratch_) {
+          session_out_.push_back(sessions_[session].payload);
+        }
+      } else {
+        // Many sessions: mark them and walk all sessions in subscription
+        // order, linear instead of a sort.
+        ++merge_mark_;
+        if (session_mark_.size() < sessions_.size()) session_mark_.resize(sessions_.size(), 0);
+        for (const auto& [seq, session] : merge_scratch_) session_mark_[session] = merge_mark_;
+        for (const auto& [seq, session] : session_order_) {
+          if (session != UINT32_MAX && session_mark_[session] == merge_mark_) {
+            session_out_.push_back(sessions_[session].payload);
+          }
+        }
+      }
     }
     entries_.push_back({session_begin,
                         static_cast<std::uint32_t>(session_out_.size()) - session_begin,
@@ -757,6 +772,7 @@ MemberList::Subscription MemberList::subscribe(std::string_view session_key, Pay
     leave_range_set(slot);
     if (wanted.empty()) {
       released_.push_back(sessions_[slot].payload);
+      forget_order(slot);
       by_session_.erase(it);
       free_sessions_.push_back(slot);
       return result;
@@ -771,6 +787,7 @@ MemberList::Subscription MemberList::subscribe(std::string_view session_key, Pay
     }
     sessions_[slot] = Session{payload, next_seq_++, 0};
     by_session_.emplace(std::string(session_key), slot);
+    session_order_.emplace_back(sessions_[slot].seq, slot);
   }
   join_range_set(slot, std::move(wanted));
   return result;
@@ -783,9 +800,22 @@ bool MemberList::unsubscribe(std::string_view session_key) {
   const std::uint32_t slot = it->second;
   leave_range_set(slot);
   released_.push_back(sessions_[slot].payload);
+  forget_order(slot);
   by_session_.erase(it);
   free_sessions_.push_back(slot);
   return true;
+}
+
+// Leaves a hole in the subscription order, squeezed out once holes are half.
+void MemberList::forget_order(std::uint32_t slot) {
+  const auto position =
+      std::lower_bound(session_order_.begin(), session_order_.end(),
+                       std::pair<std::uint64_t, std::uint32_t>{sessions_[slot].seq, 0});
+  position->second = UINT32_MAX;
+  if (++order_holes_ * 2 > session_order_.size()) {
+    std::erase_if(session_order_, [](const auto& entry) { return entry.second == UINT32_MAX; });
+    order_holes_ = 0;
+  }
 }
 
 void MemberList::leave_range_set(std::uint32_t slot) {

@@ -220,6 +220,7 @@ class MemberList {
   void clear_updates() noexcept;
 
   void leave_range_set(std::uint32_t session_slot);
+  void forget_order(std::uint32_t session_slot);
   void join_range_set(std::uint32_t session_slot, std::vector<Range> ranges);
 
   OrderStatisticTree tree_;
@@ -263,7 +264,13 @@ class MemberList {
   std::vector<std::uint32_t> entry_first_set_;
   std::vector<std::uint64_t> entry_first_seq_;
   std::vector<std::uint32_t> entry_order_;
-  std::vector<std::pair<std::uint64_t, Payload>> merge_scratch_;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> merge_scratch_;  // seq, session slot
+  // Every session in subscription order ({seq, slot}; slot UINT32_MAX for a
+  // session that left), so a large entry lists its sessions without a sort.
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> session_order_;
+  std::size_t order_holes_ = 0;
+  std::vector<std::uint64_t> session_mark_;
+  std::uint64_t merge_mark_ = 0;
   std::uint64_t epoch_ = 0;
   bool adopted_group_ = false;
 };
