@@ -45,6 +45,21 @@ defmodule Switchboard.NIF do
   defnif fanout_partition(pids, count)
   defnif fanout_share_send(share, message)
 
+  # Switchboard.MemberList
+  def member_list_new(_hidden), do: :erlang.nif_error(:not_loaded)
+
+  def member_list_put(_list, _id, _name, _status, _class, _group_key, _group_id),
+    do: :erlang.nif_error(:not_loaded)
+
+  def member_list_delete(_list, _id), do: :erlang.nif_error(:not_loaded)
+  def member_list_subscribe(_list, _session, _ranges), do: :erlang.nif_error(:not_loaded)
+  def member_list_unsubscribe(_list, _session), do: :erlang.nif_error(:not_loaded)
+  def member_list_items(_list), do: :erlang.nif_error(:not_loaded)
+  def member_list_size(_list), do: :erlang.nif_error(:not_loaded)
+  def member_list_counts(_list), do: :erlang.nif_error(:not_loaded)
+  def member_list_member_index(_list, _id), do: :erlang.nif_error(:not_loaded)
+  def member_list_memory(_list), do: :erlang.nif_error(:not_loaded)
+
   # Switchboard.Erlpack
   defnif erlpack_encode(term, level, string_keys, seal)
   defnif erlpack_encode_iodata(term, string_keys, seal)
