@@ -276,7 +276,8 @@ TEST_CASE("writer: integers of any size") {
 
 TEST_CASE("writer: escape modes") {
   const std::string text = "a\"\\/<\x01\n\xC3\xA9\xE2\x80\xA8\xF0\x9F\x98\x80";
-  CHECK(escaped(text, Escape::json) == "\"a\\\"\\\\/<\\u0001\\n\xC3\xA9\xE2\x80\xA8\xF0\x9F\x98\x80\"");
+  CHECK(escaped(text, Escape::json) ==
+        "\"a\\\"\\\\/<\\u0001\\n\xC3\xA9\xE2\x80\xA8\xF0\x9F\x98\x80\"");
   CHECK(escaped(text, Escape::javascript_safe) ==
         "\"a\\\"\\\\/<\\u0001\\n\xC3\xA9\\u2028\xF0\x9F\x98\x80\"");
   CHECK(escaped(text, Escape::html_safe) ==

@@ -76,4 +76,9 @@ defmodule Switchboard.NIF do
 
   def erlpack_decode(_binary, _atoms, _max_depth, _max_size, _max_decompressed, _trailing),
     do: :erlang.nif_error(:not_loaded)
+
+  # Switchboard.Json
+  def json_encode(_term, _escape, _strict, _seal, _iodata), do: :erlang.nif_error(:not_loaded)
+  def json_decode(_binary, _atom_keys, _max_depth, _max_size), do: :erlang.nif_error(:not_loaded)
+  def json_validate(_binary), do: :erlang.nif_error(:not_loaded)
 end

@@ -10,7 +10,7 @@
 //   void string(std::string_view text, bool in_input, std::size_t at);
 //   bool key(std::string_view text, bool in_input, std::size_t at);
 //   void end_array(std::size_t count);   // the last `count` values form an array
-//   void end_object(std::size_t pairs);  // the last 2 * `pairs` values are key, value, ...
+//   void end_object(std::size_t pairs);  // the last `pairs` keys and values form an object
 // `in_input` says `text` lies in the input (a string without escapes); else
 // it is the reader's scratch buffer, valid until the next call. `at` is the
 // offset of the opening quote. A handler returning false stops the parse

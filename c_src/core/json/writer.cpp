@@ -95,8 +95,8 @@ void Writer::floating(double value) {
   }
   // The shortest round-trip digits, as d.ddde[+-]XX.
   char scientific[32];
-  const auto [end, ec] =
-      std::to_chars(scientific, scientific + sizeof scientific, value, std::chars_format::scientific);
+  const auto [end, ec] = std::to_chars(scientific, scientific + sizeof scientific, value,
+                                       std::chars_format::scientific);
   const std::string_view text(scientific, static_cast<std::size_t>(end - scientific));
   const bool negative = text.front() == '-';
   const std::size_t e = text.find('e');

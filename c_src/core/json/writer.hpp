@@ -71,8 +71,7 @@ class Writer {
 
  private:
   void grow(std::size_t more);
-  std::size_t escape_from(const std::uint8_t* bytes, std::size_t at, std::size_t size,
-                          Escape mode);
+  std::size_t escape_from(const std::uint8_t* bytes, std::size_t at, std::size_t size, Escape mode);
 
   char* data_ = nullptr;
   std::size_t size_ = 0;
