@@ -49,6 +49,10 @@ ERL_NIF_TERM& atom_unknown_atom = register_atom("unknown_atom");
 constexpr auto kNormalBudget = std::chrono::microseconds(400);
 // Work units (bytes) between two clock reads: a few microseconds of work.
 constexpr std::size_t kUnitsPerClockCheck = 16 * 1024;
+// Work units (bytes) that surely fit in a slice at the writer's speed (over
+// 1 GB/s); one piece of work larger than this is done off the normal
+// schedulers.
+constexpr std::size_t kUnitsPerSlice = 128 * 1024;
 // Decode inputs larger than this go straight to a dirty scheduler: at the
 // reader's speed (several hundred MB/s building terms) they need more than
 // a slice anyway.
@@ -68,8 +72,11 @@ class WorkBudget {
  public:
   explicit WorkBudget(bool limited) : limited_(limited), start_(Clock::now()) {}
 
-  // Counts `units`; true once a limited budget's slice is spent.
+  // Counts `units` of work about to be done; true once a limited budget's
+  // slice is spent, or when this one piece (a long string) would outlast a
+  // slice by itself: the clock is read between pieces, never inside one.
   bool charge(std::size_t units) {
+    if (limited_ && units > kUnitsPerSlice) return true;
     units_ += units;
     if (units_ < next_check_) return false;
     next_check_ = units_ + kUnitsPerClockCheck;
