@@ -212,7 +212,7 @@ defmodule Switchboard.MixProject do
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: [],
       # PropEr ships with Debian's erlang-proper and is used by tests only.
-      xref: [exclude: [:proper, :proper_types]],
+      xref: [exclude: [:proper, :proper_types, :proper_unicode, :jiffy]],
       aliases: aliases()
     ]
   end

@@ -46,19 +46,18 @@ defmodule Switchboard.NIF do
   defnif fanout_share_send(share, message)
 
   # Switchboard.MemberList
-  def member_list_new(_hidden), do: :erlang.nif_error(:not_loaded)
+  defnif member_list_new(hidden)
 
-  def member_list_put(_list, _id, _name, _status, _class, _group_key, _group_id),
-    do: :erlang.nif_error(:not_loaded)
+  defnif member_list_put(list, id, name, status, class, group_key, group_id)
 
-  def member_list_delete(_list, _id), do: :erlang.nif_error(:not_loaded)
-  def member_list_subscribe(_list, _session, _ranges), do: :erlang.nif_error(:not_loaded)
-  def member_list_unsubscribe(_list, _session), do: :erlang.nif_error(:not_loaded)
-  def member_list_items(_list), do: :erlang.nif_error(:not_loaded)
-  def member_list_size(_list), do: :erlang.nif_error(:not_loaded)
-  def member_list_counts(_list), do: :erlang.nif_error(:not_loaded)
-  def member_list_member_index(_list, _id), do: :erlang.nif_error(:not_loaded)
-  def member_list_memory(_list), do: :erlang.nif_error(:not_loaded)
+  defnif member_list_delete(list, id)
+  defnif member_list_subscribe(list, session, ranges)
+  defnif member_list_unsubscribe(list, session)
+  defnif member_list_items(list)
+  defnif member_list_size(list)
+  defnif member_list_counts(list)
+  defnif member_list_member_index(list, id)
+  defnif member_list_memory(list)
 
   # Switchboard.Erlpack
   defnif erlpack_encode(term, level, string_keys, seal)
@@ -76,4 +75,9 @@ defmodule Switchboard.NIF do
            new_atom_allowance,
            fragment_seal
          )
+
+  # Switchboard.Json
+  defnif json_encode(term, escape, strict, seal, iodata)
+  defnif json_decode(binary, atom_keys, max_depth, max_size)
+  defnif json_validate(binary)
 end
