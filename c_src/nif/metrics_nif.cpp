@@ -301,8 +301,8 @@ ERL_NIF_TERM metrics_histogram(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 SWITCHBOARD_RAW_NIF(metrics_histogram, 3, 0);
 
-ERL_NIF_TERM make_map(ErlNifEnv* env, const std::vector<ERL_NIF_TERM>& keys,
-                      const std::vector<ERL_NIF_TERM>& values) {
+ERL_NIF_TERM make_map(ErlNifEnv* env, std::vector<ERL_NIF_TERM> keys,
+                      std::vector<ERL_NIF_TERM> values) {
   ERL_NIF_TERM map;
   if (!enif_make_map_from_arrays(env, keys.data(), values.data(), keys.size(), &map)) {
     throw std::runtime_error("metrics: duplicate key in snapshot");
@@ -373,17 +373,17 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         auto found = histograms.find(key->id);
         if (found == histograms.end() || found->second.count() == 0) break;
         const core::HistogramSummary& summary = found->second;
-        std::vector<ERL_NIF_TERM> names{atom_count, atom_min, atom_max, atom_mean, atom_sum,
+        std::vector<ERL_NIF_TERM> names{atom_count, atom_min, atom_max, atom_mean,
                                         atom_p50,   atom_p90, atom_p99, atom_p999};
         std::vector<ERL_NIF_TERM> values{enif_make_uint64(env, summary.count()),
                                          enif_make_uint64(env, summary.min()),
                                          enif_make_uint64(env, summary.max()),
                                          enif_make_double(env, summary.mean()),
-                                         enif_make_uint64(env, summary.sum()),
                                          enif_make_uint64(env, summary.quantile(0.5)),
                                          enif_make_uint64(env, summary.quantile(0.9)),
                                          enif_make_uint64(env, summary.quantile(0.99)),
                                          enif_make_uint64(env, summary.quantile(0.999))};
+        // The exposition formats also want the exact sum and bucket counts.
         if (!bounds.empty()) {
           std::vector<ERL_NIF_TERM> cumulative;
           for (std::uint64_t bound : bounds) {
@@ -391,6 +391,8 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
                 enif_make_tuple2(env, enif_make_uint64(env, bound),
                                  enif_make_uint64(env, summary.count_at_most(bound))));
           }
+          names.push_back(atom_sum);
+          values.push_back(enif_make_uint64(env, summary.sum()));
           names.push_back(atom_buckets);
           values.push_back(enif_make_list_from_array(env, cumulative.data(),
                                                      static_cast<unsigned>(cumulative.size())));

@@ -76,4 +76,17 @@ defmodule Switchboard.NIF do
 
   def erlpack_decode(_binary, _atoms, _max_depth, _max_size, _max_decompressed, _trailing),
     do: :erlang.nif_error(:not_loaded)
+
+  # Switchboard.Semaphore
+  def semaphore_acquire(_name, _max), do: :erlang.nif_error(:not_loaded)
+  def semaphore_release(_name), do: :erlang.nif_error(:not_loaded)
+  def semaphore_count(_name), do: :erlang.nif_error(:not_loaded)
+  def semaphore_reset(_name, _value), do: :erlang.nif_error(:not_loaded)
+  def semaphore_info(_name), do: :erlang.nif_error(:not_loaded)
+
+  # Switchboard.Metrics
+  def metrics_increment(_name, _value, _tags), do: :erlang.nif_error(:not_loaded)
+  def metrics_gauge(_name, _value, _tags), do: :erlang.nif_error(:not_loaded)
+  def metrics_histogram(_name, _value, _tags), do: :erlang.nif_error(:not_loaded)
+  def metrics_snapshot(_bounds), do: :erlang.nif_error(:not_loaded)
 end
