@@ -43,6 +43,30 @@ defmodule Switchboard.SemaphoreTest do
     assert Semaphore.count(name) == 0
   end
 
+  # The twin adds then takes back, so its count may read above max for an
+  # instant; the native count never does.
+  test "count never reads above max while processes race" do
+    name = {:race_count, System.unique_integer()}
+    parent = self()
+
+    workers =
+      for _ <- 1..16 do
+        spawn_link(fn ->
+          for _ <- 1..500 do
+            if Semaphore.acquire(name, 3) do
+              assert Semaphore.count(name) <= 3
+              Semaphore.release(name)
+            end
+          end
+
+          send(parent, {:done, self()})
+        end)
+      end
+
+    for pid <- workers, do: assert_receive({:done, ^pid}, 10_000)
+    assert Semaphore.count(name) == 0
+  end
+
   test "a max past 64 bits is no limit" do
     name = {:huge_max, System.unique_integer()}
     assert Semaphore.acquire(name, 1 <<< 70)
