@@ -50,8 +50,8 @@ defmodule Switchboard.Metrics do
       :ok
       iex> Switchboard.Metrics.snapshot().counters[{"doc.requests", [route: "/a"]}]
       5
-      iex> Switchboard.Metrics.increment(~c"doc", 1)
-      ** (ArgumentError) expected a metric name (an atom or a string of at most 255 bytes), got: ~c"doc"
+      iex> Switchboard.Metrics.increment({:doc}, 1)
+      ** (ArgumentError) expected a metric name (an atom or a string of at most 255 bytes), got: {:doc}
   """
   use Switchboard.Metrics.Behaviour
 
