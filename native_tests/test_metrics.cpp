@@ -77,6 +77,14 @@ TEST_CASE("small values are exact and count_at_most is cumulative") {
   CHECK(summary.count_at_most(50) == 50);
   CHECK(summary.count_at_most(1000) == 100);
   CHECK(summary.sum() == 5050);
+  std::uint64_t visited = 0, last = 0;
+  summary.for_each_bucket([&](std::size_t bucket, std::uint64_t count) {
+    CHECK(count == 1);
+    CHECK(bucket > last);
+    last = bucket;
+    ++visited;
+  });
+  CHECK(visited == 100);
   HistogramSummary empty;
   CHECK(empty.quantile(0.5) == 0);
   CHECK(empty.min() == 0);

@@ -45,6 +45,7 @@ ERL_NIF_TERM& atom_p90 = register_atom("p90");
 ERL_NIF_TERM& atom_p99 = register_atom("p99");
 ERL_NIF_TERM& atom_p999 = register_atom("p999");
 ERL_NIF_TERM& atom_buckets = register_atom("buckets");
+ERL_NIF_TERM& atom_values = register_atom("values");
 
 enum class Kind : std::uint8_t { counter = 1, gauge = 2, histogram = 3 };
 
@@ -328,6 +329,7 @@ std::vector<std::uint64_t> decode_bounds(ErlNifEnv* env, ERL_NIF_TERM list) {
 
 ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   const std::vector<std::uint64_t> bounds = decode_bounds(env, argv[0]);
+  const bool with_values = argv[1] == atoms::true_;
   Registry& all = registry();
   std::vector<MetricKey*> keys;
   std::vector<ThreadShard*> shards;
@@ -384,6 +386,23 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
                                          enif_make_uint64(env, summary.quantile(0.99)),
                                          enif_make_uint64(env, summary.quantile(0.999))};
         // The exposition formats also want the exact sum and bucket counts.
+        if (with_values) {
+          // [{midpoint, count}] for every non-empty bucket: what a StatsD
+          // reporter sends as sampled |h lines.
+          std::vector<ERL_NIF_TERM> pairs;
+          summary.for_each_bucket([&](std::size_t bucket, std::uint64_t count) {
+            pairs.push_back(enif_make_tuple2(
+                env, enif_make_uint64(env, core::LogLinearBuckets::midpoint(bucket)),
+                enif_make_uint64(env, count)));
+          });
+          names.push_back(atom_values);
+          values.push_back(
+              enif_make_list_from_array(env, pairs.data(), static_cast<unsigned>(pairs.size())));
+        }
+        if (!bounds.empty() || with_values) {
+          names.push_back(atom_sum);
+          values.push_back(enif_make_uint64(env, summary.sum()));
+        }
         if (!bounds.empty()) {
           std::vector<ERL_NIF_TERM> cumulative;
           for (std::uint64_t bound : bounds) {
@@ -391,8 +410,6 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
                 enif_make_tuple2(env, enif_make_uint64(env, bound),
                                  enif_make_uint64(env, summary.count_at_most(bound))));
           }
-          names.push_back(atom_sum);
-          values.push_back(enif_make_uint64(env, summary.sum()));
           names.push_back(atom_buckets);
           values.push_back(enif_make_list_from_array(env, cumulative.data(),
                                                      static_cast<unsigned>(cumulative.size())));
@@ -408,7 +425,7 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
       {make_map(env, counter_keys, counter_values), make_map(env, gauge_keys, gauge_values),
        make_map(env, histogram_keys, histogram_values)});
 }
-SWITCHBOARD_RAW_NIF(metrics_snapshot, 1, ERL_NIF_DIRTY_JOB_CPU_BOUND);
+SWITCHBOARD_RAW_NIF(metrics_snapshot, 2, ERL_NIF_DIRTY_JOB_CPU_BOUND);
 
 }  // namespace
 }  // namespace switchboard::nif

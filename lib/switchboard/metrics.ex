@@ -140,11 +140,14 @@ defmodule Switchboard.Metrics do
 
     * `:buckets` - non-negative integer bounds (default `[]`): each histogram
       also gets `:sum` and `:buckets`, `[{bound, values at most bound}]`.
+    * `:values` - when `true` (default `false`), each histogram also gets
+      `:sum` and `:values`, `[{value, count}]` for every non-empty bucket
+      (`value` is the bucket's midpoint).
   """
   @impl true
   @spec snapshot(keyword()) :: Behaviour.snapshot()
   def snapshot(opts \\ []) do
-    bounds = Behaviour.bucket_bounds!(opts)
-    NIF.metrics_snapshot(bounds)
+    {bounds, values} = Behaviour.snapshot_options!(opts)
+    NIF.metrics_snapshot(bounds, values)
   end
 end

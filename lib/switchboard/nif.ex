@@ -88,5 +88,5 @@ defmodule Switchboard.NIF do
   def metrics_increment(_name, _value, _tags), do: :erlang.nif_error(:not_loaded)
   def metrics_gauge(_name, _value, _tags), do: :erlang.nif_error(:not_loaded)
   def metrics_histogram(_name, _value, _tags), do: :erlang.nif_error(:not_loaded)
-  def metrics_snapshot(_bounds), do: :erlang.nif_error(:not_loaded)
+  def metrics_snapshot(_bounds, _values), do: :erlang.nif_error(:not_loaded)
 end

@@ -15,8 +15,8 @@ defmodule Switchboard.MetricsTest do
     end
 
     bounds = [100, 1_000, 100_000, 1_000_000]
-    native = Switchboard.Metrics.snapshot(buckets: bounds).histograms[{name, []}]
-    pure = Switchboard.Metrics.Pure.snapshot(buckets: bounds).histograms[{name, []}]
+    native = Switchboard.Metrics.snapshot(buckets: bounds, values: true).histograms[{name, []}]
+    pure = Switchboard.Metrics.Pure.snapshot(buckets: bounds, values: true).histograms[{name, []}]
     assert native == pure
   end
 end

@@ -110,6 +110,13 @@ class HistogramSummary {
   // How many values fell in buckets starting at or below `bound` (exact
   // below 256; above, a value may be counted up to 1/128 early).
   std::uint64_t count_at_most(std::uint64_t bound) const noexcept;
+  // visit(bucket_index, count) for every non-empty bucket, in value order.
+  template <class Visit>
+  void for_each_bucket(Visit&& visit) const {
+    for (std::size_t bucket = 0; bucket < buckets_.size(); ++bucket) {
+      if (buckets_[bucket] != 0) visit(bucket, buckets_[bucket]);
+    }
+  }
 
  private:
   std::vector<std::uint64_t> buckets_;

@@ -52,9 +52,10 @@ defmodule Switchboard.Metrics.Behaviour do
   Every metric. With `buckets: bounds` (non-negative integers), each
   histogram also has `:sum` (exact) and `:buckets`, `[{bound, count}]` with
   the count of values at most `bound` (exact below 256, within a bucket's
-  width, 1/128, above).
+  width, 1/128, above). With `values: true`, each histogram also has `:sum`
+  and `:values`, `[{midpoint, count}]` for every non-empty bucket.
   """
-  @callback snapshot(opts :: [buckets: [non_neg_integer()]]) :: snapshot()
+  @callback snapshot(opts :: [buckets: [non_neg_integer()], values: boolean()]) :: snapshot()
 
   @int64_min -0x8000_0000_0000_0000
   @int64_max 0x7FFF_FFFF_FFFF_FFFF
@@ -100,9 +101,19 @@ defmodule Switchboard.Metrics.Behaviour do
     raise ArgumentError, "expected #{expected}, got: #{inspect(value)}"
   end
 
-  @doc "The `:buckets` option of `snapshot/1`, checked."
-  @spec bucket_bounds!(keyword()) :: [non_neg_integer()]
-  def bucket_bounds!(opts) do
+  @doc "The `:buckets` and `:values` options of `snapshot/1`, checked."
+  @spec snapshot_options!(keyword()) :: {[non_neg_integer()], boolean()}
+  def snapshot_options!(opts) do
+    values = Keyword.get(opts, :values, false)
+
+    unless is_boolean(values) do
+      raise ArgumentError, "expected :values to be a boolean, got: #{inspect(values)}"
+    end
+
+    {bucket_bounds!(opts), values}
+  end
+
+  defp bucket_bounds!(opts) do
     bounds = Keyword.get(opts, :buckets, [])
 
     unless is_list(bounds) and length(bounds) <= 1024 and

@@ -100,7 +100,7 @@ defmodule Switchboard.Metrics.Pure do
 
   @impl Behaviour
   def snapshot(opts \\ []) do
-    bounds = Behaviour.bucket_bounds!(opts)
+    {bounds, values} = Behaviour.snapshot_options!(opts)
     rows = Enum.flat_map(Tuple.to_list(tables()), &:ets.tab2list/1)
 
     counters =
@@ -131,7 +131,7 @@ defmodule Switchboard.Metrics.Pure do
           counts = Map.get(buckets, key, %{}),
           counts != %{},
           into: %{} do
-        {key, summary(totals, counts |> Enum.sort() |> drop_empty(), bounds)}
+        {key, summary(totals, counts |> Enum.sort() |> drop_empty(), bounds, values)}
       end
 
     %{counters: counters, gauges: gauges, histograms: histograms}
@@ -141,7 +141,7 @@ defmodule Switchboard.Metrics.Pure do
 
   # The bucket counts decide the count (a record's bucket is written first),
   # as in the native module.
-  defp summary({_count, sum, low, high}, counts, bounds) do
+  defp summary({_count, sum, low, high}, counts, bounds, values) do
     count = Enum.reduce(counts, 0, fn {_, n}, acc -> acc + n end)
 
     base = %{
@@ -155,17 +155,27 @@ defmodule Switchboard.Metrics.Pure do
       p999: quantile(counts, count, 0.999, low, high)
     }
 
-    if bounds == [] do
-      base
-    else
-      cumulative =
-        for bound <- bounds do
-          last = bucket(bound)
-          {bound, for({b, n} <- counts, b <= last, reduce: 0, do: (acc -> acc + n))}
-        end
+    base
+    |> with_values(values, counts, sum)
+    |> with_buckets(bounds, counts, sum)
+  end
 
-      Map.merge(base, %{sum: sum, buckets: cumulative})
-    end
+  defp with_values(summary, false, _counts, _sum), do: summary
+
+  defp with_values(summary, true, counts, sum) do
+    Map.merge(summary, %{sum: sum, values: for({b, n} <- counts, do: {midpoint(b), n})})
+  end
+
+  defp with_buckets(summary, [], _counts, _sum), do: summary
+
+  defp with_buckets(summary, bounds, counts, sum) do
+    cumulative =
+      for bound <- bounds do
+        last = bucket(bound)
+        {bound, for({b, n} <- counts, b <= last, reduce: 0, do: (acc -> acc + n))}
+      end
+
+    Map.merge(summary, %{sum: sum, buckets: cumulative})
   end
 
   defp quantile(counts, count, q, low, high) do

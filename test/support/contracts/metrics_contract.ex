@@ -116,6 +116,14 @@ defmodule Switchboard.Contracts.MetricsContract do
           assert_raise ArgumentError, ~r/expected :buckets to be a list/, fn ->
             @metrics.snapshot(buckets: [-1])
           end
+
+          @metrics.histogram(name, 1_000)
+          @metrics.histogram(name, 1_001)
+          values = @metrics.snapshot(values: true).histograms[{name, []}].values
+          assert Enum.take(values, 3) == [{1, 1}, {2, 1}, {3, 1}]
+          # 1000 and 1001 share a bucket of width 4: 1000..1003, midpoint 1001.
+          assert List.last(values) == {1_001, 2}
+          assert Enum.sum(for {_, n} <- values, do: n) == 102
         end
 
         test "measure/3 times the function in microseconds and returns its result" do
