@@ -48,9 +48,9 @@ defmodule Switchboard.Metrics.Prometheus do
     * `:metrics` - the metrics module to read (default `Switchboard.Metrics`)
     * `:name` - the server's registered name (default none)
 
-  Requests are read with the VM's HTTP packet parser, at most 8 KiB per line
-  and 64 header lines, within 5 seconds; every response closes the
-  connection.
+  A request head is read up to 8 KiB and 64 header lines, within 5
+  seconds, and parsed with the VM's HTTP packet decoder; every response
+  closes the connection.
   """
   use GenServer
 
@@ -61,6 +61,7 @@ defmodule Switchboard.Metrics.Prometheus do
   @dashboard File.read!(@dashboard_path)
   @request_timeout 5_000
   @max_headers 64
+  @max_head 8192
 
   @doc "Starts the server (see the module doc for `opts`)."
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -128,46 +129,85 @@ defmodule Switchboard.Metrics.Prometheus do
   end
 
   defp serve(socket, config) do
-    :ok = :inet.setopts(socket, packet: :http_bin, packet_size: 8192)
     deadline = System.monotonic_time(:millisecond) + @request_timeout
 
     response =
-      case read_request(socket, deadline) do
-        {:ok, method, path} -> respond(method, path, config)
-        {:error, :bad_request} -> reply(400, "text/plain", "bad request\n")
-        {:error, _closed_or_timeout} -> nil
+      case read_head(socket, deadline, "") do
+        {:ok, head} ->
+          case parse_request(head) do
+            {:ok, method, path} -> respond(method, path, config)
+            :error -> reply(400, "text/plain", "bad request\n")
+          end
+
+        {:error, :too_large} ->
+          reply(400, "text/plain", "bad request\n")
+
+        {:error, _closed_or_timeout} ->
+          nil
       end
 
     if response, do: :gen_tcp.send(socket, response)
+    close(socket)
+  end
+
+  # Closing with unread request bytes would reset the connection and could
+  # discard the response before the client reads it: stop writing, then
+  # read what is left (at most 1 MiB, for at most 1 s) before closing.
+  defp close(socket) do
+    :gen_tcp.shutdown(socket, :write)
+    drain(socket, System.monotonic_time(:millisecond) + 1_000, 1_048_576)
     :gen_tcp.close(socket)
   end
 
-  defp read_request(socket, deadline) do
-    with {:ok, {:http_request, method, {:abs_path, target}, _version}} <- recv(socket, deadline),
-         :ok <- skip_headers(socket, deadline, 0) do
-      [path | _query] = String.split(target, "?", parts: 2)
-      {:ok, method, path}
-    else
-      {:ok, _other} -> {:error, :bad_request}
-      {:error, reason} -> {:error, reason}
-    end
-  end
-
-  defp skip_headers(_socket, _deadline, @max_headers), do: {:error, :bad_request}
-
-  defp skip_headers(socket, deadline, count) do
-    case recv(socket, deadline) do
-      {:ok, :http_eoh} -> :ok
-      {:ok, {:http_header, _, _, _, _}} -> skip_headers(socket, deadline, count + 1)
-      {:ok, _other} -> {:error, :bad_request}
-      {:error, reason} -> {:error, reason}
-    end
-  end
-
-  defp recv(socket, deadline) do
+  defp drain(socket, deadline, budget) when budget > 0 do
     case :gen_tcp.recv(socket, 0, max(deadline - System.monotonic_time(:millisecond), 0)) do
-      {:ok, {:http_error, _}} -> {:error, :bad_request}
-      other -> other
+      {:ok, data} -> drain(socket, deadline, budget - byte_size(data))
+      {:error, _closed_or_timeout} -> :ok
+    end
+  end
+
+  defp drain(_socket, _deadline, _budget), do: :ok
+
+  # The request head: bytes up to the blank line, at most @max_head bytes.
+  defp read_head(socket, deadline, acc) do
+    case :binary.match(acc, "\r\n\r\n") do
+      {at, _} ->
+        {:ok, binary_part(acc, 0, at + 4)}
+
+      :nomatch when byte_size(acc) > @max_head ->
+        {:error, :too_large}
+
+      :nomatch ->
+        case :gen_tcp.recv(socket, 0, max(deadline - System.monotonic_time(:millisecond), 0)) do
+          {:ok, data} -> read_head(socket, deadline, acc <> data)
+          {:error, reason} -> {:error, reason}
+        end
+    end
+  end
+
+  # Parsed with the VM's own HTTP packet decoder.
+  defp parse_request(head) do
+    case :erlang.decode_packet(:http_bin, head, []) do
+      {:ok, {:http_request, method, {:abs_path, target}, _version}, rest} ->
+        if headers_end?(rest, 0) do
+          [path | _query] = String.split(target, "?", parts: 2)
+          {:ok, method, path}
+        else
+          :error
+        end
+
+      _ ->
+        :error
+    end
+  end
+
+  defp headers_end?(_rest, @max_headers), do: false
+
+  defp headers_end?(rest, count) do
+    case :erlang.decode_packet(:httph_bin, rest, []) do
+      {:ok, :http_eoh, _} -> true
+      {:ok, {:http_header, _, _, _, _}, rest} -> headers_end?(rest, count + 1)
+      _ -> false
     end
   end
 
