@@ -126,10 +126,12 @@ defmodule Switchboard.Metrics.Behaviour do
     bounds
   end
 
-  @doc "Raises the `ArgumentError` for `reason` (`:bad_name`, `:bad_tags`)."
-  @spec raise_for!(:bad_name | :bad_tags, term(), term()) :: no_return()
-  def raise_for!(:bad_name, name, _tags), do: bad_name!(name)
-  def raise_for!(:bad_tags, _name, tags), do: bad_tags!(tags)
+  @doc "Raises the `ArgumentError` for `reason` (`:bad_name`, `:bad_tags`, `:bad_value`)."
+  @spec raise_for!(:bad_name | :bad_tags | :bad_value, atom(), term(), term(), term()) ::
+          no_return()
+  def raise_for!(:bad_name, _kind, name, _value, _tags), do: bad_name!(name)
+  def raise_for!(:bad_tags, _kind, _name, _value, tags), do: bad_tags!(tags)
+  def raise_for!(:bad_value, kind, _name, value, _tags), do: bad_value!(kind, value)
 
   defmacro __using__(_opts) do
     quote do
