@@ -10,6 +10,7 @@
 # call of an empty NIF (diag_add), what any NIF call costs.
 Code.require_file("support/harness.ex", __DIR__)
 Code.require_file("support/concurrency.ex", __DIR__)
+Code.require_file("support/scheduler_probe.ex", __DIR__)
 
 # folsom and bear come from Debian (erlang-folsom) under the OTP lib dir.
 for app <- ["folsom", "bear"], dir <- Path.wildcard("#{:code.lib_dir()}/#{app}-*/ebin") do
@@ -179,7 +180,41 @@ defmodule MetricsBench do
           {jobs ++ [counter_job, histogram_job], extra ++ [row]}
       end
 
-    Harness.run_latency("metrics", jobs, extra)
+    Harness.run_latency("metrics", jobs, extra ++ probe_rows())
+  end
+
+  # snapshot/0 merges every shard on a dirty scheduler: with 20,000 keys
+  # (10,000 counters, 10,000 histograms) the normal schedulers stay responsive.
+  def probe_rows do
+    alias Switchboard.Bench.SchedulerProbe
+
+    for i <- 1..10_000 do
+      Metrics.increment("probe.counter", 1, id: i)
+      Metrics.histogram("probe.histogram", i, id: i)
+    end
+
+    duration = Harness.pick(2_000, 1_000)
+
+    [
+      SchedulerProbe.row(
+        "idle",
+        SchedulerProbe.measure(fn -> Process.sleep(1) end, duration_ms: 1_000)
+      ),
+      SchedulerProbe.row(
+        "increment + histogram, in a loop",
+        SchedulerProbe.measure(
+          fn ->
+            native_loop(100)
+            native_histogram_loop(100)
+          end,
+          duration_ms: duration
+        )
+      ),
+      SchedulerProbe.row(
+        "snapshot of 20,000 keys, in a loop",
+        SchedulerProbe.measure(fn -> Metrics.snapshot() end, duration_ms: duration)
+      )
+    ]
   end
 
   defp counts do

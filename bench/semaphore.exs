@@ -10,6 +10,7 @@
 # NIF pair costs.
 Code.require_file("support/harness.ex", __DIR__)
 Code.require_file("support/concurrency.ex", __DIR__)
+Code.require_file("support/scheduler_probe.ex", __DIR__)
 
 defmodule SemaphoreBench do
   # Everything timed lives in this compiled module.
@@ -125,7 +126,33 @@ defmodule SemaphoreBench do
           {jobs ++ [job], extra ++ [row]}
       end
 
-    Harness.run_latency("semaphore", jobs, extra ++ kill_rows())
+    Harness.run_latency("semaphore", jobs, extra ++ kill_rows() ++ probe_rows())
+  end
+
+  # Names are any term: a 10 MB one is hashed and copied on a dirty
+  # scheduler, so the normal schedulers stay responsive.
+  def probe_rows do
+    alias Switchboard.Bench.SchedulerProbe
+    :persistent_term.put(:semaphore_bench_big_name, {:big, :binary.copy("0123456789", 1_000_000)})
+    duration = Harness.pick(2_000, 1_000)
+
+    [
+      SchedulerProbe.row(
+        "idle",
+        SchedulerProbe.measure(fn -> Process.sleep(1) end, duration_ms: 1_000)
+      ),
+      SchedulerProbe.row(
+        "acquire+release on an atom name, in a loop",
+        SchedulerProbe.measure(fn -> native_loop(:probe_name, 100) end, duration_ms: duration)
+      ),
+      SchedulerProbe.row(
+        "acquire+release on a 10 MB name, in a loop",
+        SchedulerProbe.measure(
+          fn -> native_loop(:persistent_term.get(:semaphore_bench_big_name), 1) end,
+          duration_ms: duration
+        )
+      )
+    ]
   end
 
   # A holder is killed; how long until its slot can be taken again, polling
