@@ -78,10 +78,17 @@ defmodule Switchboard.Fanout do
 
   Remote nodes that are not connected are skipped by the sender process, as
   are dead pids on remote nodes by their partitioner; `stats/0` counts them.
+
+  ## Metrics
+
+  Every `send/3` is counted in `Switchboard.Metrics`:
+  `switchboard.fanout.sends` (calls), `switchboard.fanout.deliveries`
+  (`local + remote`) and `switchboard.fanout.skipped` (`skipped`).
   """
 
   alias Switchboard.Fanout.{Group, Partitioner, Sender}
   alias Switchboard.NIF
+  alias Switchboard.Metrics
 
   @ticket_key {__MODULE__, :ticket}
 
@@ -142,9 +149,16 @@ defmodule Switchboard.Fanout do
       ** (ArgumentError) expected a pid or nil in the receiver list, got: not_a_pid
   """
   @spec send([receiver()] | Group.t(), term(), [option()]) :: summary()
-  def send(receivers, message, opts \\ [])
+  def send(receivers, message, opts \\ []) do
+    summary = dispatch(receivers, message, opts)
+    # Reported through Switchboard.Metrics (see its moduledoc for the names).
+    Metrics.increment("switchboard.fanout.sends")
+    Metrics.increment("switchboard.fanout.deliveries", summary.local + summary.remote)
+    if summary.skipped > 0, do: Metrics.increment("switchboard.fanout.skipped", summary.skipped)
+    summary
+  end
 
-  def send(%Group{ref: ref}, message, opts) do
+  defp dispatch(%Group{ref: ref}, message, opts) do
     {offload, _pack, message} = options!(opts, message)
 
     if offload or pending_offload?() do
@@ -158,7 +172,7 @@ defmodule Switchboard.Fanout do
     end
   end
 
-  def send(pids, message, opts) do
+  defp dispatch(pids, message, opts) do
     {offload, pack, message} = options!(opts, message)
 
     if offload or pending_offload?() do

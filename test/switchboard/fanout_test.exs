@@ -189,6 +189,20 @@ defmodule Switchboard.FanoutTest do
     end
   end
 
+  describe "metrics" do
+    test "every send is counted in Switchboard.Metrics" do
+      counter = fn name -> Map.get(Switchboard.Metrics.snapshot().counters, {name, []}, 0) end
+      sends = counter.("switchboard.fanout.sends")
+      deliveries = counter.("switchboard.fanout.deliveries")
+      skipped = counter.("switchboard.fanout.skipped")
+      Fanout.send([self(), nil, self()], :counted)
+      # Other tests fan out at the same time: at least ours are counted.
+      assert counter.("switchboard.fanout.sends") >= sends + 1
+      assert counter.("switchboard.fanout.deliveries") >= deliveries + 2
+      assert counter.("switchboard.fanout.skipped") >= skipped + 1
+    end
+  end
+
   describe "bad input" do
     for {label, opts} <- [inline: [], offload: [offload: true]] do
       test "#{label}: a non-list is an ArgumentError naming the term" do
