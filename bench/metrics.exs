@@ -85,8 +85,8 @@ defmodule MetricsBench do
   end
 
   def run do
-    total = Harness.pick(400_000, 80_000)
-    rounds = Harness.pick(7, 3)
+    total = Harness.pick(200_000, 60_000)
+    rounds = Harness.pick(5, 3)
     ref = :counters.new(1, [:write_concurrency])
     :ok = :folsom_metrics.new_histogram(:bench_histogram)
 

@@ -77,8 +77,8 @@ defmodule SemaphoreBench do
 
   def run do
     DiscordSemaphore.setup()
-    total = Harness.pick(400_000, 80_000)
-    rounds = Harness.pick(7, 3)
+    total = Harness.pick(200_000, 60_000)
+    rounds = Harness.pick(5, 3)
 
     {jobs, extra} =
       for procs <- [1, 2, 8, 64], reduce: {[], []} do
