@@ -151,6 +151,20 @@ defmodule SemaphoreBench do
           fn -> native_loop(:persistent_term.get(:semaphore_bench_big_name), 1) end,
           duration_ms: duration
         )
+      ),
+      # A dirty NIF that allocates nothing: when this row is as slow, the
+      # machine's cores are busy elsewhere (dirty work competes with the
+      # normal schedulers for cores, not for schedulers).
+      SchedulerProbe.row(
+        "reference: 10 MB FNV-1a dirty CPU NIF, in a loop",
+        SchedulerProbe.measure(
+          fn ->
+            Switchboard.NIF.diag_fnv1a_dirty(
+              elem(:persistent_term.get(:semaphore_bench_big_name), 1)
+            )
+          end,
+          duration_ms: duration
+        )
       )
     ]
   end

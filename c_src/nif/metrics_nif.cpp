@@ -112,6 +112,8 @@ Registry& registry() {
   return *instance;
 }
 
+// (The initial-exec TLS model would save a __tls_get_addr call per write,
+// but glibc's static TLS space is full by the time the VM loads us.)
 thread_local ThreadShard* t_shard = nullptr;
 
 ThreadShard& this_thread_shard() {

@@ -25,10 +25,10 @@ void HistogramRecorder::record(std::uint64_t value) {
   if (value > max_.load(std::memory_order_relaxed)) max_.store(value, std::memory_order_relaxed);
 }
 
-HistogramSummary::HistogramSummary() : buckets_(LogLinearBuckets::kCount, 0) {}
-
 void HistogramSummary::add(std::size_t bucket, std::uint64_t count) {
-  buckets_[bucket] += count;
+  auto& chunk = chunks_[bucket / kChunk];
+  if (!chunk) chunk = std::make_unique<std::array<std::uint64_t, kChunk>>();  // zeroed
+  (*chunk)[bucket % kChunk] += count;
   count_ += count;
 }
 
@@ -57,20 +57,26 @@ std::uint64_t HistogramSummary::quantile(double q) const noexcept {
   auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_)));
   rank = std::clamp<std::uint64_t>(rank, 1, count_);
   std::uint64_t seen = 0;
-  for (std::size_t bucket = 0; bucket < buckets_.size(); ++bucket) {
-    seen += buckets_[bucket];
+  std::uint64_t found = max_;
+  bool done = false;
+  for_each_bucket([&](std::size_t bucket, std::uint64_t count) {
+    if (done) return;
+    seen += count;
     if (seen >= rank) {
       // min and max are exact; a bucket's midpoint may lie outside them.
-      return std::clamp(LogLinearBuckets::midpoint(bucket), min(), max_);
+      found = std::clamp(LogLinearBuckets::midpoint(bucket), min(), max_);
+      done = true;
     }
-  }
-  return max_;
+  });
+  return found;
 }
 
 std::uint64_t HistogramSummary::count_at_most(std::uint64_t bound) const noexcept {
   const std::size_t last = LogLinearBuckets::index_of(bound);
   std::uint64_t total = 0;
-  for (std::size_t bucket = 0; bucket <= last; ++bucket) total += buckets_[bucket];
+  for_each_bucket([&](std::size_t bucket, std::uint64_t count) {
+    if (bucket <= last) total += count;
+  });
   return total;
 }
 

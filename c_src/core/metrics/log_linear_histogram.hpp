@@ -89,10 +89,11 @@ class HistogramRecorder {
   std::atomic<std::uint64_t> max_{0};
 };
 
-// Counts merged from any number of recorders (or single values).
+// Counts merged from any number of recorders (or single values). Like a
+// recorder it holds only the 128-bucket chunks that have values, so a
+// snapshot of thousands of histograms stays small and quick.
 class HistogramSummary {
  public:
-  HistogramSummary();
   void add(std::size_t bucket, std::uint64_t count);
   void add_value(std::uint64_t value);  // one value, for tests and twins
   void merge(const HistogramRecorder& recorder);
@@ -113,13 +114,19 @@ class HistogramSummary {
   // visit(bucket_index, count) for every non-empty bucket, in value order.
   template <class Visit>
   void for_each_bucket(Visit&& visit) const {
-    for (std::size_t bucket = 0; bucket < buckets_.size(); ++bucket) {
-      if (buckets_[bucket] != 0) visit(bucket, buckets_[bucket]);
+    for (std::size_t chunk = 0; chunk < kChunks; ++chunk) {
+      if (!chunks_[chunk]) continue;
+      for (std::size_t i = 0; i < kChunk; ++i) {
+        const std::uint64_t count = (*chunks_[chunk])[i];
+        if (count != 0) visit(chunk * kChunk + i, count);
+      }
     }
   }
 
  private:
-  std::vector<std::uint64_t> buckets_;
+  static constexpr std::size_t kChunk = HistogramRecorder::kChunk;
+  static constexpr std::size_t kChunks = HistogramRecorder::kChunks;
+  std::array<std::unique_ptr<std::array<std::uint64_t, kChunk>>, kChunks> chunks_;
   std::uint64_t count_ = 0;
   std::uint64_t sum_ = 0;
   std::uint64_t min_ = UINT64_MAX;
