@@ -31,7 +31,10 @@ defmodule Switchboard.Metrics.Prometheus do
   and the compression ratio, each with a chart of the last five minutes. It
   reads the metric names listed in `Switchboard.Metrics`: counters and gauges
   summed over their tag sets, the untagged latency histogram (else the
-  first). Frames per second use the server's clock (`at` in the JSON).
+  first). Frames per second use the server's clock (`at` in the JSON), over
+  the last poll interval; latency quantiles and the compression ratio are
+  over everything recorded since the node started (histograms and counters
+  are cumulative), charted as they move.
 
   ## `/metrics.json`
 
