@@ -121,6 +121,13 @@ TEST_CASE("recorders merge, and a reader never sees more than was written") {
   HistogramSummary final_summary;
   final_summary.merge(live);
   CHECK(final_summary.count() == 200000);
+  final_summary.reset();
+  CHECK(final_summary.count() == 0);
+  CHECK(final_summary.quantile(0.5) == 0);
+  final_summary.add_value(7);
+  CHECK(final_summary.count() == 1);
+  CHECK(final_summary.quantile(0.99) == 7);
+  CHECK(final_summary.count_at_most(6) == 0);
 }
 
 TEST_CASE("the flat index finds by hash and predicate, and grows") {

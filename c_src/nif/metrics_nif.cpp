@@ -341,7 +341,8 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     for (auto& shard : all.shards) shards.push_back(shard.get());
   }
   std::vector<std::int64_t> counters(keys.size(), 0);
-  std::unordered_map<std::uint32_t, core::HistogramSummary> histograms;
+  // Slots are never freed: their recorders can be read after the lock.
+  std::vector<std::vector<const Slot*>> histogram_slots(keys.size());
   for (ThreadShard* shard : shards) {
     std::lock_guard guard(shard->slots_lock);
     for (auto& slot : shard->slots) {
@@ -349,10 +350,11 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
       if (slot->key->kind == Kind::counter) {
         counters[slot->key->id] += slot->counter.load(std::memory_order_relaxed);
       } else if (slot->key->kind == Kind::histogram) {
-        histograms[slot->key->id].merge(*slot->histogram);
+        histogram_slots[slot->key->id].push_back(slot.get());
       }
     }
   }
+  core::HistogramSummary summary;
   std::vector<ERL_NIF_TERM> counter_keys, counter_values, gauge_keys, gauge_values, histogram_keys,
       histogram_values;
   for (MetricKey* key : keys) {
@@ -374,9 +376,9 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         break;
       }
       case Kind::histogram: {
-        auto found = histograms.find(key->id);
-        if (found == histograms.end() || found->second.count() == 0) break;
-        const core::HistogramSummary& summary = found->second;
+        summary.reset();
+        for (const Slot* slot : histogram_slots[key->id]) summary.merge(*slot->histogram);
+        if (summary.count() == 0) break;
         std::vector<ERL_NIF_TERM> names{atom_count, atom_min, atom_max, atom_mean,
                                         atom_p50,   atom_p90, atom_p99, atom_p999};
         std::vector<ERL_NIF_TERM> values{enif_make_uint64(env, summary.count()),

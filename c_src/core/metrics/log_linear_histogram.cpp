@@ -26,10 +26,22 @@ void HistogramRecorder::record(std::uint64_t value) {
 }
 
 void HistogramSummary::add(std::size_t bucket, std::uint64_t count) {
-  auto& chunk = chunks_[bucket / kChunk];
+  const std::size_t index = bucket / kChunk;
+  auto& chunk = chunks_[index];
   if (!chunk) chunk = std::make_unique<std::array<std::uint64_t, kChunk>>();  // zeroed
   (*chunk)[bucket % kChunk] += count;
+  touched_ |= std::uint64_t{1} << index;
   count_ += count;
+}
+
+void HistogramSummary::reset() noexcept {
+  for (; touched_ != 0; touched_ &= touched_ - 1) {
+    chunks_[static_cast<std::size_t>(__builtin_ctzll(touched_))]->fill(0);
+  }
+  count_ = 0;
+  sum_ = 0;
+  min_ = UINT64_MAX;
+  max_ = 0;
 }
 
 void HistogramSummary::add_value(std::uint64_t value) {

@@ -97,6 +97,9 @@ class HistogramSummary {
   void add(std::size_t bucket, std::uint64_t count);
   void add_value(std::uint64_t value);  // one value, for tests and twins
   void merge(const HistogramRecorder& recorder);
+  // Empties the summary, keeping its chunks for the next use (a snapshot
+  // summarises thousands of histograms with one summary).
+  void reset() noexcept;
 
   std::uint64_t count() const noexcept { return count_; }
   std::uint64_t min() const noexcept { return count_ == 0 ? 0 : min_; }
@@ -114,8 +117,8 @@ class HistogramSummary {
   // visit(bucket_index, count) for every non-empty bucket, in value order.
   template <class Visit>
   void for_each_bucket(Visit&& visit) const {
-    for (std::size_t chunk = 0; chunk < kChunks; ++chunk) {
-      if (!chunks_[chunk]) continue;
+    for (std::uint64_t touched = touched_; touched != 0; touched &= touched - 1) {
+      const auto chunk = static_cast<std::size_t>(__builtin_ctzll(touched));
       for (std::size_t i = 0; i < kChunk; ++i) {
         const std::uint64_t count = (*chunks_[chunk])[i];
         if (count != 0) visit(chunk * kChunk + i, count);
@@ -126,7 +129,9 @@ class HistogramSummary {
  private:
   static constexpr std::size_t kChunk = HistogramRecorder::kChunk;
   static constexpr std::size_t kChunks = HistogramRecorder::kChunks;
+  static_assert(kChunks <= 64, "one bit per chunk");
   std::array<std::unique_ptr<std::array<std::uint64_t, kChunk>>, kChunks> chunks_;
+  std::uint64_t touched_ = 0;  // chunks with values since the last reset
   std::uint64_t count_ = 0;
   std::uint64_t sum_ = 0;
   std::uint64_t min_ = UINT64_MAX;
