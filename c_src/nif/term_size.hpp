@@ -31,4 +31,8 @@ inline bool term_larger_than(ErlNifEnv* env, ERL_NIF_TERM term, std::size_t limi
   return term_bytes_up_to(env, term, limit, binaries) > limit;
 }
 
+inline bool on_normal_scheduler_thread() {
+  return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER;
+}
+
 }  // namespace switchboard::nif

@@ -4,7 +4,19 @@ defmodule Switchboard.Application do
 
   @impl true
   def start(_type, _args) do
-    children = [Switchboard.Fanout.Supervisor, Switchboard.Erlpack.Port]
+    # Metrics reporters are child specs, e.g. in config/runtime.exs:
+    #   config :switchboard, metrics_reporters: [
+    #     {Switchboard.Metrics.StatsD, host: "127.0.0.1", port: 8125},
+    #     {Switchboard.Metrics.Prometheus, port: 9568}
+    #   ]
+    children =
+      [
+        Switchboard.Fanout.Supervisor,
+        Switchboard.Erlpack.Port,
+        Switchboard.Semaphore.Pure,
+        Switchboard.Metrics.Pure
+      ] ++ Application.get_env(:switchboard, :metrics_reporters, [])
+
     Supervisor.start_link(children, strategy: :one_for_one, name: Switchboard.Supervisor)
   end
 end

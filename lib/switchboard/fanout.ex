@@ -78,12 +78,19 @@ defmodule Switchboard.Fanout do
 
   Remote nodes that are not connected are skipped by the sender process, as
   are dead pids on remote nodes by their partitioner; `stats/0` counts them.
+
+  ## Metrics
+
+  Every `send/3` is counted in `Switchboard.Metrics`:
+  `switchboard.fanout.sends` (calls), `switchboard.fanout.deliveries`
+  (`local + remote`) and `switchboard.fanout.skipped` (`skipped`).
   """
 
   @behaviour Switchboard.Fanout.Behaviour
 
   alias Switchboard.Fanout.{Group, Options, Partitioner, Receivers, Sender}
   alias Switchboard.NIF
+  alias Switchboard.Metrics
 
   @ticket_key {__MODULE__, :ticket}
 
@@ -145,9 +152,16 @@ defmodule Switchboard.Fanout do
   """
   @spec send([receiver()] | Group.t(), term(), [option()]) :: summary()
   @impl true
-  def send(receivers, message, opts \\ [])
+  def send(receivers, message, opts \\ []) do
+    summary = dispatch(receivers, message, opts)
+    # Reported through Switchboard.Metrics (see its moduledoc for the names).
+    Metrics.increment("switchboard.fanout.sends")
+    Metrics.increment("switchboard.fanout.deliveries", summary.local + summary.remote)
+    if summary.skipped > 0, do: Metrics.increment("switchboard.fanout.skipped", summary.skipped)
+    summary
+  end
 
-  def send(%Group{ref: ref}, message, opts) do
+  defp dispatch(%Group{ref: ref}, message, opts) do
     {offload, _pack, message} = Options.prepare!(opts, message)
 
     if offload or pending_offload?() do
@@ -161,7 +175,7 @@ defmodule Switchboard.Fanout do
     end
   end
 
-  def send(pids, message, opts) do
+  defp dispatch(pids, message, opts) do
     {offload, pack, message} = Options.prepare!(opts, message)
 
     if offload or pending_offload?() do

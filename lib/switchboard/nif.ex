@@ -49,7 +49,6 @@ defmodule Switchboard.NIF do
   defnif member_list_new(hidden)
 
   defnif member_list_put(list, id, name, status, class, group_key, group_id)
-
   defnif member_list_delete(list, id)
   defnif member_list_subscribe(list, session, ranges)
   defnif member_list_unsubscribe(list, session)
@@ -80,4 +79,17 @@ defmodule Switchboard.NIF do
   defnif json_encode(term, escape, strict, seal, iodata)
   defnif json_decode(binary, atom_keys, max_depth, max_size)
   defnif json_validate(binary)
+
+  # Switchboard.Semaphore
+  defnif semaphore_acquire(name, max)
+  defnif semaphore_release(name)
+  defnif semaphore_count(name)
+  defnif semaphore_reset(name, value)
+  defnif semaphore_info(name)
+
+  # Switchboard.Metrics
+  defnif metrics_increment(name, value, tags)
+  defnif metrics_gauge(name, value, tags)
+  defnif metrics_histogram(name, value, tags)
+  defnif metrics_snapshot(bounds, values)
 end

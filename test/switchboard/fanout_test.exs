@@ -110,6 +110,20 @@ defmodule Switchboard.FanoutTest do
     end
   end
 
+  describe "metrics" do
+    test "every send is counted in Switchboard.Metrics" do
+      counter = fn name -> Map.get(Switchboard.Metrics.snapshot().counters, {name, []}, 0) end
+      sends = counter.("switchboard.fanout.sends")
+      deliveries = counter.("switchboard.fanout.deliveries")
+      skipped = counter.("switchboard.fanout.skipped")
+      Fanout.send([self(), nil, self()], :counted)
+      # Other tests fan out at the same time: at least ours are counted.
+      assert counter.("switchboard.fanout.sends") >= sends + 1
+      assert counter.("switchboard.fanout.deliveries") >= deliveries + 2
+      assert counter.("switchboard.fanout.skipped") >= skipped + 1
+    end
+  end
+
   describe "bad input" do
     test "the native checks themselves, called directly" do
       assert_raise ArgumentError, "expected a list of pids, got: :foo", fn ->

@@ -316,6 +316,39 @@ defmodule Switchboard.NIFTest do
     end
   end
 
+  describe "reload with native state" do
+    test "semaphore holders and metrics survive a reload of Switchboard.NIF" do
+      name = {:reload, System.unique_integer()}
+      parent = self()
+
+      holder =
+        spawn(fn ->
+          true = Switchboard.Semaphore.acquire(name, 1)
+          send(parent, :held)
+          Process.sleep(:infinity)
+        end)
+
+      assert_receive :held
+      Switchboard.Metrics.increment("reload.counter", 3)
+
+      {module, binary, file} = :code.get_object_code(NIF)
+      {:module, ^module} = :code.load_binary(module, file, binary)
+      true = :code.soft_purge(module)
+
+      assert Switchboard.Semaphore.count(name) == 1
+      refute Switchboard.Semaphore.acquire(name, 1)
+      Switchboard.Metrics.increment("reload.counter", 4)
+      assert Switchboard.Metrics.snapshot().counters[{"reload.counter", []}] == 7
+
+      # The name's resource type was taken over: its down callback still runs.
+      ref = Process.monitor(holder)
+      Process.exit(holder, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^holder, :killed}
+      Process.sleep(5)
+      assert Switchboard.Semaphore.count(name) == 0
+    end
+  end
+
   describe "keeping work off normal schedulers" do
     setup do
       on_exit(fn -> NIF.set_work_budget(:default) end)
