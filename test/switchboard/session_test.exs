@@ -1,0 +1,79 @@
+defmodule Switchboard.SessionTest do
+  use ExUnit.Case, async: true
+
+  import Switchboard.Test.RuntimeClient
+
+  alias Switchboard.{Guild, Session}
+  alias Switchboard.Session.Metrics
+
+  setup do
+    id = System.unique_integer([:positive])
+    guild = start_supervised!({Guild, id: id, members: [member(1)]})
+    %{guild: guild, guild_id: id}
+  end
+
+  test "frames are numbered by the session and can be replayed after the last one seen", %{
+    guild: guild
+  } do
+    session = start_session(replay_limit: 5)
+    :ok = Session.attach(session, guild)
+    for n <- 1..8, do: Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => n}})
+    Guild.publish(guild, {"BARRIER", %{}})
+    frames = collect_until([session], &(&1["t"] == "BARRIER"))[session]
+    assert Enum.map(frames, & &1["s"]) == Enum.to_list(1..9)
+
+    assert {:ok, replayed} = Session.resume(session, 6)
+    decoded = Enum.map(replayed, &:erlang.binary_to_term(IO.iodata_to_binary(&1)))
+    assert Enum.map(decoded, & &1["s"]) == [7, 8, 9]
+    assert Enum.map(decoded, & &1["d"]["n"]) == [7, 8, nil]
+
+    assert {:ok, [_, _, _, _, _]} = Session.resume(session, 4)
+    assert {:ok, []} = Session.resume(session, 9)
+    assert {:error, :gone} = Session.resume(session, 3)
+    assert {:error, :invalid_seq} = Session.resume(session, 10)
+  end
+
+  test "a replay limit of 0 keeps nothing", %{guild: guild} do
+    session = start_session(replay_limit: 0)
+    :ok = Session.attach(session, guild)
+    Guild.publish(guild, {"BARRIER", %{}})
+    collect_until([session], &(&1["t"] == "BARRIER"))
+    assert {:error, :gone} = Session.resume(session, 0)
+  end
+
+  test "the session checks the guild's stream and counts into shared metrics", %{guild: guild} do
+    metrics = Metrics.new()
+    session = start_session(metrics: metrics)
+    :ok = Session.attach(session, guild, passive: true)
+    Guild.publish(guild, {"MESSAGE_CREATE", %{}})
+    Guild.publish(guild, {"CHANNEL_UPDATE", %{}}, essential: true)
+    frames = collect_until([session], &(&1["t"] == "CHANNEL_UPDATE"))[session]
+    assert Enum.map(frames, & &1["t"]) == ["CHANNEL_UPDATE"]
+    assert Metrics.frames(metrics) == 1
+    assert is_integer(Metrics.percentile(metrics, 0.5))
+
+    # A number skipped by the stream is lost until it turns up (then it is
+    # late); one seen before is a duplicate.
+    id = hd(Session.stats(session).guilds)
+    codec = Switchboard.Erlpack
+    payload = codec.fragment(%{}, [])
+    send(session, {:"$sb_event", id, 10, 4, "X", codec, payload, 0})
+    assert %{lost: 2} = Session.stats(session)
+    send(session, {:"$sb_event", id, 11, 2, "X", codec, payload, 0})
+    send(session, {:"$sb_event", id, 12, 2, "X", codec, payload, 0})
+    assert %{lost: 1, out_of_order: 1, duplicated: 1, frames: 4} = Session.stats(session)
+  end
+
+  test "attach by id finds the guild through the cluster; unknown ids are an error", %{
+    guild_id: id
+  } do
+    session = start_session()
+    assert :ok = Session.attach(session, id)
+    assert Session.stats(session).guilds == [id]
+    assert {:error, :no_guild} = Session.attach(session, :no_such_guild)
+    assert {:error, :not_attached} = Session.subscribe(session, :no_such_guild, [[0, 99]])
+    assert :ok = Session.subscribe(session, id, [[0, 99]])
+    frames = collect_until([session], &(&1["t"] == "GUILD_MEMBER_LIST_UPDATE"))[session]
+    assert [%{"d" => %{"ops" => [{:sync, [0, 99], [_, {:member, 1}]}]}}] = frames
+  end
+end
