@@ -126,8 +126,8 @@ defmodule Switchboard.Guild do
   @spec join(guild(), member()) :: :ok
   def join(guild, member) when is_map(member), do: GenServer.call(guild, {:put, member, :join})
 
-  @doc "Removes a member; `:ok` also when absent."
-  @spec leave(guild(), term()) :: :ok
+  @doc "Removes a member; `{:error, :not_member}` when absent."
+  @spec leave(guild(), term()) :: :ok | {:error, :not_member}
   def leave(guild, user_id), do: GenServer.call(guild, {:leave, user_id})
 
   @doc "Changes a member's status; `{:error, :not_member}` when absent."
@@ -322,7 +322,7 @@ defmodule Switchboard.Guild do
       state = publish_event(state, "GUILD_MEMBER_REMOVE", data, true, at)
       {:reply, :ok, count_op(state, started)}
     else
-      {:reply, :ok, state}
+      {:reply, {:error, :not_member}, state}
     end
   end
 

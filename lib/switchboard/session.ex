@@ -46,7 +46,8 @@ defmodule Switchboard.Session do
           lost: non_neg_integer(),
           duplicated: non_neg_integer(),
           out_of_order: non_neg_integer(),
-          guilds: [term()]
+          guilds: [term()],
+          streams: %{term() => {passive :: boolean(), last_seq :: non_neg_integer()}}
         }
 
   defmodule State do
@@ -131,7 +132,11 @@ defmodule Switchboard.Session do
   def resume(session, last_seq) when is_integer(last_seq) and last_seq >= 0,
     do: GenServer.call(session, {:resume, last_seq})
 
-  @doc "The session's counters (see the moduledoc's Checks)."
+  @doc """
+  The session's counters (see the moduledoc's Checks): its `seq`, `frames`
+  written, `lost`/`duplicated`/`out_of_order` stream numbers, and for each
+  attached guild whether it is passive and the last stream number seen.
+  """
   @spec stats(GenServer.server()) :: stats()
   def stats(session), do: GenServer.call(session, :stats)
 
@@ -208,7 +213,8 @@ defmodule Switchboard.Session do
       lost: state.lost + pending_losses(state),
       duplicated: state.duplicated,
       out_of_order: state.out_of_order,
-      guilds: Map.keys(state.guilds)
+      guilds: Map.keys(state.guilds),
+      streams: Map.new(state.guilds, fn {id, entry} -> {id, {entry.passive, entry.next - 1}} end)
     }
 
     {:reply, stats, state}
@@ -223,7 +229,7 @@ defmodule Switchboard.Session do
       %{^guild_id => entry} ->
         stream_seq = if entry.passive, do: essential_seq, else: all_seq
         state = check(state, guild_id, entry, stream_seq)
-        deliver(state, type, codec, payload, at)
+        deliver(state, type, codec, payload, at, true)
 
       _ ->
         {:noreply, state}
@@ -232,7 +238,7 @@ defmodule Switchboard.Session do
 
   def handle_info({:"$sb_list", guild_id, codec, payload, at}, state) do
     if Map.has_key?(state.guilds, guild_id),
-      do: deliver(state, "GUILD_MEMBER_LIST_UPDATE", codec, payload, at),
+      do: deliver(state, "GUILD_MEMBER_LIST_UPDATE", codec, payload, at, false),
       else: {:noreply, state}
   end
 
@@ -331,10 +337,10 @@ defmodule Switchboard.Session do
   defp pending_losses(state),
     do: Enum.reduce(state.guilds, 0, fn {_, entry}, sum -> sum + map_size(entry.gaps) end)
 
-  defp deliver(state, type, codec, payload, at) do
+  defp deliver(state, type, codec, payload, at, event?) do
     seq = state.seq + 1
     frame = codec.encode_iodata(%{"op" => 0, "t" => type, "s" => seq, "d" => payload}, [])
-    if state.metrics, do: Metrics.record(state.metrics, at)
+    if state.metrics, do: Metrics.record(state.metrics, at, event?)
 
     {:ok, transport_state} =
       state.transport.send_frame(state.transport_state, frame, %{seq: seq, type: type})

@@ -113,7 +113,7 @@ defmodule Switchboard.GuildTest do
     assert {:error, :not_member} = Guild.update_presence(guild, 99, :online)
     assert {:error, :not_member} = Guild.update_member(guild, member(99))
     assert :ok = Guild.leave(guild, 3)
-    assert :ok = Guild.leave(guild, 3)
+    assert {:error, :not_member} = Guild.leave(guild, 3)
     assert Guild.member(guild, 1).status == :idle
     assert Guild.member(guild, 2).name == "bobby"
     assert Guild.member(guild, 3) == nil

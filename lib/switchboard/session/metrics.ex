@@ -16,16 +16,21 @@ defmodule Switchboard.Session.Metrics do
 
   @buckets 16 + 8 * 40
   @frames 1
-  @first_bucket 2
+  @event_frames 2
+  @first_bucket 3
 
   @doc "A new, zeroed set of metrics."
   @spec new() :: t()
   def new, do: %__MODULE__{ref: :counters.new(@first_bucket + @buckets, [:write_concurrency])}
 
-  @doc "Counts one frame, published at `published_us` (`System.system_time(:microsecond)`)."
-  @spec record(t(), integer()) :: :ok
-  def record(%__MODULE__{ref: ref}, published_us) do
+  @doc """
+  Counts one frame, published at `published_us` (`System.system_time(:microsecond)`);
+  `event?` tells event frames from member-list updates.
+  """
+  @spec record(t(), integer(), boolean()) :: :ok
+  def record(%__MODULE__{ref: ref}, published_us, event?) do
     :counters.add(ref, @frames, 1)
+    if event?, do: :counters.add(ref, @event_frames, 1)
     latency = System.system_time(:microsecond) - published_us
     :counters.add(ref, @first_bucket + bucket(latency), 1)
   end
@@ -38,6 +43,10 @@ defmodule Switchboard.Session.Metrics do
   @doc "Frames recorded so far."
   @spec frames(t()) :: non_neg_integer()
   def frames(%__MODULE__{ref: ref}), do: :counters.get(ref, @frames)
+
+  @doc "Event frames (not member-list updates) recorded so far."
+  @spec event_frames(t()) :: non_neg_integer()
+  def event_frames(%__MODULE__{ref: ref}), do: :counters.get(ref, @event_frames)
 
   @doc "The latency histogram as `[{upper_bound_us, count}]` for non-empty buckets."
   @spec histogram(t()) :: [{non_neg_integer(), non_neg_integer()}]
