@@ -21,12 +21,12 @@ defmodule Switchboard.Guild do
 
   `Switchboard.Session`s connect with `connect/3` (active or passive) and
   subscribe to member-list ranges with `subscribe_member_list/3`.
-  `publish/3` encodes the event's payload once, as a fragment (with the
-  configured codec), and sends it through `Switchboard.Fanout` to every
+  `publish/3` encodes the event once (payload and envelope, see
+  `Switchboard.Codec`), and sends it through `Switchboard.Fanout` to every
   active session, or to every session when it is `essential: true`
   (passive sessions get nothing else): local sessions from fan-out groups,
   remote ones in one distribution message per node. Each session splices
-  the payload into its own envelope.
+  its own sequence number into the prepared frame.
 
   Above `:relay_threshold` local sessions, the guild spreads them over relay
   processes of at most that many sessions each; it then sends one message
@@ -541,14 +541,14 @@ defmodule Switchboard.Guild do
   # Delivery
 
   defp publish_event(state, type, data, essential, at) do
-    payload = state.codec.fragment(data, [])
+    prepared = state.codec.prepare(type, data)
     all_seq = state.all_seq + 1
 
     {essential_seq, target} =
       if essential, do: {state.essential_seq + 1, :all}, else: {state.essential_seq, :active}
 
     message =
-      {:"$sb_event", state.id, all_seq, essential && essential_seq, type, state.codec, payload,
+      {:"$sb_event", state.id, all_seq, essential && essential_seq, type, state.codec, prepared,
        at}
 
     fan_out(state, target, message)
@@ -575,8 +575,9 @@ defmodule Switchboard.Guild do
 
   defp send_list_updates(state, updates, at) do
     for {pids, ops} <- updates do
-      payload = state.codec.fragment(%{"guild_id" => state.id, "ops" => ops}, [])
-      message = {:"$sb_list", state.id, state.codec, payload, at}
+      data = %{"guild_id" => state.id, "ops" => ops}
+      prepared = state.codec.prepare("GUILD_MEMBER_LIST_UPDATE", data)
+      message = {:"$sb_list", state.id, state.codec, prepared, at}
 
       case state.relays do
         nil ->

@@ -27,8 +27,8 @@ defmodule Switchboard.Implementation do
 
   @doc """
   The modules of `mode`: `:member_list`, `:fanout` (with its `:group`) and
-  `:codec` (any module with `fragment/2` and `encode_iodata/2`, such as
-  `Switchboard.Erlpack`; the JSON codec has the same two functions).
+  `:codec` (a `Switchboard.Codec`: ETF frames, their payload encoded by
+  `Switchboard.Erlpack` or its twin).
 
   Raises `ArgumentError` for an unknown mode.
   """
@@ -41,7 +41,7 @@ defmodule Switchboard.Implementation do
       member_list: Switchboard.MemberList,
       fanout: Switchboard.Fanout,
       group: Switchboard.Fanout.Group,
-      codec: Switchboard.Erlpack
+      codec: Switchboard.Codec.ETF
     }
   end
 
@@ -51,7 +51,7 @@ defmodule Switchboard.Implementation do
       member_list: Switchboard.MemberList.Pure,
       fanout: Switchboard.Fanout.Pure,
       group: Switchboard.Fanout.Pure.Group,
-      codec: Switchboard.Erlpack.Pure
+      codec: Switchboard.Codec.ETF.Pure
     }
   end
 

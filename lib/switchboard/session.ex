@@ -2,11 +2,11 @@ defmodule Switchboard.Session do
   @moduledoc """
   One connected client: a process that turns guild events into numbered frames.
 
-  A guild sends each event to its sessions once, encoded once (a payload
-  fragment, see `Switchboard.Guild`); the session gives it the next number
-  of its own sequence, splices the payload into its envelope
-  (`%{"op" => 0, "t" => type, "s" => seq, "d" => payload}`, encoded with the
-  codec the guild named), and writes the frame to its `Switchboard.Transport`.
+  A guild sends each event to its sessions once, encoded once (see
+  `Switchboard.Codec`); the session gives it the next number of its own
+  sequence, splices that number into the prepared frame
+  (`%{"op" => 0, "t" => type, "s" => seq, "d" => payload}` for ETF), and
+  writes the frame to its `Switchboard.Transport`.
 
   ## Resuming
 
@@ -61,7 +61,7 @@ defmodule Switchboard.Session do
       :buffer_limit,
       seq: 0,
       frames: 0,
-      replay: :queue.new(),
+      replay: [],
       replay_size: 0,
       guilds: %{},
       lost: 0,
@@ -337,9 +337,9 @@ defmodule Switchboard.Session do
   defp pending_losses(state),
     do: Enum.reduce(state.guilds, 0, fn {_, entry}, sum -> sum + map_size(entry.gaps) end)
 
-  defp deliver(state, type, codec, payload, at, event?) do
+  defp deliver(state, type, codec, prepared, at, event?) do
     seq = state.seq + 1
-    frame = codec.encode_iodata(%{"op" => 0, "t" => type, "s" => seq, "d" => payload}, [])
+    frame = codec.frame(prepared, seq)
     if state.metrics, do: Metrics.record(state.metrics, at, event?)
 
     {:ok, transport_state} =
@@ -363,25 +363,32 @@ defmodule Switchboard.Session do
     end
   end
 
+  # Newest first; trimmed back to the limit once it is a quarter over, so
+  # keeping a frame costs one cons, amortised.
   defp remember(%State{replay_limit: 0} = state, _seq, _frame), do: state
 
   defp remember(%State{replay_size: size, replay_limit: limit} = state, seq, frame)
-       when size < limit do
-    %{state | replay: :queue.in({seq, frame}, state.replay), replay_size: size + 1}
+       when size < limit + div(limit, 4) + 1 do
+    %{state | replay: [{seq, frame} | state.replay], replay_size: size + 1}
   end
 
-  defp remember(state, seq, frame) do
-    replay = :queue.in({seq, frame}, :queue.drop(state.replay))
-    %{state | replay: replay}
+  defp remember(%State{replay_limit: limit} = state, seq, frame) do
+    %{state | replay: [{seq, frame} | Enum.take(state.replay, limit - 1)], replay_size: limit}
   end
 
   defp replay_after(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
   defp replay_after(%State{seq: seq}, seq), do: {:ok, []}
 
   defp replay_after(state, last_seq) do
-    case :queue.peek(state.replay) do
-      {:value, {oldest, _}} when oldest <= last_seq + 1 ->
-        {:ok, for({seq, frame} <- :queue.to_list(state.replay), seq > last_seq, do: frame)}
+    kept = Enum.take(state.replay, min(state.replay_size, state.replay_limit))
+
+    case List.last(kept) do
+      {oldest, _} when oldest <= last_seq + 1 ->
+        {:ok,
+         kept
+         |> Enum.take_while(fn {seq, _} -> seq > last_seq end)
+         |> Enum.reverse()
+         |> Enum.map(&elem(&1, 1))}
 
       _ ->
         {:error, :gone}

@@ -55,8 +55,8 @@ defmodule Switchboard.SessionTest do
     # A number skipped by the stream is lost until it turns up (then it is
     # late); one seen before is a duplicate.
     id = hd(Session.stats(session).guilds)
-    codec = Switchboard.Erlpack
-    payload = codec.fragment(%{}, [])
+    codec = Switchboard.Codec.ETF
+    payload = codec.prepare("X", %{})
     send(session, {:"$sb_event", id, 10, 4, "X", codec, payload, 0})
     assert %{lost: 2} = Session.stats(session)
     send(session, {:"$sb_event", id, 11, 2, "X", codec, payload, 0})

@@ -15,9 +15,8 @@ defmodule Switchboard.Session.Metrics do
   @type t :: %__MODULE__{ref: :counters.counters_ref()}
 
   @buckets 16 + 8 * 40
-  @frames 1
-  @event_frames 2
-  @first_bucket 3
+  @event_frames 1
+  @first_bucket 2
 
   @doc "A new, zeroed set of metrics."
   @spec new() :: t()
@@ -29,20 +28,23 @@ defmodule Switchboard.Session.Metrics do
   """
   @spec record(t(), integer(), boolean()) :: :ok
   def record(%__MODULE__{ref: ref}, published_us, event?) do
-    :counters.add(ref, @frames, 1)
     if event?, do: :counters.add(ref, @event_frames, 1)
-    latency = System.system_time(:microsecond) - published_us
+    latency = :erlang.system_time(:microsecond) - published_us
     :counters.add(ref, @first_bucket + bucket(latency), 1)
   end
 
-  @doc "Counts one observation of `value` (any unit) in the histogram, without counting a frame."
+  @doc "Counts one observation of `value` (any unit) in the histogram."
   @spec observe(t(), non_neg_integer()) :: :ok
   def observe(%__MODULE__{ref: ref}, value),
     do: :counters.add(ref, @first_bucket + bucket(value), 1)
 
-  @doc "Frames recorded so far."
+  @doc "Frames (or observations) recorded so far: the histogram's total."
   @spec frames(t()) :: non_neg_integer()
-  def frames(%__MODULE__{ref: ref}), do: :counters.get(ref, @frames)
+  def frames(%__MODULE__{ref: ref}) do
+    Enum.reduce(0..(@buckets - 1), 0, fn index, sum ->
+      sum + :counters.get(ref, @first_bucket + index)
+    end)
+  end
 
   @doc "Event frames (not member-list updates) recorded so far."
   @spec event_frames(t()) :: non_neg_integer()
@@ -83,6 +85,7 @@ defmodule Switchboard.Session.Metrics do
 
   def bucket(value) do
     exponent = floor_log2(value)
+
     index = 16 + (exponent - 4) * 8 + (value >>> (exponent - 3) &&& 7)
     min(index, @buckets - 1)
   end
@@ -96,7 +99,14 @@ defmodule Switchboard.Session.Metrics do
     ((8 + mantissa + 1) <<< (exponent - 3)) - 1
   end
 
-  defp floor_log2(value), do: floor_log2(value, 0)
-  defp floor_log2(1, acc), do: acc
-  defp floor_log2(value, acc), do: floor_log2(value >>> 1, acc + 1)
+  # The float estimate, corrected where rounding crossed a power of two.
+  defp floor_log2(value) do
+    estimate = trunc(:math.log2(value))
+
+    cond do
+      1 <<< estimate > value -> estimate - 1
+      1 <<< (estimate + 1) <= value -> estimate + 1
+      true -> estimate
+    end
+  end
 end
