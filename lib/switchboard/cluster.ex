@@ -109,26 +109,59 @@ defmodule Switchboard.Cluster do
   # ---------------------------------------------------------------------------
   # Server
 
-  @impl true
-  def init([]) do
-    :net_kernel.monitor_nodes(true)
-    publish([node()])
-    for node <- Node.list(), do: send({__MODULE__, node}, {:hello, node()})
-    {:ok, %{nodes: [node()], opts: %{}}}
+  @doc """
+  Makes this node's cluster process notice now that distribution was started
+  after it (it otherwise checks every #{200} ms); returns the ring's nodes.
+  """
+  @spec refresh() :: [node()]
+  def refresh do
+    GenServer.call(__MODULE__, :refresh)
+    nodes()
   end
 
   @impl true
+  def init([]) do
+    publish([node()])
+    {:ok, watch(%{nodes: [node()], name: nil})}
+  end
+
+  # Distribution may start after this process (net_kernel started by hand):
+  # until it has, look again from time to time; once it has, watch nodes,
+  # put this node's name on the ring and greet the connected nodes.
+  defp watch(%{name: name} = state) do
+    if Node.alive?() and name != node() do
+      :net_kernel.monitor_nodes(true)
+      nodes = Enum.uniq([node() | List.delete(state.nodes, name) |> List.delete(:nonode@nohost)])
+      publish(nodes)
+      for other <- Node.list(), do: send({__MODULE__, other}, {:hello, node(), nodes})
+      %{state | nodes: nodes, name: node()}
+    else
+      unless Node.alive?(), do: Process.send_after(self(), :watch, 200)
+      state
+    end
+  end
+
+  @impl true
+  def handle_call(:refresh, _from, state), do: {:reply, :ok, watch(state)}
+
+  @impl true
+  def handle_info(:watch, state), do: {:noreply, watch(state)}
+
   def handle_info({:nodeup, node}, state) do
-    send({__MODULE__, node}, {:hello, node()})
+    send({__MODULE__, node}, {:hello, node(), state.nodes})
     {:noreply, state}
   end
 
-  def handle_info({:hello, node}, state) do
-    send({__MODULE__, node}, {:welcome, node()})
-    {:noreply, add(state, node)}
+  # A node that runs a cluster process joins the ring; the nodes it knows
+  # are connected to as well, so every node ends up with the same ring even
+  # where Erlang does not mesh the nodes by itself (-connect_all false).
+  def handle_info({:hello, node, known}, state) do
+    send({__MODULE__, node}, {:welcome, node(), state.nodes})
+    {:noreply, state |> add(node) |> meet(known)}
   end
 
-  def handle_info({:welcome, node}, state), do: {:noreply, add(state, node)}
+  def handle_info({:welcome, node, known}, state),
+    do: {:noreply, state |> add(node) |> meet(known)}
 
   def handle_info({:nodedown, node}, state) do
     if node in state.nodes do
@@ -152,6 +185,12 @@ defmodule Switchboard.Cluster do
       rebalance()
       %{state | nodes: nodes}
     end
+  end
+
+  defp meet(state, known) do
+    unknown = Enum.reject(known, &(&1 in state.nodes or &1 == node()))
+    if unknown != [], do: spawn(fn -> Enum.each(unknown, &Node.connect/1) end)
+    state
   end
 
   defp publish(nodes) do

@@ -381,7 +381,9 @@ defmodule Switchboard.Sim do
     receive do
       {:stop, from} ->
         if progress, do: IO.write(:stderr, "\n")
-        send(from, {:samples, Enum.reverse(samples)})
+        elapsed = System.monotonic_time(:millisecond) - started
+        last = %{t_ms: elapsed, frames: total(nodes, :frames)}
+        send(from, {:samples, Enum.reverse([last | samples])})
     after
       250 ->
         elapsed = System.monotonic_time(:millisecond) - started
@@ -458,6 +460,8 @@ defmodule Switchboard.Sim do
       name = :"switchboard_sim_#{System.os_time(:millisecond)}_#{:os.getpid()}@127.0.0.1"
       {:ok, _} = :net_kernel.start([name, :longnames])
     end
+
+    Cluster.refresh()
   end
 
   defp start_peer(mode) do
