@@ -226,6 +226,9 @@ defmodule Switchboard.Guild do
 
   @impl true
   def init(opts) do
+    # A backlog of messages must not make every garbage collection copy it.
+    Process.flag(:message_queue_data, :off_heap)
+
     opts =
       Keyword.validate!(opts, [
         :id,

@@ -88,7 +88,8 @@ defmodule Switchboard.Session do
       latencies in. Defaults to `nil`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
-  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts)
+  def start_link(opts \\ []),
+    do: GenServer.start_link(__MODULE__, opts)
 
   @doc "A child spec under `Switchboard.Session.Supervisor` (temporary: a session that ends stays ended)."
   def child_spec(opts),
@@ -157,6 +158,9 @@ defmodule Switchboard.Session do
 
   @impl true
   def init(opts) do
+    # A backlog of messages must not make every garbage collection copy it.
+    Process.flag(:message_queue_data, :off_heap)
+
     opts =
       Keyword.validate!(opts,
         id: nil,
@@ -341,19 +345,21 @@ defmodule Switchboard.Session do
     seq = state.seq + 1
     frame = codec.frame(prepared, seq)
     if state.metrics, do: Metrics.record(state.metrics, at, event?)
-
-    {:ok, transport_state} =
-      state.transport.send_frame(state.transport_state, frame, %{seq: seq, type: type})
+    transport = state.transport
+    meta = %{seq: seq, type: type}
+    {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
+    {replay, replay_size} = remember(state, {seq, codec, prepared})
 
     state = %{
       state
       | seq: seq,
         frames: state.frames + 1,
-        transport_state: transport_state
+        transport_state: transport_state,
+        replay: replay,
+        replay_size: replay_size
     }
 
-    state = remember(state, seq, frame)
-    buffered = state.transport.buffered_bytes(transport_state)
+    buffered = transport.buffered_bytes(transport_state)
 
     if buffered > state.buffer_limit do
       :counters.add(counters(), 1, 1)
@@ -363,18 +369,18 @@ defmodule Switchboard.Session do
     end
   end
 
-  # Newest first; trimmed back to the limit once it is a quarter over, so
-  # keeping a frame costs one cons, amortised.
-  defp remember(%State{replay_limit: 0} = state, _seq, _frame), do: state
+  # Newest first, as what the frame was made of (the frame is made again on
+  # resume); trimmed back to the limit once it is a quarter over, so keeping
+  # a frame costs one cons, amortised.
+  defp remember(%State{replay_limit: 0}, _entry), do: {[], 0}
 
-  defp remember(%State{replay_size: size, replay_limit: limit} = state, seq, frame)
+  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit}, entry)
        when size < limit + div(limit, 4) + 1 do
-    %{state | replay: [{seq, frame} | state.replay], replay_size: size + 1}
+    {[entry | replay], size + 1}
   end
 
-  defp remember(%State{replay_limit: limit} = state, seq, frame) do
-    %{state | replay: [{seq, frame} | Enum.take(state.replay, limit - 1)], replay_size: limit}
-  end
+  defp remember(%State{replay: replay, replay_limit: limit}, entry),
+    do: {[entry | Enum.take(replay, limit - 1)], limit}
 
   defp replay_after(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
   defp replay_after(%State{seq: seq}, seq), do: {:ok, []}
@@ -383,12 +389,13 @@ defmodule Switchboard.Session do
     kept = Enum.take(state.replay, min(state.replay_size, state.replay_limit))
 
     case List.last(kept) do
-      {oldest, _} when oldest <= last_seq + 1 ->
-        {:ok,
-         kept
-         |> Enum.take_while(fn {seq, _} -> seq > last_seq end)
-         |> Enum.reverse()
-         |> Enum.map(&elem(&1, 1))}
+      {oldest, _, _} when oldest <= last_seq + 1 ->
+        frames =
+          for {seq, codec, prepared} <- Enum.reverse(kept), seq > last_seq do
+            codec.frame(prepared, seq)
+          end
+
+        {:ok, frames}
 
       _ ->
         {:error, :gone}

@@ -36,6 +36,7 @@ defmodule Switchboard.Sim do
     relay_threshold: 15_000,
     slow: 10,
     window: nil,
+    floor: 2.0,
     progress: true
   ]
 
@@ -88,6 +89,7 @@ defmodule Switchboard.Sim do
     attached = start_sessions(opts, guilds, nodes)
     window = opts[:window] || max(opts[:sessions], 1_000)
     expected = :counters.new(1, [:write_concurrency])
+    cpu_before = total(nodes, :cpu_ms)
     started = System.monotonic_time(:millisecond)
     deadline = started + round(opts[:duration] * 1000)
     sampler = start_sampler(nodes, started, opts[:progress])
@@ -112,10 +114,12 @@ defmodule Switchboard.Sim do
 
     driven = Enum.map(drivers, &Task.await(&1, :infinity))
     finished = drain(nodes, expected)
+    cpu_s = (total(nodes, :cpu_ms) - cpu_before) / 1000
     samples = stop_sampler(sampler)
     rss_end = total(nodes, :rss)
 
     guild_stats = for {_id, pid, _} <- guilds, do: Guild.stats(pid)
+    active = Enum.reduce(guild_stats, 0, &(&2 + &1.sessions - &1.passive_sessions))
     finals = Map.new(guild_stats, &{&1.id, {&1.all_seq, &1.essential_seq}})
     totals = Enum.map(nodes, &:erpc.call(&1, SimNode, :totals, [finals], :infinity))
     histogram = merge_histograms(Enum.map(nodes, &:erpc.call(&1, SimNode, :histogram, [])))
@@ -142,6 +146,8 @@ defmodule Switchboard.Sim do
       essential_events: Enum.reduce(guild_stats, 0, &(&2 + &1.essential_seq)),
       frames_delivered: frames,
       frames_per_s: round(frames / max(elapsed_s, 0.001)),
+      cpu_s: Float.round(cpu_s, 2),
+      frames_per_cpu_s: round(frames / max(cpu_s, 0.001)),
       latency_ms: %{
         p50: ms(Metrics.percentile(histogram, 0.5)),
         p99: ms(Metrics.percentile(histogram, 0.99)),
@@ -164,6 +170,7 @@ defmodule Switchboard.Sim do
       memory_bytes_total: rss_end,
       window_frames: window,
       verdict: if(lost == 0 and duplicated == 0 and out_of_order == 0, do: "ok", else: "failed"),
+      floor: if(opts[:floor] > 0, do: floor(max(active, 1), opts[:floor])),
       latency_histogram_us: histogram,
       throughput: samples
     }
@@ -370,6 +377,51 @@ defmodule Switchboard.Sim do
   end
 
   # ---------------------------------------------------------------------------
+  # The floor: what delivering frames costs with nothing but send/2 and a
+  # receive loop (no guild, no session work), on the same machine in the
+  # same run. One process sends each "event" (a shared binary) to as many
+  # receivers as the run had active sessions, one send/2 each, for about
+  # `seconds`; each receiver only counts.
+
+  defp floor(receivers, seconds) do
+    parent = self()
+    frame = :binary.copy(String.duplicate("f", 300))
+    pids = for _ <- 1..receivers, do: spawn(fn -> floor_receiver(parent, 0) end)
+    deadline = System.monotonic_time(:microsecond) + round(seconds * 1_000_000)
+    cpu_before = local_value(:cpu_ms)
+    started = System.monotonic_time(:microsecond)
+    events = floor_send(pids, frame, deadline, 0)
+    for pid <- pids, do: send(pid, :done)
+    delivered = Enum.reduce(pids, 0, fn _, sum -> receive(do: ({:floor, n} -> sum + n)) end)
+    elapsed = System.monotonic_time(:microsecond) - started
+    cpu_s = (local_value(:cpu_ms) - cpu_before) / 1000
+
+    %{
+      receivers: receivers,
+      events: events,
+      frames: delivered,
+      send_loop_frames_per_s: round(delivered * 1_000_000 / max(elapsed, 1)),
+      send_loop_frames_per_cpu_s: round(delivered / max(cpu_s, 0.001))
+    }
+  end
+
+  defp floor_send(pids, frame, deadline, events) do
+    if System.monotonic_time(:microsecond) >= deadline do
+      events
+    else
+      Enum.each(pids, &send(&1, {:frame, frame}))
+      floor_send(pids, frame, deadline, events + 1)
+    end
+  end
+
+  defp floor_receiver(parent, count) do
+    receive do
+      {:frame, _} -> floor_receiver(parent, count + 1)
+      :done -> send(parent, {:floor, count})
+    end
+  end
+
+  # ---------------------------------------------------------------------------
   # Sampling and progress
 
   defp start_sampler(nodes, started, progress) do
@@ -434,6 +486,11 @@ defmodule Switchboard.Sim do
   def local_value(:event_frames), do: SimNode.event_frames()
   def local_value(:rss), do: SimNode.rss()
   def local_value(:slow_disconnects), do: Session.slow_disconnects()
+
+  def local_value(:cpu_ms) do
+    {total, _} = :erlang.statistics(:runtime)
+    total
+  end
 
   defp merge_histograms(histograms) do
     histograms

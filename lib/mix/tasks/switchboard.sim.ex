@@ -21,6 +21,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
     * `--relay-threshold N` - sessions above which relays fan out (15000)
     * `--slow N` - sessions whose client stops reading (10)
     * `--window N` - event frames in flight at most (the session count)
+    * `--floor S` - seconds of the send/2 floor measured after the run (2; 0: none)
     * `--json PATH`, `--html PATH` - also write the report there
     * `--quiet` - no progress line
 
@@ -29,6 +30,9 @@ defmodule Mix.Tasks.Switchboard.Sim do
   `mode`, `nodes`, `guilds`, `members`, `sessions`, `duration_s` (first
   publish to last frame), `events_published`, `frames_delivered` (frames
   written by sessions: events and member-list updates), `frames_per_s`,
+  `cpu_s` and `frames_per_cpu_s` (CPU time of every VM thread over the run:
+  on a shared machine, frames per CPU-second times the cores is what an
+  idle machine would reach),
   `latency_ms` (`p50`, `p99`, `p999` from publish to frame encoded at the
   session), `member_list_ops` (joins, leaves, presence changes) and
   `member_op_us` (time the guild spent on each, list ops and sends
@@ -36,7 +40,10 @@ defmodule Mix.Tasks.Switchboard.Sim do
   against the guild's streams), `slow_disconnects`,
   `memory_bytes_per_session` and `memory_bytes_per_member` (resident memory
   growth over all nodes), and `verdict` (`ok` only when nothing was lost,
-  duplicated or reordered). The JSON also holds the latency histogram and
+  duplicated or reordered), and `floor`: frames per second that a bare
+  `send/2` loop reaches on the same machine in the same run, delivering to
+  as many receivers as there were active sessions that only count them
+  (what the fan-out costs with no guild and no session work). The JSON also holds the latency histogram and
   the throughput samples.
   """
 
@@ -54,6 +61,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
     relay_threshold: :integer,
     slow: :integer,
     window: :integer,
+    floor: :float,
     json: :string,
     html: :string,
     quiet: :boolean

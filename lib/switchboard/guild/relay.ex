@@ -12,6 +12,9 @@ defmodule Switchboard.Guild.Relay do
 
   @impl true
   def init(modules) do
+    # A backlog of messages must not make every garbage collection copy it.
+    Process.flag(:message_queue_data, :off_heap)
+
     {:ok,
      %{
        fanout: modules.fanout,

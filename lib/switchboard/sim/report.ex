@@ -14,6 +14,8 @@ defmodule Switchboard.Sim.Report do
     :events_published,
     :frames_delivered,
     :frames_per_s,
+    :cpu_s,
+    :frames_per_cpu_s,
     :latency_ms,
     :member_list_ops,
     :member_op_us,
@@ -23,6 +25,7 @@ defmodule Switchboard.Sim.Report do
     :slow_disconnects,
     :memory_bytes_per_session,
     :memory_bytes_per_member,
+    :floor,
     :verdict
   ]
 
