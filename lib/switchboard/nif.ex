@@ -69,6 +69,21 @@ defmodule Switchboard.NIF do
   def fanout_partition(_pids, _count), do: :erlang.nif_error(:not_loaded)
   def fanout_share_send(_share, _message), do: :erlang.nif_error(:not_loaded)
 
+  # Switchboard.MemberList
+  def member_list_new(_hidden), do: :erlang.nif_error(:not_loaded)
+
+  def member_list_put(_list, _id, _name, _status, _class, _group_key, _group_id),
+    do: :erlang.nif_error(:not_loaded)
+
+  def member_list_delete(_list, _id), do: :erlang.nif_error(:not_loaded)
+  def member_list_subscribe(_list, _session, _ranges), do: :erlang.nif_error(:not_loaded)
+  def member_list_unsubscribe(_list, _session), do: :erlang.nif_error(:not_loaded)
+  def member_list_items(_list), do: :erlang.nif_error(:not_loaded)
+  def member_list_size(_list), do: :erlang.nif_error(:not_loaded)
+  def member_list_counts(_list), do: :erlang.nif_error(:not_loaded)
+  def member_list_member_index(_list, _id), do: :erlang.nif_error(:not_loaded)
+  def member_list_memory(_list), do: :erlang.nif_error(:not_loaded)
+
   # Switchboard.Erlpack
   def erlpack_encode(_term, _level, _string_keys), do: :erlang.nif_error(:not_loaded)
   def erlpack_encode_iodata(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
