@@ -598,9 +598,16 @@ defmodule Switchboard.Guild do
     :ok
   end
 
+  # The member table, this process (a pure member list lives on its heap)
+  # and a native member list's own memory.
   defp guild_memory(state) do
     words = :ets.info(state.table, :memory)
     {:memory, process} = Process.info(self(), :memory)
-    words * :erlang.system_info(:wordsize) + process
+    list_module = state.modules.member_list
+
+    native =
+      if function_exported?(list_module, :memory, 1), do: list_module.memory(state.list), else: 0
+
+    words * :erlang.system_info(:wordsize) + process + native
   end
 end

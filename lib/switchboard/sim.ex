@@ -166,7 +166,9 @@ defmodule Switchboard.Sim do
       sessions_at_end: live_sessions,
       memory_bytes_per_session: div(max(rss_end - rss_guilds, 0), max(attached, 1)),
       session_process_bytes: div(sum.(:memory), max(live_sessions, 1)),
-      memory_bytes_per_member: div(max(rss_guilds - rss_before, 0), max(opts[:members], 1)),
+      memory_bytes_per_member:
+        div(Enum.reduce(guild_stats, 0, &(&2 + &1.memory_bytes)), max(opts[:members], 1)),
+      memory_rss_bytes_per_member: div(max(rss_guilds - rss_before, 0), max(opts[:members], 1)),
       memory_bytes_total: rss_end,
       window_frames: window,
       verdict: if(lost == 0 and duplicated == 0 and out_of_order == 0, do: "ok", else: "failed"),

@@ -38,8 +38,11 @@ defmodule Mix.Tasks.Switchboard.Sim do
   `member_op_us` (time the guild spent on each, list ops and sends
   included), `lost`, `duplicated`, `out_of_order` (checked at every session
   against the guild's streams), `slow_disconnects`,
-  `memory_bytes_per_session` and `memory_bytes_per_member` (resident memory
-  growth over all nodes), and `verdict` (`ok` only when nothing was lost,
+  `memory_bytes_per_session` (resident memory growth over all nodes from
+  before the sessions to the end of the run, per session) and
+  `memory_bytes_per_member` (the guilds' member tables, processes and member
+  lists, per member; `memory_rss_bytes_per_member` is the resident memory
+  growth while the guilds were built), and `verdict` (`ok` only when nothing was lost,
   duplicated or reordered), and `floor`: frames per second that a bare
   `send/2` loop reaches on the same machine in the same run, delivering to
   as many receivers as there were active sessions that only count them
