@@ -48,6 +48,7 @@ defmodule Switchboard.Guild do
   @registry Switchboard.Guild.Registry
   @supervisor Switchboard.Guild.Supervisor
   @default_threshold 15_000
+  @default_replay_events 4096
 
   @type member :: %{
           required(:id) => term(),
@@ -77,6 +78,9 @@ defmodule Switchboard.Guild do
       Defaults to `:listed`.
     * `:on_change` - a function called with `{:put, member}` or
       `{:delete, user_id}` after each change (replication). Defaults to `nil`.
+    * `:replay_events` - how many of its latest frames (events and
+      member-list updates) the guild keeps for sessions that resume (see
+      `Switchboard.Session.resume/2`). Defaults to #{@default_replay_events}.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
@@ -176,9 +180,11 @@ defmodule Switchboard.Guild do
   @doc """
   Connects a session process; the guild monitors it.
 
-  Returns `{:ok, guild_id, all_seq, essential_seq}`: the sequence numbers of
-  the last events published before it joined (its streams continue from
-  there).
+  Returns `{:ok, guild_id, all_seq, essential_seq, replay}`: the sequence
+  numbers of the last events published before it joined (its streams
+  continue from there) and the table of the guild's latest frames (each
+  message to a session names its key there, so a session keeps only keys
+  for `Switchboard.Session.resume/2`).
 
   ## Options
 
@@ -186,7 +192,7 @@ defmodule Switchboard.Guild do
     * `:ranges` - member-list ranges to subscribe at once. Defaults to `[]`.
   """
   @spec connect(guild(), pid(), keyword()) ::
-          {:ok, term(), non_neg_integer(), non_neg_integer()}
+          {:ok, term(), non_neg_integer(), non_neg_integer(), :ets.tid()}
   def connect(guild, session, opts \\ []) when is_pid(session) do
     opts = Keyword.validate!(opts, passive: false, ranges: [])
     GenServer.call(guild, {:connect, session, opts[:passive], opts[:ranges]})
@@ -236,11 +242,13 @@ defmodule Switchboard.Guild do
         mode: nil,
         relay_threshold: @default_threshold,
         offline: :listed,
-        on_change: nil
+        on_change: nil,
+        replay_events: @default_replay_events
       ])
 
     modules = Switchboard.Implementation.modules(opts[:mode] || Switchboard.Implementation.mode())
     table = :ets.new(__MODULE__, [:set, :protected, read_concurrency: true])
+    replay = :ets.new(__MODULE__.Replay, [:set, :protected, read_concurrency: true])
     list = modules.member_list.new(offline: opts[:offline])
 
     list =
@@ -256,6 +264,9 @@ defmodule Switchboard.Guild do
       fanout: modules.fanout,
       codec: modules.codec,
       table: table,
+      replay: replay,
+      replay_events: opts[:replay_events],
+      frame_key: 0,
       list: list,
       all_seq: 0,
       essential_seq: 0,
@@ -318,8 +329,7 @@ defmodule Switchboard.Guild do
       :ets.delete(state.table, user_id)
       {updates, list} = state.modules.member_list.delete(state.list, user_id)
       at = System.system_time(:microsecond)
-      state = %{state | list: list}
-      send_list_updates(state, updates, at)
+      state = send_list_updates(%{state | list: list}, updates, at)
       replicate(state, {:delete, user_id})
       data = %{"guild_id" => state.id, "user_id" => user_id}
       state = publish_event(state, "GUILD_MEMBER_REMOVE", data, true, at)
@@ -332,7 +342,7 @@ defmodule Switchboard.Guild do
   def handle_call({:connect, pid, passive, ranges}, _from, state) do
     state = if Map.has_key?(state.sessions, pid), do: drop_session(state, pid), else: state
     state = add_session(state, pid, passive)
-    reply = {:ok, state.id, state.all_seq, state.essential_seq}
+    reply = {:ok, state.id, state.all_seq, state.essential_seq, state.replay}
     # The sync may reach the session before this reply: it waits for the
     # reply first, so it reads the sync as a frame of this guild.
     state = if ranges == [], do: state, else: subscribe(state, pid, ranges)
@@ -384,8 +394,7 @@ defmodule Switchboard.Guild do
     :ets.insert(state.table, {member.id, member})
     {updates, list} = state.modules.member_list.put(state.list, member)
     at = System.system_time(:microsecond)
-    state = %{state | list: list}
-    send_list_updates(state, updates, at)
+    state = send_list_updates(%{state | list: list}, updates, at)
     replicate(state, {:put, member})
 
     {type, data} =
@@ -535,9 +544,7 @@ defmodule Switchboard.Guild do
 
   defp subscribe(state, pid, ranges) do
     {updates, list} = state.modules.member_list.subscribe(state.list, pid, ranges)
-    state = %{state | list: list}
-    send_list_updates(state, updates, System.system_time(:microsecond))
-    state
+    send_list_updates(%{state | list: list}, updates, System.system_time(:microsecond))
   end
 
   # ---------------------------------------------------------------------------
@@ -546,16 +553,26 @@ defmodule Switchboard.Guild do
   defp publish_event(state, type, data, essential, at) do
     prepared = state.codec.prepare(type, data)
     all_seq = state.all_seq + 1
+    {key, state} = keep_frame(state, type, prepared)
 
     {essential_seq, target} =
       if essential, do: {state.essential_seq + 1, :all}, else: {state.essential_seq, :active}
 
     message =
       {:"$sb_event", state.id, all_seq, essential && essential_seq, type, state.codec, prepared,
-       at}
+       key, at}
 
     fan_out(state, target, message)
     %{state | all_seq: all_seq, essential_seq: essential_seq}
+  end
+
+  # The latest frames, shared by every session for resuming: keyed by a
+  # counter, the oldest dropped past the limit.
+  defp keep_frame(state, type, prepared) do
+    key = state.frame_key + 1
+    :ets.insert(state.replay, {key, type, state.codec, prepared})
+    if key > state.replay_events, do: :ets.delete(state.replay, key - state.replay_events)
+    {key, %{state | frame_key: key}}
   end
 
   defp fan_out(state, target, message) do
@@ -574,13 +591,15 @@ defmodule Switchboard.Guild do
     end
   end
 
-  defp send_list_updates(_state, [], _at), do: :ok
+  defp send_list_updates(state, [], _at), do: state
 
   defp send_list_updates(state, updates, at) do
-    for {pids, ops} <- updates do
+    Enum.reduce(updates, state, fn {pids, ops}, state ->
       data = %{"guild_id" => state.id, "ops" => ops}
-      prepared = state.codec.prepare("GUILD_MEMBER_LIST_UPDATE", data)
-      message = {:"$sb_list", state.id, state.codec, prepared, at}
+      type = "GUILD_MEMBER_LIST_UPDATE"
+      prepared = state.codec.prepare(type, data)
+      {key, state} = keep_frame(state, type, prepared)
+      message = {:"$sb_list", state.id, state.codec, prepared, key, at}
 
       case state.relays do
         nil ->
@@ -593,9 +612,9 @@ defmodule Switchboard.Guild do
             state.fanout.send(Enum.filter(pids, &(node(&1) != node())), message)
           end
       end
-    end
 
-    :ok
+      state
+    end)
   end
 
   # The member table, this process (a pure member list lives on its heap)

@@ -10,11 +10,14 @@ defmodule Switchboard.Session do
 
   ## Resuming
 
-  The last `:replay_limit` frames are kept (they share the guild's payload
-  binaries, so a frame costs the session only its envelope). A client that
+  The last `:replay_limit` frames can be replayed: the session keeps only
+  their numbers and their keys in the guild's table of its latest frames
+  (see `Switchboard.Guild`'s `:replay_events`), so a kept frame costs the
+  session a few words and no payload. A client that
   reconnects with the last sequence number it saw gets the frames it missed,
   in order, from `resume/2`, or `{:error, :gone}` when some of them have
-  already left the buffer (the client must then start over).
+  already left the session's buffer or the guild's table, or the guild is
+  gone (the client must then start over).
 
   ## Back-pressure
 
@@ -226,24 +229,29 @@ defmodule Switchboard.Session do
 
   @impl true
   def handle_info(
-        {:"$sb_event", guild_id, all_seq, essential_seq, type, codec, payload, at},
+        {:"$sb_event", guild_id, all_seq, essential_seq, type, codec, prepared, key, at},
         state
       ) do
     case state.guilds do
       %{^guild_id => entry} ->
         stream_seq = if entry.passive, do: essential_seq, else: all_seq
         state = check(state, guild_id, entry, stream_seq)
-        deliver(state, type, codec, payload, at, true)
+        deliver(state, type, codec, prepared, {entry.replay, key}, at, true)
 
       _ ->
         {:noreply, state}
     end
   end
 
-  def handle_info({:"$sb_list", guild_id, codec, payload, at}, state) do
-    if Map.has_key?(state.guilds, guild_id),
-      do: deliver(state, "GUILD_MEMBER_LIST_UPDATE", codec, payload, at, false),
-      else: {:noreply, state}
+  def handle_info({:"$sb_list", guild_id, codec, prepared, key, at}, state) do
+    case state.guilds do
+      %{^guild_id => entry} ->
+        type = "GUILD_MEMBER_LIST_UPDATE"
+        deliver(state, type, codec, prepared, {entry.replay, key}, at, false)
+
+      _ ->
+        {:noreply, state}
+    end
   end
 
   def handle_info({:DOWN, _ref, :process, pid, _reason}, state) do
@@ -287,7 +295,7 @@ defmodule Switchboard.Session do
       if is_pid(guild), do: {guild, false}, else: {Switchboard.Cluster.lookup_guild(guild), true}
 
     with true <- is_pid(pid) || {:error, :no_guild},
-         {:ok, guild_id, all_seq, essential_seq} <-
+         {:ok, guild_id, all_seq, essential_seq, replay} <-
            Switchboard.Guild.connect(pid, self(), passive: passive, ranges: ranges) do
       Process.monitor(pid)
 
@@ -296,6 +304,7 @@ defmodule Switchboard.Session do
          id: guild_id,
          pid: pid,
          lookup: lookup,
+         replay: replay,
          passive: passive,
          ranges: ranges,
          next: if(passive, do: essential_seq, else: all_seq) + 1,
@@ -341,14 +350,14 @@ defmodule Switchboard.Session do
   defp pending_losses(state),
     do: Enum.reduce(state.guilds, 0, fn {_, entry}, sum -> sum + map_size(entry.gaps) end)
 
-  defp deliver(state, type, codec, prepared, at, event?) do
+  defp deliver(state, type, codec, prepared, {store, key}, at, event?) do
     seq = state.seq + 1
     frame = codec.frame(prepared, seq)
-    if state.metrics, do: Metrics.record(state.metrics, at, event?)
+    if state.metrics, do: Metrics.record(state.metrics, at, event?, seq)
     transport = state.transport
     meta = %{seq: seq, type: type}
     {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
-    {replay, replay_size} = remember(state, {seq, codec, prepared})
+    {replay, replay_size} = remember(state, {seq, store, key})
 
     state = %{
       state
@@ -369,9 +378,10 @@ defmodule Switchboard.Session do
     end
   end
 
-  # Newest first, as what the frame was made of (the frame is made again on
-  # resume); trimmed back to the limit once it is a quarter over, so keeping
-  # a frame costs one cons, amortised.
+  # Newest first, as where the guild keeps the frame's parts (the frame is
+  # made again on resume): three immediates and the table, so the session's
+  # heap holds no payload for it. Trimmed back to the limit once it is a
+  # quarter over, so keeping a frame costs one cons, amortised.
   defp remember(%State{replay_limit: 0}, _entry), do: {[], 0}
 
   defp remember(%State{replay: replay, replay_size: size, replay_limit: limit}, entry)
@@ -390,15 +400,27 @@ defmodule Switchboard.Session do
 
     case List.last(kept) do
       {oldest, _, _} when oldest <= last_seq + 1 ->
-        frames =
-          for {seq, codec, prepared} <- Enum.reverse(kept), seq > last_seq do
-            codec.frame(prepared, seq)
+        kept
+        |> Enum.take_while(fn {seq, _, _} -> seq > last_seq end)
+        |> Enum.reduce_while({:ok, []}, fn {seq, store, key}, {:ok, frames} ->
+          case kept_frame(store, key) do
+            {codec, prepared} -> {:cont, {:ok, [codec.frame(prepared, seq) | frames]}}
+            nil -> {:halt, {:error, :gone}}
           end
-
-        {:ok, frames}
+        end)
 
       _ ->
         {:error, :gone}
     end
+  end
+
+  # A frame the guild no longer keeps (or a guild that is gone) is gone.
+  defp kept_frame(store, key) do
+    case :ets.lookup(store, key) do
+      [{^key, _type, codec, prepared}] -> {codec, prepared}
+      [] -> nil
+    end
+  rescue
+    ArgumentError -> nil
   end
 end

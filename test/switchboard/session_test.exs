@@ -33,6 +33,19 @@ defmodule Switchboard.SessionTest do
     assert {:error, :invalid_seq} = Session.resume(session, 10)
   end
 
+  test "frames the guild no longer keeps, or of a guild that is gone, cannot be replayed" do
+    guild = start_supervised!({Guild, id: :short_memory, replay_events: 3}, id: :short)
+    session = start_session()
+    :ok = Session.attach(session, guild)
+    for n <- 1..5, do: Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => n}})
+    Guild.publish(guild, {"BARRIER", %{}})
+    collect_until([session], &(&1["t"] == "BARRIER"))
+    assert {:ok, [_, _, _]} = Session.resume(session, 3)
+    assert {:error, :gone} = Session.resume(session, 2)
+    stop_supervised!(:short)
+    assert {:error, :gone} = Session.resume(session, 5)
+  end
+
   test "a replay limit of 0 keeps nothing", %{guild: guild} do
     session = start_session(replay_limit: 0)
     :ok = Session.attach(session, guild)
@@ -46,10 +59,14 @@ defmodule Switchboard.SessionTest do
     session = start_session(metrics: metrics)
     :ok = Session.attach(session, guild, passive: true)
     Guild.publish(guild, {"MESSAGE_CREATE", %{}})
-    Guild.publish(guild, {"CHANNEL_UPDATE", %{}}, essential: true)
-    frames = collect_until([session], &(&1["t"] == "CHANNEL_UPDATE"))[session]
-    assert Enum.map(frames, & &1["t"]) == ["CHANNEL_UPDATE"]
-    assert Metrics.frames(metrics) == 1
+    for _ <- 1..4, do: Guild.publish(guild, {"CHANNEL_UPDATE", %{}}, essential: true)
+    Guild.publish(guild, {"BARRIER", %{}}, essential: true)
+    frames = collect_until([session], &(&1["t"] == "BARRIER"))[session]
+    assert Enum.map(frames, & &1["t"]) == List.duplicate("CHANNEL_UPDATE", 4) ++ ["BARRIER"]
+    assert Metrics.frames(metrics) == 5
+    assert Metrics.event_frames(metrics) == 5
+    # Frame 4 of the session had its latency taken.
+    assert [{_, 1}] = Metrics.histogram(metrics)
     assert is_integer(Metrics.percentile(metrics, 0.5))
 
     # A number skipped by the stream is lost until it turns up (then it is
@@ -57,11 +74,11 @@ defmodule Switchboard.SessionTest do
     id = hd(Session.stats(session).guilds)
     codec = Switchboard.Codec.ETF
     payload = codec.prepare("X", %{})
-    send(session, {:"$sb_event", id, 10, 4, "X", codec, payload, 0})
+    send(session, {:"$sb_event", id, 10, 4, "X", codec, payload, 1, 0})
     assert %{lost: 2} = Session.stats(session)
-    send(session, {:"$sb_event", id, 11, 2, "X", codec, payload, 0})
-    send(session, {:"$sb_event", id, 12, 2, "X", codec, payload, 0})
-    assert %{lost: 1, out_of_order: 1, duplicated: 1, frames: 4} = Session.stats(session)
+    send(session, {:"$sb_event", id, 11, 2, "X", codec, payload, 1, 0})
+    send(session, {:"$sb_event", id, 12, 2, "X", codec, payload, 1, 0})
+    assert %{lost: 1, out_of_order: 1, duplicated: 1, frames: 8} = Session.stats(session)
   end
 
   test "attach by id finds the guild through the cluster; unknown ids are an error", %{
