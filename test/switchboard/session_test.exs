@@ -74,10 +74,10 @@ defmodule Switchboard.SessionTest do
     id = hd(Session.stats(session).guilds)
     codec = Switchboard.Codec.ETF
     payload = codec.prepare("X", %{})
-    send(session, {:"$sb_event", id, 10, 4, "X", codec, payload, 1, 0})
+    send(session, {:"$sb_event", id, 10, 8, "X", codec, payload, 1, 0})
     assert %{lost: 2} = Session.stats(session)
-    send(session, {:"$sb_event", id, 11, 2, "X", codec, payload, 1, 0})
-    send(session, {:"$sb_event", id, 12, 2, "X", codec, payload, 1, 0})
+    send(session, {:"$sb_event", id, 11, 6, "X", codec, payload, 1, 0})
+    send(session, {:"$sb_event", id, 12, 6, "X", codec, payload, 1, 0})
     assert %{lost: 1, out_of_order: 1, duplicated: 1, frames: 8} = Session.stats(session)
   end
 
