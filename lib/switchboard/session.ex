@@ -66,6 +66,7 @@ defmodule Switchboard.Session do
       frames: 0,
       replay: [],
       replay_size: 0,
+      replay_older: [],
       guilds: %{},
       lost: 0,
       duplicated: 0,
@@ -357,7 +358,7 @@ defmodule Switchboard.Session do
     transport = state.transport
     meta = %{seq: seq, type: type}
     {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
-    {replay, replay_size} = remember(state, {seq, store, key})
+    {replay, replay_size, replay_older} = remember(state, {seq, store, key})
 
     state = %{
       state
@@ -365,7 +366,8 @@ defmodule Switchboard.Session do
         frames: state.frames + 1,
         transport_state: transport_state,
         replay: replay,
-        replay_size: replay_size
+        replay_size: replay_size,
+        replay_older: replay_older
     }
 
     buffered = transport.buffered_bytes(transport_state)
@@ -380,23 +382,22 @@ defmodule Switchboard.Session do
 
   # Newest first, as where the guild keeps the frame's parts (the frame is
   # made again on resume): three immediates and the table, so the session's
-  # heap holds no payload for it. Trimmed back to the limit once it is a
-  # quarter over, so keeping a frame costs one cons, amortised.
-  defp remember(%State{replay_limit: 0}, _entry), do: {[], 0}
+  # heap holds no payload for it. Two batches: when the current one is full
+  # it becomes the older one (the one before is dropped whole), so keeping
+  # a frame is one cons and at least the last `replay_limit` are kept.
+  defp remember(%State{replay_limit: 0}, _entry), do: {[], 0, []}
 
-  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit}, entry)
-       when size < limit + div(limit, 4) + 1 do
-    {[entry | replay], size + 1}
-  end
+  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit} = state, entry)
+       when size < limit,
+       do: {[entry | replay], size + 1, state.replay_older}
 
-  defp remember(%State{replay: replay, replay_limit: limit}, entry),
-    do: {[entry | Enum.take(replay, limit - 1)], limit}
+  defp remember(%State{replay: replay}, entry), do: {[entry], 1, replay}
 
   defp replay_after(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
   defp replay_after(%State{seq: seq}, seq), do: {:ok, []}
 
   defp replay_after(state, last_seq) do
-    kept = Enum.take(state.replay, min(state.replay_size, state.replay_limit))
+    kept = Enum.take(state.replay ++ state.replay_older, state.replay_limit)
 
     case List.last(kept) do
       {oldest, _, _} when oldest <= last_seq + 1 ->
