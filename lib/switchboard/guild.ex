@@ -221,7 +221,8 @@ defmodule Switchboard.Guild do
 
   @doc """
   The guild's counters: members, sessions (local, remote, passive), relays,
-  `all_seq`/`essential_seq`, `member_ops` and `op_ns` (the histogram of the
+  `all_seq`/`essential_seq`, `member_ops`, `list_ns` (the histogram of the
+  time the member list took for each change, in ns) and `op_ns` (of the
   time the guild spent on each join/leave/presence/update, in ns).
   """
   @spec stats(guild()) :: map()
@@ -283,6 +284,7 @@ defmodule Switchboard.Guild do
       remote_active: [],
       member_ops: 0,
       op_ns: Metrics.new(),
+      list_ns: Metrics.new(),
       on_change: opts[:on_change]
     }
 
@@ -327,7 +329,10 @@ defmodule Switchboard.Guild do
 
     if :ets.member(state.table, user_id) do
       :ets.delete(state.table, user_id)
-      {updates, list} = state.modules.member_list.delete(state.list, user_id)
+
+      {updates, list} =
+        timed(state, fn -> state.modules.member_list.delete(state.list, user_id) end)
+
       at = System.system_time(:microsecond)
       state = send_list_updates(%{state | list: list}, updates, at)
       replicate(state, {:delete, user_id})
@@ -374,6 +379,7 @@ defmodule Switchboard.Guild do
       essential_seq: state.essential_seq,
       member_ops: state.member_ops,
       op_ns: Metrics.histogram(state.op_ns),
+      list_ns: Metrics.histogram(state.list_ns),
       memory_bytes: guild_memory(state)
     }
 
@@ -392,7 +398,7 @@ defmodule Switchboard.Guild do
 
   defp put_member(state, member, event, essential, started) do
     :ets.insert(state.table, {member.id, member})
-    {updates, list} = state.modules.member_list.put(state.list, member)
+    {updates, list} = timed(state, fn -> state.modules.member_list.put(state.list, member) end)
     at = System.system_time(:microsecond)
     state = send_list_updates(%{state | list: list}, updates, at)
     replicate(state, {:put, member})
@@ -409,6 +415,15 @@ defmodule Switchboard.Guild do
 
   defp member_payload(member) do
     %{"user_id" => member.id, "name" => member.name, "status" => Atom.to_string(member.status)}
+  end
+
+  # The member list's share of a change.
+  defp timed(state, fun) do
+    started = System.monotonic_time()
+    result = fun.()
+    elapsed = System.monotonic_time() - started
+    Metrics.observe(state.list_ns, System.convert_time_unit(elapsed, :native, :nanosecond))
+    result
   end
 
   defp count_op(state, started) do

@@ -124,6 +124,7 @@ defmodule Switchboard.Sim do
     totals = Enum.map(nodes, &:erpc.call(&1, SimNode, :totals, [finals], :infinity))
     histogram = merge_histograms(Enum.map(nodes, &:erpc.call(&1, SimNode, :histogram, [])))
     op_histogram = merge_histograms(Enum.map(guild_stats, & &1.op_ns))
+    list_histogram = merge_histograms(Enum.map(guild_stats, & &1.list_ns))
     frames = total(nodes, :frames)
     elapsed_s = (finished - started) / 1000
     sum = fn key -> Enum.reduce(totals, 0, &(&2 + &1[key])) end
@@ -157,6 +158,10 @@ defmodule Switchboard.Sim do
       member_op_us: %{
         p50: us(Metrics.percentile(op_histogram, 0.5)),
         p99: us(Metrics.percentile(op_histogram, 0.99))
+      },
+      member_list_us: %{
+        p50: us(Metrics.percentile(list_histogram, 0.5)),
+        p99: us(Metrics.percentile(list_histogram, 0.99))
       },
       driver_ops: Enum.reduce(driven, 0, &(&2 + &1)),
       lost: lost,

@@ -36,7 +36,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
   `latency_ms` (`p50`, `p99`, `p999` from publish to frame encoded at the
   session), `member_list_ops` (joins, leaves, presence changes) and
   `member_op_us` (time the guild spent on each, list ops and sends
-  included), `lost`, `duplicated`, `out_of_order` (checked at every session
+  included; `member_list_us`: the member list's own share of it), `lost`, `duplicated`, `out_of_order` (checked at every session
   against the guild's streams), `slow_disconnects`,
   `memory_bytes_per_session` (resident memory growth over all nodes from
   before the sessions to the end of the run, per session) and

@@ -19,6 +19,7 @@ defmodule Switchboard.Sim.Report do
     :latency_ms,
     :member_list_ops,
     :member_op_us,
+    :member_list_us,
     :lost,
     :duplicated,
     :out_of_order,
