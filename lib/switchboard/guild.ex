@@ -228,6 +228,14 @@ defmodule Switchboard.Guild do
   @spec stats(guild()) :: map()
   def stats(guild), do: GenServer.call(guild, :stats)
 
+  @doc """
+  Bytes the guild holds: its member table, its process (a pure member list
+  lives on its heap) and a native member list's own memory. Walks the
+  list, so it is for reports, not for polling.
+  """
+  @spec memory(guild()) :: non_neg_integer()
+  def memory(guild), do: GenServer.call(guild, :memory, :infinity)
+
   # ---------------------------------------------------------------------------
   # Server
 
@@ -362,6 +370,7 @@ defmodule Switchboard.Guild do
     end
   end
 
+  def handle_call(:memory, _from, state), do: {:reply, guild_memory(state), state}
   def handle_call(:table, _from, state), do: {:reply, state.table, state}
   def handle_call(:member_list, _from, state), do: {:reply, state.list, state}
 
@@ -379,8 +388,7 @@ defmodule Switchboard.Guild do
       essential_seq: state.essential_seq,
       member_ops: state.member_ops,
       op_ns: Metrics.histogram(state.op_ns),
-      list_ns: Metrics.histogram(state.list_ns),
-      memory_bytes: guild_memory(state)
+      list_ns: Metrics.histogram(state.list_ns)
     }
 
     {:reply, stats, state}

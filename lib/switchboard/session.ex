@@ -92,8 +92,7 @@ defmodule Switchboard.Session do
       latencies in. Defaults to `nil`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
-  def start_link(opts \\ []),
-    do: GenServer.start_link(__MODULE__, opts)
+  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts)
 
   @doc "A child spec under `Switchboard.Session.Supervisor` (temporary: a session that ends stays ended)."
   def child_spec(opts),

@@ -172,12 +172,18 @@ defmodule Switchboard.Sim do
       memory_bytes_per_session: div(max(rss_end - rss_guilds, 0), max(attached, 1)),
       session_process_bytes: div(sum.(:memory), max(live_sessions, 1)),
       memory_bytes_per_member:
-        div(Enum.reduce(guild_stats, 0, &(&2 + &1.memory_bytes)), max(opts[:members], 1)),
+        div(
+          Enum.reduce(guilds, 0, fn {_, pid, _}, sum -> sum + Guild.memory(pid) end),
+          max(opts[:members], 1)
+        ),
       memory_rss_bytes_per_member: div(max(rss_guilds - rss_before, 0), max(opts[:members], 1)),
       memory_bytes_total: rss_end,
       window_frames: window,
       verdict: if(lost == 0 and duplicated == 0 and out_of_order == 0, do: "ok", else: "failed"),
-      floor: if(opts[:floor] > 0, do: floor(max(active, 1), opts[:floor])),
+      floor:
+        if(opts[:floor] > 0,
+          do: floor(live_sessions, active, essential_share(guild_stats), opts[:floor])
+        ),
       latency_histogram_us: histogram,
       throughput: samples
     }
@@ -384,27 +390,35 @@ defmodule Switchboard.Sim do
   end
 
   # ---------------------------------------------------------------------------
-  # The floor: what delivering frames costs with nothing but send/2 and a
-  # receive loop (no guild, no session work), on the same machine in the
-  # same run. One process sends each "event" (a shared binary) to as many
-  # receivers as the run had active sessions, one send/2 each, for about
-  # `seconds`; each receiver only counts.
+  # The floor: what delivering the same kind of frames costs with nothing
+  # but send/2 and a receive loop (no guild, no relay, no session work), on
+  # the same machine in the same run. As many receivers as sessions; one
+  # process sends each "event" (a shared binary) to the active ones, or to
+  # all of them for the run's share of essential events, one send/2 each,
+  # for about `seconds`; each receiver only counts.
 
-  defp floor(receivers, seconds) do
+  defp essential_share(guild_stats) do
+    all = Enum.reduce(guild_stats, 0, &(&2 + &1.all_seq))
+    essential = Enum.reduce(guild_stats, 0, &(&2 + &1.essential_seq))
+    if all == 0, do: 0.0, else: essential / all
+  end
+
+  defp floor(receivers, active, essential_share, seconds) do
     parent = self()
     frame = :binary.copy(String.duplicate("f", 300))
-    pids = for _ <- 1..receivers, do: spawn(fn -> floor_receiver(parent, 0) end)
+    pids = for _ <- 1..max(receivers, 1), do: spawn(fn -> floor_receiver(parent, 0) end)
+    targets = {pids, Enum.take(pids, max(active, 1)), essential_share}
     deadline = System.monotonic_time(:microsecond) + round(seconds * 1_000_000)
     cpu_before = local_value(:cpu_ms)
     started = System.monotonic_time(:microsecond)
-    events = floor_send(pids, frame, deadline, 0)
+    events = floor_send(targets, frame, deadline, 0)
     for pid <- pids, do: send(pid, :done)
     delivered = Enum.reduce(pids, 0, fn _, sum -> receive(do: ({:floor, n} -> sum + n)) end)
     elapsed = System.monotonic_time(:microsecond) - started
     cpu_s = (local_value(:cpu_ms) - cpu_before) / 1000
 
     %{
-      receivers: receivers,
+      receivers: length(pids),
       events: events,
       frames: delivered,
       send_loop_frames_per_s: round(delivered * 1_000_000 / max(elapsed, 1)),
@@ -412,12 +426,13 @@ defmodule Switchboard.Sim do
     }
   end
 
-  defp floor_send(pids, frame, deadline, events) do
+  defp floor_send({all, active, essential_share} = targets, frame, deadline, events) do
     if System.monotonic_time(:microsecond) >= deadline do
       events
     else
+      pids = if :rand.uniform() < essential_share, do: all, else: active
       Enum.each(pids, &send(&1, {:frame, frame}))
-      floor_send(pids, frame, deadline, events + 1)
+      floor_send(targets, frame, deadline, events + 1)
     end
   end
 

@@ -45,8 +45,9 @@ defmodule Mix.Tasks.Switchboard.Sim do
   growth while the guilds were built), and `verdict` (`ok` only when nothing was lost,
   duplicated or reordered), and `floor`: frames per second that a bare
   `send/2` loop reaches on the same machine in the same run, delivering to
-  as many receivers as there were active sessions that only count them
-  (what the fan-out costs with no guild and no session work). The JSON also holds the latency histogram and
+  as many receivers as there were sessions, that only count them, the
+  run's share of events to all of them and the rest to as many as were
+  active (what the fan-out costs with no guild, relay or session work). The JSON also holds the latency histogram and
   the throughput samples.
   """
 
