@@ -24,6 +24,9 @@ defmodule Mix.Tasks.Switchboard.Sim do
     * `--floor S` - seconds of the send/2 floor measured after the run (2; 0: none)
     * `--json PATH`, `--html PATH` - also write the report there
     * `--quiet` - no progress line
+    * `--compare` - run native then pure with the same options, one after
+      the other in the same VM, and print both reports and their ratios
+      (the JSON then holds `native`, `pure` and `ratios`)
 
   ## Report
 
@@ -68,7 +71,8 @@ defmodule Mix.Tasks.Switchboard.Sim do
     floor: :float,
     json: :string,
     html: :string,
-    quiet: :boolean
+    quiet: :boolean,
+    compare: :boolean
   ]
 
   @impl true
@@ -93,6 +97,10 @@ defmodule Mix.Tasks.Switchboard.Sim do
       |> Keyword.drop([:json, :html, :quiet, :mode])
       |> Keyword.merge(mode: mode, progress: not Keyword.get(opts, :quiet, false))
 
+    if opts[:compare], do: compare(sim_opts, opts), else: single(sim_opts, opts)
+  end
+
+  defp single(sim_opts, opts) do
     Mix.shell().info("switchboard.sim: #{inspect(Keyword.drop(sim_opts, [:progress]))}")
     report = Switchboard.Sim.run(sim_opts)
     Mix.shell().info(Switchboard.Sim.Report.text(report))
@@ -101,5 +109,26 @@ defmodule Mix.Tasks.Switchboard.Sim do
     if path = opts[:html], do: File.write!(path, Switchboard.Sim.Report.html(report))
 
     if report.verdict != "ok", do: Mix.raise("simulation verdict: #{report.verdict}")
+  end
+
+  defp compare(sim_opts, opts) do
+    reports =
+      for mode <- [:native, :pure], into: %{} do
+        run_opts = Keyword.put(sim_opts, :mode, mode)
+        Mix.shell().info("switchboard.sim: #{inspect(Keyword.drop(run_opts, [:progress]))}")
+        report = Switchboard.Sim.run(run_opts)
+        Mix.shell().info(Switchboard.Sim.Report.text(report))
+        {mode, report}
+      end
+
+    ratios = Switchboard.Sim.Report.ratios(reports.native, reports.pure)
+    Mix.shell().info("native / pure:\n" <> Switchboard.Sim.Report.text(ratios, Map.keys(ratios)))
+    combined = %{native: reports.native, pure: reports.pure, ratios: ratios}
+    if path = opts[:json], do: File.write!(path, Switchboard.Sim.Report.json(combined))
+    if path = opts[:html], do: File.write!(path, Switchboard.Sim.Report.html(reports.native))
+
+    for {mode, report} <- reports, report.verdict != "ok" do
+      Mix.raise("simulation verdict (#{mode}): #{report.verdict}")
+    end
   end
 end

@@ -30,10 +30,25 @@ defmodule Switchboard.Sim.Report do
     :verdict
   ]
 
-  def text(report) do
-    width = @summary_keys |> Enum.map(&String.length(Atom.to_string(&1))) |> Enum.max()
+  # Native over pure for the throughput figures, pure over native for the
+  # costs (so above 1 always means native is better).
+  def ratios(native, pure) do
+    ratio = fn a, b -> if is_number(a) and is_number(b) and b > 0, do: Float.round(a / b, 2) end
 
-    for key <- @summary_keys, into: "" do
+    %{
+      frames_per_s: ratio.(native.frames_per_s, pure.frames_per_s),
+      frames_per_cpu_s: ratio.(native.frames_per_cpu_s, pure.frames_per_cpu_s),
+      latency_p99: ratio.(pure.latency_ms.p99, native.latency_ms.p99),
+      member_op_p50: ratio.(pure.member_op_us.p50, native.member_op_us.p50),
+      member_list_p50: ratio.(pure.member_list_us.p50, native.member_list_us.p50),
+      memory_per_member: ratio.(pure.memory_bytes_per_member, native.memory_bytes_per_member)
+    }
+  end
+
+  def text(report, keys \\ @summary_keys) do
+    width = keys |> Enum.map(&String.length(Atom.to_string(&1))) |> Enum.max()
+
+    for key <- keys, into: "" do
       "  #{String.pad_trailing(Atom.to_string(key), width)}  #{plain(report[key])}\n"
     end
   end
