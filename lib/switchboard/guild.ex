@@ -43,6 +43,7 @@ defmodule Switchboard.Guild do
   use GenServer
 
   alias Switchboard.Guild.Relay
+  alias Switchboard.MemberList.Behaviour, as: MemberListContract
   alias Switchboard.Session.Metrics
 
   @registry Switchboard.Guild.Registry
@@ -126,9 +127,15 @@ defmodule Switchboard.Guild do
   # ---------------------------------------------------------------------------
   # Members
 
-  @doc "Adds (or replaces) a member."
+  @doc """
+  Adds (or replaces) a member.
+
+  A member that `Switchboard.MemberList` would refuse raises `ArgumentError`
+  here, in the caller (as do bad ranges in `connect/3` and
+  `subscribe_member_list/3`): the guild never sees it.
+  """
   @spec join(guild(), member()) :: :ok
-  def join(guild, member) when is_map(member), do: GenServer.call(guild, {:put, member, :join})
+  def join(guild, member), do: GenServer.call(guild, {:put, checked(member), :join})
 
   @doc "Removes a member; `{:error, :not_member}` when absent."
   @spec leave(guild(), term()) :: :ok | {:error, :not_member}
@@ -142,8 +149,7 @@ defmodule Switchboard.Guild do
 
   @doc "Replaces a member's data (name, hoist, roles...); `{:error, :not_member}` when absent."
   @spec update_member(guild(), member()) :: :ok | {:error, :not_member}
-  def update_member(guild, member) when is_map(member),
-    do: GenServer.call(guild, {:put, member, :update})
+  def update_member(guild, member), do: GenServer.call(guild, {:put, checked(member), :update})
 
   @doc "The member with `user_id`, read from the guild's table without a call to the guild."
   @spec member(guild(), term()) :: member() | nil
@@ -174,6 +180,11 @@ defmodule Switchboard.Guild do
 
   defp table(guild), do: GenServer.call(guild, :table)
 
+  defp checked(member) do
+    MemberListContract.member!(member)
+    member
+  end
+
   # ---------------------------------------------------------------------------
   # Sessions and events
 
@@ -195,13 +206,16 @@ defmodule Switchboard.Guild do
           {:ok, term(), non_neg_integer(), non_neg_integer(), :ets.tid()}
   def connect(guild, session, opts \\ []) when is_pid(session) do
     opts = Keyword.validate!(opts, passive: false, ranges: [])
+    MemberListContract.ranges!(opts[:ranges])
     GenServer.call(guild, {:connect, session, opts[:passive], opts[:ranges]})
   end
 
   @doc "Replaces a connected session's member-list ranges (see `Switchboard.MemberList.subscribe/3`)."
   @spec subscribe_member_list(guild(), pid(), [[non_neg_integer()]]) :: :ok | {:error, term()}
-  def subscribe_member_list(guild, session, ranges),
-    do: GenServer.call(guild, {:subscribe, session, ranges})
+  def subscribe_member_list(guild, session, ranges) do
+    MemberListContract.ranges!(ranges)
+    GenServer.call(guild, {:subscribe, session, ranges})
+  end
 
   @doc """
   Publishes `{type, data}` to the guild's sessions; returns `{:ok, all_seq}`.
@@ -405,8 +419,8 @@ defmodule Switchboard.Guild do
   # Members
 
   defp put_member(state, member, event, essential, started) do
-    :ets.insert(state.table, {member.id, member})
     {updates, list} = timed(state, fn -> state.modules.member_list.put(state.list, member) end)
+    :ets.insert(state.table, {member.id, member})
     at = System.system_time(:microsecond)
     state = send_list_updates(%{state | list: list}, updates, at)
     replicate(state, {:put, member})

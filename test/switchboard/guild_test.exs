@@ -125,6 +125,29 @@ defmodule Switchboard.GuildTest do
     assert stats.all_seq == 4
   end
 
+  test "bad members and ranges raise in the caller; the guild goes on" do
+    guild = start_guild(:native, 15_000, [member(1)])
+    session = start_session()
+
+    assert_raise ArgumentError, ~r/expected a member/, fn -> Guild.join(guild, %{id: 2}) end
+
+    assert_raise ArgumentError, ~r/expected a member/, fn ->
+      Guild.update_member(guild, member(1, status: :away))
+    end
+
+    assert_raise ArgumentError, ~r/expected ranges/, fn ->
+      Guild.connect(guild, session, ranges: [[0, 500]])
+    end
+
+    assert {:ok, _, 0, 0, _} = Guild.connect(guild, session)
+
+    assert_raise ArgumentError, ~r/expected ranges/, fn ->
+      Guild.subscribe_member_list(guild, session, [[10, 5]])
+    end
+
+    assert Guild.stats(guild).members == 1
+  end
+
   test "a session that goes away is dropped from the guild and its subscriptions" do
     guild = start_guild(:native, 15_000, [member(1)])
     session = connect(guild, ranges: [[0, 99]])
