@@ -94,7 +94,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
 
     sim_opts =
       opts
-      |> Keyword.drop([:json, :html, :quiet, :mode])
+      |> Keyword.drop([:json, :html, :quiet, :mode, :compare])
       |> Keyword.merge(mode: mode, progress: not Keyword.get(opts, :quiet, false))
 
     if opts[:compare], do: compare(sim_opts, opts), else: single(sim_opts, opts)
