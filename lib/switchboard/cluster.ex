@@ -167,7 +167,7 @@ defmodule Switchboard.Cluster do
     if node in state.nodes do
       nodes = List.delete(state.nodes, node)
       publish(nodes)
-      rebalance()
+      rebalance(:node_down)
       {:noreply, %{state | nodes: nodes}}
     else
       {:noreply, state}
@@ -182,7 +182,7 @@ defmodule Switchboard.Cluster do
     else
       nodes = [node | state.nodes]
       publish(nodes)
-      rebalance()
+      rebalance(:node_up)
       %{state | nodes: nodes}
     end
   end
@@ -200,14 +200,20 @@ defmodule Switchboard.Cluster do
     :persistent_term.put(@backup_key, Ring.remove_node(ring, node()))
   end
 
-  # Runs in a task: hand-overs wait on other nodes, the cluster process does not.
-  defp rebalance do
+  # Runs in a task: hand-overs wait on other nodes, the cluster process does
+  # not. Copies are restarted only when a node went down: when one joins,
+  # the guilds it takes are handed over live by their owners (a copy here
+  # could be older than the guild).
+  defp rebalance(change) do
     Task.start(fn ->
       for id <- Guild.local_ids(), pid = Guild.whereis(id), pid != nil do
         move_or_refresh(id, pid)
       end
 
-      for id <- Store.guild_ids(), owner(id) == node(), Guild.whereis(id) == nil do
+      for id <- Store.guild_ids(),
+          change == :node_down,
+          owner(id) == node(),
+          Guild.whereis(id) == nil do
         case Store.take(id) do
           {opts, members} ->
             {:ok, _} = start_local(id, Keyword.put(opts, :members, members))
