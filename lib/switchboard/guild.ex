@@ -50,6 +50,7 @@ defmodule Switchboard.Guild do
   @supervisor Switchboard.Guild.Supervisor
   @default_threshold 15_000
   @default_replay_events 4096
+  @load_batch 10_000
 
   @type member :: %{
           required(:id) => term(),
@@ -70,6 +71,9 @@ defmodule Switchboard.Guild do
   ## Options
 
     * `:id` - the guild's id (required).
+    * `:register` - register the id in this node's registry (so `whereis/1`
+      finds it). Defaults to `true`; `start/2` registers once the members
+      are loaded.
     * `:members` - the initial members. Defaults to `[]`.
     * `:mode` - `:native` or `:pure` (see `Switchboard.Implementation`).
       Defaults to the configured mode.
@@ -85,8 +89,8 @@ defmodule Switchboard.Guild do
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
-    id = Keyword.fetch!(opts, :id)
-    GenServer.start_link(__MODULE__, opts, name: {:via, Registry, {@registry, id}})
+    Keyword.fetch!(opts, :id)
+    GenServer.start_link(__MODULE__, opts)
   end
 
   @doc false
@@ -96,15 +100,42 @@ defmodule Switchboard.Guild do
 
   @doc """
   Starts guild `id` under this node's guild supervisor; `{:ok, pid}` also
-  when it already runs. Options as `start_link/1`.
+  when it already runs (its members are then left as they are). Options as
+  `start_link/1`; the `:members` are loaded after the start, in batches
+  (`load/2`), so the supervisor never holds a copy of them.
   """
   @spec start(term(), keyword()) :: {:ok, pid()} | {:error, term()}
   def start(id, opts \\ []) do
-    case DynamicSupervisor.start_child(@supervisor, {__MODULE__, Keyword.put(opts, :id, id)}) do
-      {:ok, pid} -> {:ok, pid}
-      {:error, {:already_started, pid}} -> {:ok, pid}
-      other -> other
+    {members, opts} = Keyword.pop(opts, :members, [])
+
+    opts = opts |> Keyword.put(:id, id) |> Keyword.put(:register, false)
+
+    with nil <- whereis(id),
+         {:ok, pid} <- DynamicSupervisor.start_child(@supervisor, {__MODULE__, opts}) do
+      # Found by id only once it has its members.
+      load(pid, members)
+
+      case GenServer.call(pid, :register) do
+        :ok -> {:ok, pid}
+        {:already_started, other} -> {:ok, other}
+      end
+    else
+      pid when is_pid(pid) -> {:ok, pid}
+      {:error, _} = error -> error
     end
+  end
+
+  @doc """
+  Adds `members` to the guild in batches of #{@load_batch} (a call each): for
+  building a guild, before sessions connect (no update or event is sent
+  for them).
+  """
+  @spec load(guild(), [member()]) :: :ok
+  def load(guild, members) do
+    members
+    |> Stream.each(&checked/1)
+    |> Stream.chunk_every(@load_batch)
+    |> Enum.each(&GenServer.call(guild, {:load, &1}, :infinity))
   end
 
   @doc "The pid of guild `id` on this node, or `nil`."
@@ -266,20 +297,14 @@ defmodule Switchboard.Guild do
         relay_threshold: @default_threshold,
         offline: :listed,
         on_change: nil,
-        replay_events: @default_replay_events
+        replay_events: @default_replay_events,
+        register: true
       ])
 
     modules = Switchboard.Implementation.modules(opts[:mode] || Switchboard.Implementation.mode())
     table = :ets.new(__MODULE__, [:set, :protected, read_concurrency: true])
     replay = :ets.new(__MODULE__.Replay, [:set, :protected, read_concurrency: true])
     list = modules.member_list.new(offline: opts[:offline])
-
-    list =
-      Enum.reduce(opts[:members], list, fn member, list ->
-        :ets.insert(table, {member.id, member})
-        {_, list} = modules.member_list.put(list, member)
-        list
-      end)
 
     state = %{
       id: opts[:id],
@@ -310,7 +335,16 @@ defmodule Switchboard.Guild do
       on_change: opts[:on_change]
     }
 
-    {:ok, state}
+    state = load_members(state, opts[:members])
+
+    if opts[:register] do
+      case register(state.id) do
+        :ok -> {:ok, state}
+        {:already_started, pid} -> {:stop, {:already_started, pid}}
+      end
+    else
+      {:ok, state}
+    end
   end
 
   @impl true
@@ -384,6 +418,16 @@ defmodule Switchboard.Guild do
     end
   end
 
+  def handle_call({:load, members}, _from, state), do: {:reply, :ok, load_members(state, members)}
+
+  # A second guild of the same id (started at the same time) gives way.
+  def handle_call(:register, _from, state) do
+    case register(state.id) do
+      :ok -> {:reply, :ok, state}
+      {:already_started, pid} -> {:stop, :normal, {:already_started, pid}, state}
+    end
+  end
+
   def handle_call(:memory, _from, state), do: {:reply, guild_memory(state), state}
   def handle_call(:table, _from, state), do: {:reply, state.table, state}
   def handle_call(:member_list, _from, state), do: {:reply, state.list, state}
@@ -415,8 +459,26 @@ defmodule Switchboard.Guild do
 
   def handle_info(_other, state), do: {:noreply, state}
 
+  defp register(id) do
+    case Registry.register(@registry, id, nil) do
+      {:ok, _} -> :ok
+      {:error, {:already_registered, pid}} -> {:already_started, pid}
+    end
+  end
+
   # ---------------------------------------------------------------------------
   # Members
+
+  defp load_members(state, members) do
+    list =
+      Enum.reduce(members, state.list, fn member, list ->
+        {_, list} = state.modules.member_list.put(list, member)
+        :ets.insert(state.table, {member.id, member})
+        list
+      end)
+
+    %{state | list: list}
+  end
 
   defp put_member(state, member, event, essential, started) do
     {updates, list} = timed(state, fn -> state.modules.member_list.put(state.list, member) end)

@@ -7,7 +7,9 @@ defmodule Switchboard.Sim do
   `run/1` builds the guilds (`Switchboard.Cluster.start_guild/2`), starts
   the sessions (`Switchboard.Session`, in-memory `Switchboard.Transport.Sink`,
   90% passive by default, every active one subscribed to the member list's
-  `[0, 99]` and one in five also to a second window), then for `:duration`
+  `[0, 99]` and one in five also to a second window; `:slow` active ones
+  whose client stops reading, so they are disconnected when their buffer
+  passes its limit), then for `:duration`
   seconds one driver per guild publishes messages and typing events and
   makes presence changes, joins and leaves. A driver keeps at most
   `:window` event frames in flight (published but not yet written by their
@@ -68,6 +70,7 @@ defmodule Switchboard.Sim do
     guild_ids = for g <- 1..opts[:guilds], do: 1_000_000 + g
     wait_for_ring(nodes)
     rss_before = total(nodes, :rss)
+    phase = System.monotonic_time(:millisecond)
 
     members_per_guild = div(opts[:members], opts[:guilds])
 
@@ -86,7 +89,9 @@ defmodule Switchboard.Sim do
       end
 
     rss_guilds = total(nodes, :rss)
+    phase = progress(opts, "guilds built", phase)
     attached = start_sessions(opts, guilds, nodes)
+    progress(opts, "#{attached} sessions attached", phase)
     window = opts[:window] || max(opts[:sessions], 1_000)
     expected = :counters.new(1, [:write_concurrency])
     cpu_before = total(nodes, :cpu_ms)
@@ -189,6 +194,15 @@ defmodule Switchboard.Sim do
     }
   end
 
+  defp progress(opts, what, since) do
+    now = System.monotonic_time(:millisecond)
+
+    if opts[:progress],
+      do: IO.puts(:stderr, "  #{what} in #{Float.round((now - since) / 1000, 1)} s")
+
+    now
+  end
+
   defp ms(nil), do: nil
   defp ms(us), do: Float.round(us / 1000, 3)
   defp us(nil), do: nil
@@ -219,8 +233,10 @@ defmodule Switchboard.Sim do
 
     specs =
       for {guild_id, _pid, _base} <- guilds, i <- 1..per_guild//1 do
-        passive = :rand.uniform() < opts[:passive]
         slow = slow_every != nil and rem(i, slow_every) == 0
+        # A client that stops reading is an active one (a passive session
+        # gets too little to fill its buffer in a run).
+        passive = not slow and :rand.uniform() < opts[:passive]
 
         ranges =
           cond do
