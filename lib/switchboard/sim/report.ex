@@ -171,7 +171,7 @@ defmodule Switchboard.Sim.Report do
         px = x.(value * 1000)
 
         ~s|<line x1="#{f(px)}" x2="#{f(px)}" y1="#{@pad - 10}" y2="#{@h - @pad}" stroke="#c33" stroke-dasharray="3,3"/>| <>
-          ~s|<text x="#{f(px + 3)}" y="#{@pad - 12 + 12 * rank(name)}">#{name} #{value} ms</text>|
+          label(px, @pad - 12 + 12 * rank(name), "#{name} #{value} ms")
       end
 
     ticks =
@@ -185,6 +185,12 @@ defmodule Switchboard.Sim.Report do
 
     svg(bars <> marks <> ticks <> axis("latency (log scale)", "frames"))
   end
+
+  # Labels near the right edge are drawn to the left of their line.
+  defp label(px, y, text) when px > @w - 120,
+    do: ~s|<text x="#{f(px - 3)}" y="#{y}" text-anchor="end">#{text}</text>|
+
+  defp label(px, y, text), do: ~s|<text x="#{f(px + 3)}" y="#{y}">#{text}</text>|
 
   defp rank(:p50), do: 0
   defp rank(:p99), do: 1
