@@ -76,4 +76,14 @@ defmodule Switchboard.NIF do
 
   def erlpack_decode(_binary, _atoms, _max_depth, _max_size, _max_decompressed, _trailing),
     do: :erlang.nif_error(:not_loaded)
+
+  # Switchboard.Gateway zstd (Switchboard.Zstd)
+  def zstd_compress_new(_level, _window_log, _chain_log, _hash_log),
+    do: :erlang.nif_error(:not_loaded)
+
+  def zstd_compress(_stream, _binary), do: :erlang.nif_error(:not_loaded)
+  def zstd_compress_info(_stream), do: :erlang.nif_error(:not_loaded)
+  def zstd_decompress_new(_window_log_max), do: :erlang.nif_error(:not_loaded)
+  def zstd_decompress(_stream, _binary, _max_output), do: :erlang.nif_error(:not_loaded)
+  def zstd_native_memory, do: :erlang.nif_error(:not_loaded)
 end
