@@ -149,6 +149,16 @@ end
 defmodule Switchboard.MixProject do
   use Mix.Project
 
+  # The gateway uses Debian's erlang-cowlib (WebSocket framing) and, until
+  # Switchboard.Json lands, erlang-jiffy (JSON fallback). Both install into
+  # /usr/lib/erlang/lib, already on the code path when OTP is Debian's; with
+  # an OTP installed elsewhere their ebin directories are added here.
+  for app <- [:cowlib, :jiffy],
+      match?({:error, _}, :code.lib_dir(app)),
+      ebin <- Path.wildcard("/usr/lib/erlang/lib/#{app}-*/ebin") do
+    Code.prepend_path(ebin)
+  end
+
   def project do
     [
       app: :switchboard,
@@ -166,7 +176,7 @@ defmodule Switchboard.MixProject do
 
   def application do
     [
-      extra_applications: [:logger, :crypto],
+      extra_applications: [:logger, :crypto, :cowlib, :jiffy],
       mod: {Switchboard.Application, []}
     ]
   end
