@@ -125,6 +125,28 @@ defmodule Switchboard.Gateway do
     end
   end
 
+  @doc """
+  Asks a session's client for a heartbeat now (op 1); the client must
+  answer at once. `:ok`, or `{:error, :unknown_session}`.
+  """
+  @spec request_heartbeat(atom(), String.t()) :: :ok | {:error, :unknown_session}
+  def request_heartbeat(name \\ __MODULE__, session_id),
+    do: notify(name, session_id, :request_heartbeat)
+
+  @doc """
+  Sends RECONNECT (op 7) to a session's client and closes its connection;
+  the session waits for the client to RESUME.
+  """
+  @spec reconnect(atom(), String.t()) :: :ok | {:error, :unknown_session}
+  def reconnect(name \\ __MODULE__, session_id), do: notify(name, session_id, :reconnect)
+
+  defp notify(name, session_id, message) do
+    case session(name, session_id) do
+      nil -> {:error, :unknown_session}
+      pid -> send(pid, message) && :ok
+    end
+  end
+
   @impl true
   def init(opts) do
     name = Keyword.fetch!(opts, :name)

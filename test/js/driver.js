@@ -17,6 +17,8 @@ const fzstd = require('fzstd');
 const readline = require('readline');
 
 const clients = new Map();
+// The test may close our stdout first; that ends the driver quietly.
+process.stdout.on('error', () => process.exit(0));
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 
 function zlibDecoder() {

@@ -21,6 +21,12 @@ defmodule Switchboard.Gateway.Compressor do
   @doc "Memory held by the stream, in bytes, and where (`:native` or `:vm`)."
   @callback memory(t()) :: {non_neg_integer(), :native | :vm}
 
+  @doc """
+  Gives the stream to another process (a connection handed over to the
+  session it resumes keeps its stream: the client's decoder is mid-stream).
+  """
+  @callback handover(t(), pid()) :: :ok
+
   @doc "Releases the stream."
   @callback close(t()) :: :ok
 

@@ -180,8 +180,19 @@ defmodule Switchboard.Gateway.Connection do
 
   def handle_info({:resume_timeout, _ref}, state), do: {:noreply, state}
 
-  def handle_info({:adopt, socket, query, ws, last_seq}, state) do
-    adopt(state, socket, query, ws, last_seq)
+  def handle_info({:adopt, socket, transport, ws, last_seq}, state) do
+    adopt(state, socket, transport, ws, last_seq)
+  end
+
+  def handle_info(:request_heartbeat, %{socket: socket, session: session} = state)
+      when socket != nil do
+    noreply(send_payload(state, Protocol.heartbeat_request(session && session.seq)))
+  end
+
+  def handle_info(:reconnect, %{socket: socket, phase: :ready} = state) when socket != nil do
+    # RECONNECT, then the socket is closed; the session waits for a RESUME.
+    send_payload(state, Protocol.reconnect())
+    close(state, 4000, "Reconnect.")
   end
 
   def handle_info(_other, state), do: {:noreply, state}
@@ -555,11 +566,16 @@ defmodule Switchboard.Gateway.Connection do
 
       case :gen_tcp.controlling_process(state.socket, pid) do
         :ok ->
-          send(
-            pid,
-            {:adopt, state.socket, %{encoding: state.encoding, compress: compress_of(state)},
-             state.ws, resume.seq}
-          )
+          # The client's decoder is mid-stream: the session keeps this
+          # connection's compression stream.
+          if state.compressor, do: state.compressor.handover(state.compressor_state, pid)
+
+          transport = %{
+            encoding: state.encoding,
+            compressor: {state.compressor, state.compressor_state}
+          }
+
+          send(pid, {:adopt, state.socket, transport, state.ws, resume.seq})
 
           {:stop, :normal, %{state | socket: nil}}
 
@@ -578,13 +594,21 @@ defmodule Switchboard.Gateway.Connection do
     :exit, _ -> {:error, :invalid_session}
   end
 
-  defp compress_of(%{compressor: nil}), do: nil
-  defp compress_of(%{compressor: Compressor.Zlib}), do: :zlib_stream
-  defp compress_of(%{compressor: Compressor.Zstd}), do: :zstd_stream
+  defp adopt(state, socket, transport, ws, last_seq) do
+    {compressor, compressor_state} = transport.compressor
 
-  defp adopt(state, socket, query, ws, last_seq) do
-    state = %{detach(state) | socket: socket, ws: ws, adopting: false, resume_timer: nil}
-    state = start_transport(state, query)
+    state = %{
+      detach(state)
+      | socket: socket,
+        ws: ws,
+        adopting: false,
+        resume_timer: nil,
+        codec: Codec.for_encoding(transport.encoding),
+        encoding: transport.encoding,
+        compressor: compressor,
+        compressor_state: compressor_state
+    }
+
     state = arm_heartbeat(%{state | phase: :ready})
 
     case Session.replay(state.session, last_seq) do

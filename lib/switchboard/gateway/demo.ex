@@ -11,15 +11,16 @@ defmodule Switchboard.Gateway.Demo do
   @channel_names ["general", "random", "bots"]
 
   @doc """
-  A snowflake for a (kind, index) pair: the demo timestamp, the kind as the
-  worker id and the index as the increment.
+  A snowflake for a (kind, index) pair: the demo timestamp plus `index`
+  milliseconds, the kind as the worker id. Consecutive guilds so fall in
+  different shards, as `(id >> 22) % num_shards` spreads them.
 
       iex> Switchboard.Gateway.Demo.snowflake(0, 1)
-      "1324151140417536001"
+      "1323802873037324288"
   """
   @spec snowflake(0..31, non_neg_integer()) :: String.t()
   def snowflake(kind, index),
-    do: Integer.to_string((@demo_ms <<< 22) + (kind <<< 17) + index)
+    do: Integer.to_string(((@demo_ms + index) <<< 22) + (kind <<< 17))
 
   @doc "A fresh random bot token."
   @spec generate_token() :: String.t()

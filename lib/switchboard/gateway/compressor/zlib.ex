@@ -29,6 +29,9 @@ defmodule Switchboard.Gateway.Compressor.Zlib do
     do: {Bitwise.bsl(1, window_bits + 2) + Bitwise.bsl(1, mem_level + 9) + 5_816, :vm}
 
   @impl true
+  def handover({z, _, _}, pid), do: :zlib.set_controlling_process(z, pid)
+
+  @impl true
   def close({z, _, _}) do
     :zlib.close(z)
     :ok

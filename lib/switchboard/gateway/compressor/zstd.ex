@@ -19,6 +19,9 @@ defmodule Switchboard.Gateway.Compressor.Zstd do
   @impl true
   def memory(stream), do: {Zstd.info(stream).context_bytes, :native}
 
+  @impl true
+  def handover(_stream, _pid), do: :ok
+
   # The context is freed when the last reference to the stream goes.
   @impl true
   def close(_stream), do: :ok
