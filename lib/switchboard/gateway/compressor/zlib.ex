@@ -21,8 +21,18 @@ defmodule Switchboard.Gateway.Compressor.Zlib do
     {z, window_bits, mem_level}
   end
 
+  # An empty payload flushes nothing in zlib; its frame is then written as
+  # the empty stored block a sync flush ends with (the stream is byte-aligned
+  # after every flush), so every payload still ends with 00 00 ff ff.
+  @empty_block <<0, 0, 0, 255, 255>>
+
   @impl true
-  def compress({z, _, _}, data), do: :zlib.deflate(z, data, :sync)
+  def compress({z, _, _}, data) do
+    case :zlib.deflate(z, data, :sync) do
+      [] -> @empty_block
+      compressed -> if IO.iodata_length(compressed) == 0, do: @empty_block, else: compressed
+    end
+  end
 
   @impl true
   def memory({_z, window_bits, mem_level}),
