@@ -143,3 +143,24 @@ TEST_CASE("context memory is counted outside the host and released", "[zstd_stre
   REQUIRE(zstd_live_contexts() == contexts_before);
   REQUIRE(zstd_allocated_bytes() == bytes_before);
 }
+
+TEST_CASE("reset starts a new stream on the same context", "[zstd_stream]") {
+  ZstdCompressStream compressor;
+  std::vector<std::uint8_t> wire;
+  compressor.compress_message(bytes_of(message_create(1)), wire);
+  const std::size_t memory = compressor.memory_bytes();
+  compressor.reset();
+  REQUIRE(compressor.bytes_in() == 0);
+  std::vector<std::uint8_t> fresh;
+  compressor.compress_message(bytes_of(message_create(2)), fresh);
+  REQUIRE(compressor.memory_bytes() == memory);
+  // A new stream: a decoder that never saw the first one reads it whole.
+  ZstdDecompressStream decompressor;
+  std::vector<std::uint8_t> decoded;
+  decompressor.decompress(fresh, decoded, 1 << 20);
+  REQUIRE(text_of(decoded) == message_create(2));
+  decompressor.reset();
+  decoded.clear();
+  decompressor.decompress(wire, decoded, 1 << 20);
+  REQUIRE(text_of(decoded) == message_create(1));
+}

@@ -120,6 +120,12 @@ void ZstdCompressStream::compress_message(std::span<const std::uint8_t> message,
   bytes_out_ += output.pos - start;
 }
 
+void ZstdCompressStream::reset() noexcept {
+  ZSTD_CCtx_reset(context_, ZSTD_reset_session_only);
+  bytes_in_ = 0;
+  bytes_out_ = 0;
+}
+
 std::size_t ZstdCompressStream::memory_bytes() const noexcept { return ZSTD_sizeof_CCtx(context_); }
 
 ZstdDecompressStream::ZstdDecompressStream(int window_log_max) {
@@ -166,6 +172,8 @@ void ZstdDecompressStream::decompress(std::span<const std::uint8_t> input,
     if (in.pos == in.size && output.pos < output.size) return;
   }
 }
+
+void ZstdDecompressStream::reset() noexcept { ZSTD_DCtx_reset(context_, ZSTD_reset_session_only); }
 
 std::size_t ZstdDecompressStream::memory_bytes() const noexcept {
   return ZSTD_sizeof_DCtx(context_);

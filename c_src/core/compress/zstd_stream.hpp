@@ -54,6 +54,9 @@ class ZstdCompressStream {
   // Upper bound of what compress_message appends for a message of `size` bytes.
   static std::size_t bound(std::size_t size) noexcept;
 
+  // Starts a new stream on the same context (parameters and memory kept).
+  void reset() noexcept;
+
   // Bytes of the context (zstd's own accounting, tables and window included).
   std::size_t memory_bytes() const noexcept;
   std::uint64_t bytes_in() const noexcept { return bytes_in_; }
@@ -79,6 +82,9 @@ class ZstdDecompressStream {
   // corrupt stream or when more than `max_output` bytes would come out.
   void decompress(std::span<const std::uint8_t> input, std::vector<std::uint8_t>& out,
                   std::size_t max_output);
+
+  // Starts decoding a new stream on the same context.
+  void reset() noexcept;
 
   std::size_t memory_bytes() const noexcept;
 
