@@ -155,7 +155,9 @@ defmodule Switchboard.Gateway do
 
     guilds =
       for data <- config.guild_data do
-        Supervisor.child_spec({Guild, data: data, registry: config.registry},
+        members = Map.get(config.members, data["id"], data["members"] || [])
+
+        Supervisor.child_spec({Guild, data: data, members: members, registry: config.registry},
           id: {Guild, data["id"]}
         )
       end
@@ -192,11 +194,21 @@ defmodule Switchboard.Gateway do
 
     bots = tokens |> Map.values() |> Enum.map(& &1.user) |> Enum.sort_by(& &1["id"])
 
+    member_count = Keyword.get(opts, :members, 10)
+
     guild_data =
       case Keyword.get(opts, :guilds, 1) do
-        count when is_integer(count) -> Demo.guilds(count, Keyword.get(opts, :members, 10), bots)
+        count when is_integer(count) -> Demo.guilds(count, member_count, bots)
         list when is_list(list) -> list
       end
+
+    # Demo guilds share one member list; a guild given as data lists its own.
+    demo_members = Demo.members(member_count, bots)
+
+    members =
+      if is_integer(Keyword.get(opts, :guilds, 1)),
+        do: Map.new(guild_data, &{&1["id"], demo_members}),
+        else: %{}
 
     channels =
       for guild <- guild_data, channel <- guild["channels"], into: %{} do
@@ -213,6 +225,7 @@ defmodule Switchboard.Gateway do
       tokens: tokens,
       guild_ids: Enum.map(guild_data, & &1["id"]),
       guild_data: guild_data,
+      members: members,
       channels: channels,
       heartbeat_interval: Keyword.get(opts, :heartbeat_interval, 41_250),
       heartbeat_grace: Keyword.get(opts, :heartbeat_grace, 1.5),

@@ -126,6 +126,46 @@ defmodule Switchboard.GatewayTest do
       end
     end
 
+    test "PRESENCE_UPDATE (op 3) reaches the guild's sessions" do
+      name = start_gateway()
+      driver = driver()
+      identify = put_in(@identify, ["d", "intents"], 513 + 256)
+      ready = identify(driver, "a", url(name), identify: identify)
+      guild_creates(driver, "a", 2)
+
+      NodeClient.send_payload(driver, "a", %{
+        "op" => 3,
+        "d" => %{"status" => "idle", "activities" => [], "since" => nil, "afk" => false}
+      })
+
+      updates = for _ <- 1..2, do: NodeClient.payload(driver, "a")
+      assert Enum.map(updates, & &1["t"]) == ["PRESENCE_UPDATE", "PRESENCE_UPDATE"]
+      assert Enum.map(updates, & &1["d"]["guild_id"]) == Gateway.config(name).guild_ids
+
+      assert Enum.all?(
+               updates,
+               &(&1["d"]["status"] == "idle" and &1["d"]["user"]["id"] == ready["user"]["id"])
+             )
+    end
+
+    test "REQUEST_GUILD_MEMBERS (op 8) is answered with GUILD_MEMBERS_CHUNK" do
+      name = start_gateway(members: 120)
+      driver = driver()
+      identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      guild_id = first_guild(name)
+      request = %{"guild_id" => guild_id, "query" => "user1", "limit" => 0, "nonce" => "n1"}
+      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => request})
+      assert %{"t" => "GUILD_MEMBERS_CHUNK", "d" => chunk} = NodeClient.payload(driver, "a")
+      assert chunk["guild_id"] == guild_id
+      assert chunk["nonce"] == "n1"
+      assert %{"chunk_index" => 0, "chunk_count" => 1} = chunk
+      names = Enum.map(chunk["members"], & &1["user"]["username"]) |> Enum.sort()
+      # Past the 100 members GUILD_CREATE lists.
+      assert names ==
+               ["user1"] ++ Enum.map(10..19, &"user#{&1}") ++ Enum.map(100..120, &"user#{&1}")
+    end
+
     test "events are filtered by intents" do
       name = start_gateway()
       driver = driver()

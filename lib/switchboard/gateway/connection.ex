@@ -451,7 +451,7 @@ defmodule Switchboard.Gateway.Connection do
         {:ok, state}
 
       {guild_id, pid} ->
-        members = Guild.data(pid)["members"]
+        members = Guild.members(pid)
         query = Map.get(request, "query", "")
         limit = Map.get(request, "limit", 0)
         ids = Map.get(request, "user_ids")

@@ -56,6 +56,14 @@ defmodule Switchboard.Gateway.Demo do
     for i <- 1..count//1, do: guild(i, bots, users)
   end
 
+  @doc """
+  Every member of a demo guild (GUILD_CREATE lists the first 100 only, as
+  Discord does for large guilds).
+  """
+  @spec members(non_neg_integer(), [map()]) :: [map()]
+  def members(members, bots),
+    do: Enum.map(bots ++ for(i <- 1..members//1, do: user(i)), &member/1)
+
   defp user(i) do
     %{
       "id" => snowflake(2, i),

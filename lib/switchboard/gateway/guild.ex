@@ -52,6 +52,10 @@ defmodule Switchboard.Gateway.Guild do
   @spec data(guild()) :: map()
   def data(guild), do: GenServer.call(guild, :data)
 
+  @doc "Every member of the guild."
+  @spec members(guild()) :: [map()]
+  def members(guild), do: GenServer.call(guild, :members)
+
   @doc "The number of sessions connected."
   @spec session_count(guild()) :: non_neg_integer()
   def session_count(guild), do: GenServer.call(guild, :session_count)
@@ -66,6 +70,7 @@ defmodule Switchboard.Gateway.Guild do
     {:ok,
      %{
        data: data,
+       members: Keyword.get(opts, :members, data["members"] || []),
        group: Fanout.Group.new(),
        sessions: %{},
        encodings: %{},
@@ -106,6 +111,7 @@ defmodule Switchboard.Gateway.Guild do
   end
 
   def handle_call(:data, _from, state), do: {:reply, state.data, state}
+  def handle_call(:members, _from, state), do: {:reply, state.members, state}
   def handle_call(:session_count, _from, state), do: {:reply, map_size(state.sessions), state}
 
   @impl true
