@@ -86,4 +86,9 @@ defmodule Switchboard.NIF do
   def zstd_decompress_new(_window_log_max), do: :erlang.nif_error(:not_loaded)
   def zstd_decompress(_stream, _binary, _max_output), do: :erlang.nif_error(:not_loaded)
   def zstd_native_memory, do: :erlang.nif_error(:not_loaded)
+
+  # Switchboard.Json
+  def json_encode(_term, _escape, _strict, _seal, _iodata), do: :erlang.nif_error(:not_loaded)
+  def json_decode(_binary, _atom_keys, _max_depth, _max_size), do: :erlang.nif_error(:not_loaded)
+  def json_validate(_binary), do: :erlang.nif_error(:not_loaded)
 end

@@ -1,0 +1,86 @@
+// Writes JSON text into one growable buffer: strings escaped (and checked as
+// UTF-8) in the four modes Jason offers, integers of any size, and doubles
+// in the shortest form that reads back to the same value, formatted exactly
+// as Erlang/OTP 25 prints them (float_to_binary(F, [short]),
+// Float.to_string/1): always with a fraction or an exponent.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace switchboard::core::json {
+
+enum class Escape : std::uint8_t {
+  json,             // `"`, `\` and control characters
+  javascript_safe,  // also U+2028 and U+2029
+  html_safe,        // also `<` (\u003C), `/` (\/), U+2028 and U+2029
+  unicode_safe,     // also every non-ASCII character (surrogate pairs above U+FFFF)
+};
+
+class Writer {
+ public:
+  static constexpr std::size_t npos = SIZE_MAX;
+
+  Writer() = default;
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+  Writer(Writer&& other) noexcept;
+  Writer& operator=(Writer&& other) noexcept;
+  ~Writer() { std::free(data_); }
+
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::string_view view() const noexcept { return {data_, size_}; }
+  void clear() noexcept { size_ = 0; }
+  void truncate(std::size_t size) noexcept { size_ = size; }
+  // Gives back the memory of a buffer grown past `keep` bytes.
+  void shrink_to(std::size_t keep) noexcept;
+
+  void byte(char c) {
+    reserve(1);
+    data_[size_++] = c;
+  }
+  void raw(std::string_view bytes) {
+    reserve(bytes.size());
+    if (!bytes.empty()) std::memcpy(data_ + size_, bytes.data(), bytes.size());
+    size_ += bytes.size();
+  }
+  void null_value() { raw("null"); }
+  void boolean(bool value) { raw(value ? std::string_view("true") : std::string_view("false")); }
+  void integer(std::int64_t value);
+  // An integer given as its magnitude's bytes, least significant first.
+  void big_integer(bool negative, std::span<const std::uint8_t> magnitude);
+  // A finite double; NaN and infinities have no JSON form (the caller's
+  // check: Erlang floats are always finite).
+  void floating(double value);
+  // `text` quoted and escaped. Returns npos, or the offset in `text` of the
+  // first byte of an ill-formed UTF-8 sequence (the output is then
+  // unspecified past the size it had before the call).
+  std::size_t string(std::string_view text, Escape mode);
+
+  void reserve(std::size_t more) {
+    if (capacity_ - size_ < more) grow(more);
+  }
+
+ private:
+  void grow(std::size_t more);
+  std::size_t escape_from(const std::uint8_t* bytes, std::size_t at, std::size_t size, Escape mode);
+
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
+// Decimal digits (an optional leading '-' allowed) to the magnitude's bytes,
+// least significant first, without leading zero bytes (empty for zero).
+// Costs the square of the digit count: callers bound it.
+void decimal_to_magnitude(std::string_view digits, std::basic_string<std::uint8_t>& out);
+
+}  // namespace switchboard::core::json

@@ -1,0 +1,861 @@
+// Switchboard.Json's glue: terms to JSON text through the core Writer, and
+// JSON text to terms through the core Reader with a handler that builds the
+// terms directly (no intermediate document).
+//
+// Scheduling: a call on a normal scheduler counts its work in bytes (read,
+// written, copied) and checks the clock every kUnitsPerClockCheck units; a
+// call that outlasts its slice (kNormalBudget) stops and starts over on a
+// dirty CPU scheduler, so at most one slice of work is done twice. Inputs
+// known to be large (decode of more than kInlineDecodeBytes) go dirty at once.
+#include <erl_nif.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/json/parse_error.hpp"
+#include "core/json/reader.hpp"
+#include "core/json/validate.hpp"
+#include "core/json/writer.hpp"
+#include "nif/nif.hpp"
+#include "nif/scheduling.hpp"
+
+namespace switchboard::nif {
+namespace {
+
+namespace json = core::json;
+using Clock = std::chrono::steady_clock;
+
+ERL_NIF_TERM& atom_fragment_struct = register_atom("Elixir.Switchboard.Json.Fragment");
+ERL_NIF_TERM& atom_encoded = register_atom("encoded");
+ERL_NIF_TERM& atom_seal = register_atom("seal");
+ERL_NIF_TERM& atom_invalid_byte = register_atom("invalid_byte");
+ERL_NIF_TERM& atom_unsupported = register_atom("unsupported");
+ERL_NIF_TERM& atom_invalid_key = register_atom("invalid_key");
+ERL_NIF_TERM& atom_duplicate_key = register_atom("duplicate_key");
+ERL_NIF_TERM& atom_invalid_fragment = register_atom("invalid_fragment");
+ERL_NIF_TERM& atom_improper_list = register_atom("improper_list");
+ERL_NIF_TERM& atom_unknown_atom = register_atom("unknown_atom");
+
+// A slice on a normal scheduler: well under the 1 ms the VM asks for.
+constexpr auto kNormalBudget = std::chrono::microseconds(400);
+// Work units (bytes) between two clock reads: a few microseconds of work.
+constexpr std::size_t kUnitsPerClockCheck = 16 * 1024;
+// Work units (bytes) that surely fit in a slice at the writer's speed (over
+// 1 GB/s); one piece of work larger than this is done off the normal
+// schedulers.
+constexpr std::size_t kUnitsPerSlice = 128 * 1024;
+// Decode inputs larger than this go straight to a dirty scheduler: at the
+// reader's speed (several hundred MB/s building terms) they need more than
+// a slice anyway.
+constexpr std::size_t kInlineDecodeBytes = 64 * 1024;
+// Fragments of at least this size are listed as their own binary by
+// encode_to_iodata instead of copied.
+constexpr std::size_t kSpliceMinBytes = 256;
+// Binaries up to this size live on the process heap (ERL_ONHEAP_BIN_LIMIT);
+// longer strings without escapes are sub-binaries of the input.
+constexpr std::size_t kHeapBinaryBytes = 64;
+// Thread-local buffers that grew past this are given back after the call.
+constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
+
+bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
+
+class WorkBudget {
+ public:
+  explicit WorkBudget(bool limited) : limited_(limited), start_(Clock::now()) {}
+
+  // Counts `units` of work about to be done; true once a limited budget's
+  // slice is spent, or when this one piece (a long string) would outlast a
+  // slice by itself: the clock is read between pieces, never inside one.
+  bool charge(std::size_t units) {
+    if (limited_ && units > kUnitsPerSlice) return true;
+    units_ += units;
+    if (units_ < next_check_) return false;
+    next_check_ = units_ + kUnitsPerClockCheck;
+    return limited_ && Clock::now() - start_ > kNormalBudget;
+  }
+  bool limited() const noexcept { return limited_; }
+
+  // Tells the VM how much of its slice the call used (1% per 10 us).
+  void report(ErlNifEnv* env) const {
+    if (units_ < kUnitsPerClockCheck) return;
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
+    enif_consume_timeslice(env, micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1);
+  }
+
+ private:
+  bool limited_;
+  Clock::time_point start_;
+  std::size_t units_ = 0;
+  std::size_t next_check_ = kUnitsPerClockCheck;
+};
+
+template <class T>
+void trim(std::vector<T>& buffer) {
+  if (buffer.capacity() * sizeof(T) > kKeepBufferBytes) std::vector<T>().swap(buffer);
+}
+
+ERL_NIF_TERM binary_of(ErlNifEnv* env, std::string_view bytes) { return make_binary(env, bytes); }
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+// The UTF-8 names of atoms met, per scheduler thread. Atoms are never freed
+// and never change meaning, so entries stay valid for the VM's life.
+class AtomNames {
+ public:
+  std::string_view get(ErlNifEnv* env, ERL_NIF_TERM atom) {
+    Entry& entry = entries_[(atom * 0x9e3779b97f4a7c15ULL) >> (64 - kSlotBits)];
+    if (entry.atom != atom) {
+      entry.atom = atom;
+      entry.name = read_name(env, atom);
+    }
+    return entry.name;
+  }
+
+ private:
+  static constexpr unsigned kSlotBits = 8;
+  struct Entry {
+    ERL_NIF_TERM atom = 0;
+    std::string name;
+  };
+
+  static std::string read_name(ErlNifEnv* env, ERL_NIF_TERM atom) {
+    char latin1[256];
+    const int length = enif_get_atom(env, atom, latin1, sizeof latin1, ERL_NIF_LATIN1);
+    if (length > 0) {
+      std::string name;
+      for (int i = 0; i < length - 1; ++i) {
+        const auto c = static_cast<unsigned char>(latin1[i]);
+        if (c < 0x80) {
+          name.push_back(static_cast<char>(c));
+        } else {
+          name.push_back(static_cast<char>(0xC0 | (c >> 6)));
+          name.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+        }
+      }
+      return name;
+    }
+    // Characters beyond Latin-1: OTP 25's NIF API only reads those from the
+    // atom's external format (ATOM_UTF8_EXT or SMALL_ATOM_UTF8_EXT).
+    ErlNifBinary encoded;
+    if (!enif_term_to_binary(env, atom, &encoded)) throw std::bad_alloc();
+    std::string name;
+    if (encoded.size >= 3 && encoded.data[1] == 119) {
+      name.assign(reinterpret_cast<const char*>(encoded.data) + 3, encoded.data[2]);
+    } else if (encoded.size >= 4 && encoded.data[1] == 118) {
+      const std::size_t length = (std::size_t{encoded.data[2]} << 8) | encoded.data[3];
+      name.assign(reinterpret_cast<const char*>(encoded.data) + 4, length);
+    }
+    enif_release_binary(&encoded);
+    return name;
+  }
+
+  std::array<Entry, std::size_t{1} << kSlotBits> entries_;
+};
+
+struct EncodeFrame {
+  bool is_map;
+  bool first;
+  ERL_NIF_TERM container;  // the map (for error reports and structs)
+  ERL_NIF_TERM rest;       // list: the cells not yet written
+  ErlNifMapIterator iterator;
+  std::size_t output_start;  // map: where its '{' is (a struct rolls back to it)
+  std::size_t keys_base;     // map: its written keys in `keys` (maps: :strict)
+  std::size_t splices_base;  // map: its fragments in `splices`
+};
+
+// encode_to_iodata: a fragment's binary listed in place at `offset`.
+struct Splice {
+  std::size_t offset;
+  ERL_NIF_TERM bytes;
+};
+
+struct KeySpan {
+  std::size_t offset;
+  std::size_t length;
+};
+
+enum class EncodeStatus { done, error, out_of_time };
+
+struct EncodeBuffers {
+  json::Writer writer;
+  std::vector<EncodeFrame> frames;
+  std::vector<Splice> splices;
+  std::vector<KeySpan> keys;
+  AtomNames atoms;
+  std::basic_string<std::uint8_t> magnitude;
+
+  [[gnu::noinline]] static EncodeBuffers& get() {
+    thread_local EncodeBuffers buffers;
+    return buffers;
+  }
+  void trim_after_call() {
+    trim(frames);
+    trim(splices);
+    trim(keys);
+    writer.shrink_to(kKeepBufferBytes);
+  }
+};
+
+struct EncodeOptions {
+  json::Escape escape;
+  bool strict;
+  ERL_NIF_TERM seal;
+  bool iodata;
+};
+
+// Walks a term without recursion, writing JSON as it goes.
+class TermWriter {
+ public:
+  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const EncodeOptions& options,
+             WorkBudget& budget)
+      : env_(env),
+        out_(buffers.writer),
+        frames_(buffers.frames),
+        splices_(buffers.splices),
+        keys_(buffers.keys),
+        buffers_(buffers),
+        options_(options),
+        budget_(budget) {
+    out_.clear();
+    frames_.clear();
+    splices_.clear();
+    keys_.clear();
+  }
+  ~TermWriter() {
+    for (EncodeFrame& frame : frames_) {
+      if (frame.is_map) enif_map_iterator_destroy(env_, &frame.iterator);
+    }
+    frames_.clear();
+  }
+
+  EncodeStatus write(ERL_NIF_TERM root) {
+    if (!value(root)) return status_;
+    while (!frames_.empty()) {
+      EncodeFrame& frame = frames_.back();
+      if (!frame.is_map) {
+        ERL_NIF_TERM head;
+        if (enif_get_list_cell(env_, frame.rest, &head, &frame.rest)) {
+          if (!frame.first) out_.byte(',');
+          frame.first = false;
+          if (!value(head)) return status_;
+          continue;
+        }
+        if (!enif_is_empty_list(env_, frame.rest)) {
+          fail(enif_make_tuple2(env_, atom_improper_list, frame.container));
+          return status_;
+        }
+        out_.byte(']');
+        frames_.pop_back();
+        continue;
+      }
+      ERL_NIF_TERM key, item;
+      if (enif_map_iterator_get_pair(env_, &frame.iterator, &key, &item)) {
+        enif_map_iterator_next(env_, &frame.iterator);
+        if (key == atoms::struct_field) {
+          if (!structure(frame)) return status_;
+          continue;
+        }
+        if (!frame.first) out_.byte(',');
+        frame.first = false;
+        if (!map_key(key)) return status_;
+        out_.byte(':');
+        if (!value(item)) return status_;
+        continue;
+      }
+      enif_map_iterator_destroy(env_, &frame.iterator);
+      const std::size_t keys_base = frame.keys_base;
+      const ERL_NIF_TERM map = frame.container;
+      frames_.pop_back();
+      if (options_.strict && !unique_keys(keys_base, map)) return status_;
+      out_.byte('}');
+    }
+    return EncodeStatus::done;
+  }
+
+  ERL_NIF_TERM error() const { return error_; }
+
+ private:
+  bool fail(ERL_NIF_TERM reason) {
+    error_ = reason;
+    status_ = EncodeStatus::error;
+    return false;
+  }
+  bool out_of_time() {
+    status_ = EncodeStatus::out_of_time;
+    return false;
+  }
+  bool charge(std::size_t units) { return budget_.charge(units) ? out_of_time() : true; }
+
+  bool value(ERL_NIF_TERM term) {
+    switch (enif_term_type(env_, term)) {
+      case ERL_NIF_TERM_TYPE_BITSTRING: {
+        ErlNifBinary binary;
+        if (!enif_inspect_binary(env_, term, &binary)) {
+          return fail(enif_make_tuple2(env_, atom_unsupported, term));
+        }
+        return string(binary, term);
+      }
+      case ERL_NIF_TERM_TYPE_INTEGER: {
+        ErlNifSInt64 integer;
+        if (enif_get_int64(env_, term, &integer)) {
+          out_.integer(integer);
+          return charge(8);
+        }
+        return big_integer(term);
+      }
+      case ERL_NIF_TERM_TYPE_MAP: {
+        if (!charge(16)) return false;
+        std::size_t size;
+        enif_get_map_size(env_, term, &size);
+        if (size == 0) {
+          out_.raw("{}");
+          return true;
+        }
+        EncodeFrame& frame = frames_.emplace_back();
+        frame.is_map = true;
+        frame.first = true;
+        frame.container = term;
+        frame.output_start = out_.size();
+        frame.keys_base = keys_.size();
+        frame.splices_base = splices_.size();
+        enif_map_iterator_create(env_, term, &frame.iterator, ERL_NIF_MAP_ITERATOR_FIRST);
+        out_.byte('{');
+        return true;
+      }
+      case ERL_NIF_TERM_TYPE_LIST: {
+        if (!charge(16)) return false;
+        if (enif_is_empty_list(env_, term)) {
+          out_.raw("[]");
+          return true;
+        }
+        EncodeFrame& frame = frames_.emplace_back();
+        frame.is_map = false;
+        frame.first = true;
+        frame.container = term;
+        frame.rest = term;
+        out_.byte('[');
+        return true;
+      }
+      case ERL_NIF_TERM_TYPE_ATOM:
+        if (term == atoms::nil) {
+          out_.null_value();
+        } else if (term == atoms::true_) {
+          out_.boolean(true);
+        } else if (term == atoms::false_) {
+          out_.boolean(false);
+        } else {
+          const std::string_view name = buffers_.atoms.get(env_, term);
+          out_.string(name, options_.escape);  // atom names are valid UTF-8
+          return charge(name.size());
+        }
+        return charge(8);
+      case ERL_NIF_TERM_TYPE_FLOAT: {
+        double number;
+        enif_get_double(env_, term, &number);
+        out_.floating(number);
+        return charge(24);
+      }
+      default:
+        return fail(enif_make_tuple2(env_, atom_unsupported, term));
+    }
+  }
+
+  bool string(const ErlNifBinary& binary, ERL_NIF_TERM term) {
+    if (!charge(binary.size)) return false;
+    const std::size_t bad =
+        out_.string({reinterpret_cast<const char*>(binary.data), binary.size}, options_.escape);
+    if (bad == json::Writer::npos) return true;
+    return fail(
+        enif_make_tuple3(env_, atom_invalid_byte, enif_make_uint(env_, binary.data[bad]), term));
+  }
+
+  bool big_integer(ERL_NIF_TERM term) {
+    // SMALL_BIG_EXT / LARGE_BIG_EXT: tag, length, sign, magnitude (LSB first).
+    ErlNifBinary encoded;
+    if (!enif_term_to_binary(env_, term, &encoded)) throw std::bad_alloc();
+    const std::uint8_t* bytes = encoded.data;
+    std::size_t header;
+    if (bytes[1] == 110) {
+      header = 4;
+    } else if (bytes[1] == 111) {
+      header = 7;
+    } else {
+      enif_release_binary(&encoded);
+      throw std::logic_error("integer with an unexpected external format");
+    }
+    const bool negative = bytes[header - 1] != 0;
+    const std::size_t limbs = (encoded.size - header) / 8 + 1;
+    // Printing costs the square of the size.
+    if (!charge(limbs * limbs)) {
+      enif_release_binary(&encoded);
+      return false;
+    }
+    out_.big_integer(negative, {bytes + header, encoded.size - header});
+    enif_release_binary(&encoded);
+    return true;
+  }
+
+  bool map_key(ERL_NIF_TERM key) {
+    const std::size_t start = out_.size();
+    switch (enif_term_type(env_, key)) {
+      case ERL_NIF_TERM_TYPE_BITSTRING: {
+        ErlNifBinary binary;
+        if (!enif_inspect_binary(env_, key, &binary)) {
+          return fail(enif_make_tuple2(env_, atom_invalid_key, key));
+        }
+        if (!string(binary, key)) return false;
+        break;
+      }
+      case ERL_NIF_TERM_TYPE_ATOM:
+        out_.string(buffers_.atoms.get(env_, key), options_.escape);
+        break;
+      case ERL_NIF_TERM_TYPE_INTEGER: {
+        out_.byte('"');
+        if (!value(key)) return false;
+        out_.byte('"');
+        break;
+      }
+      default:
+        return fail(enif_make_tuple2(env_, atom_invalid_key, key));
+    }
+    if (options_.strict) keys_.push_back({start, out_.size() - start});
+    return true;
+  }
+
+  // maps: :strict: no two keys of one map may write the same text.
+  bool unique_keys(std::size_t base, ERL_NIF_TERM map) {
+    const std::string_view text = out_.view();
+    auto key_text = [&](const KeySpan& span) { return text.substr(span.offset, span.length); };
+    auto first = keys_.begin() + static_cast<std::ptrdiff_t>(base);
+    std::sort(first, keys_.end(),
+              [&](const KeySpan& a, const KeySpan& b) { return key_text(a) < key_text(b); });
+    for (auto it = first; it + 1 < keys_.end(); ++it) {
+      if (key_text(*it) == key_text(*(it + 1))) {
+        const std::string_view quoted = key_text(*it);
+        (void)map;
+        return fail(enif_make_tuple2(env_, atom_duplicate_key,
+                                     binary_of(env_, quoted.substr(1, quoted.size() - 2))));
+      }
+    }
+    keys_.resize(base);
+    return true;
+  }
+
+  // The map on top of the stack has a __struct__ key: only a sealed
+  // Switchboard.Json.Fragment has a JSON form; what the map wrote so far is
+  // taken back and the fragment's text written in its place.
+  bool structure(EncodeFrame& frame) {
+    const ERL_NIF_TERM map = frame.container;
+    out_.truncate(frame.output_start);
+    keys_.resize(frame.keys_base);
+    splices_.resize(frame.splices_base);
+    enif_map_iterator_destroy(env_, &frame.iterator);
+    frames_.pop_back();
+    ERL_NIF_TERM name, seal, encoded;
+    if (!enif_get_map_value(env_, map, atoms::struct_field, &name) ||
+        name != atom_fragment_struct) {
+      return fail(enif_make_tuple2(env_, atom_unsupported, map));
+    }
+    ErlNifBinary binary;
+    if (!enif_get_map_value(env_, map, atom_seal, &seal) ||
+        enif_compare(seal, options_.seal) != 0 ||
+        !enif_get_map_value(env_, map, atom_encoded, &encoded) ||
+        !enif_inspect_binary(env_, encoded, &binary)) {
+      return fail(enif_make_tuple2(env_, atom_invalid_fragment, map));
+    }
+    if (options_.iodata && binary.size >= kSpliceMinBytes) {
+      splices_.push_back({out_.size(), encoded});
+      return charge(16);
+    }
+    if (!charge(binary.size)) return false;
+    out_.raw({reinterpret_cast<const char*>(binary.data), binary.size});
+    return true;
+  }
+
+  ErlNifEnv* env_;
+  json::Writer& out_;
+  std::vector<EncodeFrame>& frames_;
+  std::vector<Splice>& splices_;
+  std::vector<KeySpan>& keys_;
+  EncodeBuffers& buffers_;
+  const EncodeOptions& options_;
+  WorkBudget& budget_;
+  EncodeStatus status_ = EncodeStatus::done;
+  ERL_NIF_TERM error_ = 0;
+};
+
+// The output as iodata: its own bytes between the fragments' binaries, which
+// are listed as they are (shared, not copied).
+ERL_NIF_TERM make_iodata(ErlNifEnv* env, std::string_view written,
+                         const std::vector<Splice>& splices) {
+  std::vector<ERL_NIF_TERM> parts;
+  parts.reserve(2 * splices.size() + 1);
+  std::size_t from = 0;
+  for (const Splice& splice : splices) {
+    if (splice.offset > from) {
+      parts.push_back(binary_of(env, written.substr(from, splice.offset - from)));
+    }
+    parts.push_back(splice.bytes);
+    from = splice.offset;
+  }
+  if (written.size() > from) parts.push_back(binary_of(env, written.substr(from)));
+  return enif_make_list_from_array(env, parts.data(), static_cast<unsigned>(parts.size()));
+}
+
+EncodeOptions encode_options(ErlNifEnv* env, const ERL_NIF_TERM argv[]) {
+  unsigned escape;
+  if (!enif_get_uint(env, argv[1], &escape) || escape > 3) {
+    throw bad_argument(env, "an escape mode 0..3", argv[1]);
+  }
+  EncodeOptions options{static_cast<json::Escape>(escape), argv[2] == atoms::true_, argv[3],
+                        argv[4] == atoms::true_};
+  return options;
+}
+
+ERL_NIF_TERM json_encode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// json_encode(Term, Escape, Strict, Seal, Iodata) -> {ok, Binary | Iodata}
+// | {error, Reason}. Reason: {invalid_byte, Byte, String}, {unsupported,
+// Term}, {invalid_key, Key}, {duplicate_key, Text}, {invalid_fragment,
+// Map}, {improper_list, List}.
+ERL_NIF_TERM json_encode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  const EncodeOptions options = encode_options(env, argv);
+  WorkBudget budget(on_normal_scheduler());
+  EncodeBuffers& buffers = EncodeBuffers::get();
+  ERL_NIF_TERM result = 0;
+  EncodeStatus status;
+  {
+    TermWriter writer(env, buffers, options, budget);
+    status = writer.write(argv[0]);
+    if (status == EncodeStatus::error) {
+      result = enif_make_tuple2(env, atoms::error, writer.error());
+    } else if (status == EncodeStatus::done) {
+      const std::string_view written = buffers.writer.view();
+      result =
+          enif_make_tuple2(env, atoms::ok,
+                           buffers.splices.empty() ? binary_of(env, written)
+                                                   : make_iodata(env, written, buffers.splices));
+    }
+  }
+  budget.report(env);
+  buffers.trim_after_call();
+  if (status == EncodeStatus::out_of_time) {
+    return run_dirty_cpu(env, "json_encode_dirty", raw_entry<json_encode_dirty>, argc, argv);
+  }
+  return result;
+}
+SWITCHBOARD_RAW_NIF(json_encode, 5, 0);
+
+ERL_NIF_TERM json_encode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  return json_encode(env, argc, argv);  // unlimited budget off the normal schedulers
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+// Recently built map keys, per call: gateway payloads repeat a handful of
+// keys in every nested object. Entries point into the input and hold terms
+// of the calling env, so a generation number retires them after each call.
+class KeyCache {
+ public:
+  static constexpr std::size_t kMaxKeyBytes = 32;
+
+  void next_call() noexcept {
+    if (++generation_ == 0) {
+      entries_.fill({});
+      generation_ = 1;
+    }
+  }
+  ERL_NIF_TERM* find(std::string_view text) noexcept {
+    Entry& entry = entries_[slot(text)];
+    if (entry.generation == generation_ && entry.length == text.size() &&
+        std::memcmp(entry.bytes, text.data(), text.size()) == 0) {
+      return &entry.term;
+    }
+    return nullptr;
+  }
+  void put(std::string_view text, ERL_NIF_TERM term) noexcept {
+    Entry& entry = entries_[slot(text)];
+    entry = {text.data(), text.size(), generation_, term};
+  }
+
+ private:
+  static constexpr unsigned kSlotBits = 8;
+  struct Entry {
+    const char* bytes = nullptr;
+    std::size_t length = 0;
+    std::uint32_t generation = 0;
+    ERL_NIF_TERM term = 0;
+  };
+  static std::size_t slot(std::string_view text) noexcept {
+    std::uint64_t head = 0, tail = 0;
+    std::memcpy(&head, text.data(), std::min<std::size_t>(text.size(), 8));
+    if (text.size() > 8) {
+      std::memcpy(&tail, text.data() + text.size() - std::min<std::size_t>(text.size(), 8),
+                  std::min<std::size_t>(text.size(), 8));
+    }
+    const std::uint64_t mixed = (head ^ (tail * 31) ^ text.size()) * 0x9e3779b97f4a7c15ULL;
+    return static_cast<std::size_t>(mixed >> (64 - kSlotBits));
+  }
+
+  std::array<Entry, std::size_t{1} << kSlotBits> entries_{};
+  std::uint32_t generation_ = 0;
+};
+
+struct DecodeBuffers {
+  json::Reader reader;
+  std::vector<ERL_NIF_TERM> values;
+  std::vector<ERL_NIF_TERM> keys;
+  KeyCache key_cache;
+  std::basic_string<std::uint8_t> magnitude;
+  std::string scratch;
+
+  [[gnu::noinline]] static DecodeBuffers& get() {
+    thread_local DecodeBuffers buffers;
+    return buffers;
+  }
+  void trim_after_call() {
+    trim(values);
+    trim(keys);
+  }
+};
+
+// Builds terms as the reader goes: values on one stack, object keys on
+// another, so an object's keys and values are two contiguous runs that
+// enif_make_map_from_arrays takes as they are.
+class TermBuilder {
+ public:
+  TermBuilder(ErlNifEnv* env, ERL_NIF_TERM input, std::string_view text, bool atom_keys,
+              DecodeBuffers& buffers)
+      : env_(env),
+        input_(input),
+        base_(text.data()),
+        atom_keys_(atom_keys),
+        values_(buffers.values),
+        keys_(buffers.keys),
+        cache_(buffers.key_cache),
+        buffers_(buffers) {
+    values_.clear();
+    keys_.clear();
+    cache_.next_call();
+  }
+
+  void null_value() { values_.push_back(atoms::nil); }
+  void boolean(bool value) { values_.push_back(value ? atoms::true_ : atoms::false_); }
+  void integer(std::int64_t value) { values_.push_back(enif_make_int64(env_, value)); }
+  void floating(double value) { values_.push_back(enif_make_double(env_, value)); }
+  bool big_integer(std::string_view text) {
+    values_.push_back(make_big_integer(text));
+    return true;
+  }
+  void string(std::string_view text, bool in_input, std::size_t) {
+    if (in_input && text.size() > kHeapBinaryBytes) {
+      values_.push_back(enif_make_sub_binary(
+          env_, input_, static_cast<std::size_t>(text.data() - base_), text.size()));
+    } else {
+      values_.push_back(binary_of(env_, text));
+    }
+  }
+  bool key(std::string_view text, bool in_input, std::size_t) {
+    const bool cacheable = in_input && text.size() <= KeyCache::kMaxKeyBytes;
+    if (cacheable) {
+      if (ERL_NIF_TERM* cached = cache_.find(text)) {
+        keys_.push_back(*cached);
+        return true;
+      }
+    }
+    ERL_NIF_TERM term;
+    if (atom_keys_) {
+      if (!existing_atom(text, term)) {
+        rejected_key_ = binary_of(env_, text);
+        return false;
+      }
+    } else {
+      term = binary_of(env_, text);
+    }
+    if (cacheable) cache_.put(text, term);
+    keys_.push_back(term);
+    return true;
+  }
+  void end_array(std::size_t count) {
+    const std::size_t base = values_.size() - count;
+    const ERL_NIF_TERM list =
+        enif_make_list_from_array(env_, values_.data() + base, static_cast<unsigned>(count));
+    values_.resize(base);
+    values_.push_back(list);
+  }
+  void end_object(std::size_t pairs) {
+    const std::size_t base = values_.size() - pairs;
+    const std::size_t key_base = keys_.size() - pairs;
+    ERL_NIF_TERM map;
+    if (!enif_make_map_from_arrays(env_, keys_.data() + key_base, values_.data() + base, pairs,
+                                   &map)) {
+      // Duplicate keys: the last one wins, as in Jason.
+      map = enif_make_new_map(env_);
+      for (std::size_t i = 0; i < pairs; ++i) {
+        enif_make_map_put(env_, map, keys_[key_base + i], values_[base + i], &map);
+      }
+    }
+    values_.resize(base);
+    keys_.resize(key_base);
+    values_.push_back(map);
+  }
+
+  ERL_NIF_TERM result() const { return values_.back(); }
+  ERL_NIF_TERM rejected_key() const { return rejected_key_; }
+
+ private:
+  ERL_NIF_TERM make_big_integer(std::string_view text) {
+    std::int64_t small;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), small);
+    if (ec == std::errc() && end == text.data() + text.size()) {
+      return enif_make_int64(env_, small);
+    }
+    // The VM builds a bignum from its external format: LARGE_BIG_EXT.
+    std::basic_string<std::uint8_t>& magnitude = buffers_.magnitude;
+    json::decimal_to_magnitude(text, magnitude);
+    std::basic_string<std::uint8_t> etf;
+    etf.reserve(magnitude.size() + 7);
+    const auto length = static_cast<std::uint32_t>(magnitude.size());
+    etf.push_back(131);
+    etf.push_back(111);
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      etf.push_back(static_cast<std::uint8_t>(length >> shift));
+    }
+    etf.push_back(text.front() == '-' ? 1 : 0);
+    etf += magnitude;
+    ERL_NIF_TERM term;
+    if (enif_binary_to_term(env_, etf.data(), etf.size(), &term, 0) == 0) {
+      throw std::runtime_error("big integer not rebuilt");
+    }
+    return term;
+  }
+
+  // Never creates an atom: ASCII names through enif_make_existing_atom_len,
+  // others through binary_to_term's safe mode, which refuses unknown atoms.
+  bool existing_atom(std::string_view text, ERL_NIF_TERM& term) {
+    bool ascii = true;
+    for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+    if (ascii) {
+      return enif_make_existing_atom_len(env_, text.data(), text.size(), &term, ERL_NIF_LATIN1) !=
+             0;
+    }
+    if (text.size() > 4 * 255) return false;
+    std::string etf;
+    etf.push_back(static_cast<char>(131));
+    etf.push_back(static_cast<char>(118));
+    etf.push_back(static_cast<char>(text.size() >> 8));
+    etf.push_back(static_cast<char>(text.size() & 0xFF));
+    etf.append(text);
+    return enif_binary_to_term(env_, reinterpret_cast<const unsigned char*>(etf.data()), etf.size(),
+                               &term, ERL_NIF_BIN2TERM_SAFE) != 0;
+  }
+
+  ErlNifEnv* env_;
+  ERL_NIF_TERM input_;
+  const char* base_;
+  bool atom_keys_;
+  std::vector<ERL_NIF_TERM>& values_;
+  std::vector<ERL_NIF_TERM>& keys_;
+  KeyCache& cache_;
+  DecodeBuffers& buffers_;
+  ERL_NIF_TERM rejected_key_ = 0;
+};
+
+ERL_NIF_TERM error_term(ErlNifEnv* env, const json::ParseError& error, std::string_view text,
+                        ERL_NIF_TERM rejected_key) {
+  ERL_NIF_TERM reason;
+  ERL_NIF_TERM token = atoms::nil;
+  if (error.reason == json::ParseErrc::rejected) {
+    reason = atom_unknown_atom;
+    token = rejected_key;
+  } else {
+    const std::string_view name = json::parse_error_name(error.reason);
+    reason = enif_make_atom_len(env, name.data(), name.size());
+    if (error.length > 0) token = binary_of(env, text.substr(error.offset, error.length));
+  }
+  return enif_make_tuple4(env, atoms::error, reason, enif_make_uint64(env, error.offset), token);
+}
+
+ERL_NIF_TERM json_decode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// json_decode(Binary, AtomKeys, MaxDepth, MaxSize) -> {ok, Term} |
+// {error, Reason, Position, Token}.
+ERL_NIF_TERM json_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  ErlNifBinary input;
+  if (!enif_inspect_binary(env, argv[0], &input)) throw bad_argument(env, "a binary", argv[0]);
+  json::ParseLimits limits;
+  ErlNifUInt64 max_depth, max_size;
+  if (!enif_get_uint64(env, argv[2], &max_depth)) {
+    throw bad_argument(env, "a non-negative integer", argv[2]);
+  }
+  if (!enif_get_uint64(env, argv[3], &max_size)) {
+    throw bad_argument(env, "a non-negative integer", argv[3]);
+  }
+  limits.max_depth = max_depth;
+  limits.max_size = max_size;
+  const bool normal = on_normal_scheduler();
+  if (normal && input.size > kInlineDecodeBytes && input.size <= max_size) {
+    return run_dirty_cpu(env, "json_decode_dirty", raw_entry<json_decode_dirty>, argc, argv);
+  }
+  // Inline inputs are small; only big integers can make their work exceed
+  // a slice, and the budget (in the reader's units, about a byte each)
+  // catches those.
+  if (normal) limits.work_budget = 4 * kInlineDecodeBytes;
+  const std::string_view text(reinterpret_cast<const char*>(input.data), input.size);
+  DecodeBuffers& buffers = DecodeBuffers::get();
+  TermBuilder builder(env, argv[0], text, argv[1] == atoms::true_, buffers);
+  const json::ParseError error = buffers.reader.parse(builder, text, limits);
+  ERL_NIF_TERM result;
+  if (!error) {
+    result = enif_make_tuple2(env, atoms::ok, builder.result());
+  } else if (error.reason == json::ParseErrc::out_of_budget) {
+    buffers.trim_after_call();
+    return run_dirty_cpu(env, "json_decode_dirty", raw_entry<json_decode_dirty>, argc, argv);
+  } else {
+    result = error_term(env, error, text, builder.rejected_key());
+  }
+  buffers.trim_after_call();
+  if (normal) enif_consume_timeslice(env, static_cast<int>(1 + input.size / 1024));
+  return result;
+}
+SWITCHBOARD_RAW_NIF(json_decode, 4, 0);
+
+ERL_NIF_TERM json_decode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  return json_decode(env, argc, argv);
+}
+
+ERL_NIF_TERM json_validate_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// json_validate(Binary) -> ok | {error, Reason, Position, Token}: whether a
+// fragment's text is one JSON value (default limits).
+ERL_NIF_TERM json_validate(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  ErlNifBinary input;
+  if (!enif_inspect_binary(env, argv[0], &input)) throw bad_argument(env, "a binary", argv[0]);
+  if (on_normal_scheduler() && input.size > 4 * kInlineDecodeBytes) {
+    return run_dirty_cpu(env, "json_validate_dirty", raw_entry<json_validate_dirty>, argc, argv);
+  }
+  const std::string_view text(reinterpret_cast<const char*>(input.data), input.size);
+  const json::ParseError error = json::validate(text);
+  if (!error) return atoms::ok;
+  return error_term(env, error, text, atoms::nil);
+}
+SWITCHBOARD_RAW_NIF(json_validate, 1, 0);
+
+ERL_NIF_TERM json_validate_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  return json_validate(env, argc, argv);
+}
+
+}  // namespace
+}  // namespace switchboard::nif
