@@ -149,11 +149,10 @@ end
 defmodule Switchboard.MixProject do
   use Mix.Project
 
-  # The gateway uses Debian's erlang-cowlib (WebSocket framing) and, until
-  # Switchboard.Json lands, erlang-jiffy (JSON fallback). Both install into
-  # /usr/lib/erlang/lib, already on the code path when OTP is Debian's; with
-  # an OTP installed elsewhere their ebin directories are added here.
-  for app <- [:cowlib, :jiffy],
+  # The gateway frames WebSockets with Debian's erlang-cowlib, installed into
+  # /usr/lib/erlang/lib: already on the code path when OTP is Debian's; with
+  # an OTP installed elsewhere its ebin directory is added here.
+  for app <- [:cowlib],
       match?({:error, _}, :code.lib_dir(app)),
       ebin <- Path.wildcard("/usr/lib/erlang/lib/#{app}-*/ebin") do
     Code.prepend_path(ebin)
@@ -176,7 +175,7 @@ defmodule Switchboard.MixProject do
 
   def application do
     [
-      extra_applications: [:logger, :crypto, :cowlib, :jiffy],
+      extra_applications: [:logger, :crypto, :cowlib],
       mod: {Switchboard.Application, []}
     ]
   end

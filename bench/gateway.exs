@@ -161,7 +161,7 @@ defmodule GatewayBench do
 
     result =
       receive do
-        {^port, {:data, {:eol, line}}} -> :jiffy.decode(line, [:return_maps, :use_nil])
+        {^port, {:data, {:eol, line}}} -> Switchboard.Json.decode!(line)
       after
         120_000 -> raise "no result from the clients"
       end

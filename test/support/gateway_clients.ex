@@ -51,7 +51,7 @@ defmodule Switchboard.Test.NodeClient do
 
   @impl true
   def handle_call({:command, message}, _from, state) do
-    Port.command(state.port, [:jiffy.encode(message, [:use_nil]), "\n"])
+    Port.command(state.port, [Switchboard.Json.encode_to_iodata!(message), "\n"])
     {:reply, :ok, state}
   end
 
@@ -67,7 +67,7 @@ defmodule Switchboard.Test.NodeClient do
     do: {:noreply, %{state | partial: state.partial <> chunk}}
 
   def handle_info({port, {:data, {:eol, line}}}, %{port: port} = state) do
-    event = :jiffy.decode(state.partial <> line, [:return_maps, :use_nil])
+    event = Switchboard.Json.decode!(state.partial <> line)
     state = %{state | partial: ""}
     id = event["id"]
 

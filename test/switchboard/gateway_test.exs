@@ -586,7 +586,7 @@ defmodule Switchboard.GatewayTest do
       [status_line, rest] = String.split(answer, "\r\n", parts: 2)
       [_, body] = String.split(rest, "\r\n\r\n", parts: 2)
       ["HTTP/1.1", status | _] = String.split(status_line, " ")
-      {String.to_integer(status), :jiffy.decode(body, [:return_maps, :use_nil])}
+      {String.to_integer(status), Switchboard.Json.decode!(body)}
     end
 
     defp read_all(socket, acc) do

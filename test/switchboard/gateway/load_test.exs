@@ -43,7 +43,7 @@ defmodule Switchboard.Gateway.LoadTest do
     end
 
     assert_receive {^port, {:data, {:eol, line}}}, 60_000
-    result = :jiffy.decode(line, [:return_maps, :use_nil])
+    result = Switchboard.Json.decode!(line)
     assert result["received"] == @clients * @messages
     assert result["out_of_order"] == 0
     assert result["closed_early"] == 0

@@ -6,10 +6,9 @@ defmodule Switchboard.Gateway.Codec.Json do
 
       config :switchboard, :gateway_json_backend, MyBackend
 
-  and implements `Switchboard.Gateway.Codec.Json.Backend`. The project's own
-  codec, `Switchboard.Json`, is the intended backend; until it is part of
-  the build the default is `Switchboard.Gateway.Codec.Json.Jiffy`, a
-  development and test fallback over Debian's `erlang-jiffy`.
+  and implements `Switchboard.Gateway.Codec.Json.Backend`. The default is
+  `Switchboard.Gateway.Codec.Json.Native`, over the project's own
+  `Switchboard.Json`.
   """
 
   @behaviour Switchboard.Gateway.Codec
@@ -46,6 +45,6 @@ defmodule Switchboard.Gateway.Codec.Json do
       Application.get_env(
         :switchboard,
         :gateway_json_backend,
-        Switchboard.Gateway.Codec.Json.Jiffy
+        Switchboard.Gateway.Codec.Json.Native
       )
 end
