@@ -489,7 +489,7 @@ defmodule Switchboard.Gateway.Connection do
       session =
         Session.new(
           user: bot.user,
-          token: identify.token,
+          token: strip_bot(identify.token),
           encoding: state.encoding,
           shard: identify.shard,
           intents: identify.intents,
@@ -743,7 +743,6 @@ defmodule Switchboard.Gateway.Connection do
 
   defp park_state(state) do
     state = detach(state)
-    if state.resume_timer, do: Process.cancel_timer(state.resume_timer)
     ref = make_ref()
     Process.send_after(self(), {:resume_timeout, ref}, state.config.resume_timeout)
     %{state | phase: :parked, resume_timer: ref}
