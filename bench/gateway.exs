@@ -151,7 +151,7 @@ defmodule GatewayBench do
     receive do
       {^port, {:data, {:eol, "READY " <> _}}} -> :ok
     after
-      180_000 -> raise "clients did not get ready"
+      600_000 -> raise "clients did not get ready"
     end
 
     vm = :erlang.memory(:total)
