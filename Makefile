@@ -7,6 +7,8 @@ NATIVE_DIR := build/native
 ASAN_DIR := build/asan
 FUZZ_DIR := build/fuzz
 FUZZ_RUNS ?= 2000000
+# ...and at most this long per target (the zstd stream target runs ~2,000/s).
+FUZZ_SECONDS ?= 90
 CLANG_FORMAT_FILES = $(shell git ls-files 'c_src/*.cpp' 'c_src/*.hpp' 'native_tests/*.cpp' 'native_tests/*.hpp')
 
 .PHONY: setup demo bench test native-test asan-test fuzz-test format-check mix-test clean
@@ -47,7 +49,7 @@ asan-test:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_DIR) --output-on-failure --parallel $(JOBS)
 
-# libFuzzer (clang), bounded: FUZZ_RUNS executions per target.
+# libFuzzer (clang), bounded: FUZZ_RUNS executions or FUZZ_SECONDS per target.
 fuzz-test:
 	@if [ -f native_tests/fuzz/CMakeLists.txt ]; then \
 	  CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -57,7 +59,7 @@ fuzz-test:
 	    name=$$(basename $$target); corpus=native_tests/fuzz/corpus/$${name#fuzz_}; \
 	    work=$(FUZZ_DIR)/corpus-$$name; mkdir -p $$work; \
 	    echo "fuzzing $$name for $(FUZZ_RUNS) runs"; \
-	    $$target -runs=$(FUZZ_RUNS) -print_final_stats=1 $$work $$corpus 2>&1 | tail -n 12 || exit 1; \
+	    $$target -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$work $$corpus 2>&1 | tail -n 12 || exit 1; \
 	  done; \
 	else echo "no fuzz targets"; fi
 

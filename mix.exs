@@ -202,6 +202,15 @@ end
 defmodule Switchboard.MixProject do
   use Mix.Project
 
+  # The gateway frames WebSockets with Debian's erlang-cowlib, installed into
+  # /usr/lib/erlang/lib: already on the code path when OTP is Debian's; with
+  # an OTP installed elsewhere its ebin directory is added here.
+  for app <- [:cowlib],
+      match?({:error, _}, :code.lib_dir(app)),
+      ebin <- Path.wildcard("/usr/lib/erlang/lib/#{app}-*/ebin") do
+    Code.prepend_path(ebin)
+  end
+
   def project do
     [
       app: :switchboard,
@@ -219,7 +228,7 @@ defmodule Switchboard.MixProject do
 
   def application do
     [
-      extra_applications: [:logger, :crypto],
+      extra_applications: [:logger, :crypto, :cowlib],
       mod: {Switchboard.Application, []}
     ]
   end

@@ -22,8 +22,17 @@ defmodule Switchboard.Application do
         {DynamicSupervisor, name: Switchboard.Session.Supervisor, strategy: :one_for_one},
         Switchboard.Cluster.Store,
         Switchboard.Cluster
-      ] ++ Application.get_env(:switchboard, :metrics_reporters, [])
+      ] ++ Application.get_env(:switchboard, :metrics_reporters, []) ++ gateway()
 
     Supervisor.start_link(children, strategy: :one_for_one, name: Switchboard.Supervisor)
+  end
+
+  # `config :switchboard, :gateway, port: 4000, ...` starts a gateway here
+  # (see Switchboard.Gateway for the options).
+  defp gateway do
+    case Application.get_env(:switchboard, :gateway) do
+      nil -> []
+      opts -> [{Switchboard.Gateway, opts}]
+    end
   end
 end

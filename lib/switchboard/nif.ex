@@ -75,6 +75,16 @@ defmodule Switchboard.NIF do
            fragment_seal
          )
 
+  # Switchboard.Gateway zstd (Switchboard.Zstd)
+  def zstd_compress_new(_level, _window_log, _chain_log, _hash_log),
+    do: :erlang.nif_error(:not_loaded)
+
+  def zstd_compress(_stream, _binary), do: :erlang.nif_error(:not_loaded)
+  def zstd_compress_info(_stream), do: :erlang.nif_error(:not_loaded)
+  def zstd_decompress_new(_window_log_max), do: :erlang.nif_error(:not_loaded)
+  def zstd_decompress(_stream, _binary, _max_output), do: :erlang.nif_error(:not_loaded)
+  def zstd_native_memory, do: :erlang.nif_error(:not_loaded)
+
   # Switchboard.Json
   defnif json_encode(term, escape, strict, seal, iodata)
   defnif json_decode(binary, atom_keys, max_depth, max_size)

@@ -1,0 +1,658 @@
+defmodule Switchboard.GatewayTest do
+  # Real clients: npm's ws under Node (test/js/driver.js) for the protocol,
+  # and a raw :gen_tcp client for frames a library would never send.
+  use ExUnit.Case, async: true
+
+  alias Switchboard.Erlpack
+  alias Switchboard.Gateway
+  alias Switchboard.Test.{NodeClient, RawClient}
+
+  @token "test-token"
+  @identify %{
+    "op" => 2,
+    "d" => %{
+      "token" => @token,
+      "intents" => 513,
+      "properties" => %{"os" => "linux", "browser" => "test", "device" => "test"}
+    }
+  }
+
+  defp start_gateway(opts \\ []) do
+    name = :"gateway_#{System.unique_integer([:positive])}"
+
+    opts =
+      Keyword.merge(
+        [name: name, port: 0, tokens: [@token, {"plain-token", false}], guilds: 2, members: 3],
+        opts
+      )
+
+    start_supervised!({Gateway, opts}, id: name)
+    name
+  end
+
+  defp url(name, query \\ "v=10&encoding=json"), do: Gateway.url(name) <> "/?" <> query
+
+  defp driver, do: start_supervised!(NodeClient)
+
+  # Connects and identifies; returns READY's data.
+  defp identify(driver, id, url, opts \\ []) do
+    NodeClient.connect(driver, id, url, opts)
+    assert %{"event" => "open"} = NodeClient.next(driver, id)
+    assert %{"op" => 10} = NodeClient.payload(driver, id)
+    NodeClient.send_payload(driver, id, Keyword.get(opts, :identify, @identify))
+    assert %{"op" => 0, "t" => "READY", "s" => 1, "d" => ready} = NodeClient.payload(driver, id)
+    ready
+  end
+
+  defp guild_creates(driver, id, count),
+    do: for(_ <- 1..count, do: NodeClient.payload(driver, id))
+
+  defp first_guild(name), do: hd(Gateway.config(name).guild_ids)
+
+  defp close_code(driver, id) do
+    %{"code" => code} = NodeClient.until(driver, id, &(&1["event"] == "close"))
+    code
+  end
+
+  defp publish_messages(name, guild_id, range) do
+    for n <- range,
+        do: :ok = Gateway.publish(name, guild_id, "MESSAGE_CREATE", %{"content" => "m#{n}"})
+  end
+
+  describe "identify" do
+    test "HELLO, READY with the session and unavailable guilds, then GUILD_CREATE per guild" do
+      name = start_gateway(heartbeat_interval: 12_345)
+      driver = driver()
+      NodeClient.connect(driver, "a", url(name))
+      assert %{"event" => "open"} = NodeClient.next(driver, "a")
+
+      assert NodeClient.payload(driver, "a") == %{
+               "op" => 10,
+               "d" => %{"heartbeat_interval" => 12_345}
+             }
+
+      NodeClient.send_payload(driver, "a", @identify)
+
+      assert %{"op" => 0, "s" => 1, "t" => "READY", "d" => ready} =
+               NodeClient.payload(driver, "a")
+
+      assert ready["v"] == 10
+      assert ready["user"]["bot"] == true
+      assert is_binary(ready["user"]["id"])
+      assert byte_size(ready["session_id"]) == 32
+      assert ready["resume_gateway_url"] == Gateway.url(name)
+      guild_ids = Gateway.config(name).guild_ids
+      assert ready["guilds"] == Enum.map(guild_ids, &%{"id" => &1, "unavailable" => true})
+
+      creates = guild_creates(driver, "a", 2)
+      assert Enum.map(creates, & &1["s"]) == [2, 3]
+      assert Enum.map(creates, & &1["t"]) == ["GUILD_CREATE", "GUILD_CREATE"]
+      assert Enum.map(creates, & &1["d"]["id"]) == guild_ids
+
+      for %{"d" => guild} <- creates do
+        assert guild["unavailable"] == false
+        assert [_ | _] = text = Enum.filter(guild["channels"], &(&1["type"] == 0))
+        assert Enum.map(text, & &1["name"]) == ["general", "random", "bots"]
+        assert guild["member_count"] == 5
+      end
+    end
+
+    test "sharded IDENTIFY gets only its shard's guilds" do
+      name = start_gateway(guilds: 4)
+      driver = driver()
+      identify = put_in(@identify, ["d", "shard"], [1, 2])
+      ready = identify(driver, "a", url(name), identify: identify)
+      ids = Enum.map(ready["guilds"], & &1["id"])
+      assert ids != []
+      assert Enum.all?(ids, &(rem(Bitwise.bsr(String.to_integer(&1), 22), 2) == 1))
+      assert ready["shard"] == [1, 2]
+    end
+  end
+
+  describe "dispatches" do
+    test "MESSAGE_CREATE reaches every session of the guild, numbered per session" do
+      name = start_gateway()
+      driver = driver()
+      identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      identify(driver, "b", url(name))
+      guild_creates(driver, "b", 2)
+      publish_messages(name, first_guild(name), 1..5)
+
+      for id <- ["a", "b"] do
+        got = for _ <- 1..5, do: NodeClient.payload(driver, id)
+        assert Enum.map(got, & &1["s"]) == Enum.to_list(4..8)
+        assert Enum.map(got, & &1["d"]["content"]) == Enum.map(1..5, &"m#{&1}")
+      end
+    end
+
+    test "PRESENCE_UPDATE (op 3) reaches the guild's sessions" do
+      name = start_gateway()
+      driver = driver()
+      identify = put_in(@identify, ["d", "intents"], 513 + 256)
+      ready = identify(driver, "a", url(name), identify: identify)
+      guild_creates(driver, "a", 2)
+
+      NodeClient.send_payload(driver, "a", %{
+        "op" => 3,
+        "d" => %{"status" => "idle", "activities" => [], "since" => nil, "afk" => false}
+      })
+
+      updates = for _ <- 1..2, do: NodeClient.payload(driver, "a")
+      assert Enum.map(updates, & &1["t"]) == ["PRESENCE_UPDATE", "PRESENCE_UPDATE"]
+      assert Enum.map(updates, & &1["d"]["guild_id"]) == Gateway.config(name).guild_ids
+
+      assert Enum.all?(
+               updates,
+               &(&1["d"]["status"] == "idle" and &1["d"]["user"]["id"] == ready["user"]["id"])
+             )
+    end
+
+    test "REQUEST_GUILD_MEMBERS (op 8) is answered with GUILD_MEMBERS_CHUNK" do
+      name = start_gateway(members: 120)
+      driver = driver()
+      identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      guild_id = first_guild(name)
+      request = %{"guild_id" => guild_id, "query" => "user1", "limit" => 0, "nonce" => "n1"}
+      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => request})
+      assert %{"t" => "GUILD_MEMBERS_CHUNK", "d" => chunk} = NodeClient.payload(driver, "a")
+      assert chunk["guild_id"] == guild_id
+      assert chunk["nonce"] == "n1"
+      assert %{"chunk_index" => 0, "chunk_count" => 1} = chunk
+      names = Enum.map(chunk["members"], & &1["user"]["username"]) |> Enum.sort()
+      # Past the 100 members GUILD_CREATE lists.
+      expected = ["user1"] ++ Enum.map(10..19, &"user#{&1}") ++ Enum.map(100..120, &"user#{&1}")
+      assert names == Enum.sort(expected)
+    end
+
+    test "events are filtered by intents" do
+      name = start_gateway()
+      driver = driver()
+      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "intents"], 1))
+      guild_creates(driver, "a", 2)
+      publish_messages(name, first_guild(name), 1..2)
+      :ok = Gateway.publish(name, first_guild(name), "TYPING_START", %{"x" => 1})
+      assert %{"t" => "TYPING_START", "s" => 4} = NodeClient.payload(driver, "a")
+    end
+  end
+
+  describe "heartbeats" do
+    test "a heartbeat is acknowledged at once" do
+      name = start_gateway()
+      driver = driver()
+      NodeClient.connect(driver, "a", url(name))
+      assert %{"event" => "open"} = NodeClient.next(driver, "a")
+      assert %{"op" => 10} = NodeClient.payload(driver, "a")
+      NodeClient.send_payload(driver, "a", %{"op" => 1, "d" => nil})
+      assert NodeClient.payload(driver, "a") == %{"op" => 11}
+    end
+
+    test "a server-requested heartbeat is answered by the client and acknowledged" do
+      name = start_gateway()
+      driver = driver()
+      ready = identify(driver, "a", url(name), heartbeat: true)
+      guild_creates(driver, "a", 2)
+      :ok = Gateway.request_heartbeat(name, ready["session_id"])
+      assert NodeClient.payload(driver, "a") == %{"op" => 1, "d" => 3}
+      assert NodeClient.payload(driver, "a") == %{"op" => 11}
+    end
+
+    test "a heartbeating client stays connected past the interval" do
+      name = start_gateway(heartbeat_interval: 100)
+      driver = driver()
+      identify(driver, "a", url(name), heartbeat: true)
+      guild_creates(driver, "a", 2)
+      Process.sleep(500)
+      publish_messages(name, first_guild(name), [1])
+
+      event =
+        NodeClient.until(
+          driver,
+          "a",
+          &(&1["payload"]["t"] == "MESSAGE_CREATE" or &1["event"] == "close")
+        )
+
+      assert event["payload"]["d"]["content"] == "m1"
+    end
+
+    test "a zombie is closed with 4009 and its session resumes" do
+      name = start_gateway(heartbeat_interval: 150)
+      driver = driver()
+      ready = identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      assert close_code(driver, "a") == 4009
+      publish_messages(name, first_guild(name), [1])
+
+      NodeClient.connect(driver, "b", ready["resume_gateway_url"] <> "/?v=10&encoding=json")
+      assert %{"event" => "open"} = NodeClient.next(driver, "b")
+      assert %{"op" => 10} = NodeClient.payload(driver, "b")
+
+      NodeClient.send_payload(driver, "b", %{
+        "op" => 6,
+        "d" => %{"token" => @token, "session_id" => ready["session_id"], "seq" => 3}
+      })
+
+      assert %{"s" => 4, "t" => "MESSAGE_CREATE"} = NodeClient.payload(driver, "b")
+      assert %{"s" => 5, "t" => "RESUMED"} = NodeClient.payload(driver, "b")
+    end
+  end
+
+  describe "resume" do
+    test "after a dropped connection the client gets exactly the missed dispatches, in order" do
+      name = start_gateway()
+      driver = driver()
+      ready = identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      publish_messages(name, first_guild(name), 1..3)
+      seen = for _ <- 1..3, do: NodeClient.payload(driver, "a")
+      assert List.last(seen)["s"] == 6
+
+      NodeClient.drop(driver, "a")
+      assert %{"event" => "close"} = NodeClient.until(driver, "a", &(&1["event"] == "close"))
+      publish_messages(name, first_guild(name), 4..8)
+
+      NodeClient.connect(driver, "b", url(name, "v=10&encoding=json&compress=zstd-stream"))
+      assert %{"event" => "open"} = NodeClient.next(driver, "b")
+      assert %{"op" => 10} = NodeClient.payload(driver, "b")
+
+      NodeClient.send_payload(driver, "b", %{
+        "op" => 6,
+        "d" => %{"token" => @token, "session_id" => ready["session_id"], "seq" => 6}
+      })
+
+      missed = for _ <- 1..5, do: NodeClient.payload(driver, "b")
+      assert Enum.map(missed, & &1["s"]) == Enum.to_list(7..11)
+      assert Enum.map(missed, & &1["d"]["content"]) == Enum.map(4..8, &"m#{&1}")
+      assert %{"t" => "RESUMED", "s" => 12} = NodeClient.payload(driver, "b")
+
+      publish_messages(name, first_guild(name), [9])
+      assert %{"s" => 13, "d" => %{"content" => "m9"}} = NodeClient.payload(driver, "b")
+    end
+
+    test "RECONNECT is sent, then the client resumes" do
+      name = start_gateway()
+      driver = driver()
+      ready = identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      :ok = Gateway.reconnect(name, ready["session_id"])
+      assert %{"op" => 7} = NodeClient.payload(driver, "a")
+      assert close_code(driver, "a") == 4000
+
+      NodeClient.connect(driver, "b", url(name))
+      assert %{"event" => "open"} = NodeClient.next(driver, "b")
+      assert %{"op" => 10} = NodeClient.payload(driver, "b")
+
+      NodeClient.send_payload(driver, "b", %{
+        "op" => 6,
+        "d" => %{"token" => @token, "session_id" => ready["session_id"], "seq" => 3}
+      })
+
+      assert %{"t" => "RESUMED", "s" => 4} = NodeClient.payload(driver, "b")
+    end
+
+    test "an unknown session gets INVALID_SESSION and may identify on the same connection" do
+      name = start_gateway()
+      driver = driver()
+      NodeClient.connect(driver, "a", url(name))
+      assert %{"event" => "open"} = NodeClient.next(driver, "a")
+      assert %{"op" => 10} = NodeClient.payload(driver, "a")
+
+      NodeClient.send_payload(driver, "a", %{
+        "op" => 6,
+        "d" => %{"token" => @token, "session_id" => "nope", "seq" => 1}
+      })
+
+      assert NodeClient.payload(driver, "a") == %{"op" => 9, "d" => false}
+      NodeClient.send_payload(driver, "a", @identify)
+      assert %{"t" => "READY"} = NodeClient.payload(driver, "a")
+    end
+
+    test "a session whose missed dispatches left the buffer cannot resume" do
+      name = start_gateway(replay_limit: 4)
+      driver = driver()
+      ready = identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      NodeClient.drop(driver, "a")
+      assert %{"event" => "close"} = NodeClient.until(driver, "a", &(&1["event"] == "close"))
+      publish_messages(name, first_guild(name), 1..5)
+
+      NodeClient.connect(driver, "b", url(name))
+      assert %{"event" => "open"} = NodeClient.next(driver, "b")
+      assert %{"op" => 10} = NodeClient.payload(driver, "b")
+
+      NodeClient.send_payload(driver, "b", %{
+        "op" => 6,
+        "d" => %{"token" => @token, "session_id" => ready["session_id"], "seq" => 3}
+      })
+
+      assert NodeClient.payload(driver, "b") == %{"op" => 9, "d" => false}
+    end
+  end
+
+  describe "close codes" do
+    setup do
+      %{name: start_gateway(max_guilds_per_shard: 1, rate_limit: {10, 60_000}), driver: driver()}
+    end
+
+    defp after_hello(%{name: name, driver: driver}, id, query \\ "v=10&encoding=json") do
+      NodeClient.connect(driver, id, url(name, query))
+      assert %{"event" => "open"} = NodeClient.next(driver, id)
+      assert %{"op" => 10} = NodeClient.payload(driver, id)
+      driver
+    end
+
+    defp closes_with(context, id, payload_or_text, code) do
+      driver = after_hello(context, id)
+
+      if is_binary(payload_or_text),
+        do: NodeClient.send_text(driver, id, payload_or_text),
+        else: NodeClient.send_payload(driver, id, payload_or_text)
+
+      assert close_code(driver, id) == code
+    end
+
+    test("4001 unknown opcode", c, do: closes_with(c, "a", %{"op" => 99, "d" => nil}, 4001))
+    test("4002 undecodable payload", c, do: closes_with(c, "a", "{not json", 4002))
+
+    test "4002 payload over 4096 bytes", c do
+      closes_with(c, "a", ~s({"op":1,"d":null,"x":"#{String.duplicate("x", 4096)}"}), 4002)
+    end
+
+    test "a payload of exactly 4096 bytes is accepted", c do
+      driver = after_hello(c, "a")
+      text = ~s({"op":1,"d":null,"x":"") <> ~s("})
+      padding = 4096 - byte_size(text)
+
+      NodeClient.send_text(
+        driver,
+        "a",
+        ~s({"op":1,"d":null,"x":"#{String.duplicate("x", padding)}"})
+      )
+
+      assert NodeClient.payload(driver, "a") == %{"op" => 11}
+    end
+
+    test("4003 a command before IDENTIFY", c,
+      do: closes_with(c, "a", %{"op" => 3, "d" => %{"status" => "online"}}, 4003)
+    )
+
+    test("4004 unknown token", c,
+      do: closes_with(c, "a", put_in(@identify, ["d", "token"], "wrong"), 4004)
+    )
+
+    test "4005 IDENTIFY twice", %{name: name, driver: driver} do
+      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "shard"], [0, 2]))
+      NodeClient.send_payload(driver, "a", @identify)
+      assert close_code(driver, "a") == 4005
+    end
+
+    test "4007 RESUME with a sequence ahead of the session", %{name: name, driver: driver} = c do
+      ready =
+        identify(driver, "a", url(name), identify: put_in(@identify, ["d", "shard"], [0, 2]))
+
+      closes_with(
+        c,
+        "b",
+        %{
+          "op" => 6,
+          "d" => %{"token" => @token, "session_id" => ready["session_id"], "seq" => 99}
+        },
+        4007
+      )
+    end
+
+    test "4008 past the rate limit", c do
+      driver = after_hello(c, "a")
+      for _ <- 1..11, do: NodeClient.send_payload(driver, "a", %{"op" => 1, "d" => nil})
+      acks = for _ <- 1..10, do: NodeClient.payload(driver, "a")
+      assert Enum.uniq(acks) == [%{"op" => 11}]
+      assert close_code(driver, "a") == 4008
+    end
+
+    test("4010 invalid shard", c,
+      do: closes_with(c, "a", put_in(@identify, ["d", "shard"], [2, 2]), 4010)
+    )
+
+    test("4011 sharding required", c, do: closes_with(c, "a", @identify, 4011))
+
+    test "4012 wrong version", c do
+      NodeClient.connect(c.driver, "a", url(c.name, "v=9&encoding=json"))
+      assert close_code(c.driver, "a") == 4012
+    end
+
+    test("4013 invalid intents", c,
+      do: closes_with(c, "a", put_in(@identify, ["d", "intents"], Bitwise.bsl(1, 40)), 4013)
+    )
+
+    test "4014 disallowed intents", c do
+      identify = %{
+        "op" => 2,
+        "d" => %{@identify["d"] | "token" => "plain-token", "intents" => 256}
+      }
+
+      closes_with(c, "a", identify, 4014)
+    end
+  end
+
+  describe "compression" do
+    for {compress, query} <- [zlib: "compress=zlib-stream", zstd: "compress=zstd-stream"] do
+      test "#{compress}-stream is decoded by an independent decoder" do
+        name = start_gateway()
+        driver = driver()
+        identify(driver, "a", url(name, "v=10&encoding=json&" <> unquote(query)))
+        guild_creates(driver, "a", 2)
+        publish_messages(name, first_guild(name), 1..20)
+        got = for _ <- 1..20, do: NodeClient.next(driver, "a")
+        assert Enum.map(got, & &1["payload"]["d"]["content"]) == Enum.map(1..20, &"m#{&1}")
+        # The shared history makes later messages smaller than their JSON.
+        assert List.last(got)["wire"] < 40
+      end
+    end
+
+    test "zlib-stream frames end with the sync flush suffix" do
+      name = start_gateway()
+
+      {socket, rest} =
+        RawClient.connect(Gateway.port(name), "/?v=10&encoding=json&compress=zlib-stream")
+
+      {2, hello, _} = RawClient.recv_frame(socket, rest)
+      assert binary_part(hello, byte_size(hello) - 4, 4) == <<0, 0, 255, 255>>
+      z = :zlib.open()
+      :zlib.inflateInit(z)
+      assert IO.iodata_to_binary(:zlib.inflate(z, hello)) =~ ~s("op":10)
+    end
+
+    test "zstd-stream frames decode with Switchboard.Zstd too" do
+      name = start_gateway()
+
+      {socket, rest} =
+        RawClient.connect(Gateway.port(name), "/?v=10&encoding=json&compress=zstd-stream")
+
+      {2, hello, _} = RawClient.recv_frame(socket, rest)
+      reader = Switchboard.Zstd.decompress_stream()
+      assert {:ok, json} = Switchboard.Zstd.decompress(reader, hello)
+      assert json =~ ~s("heartbeat_interval")
+    end
+  end
+
+  describe "ETF" do
+    test "IDENTIFY and READY in ETF, string keys out" do
+      name = start_gateway()
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=etf")
+      {2, hello, rest} = RawClient.recv_frame(socket, rest)
+      assert {:ok, %{"op" => 10, "d" => %{"heartbeat_interval" => _}}} = Erlpack.decode(hello)
+      RawClient.send_frame(socket, 2, Erlpack.encode(@identify))
+      {2, ready, _rest} = RawClient.recv_frame(socket, rest)
+
+      assert {:ok, %{"op" => 0, "t" => "READY", "s" => 1, "d" => %{"v" => 10}}} =
+               Erlpack.decode(ready)
+    end
+
+    test "atom keys are refused with 4002" do
+      name = start_gateway()
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=etf")
+      {2, _hello, rest} = RawClient.recv_frame(socket, rest)
+      RawClient.send_frame(socket, 2, :erlang.term_to_binary(%{op: 1, d: nil}))
+      assert {4002, _} = RawClient.await_close(socket, rest)
+    end
+  end
+
+  describe "WebSocket framing" do
+    test "an unmasked client frame is closed with 1002" do
+      name = start_gateway()
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=json")
+      RawClient.send_frame(socket, 1, ~s({"op":1,"d":null}), masked: false)
+      assert {1002, _} = RawClient.await_close(socket, rest)
+    end
+
+    test "a text frame that is not UTF-8 is closed with 1007" do
+      name = start_gateway()
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=json")
+      RawClient.send_frame(socket, 1, <<0xFF, 0xFE>>)
+      assert {1007, _} = RawClient.await_close(socket, rest)
+    end
+
+    test "ping is answered with pong; fragments are joined" do
+      name = start_gateway()
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=json")
+      {1, _hello, rest} = RawClient.recv_frame(socket, rest)
+      RawClient.send_frame(socket, 9, "are you there")
+      assert {10, "are you there", rest} = RawClient.recv_frame(socket, rest)
+      RawClient.send_frame(socket, 1, ~s({"op":1,), fin: false)
+      RawClient.send_frame(socket, 9, "between")
+      RawClient.send_frame(socket, 0, ~s("d":null}))
+      assert {10, "between", rest} = RawClient.recv_frame(socket, rest)
+      assert {1, ~s({"op":11}), _} = RawClient.recv_frame(socket, rest)
+    end
+
+    test "a client close is echoed" do
+      name = start_gateway()
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=json")
+      RawClient.send_frame(socket, 8, <<1000::16, "bye">>)
+      assert {1000, _} = RawClient.await_close(socket, rest)
+    end
+
+    test "a frame header announcing a huge payload is refused before it is read" do
+      name = start_gateway()
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=json")
+      :gen_tcp.send(socket, <<1::1, 0::3, 2::4, 1::1, 127::7, 1_099_511_627_776::64, 1, 2, 3, 4>>)
+      assert {4002, _} = RawClient.await_close(socket, rest)
+    end
+
+    test "a handshake that does not finish in time is closed" do
+      name = start_gateway(handshake_timeout: 100)
+
+      {:ok, socket} =
+        :gen_tcp.connect(~c"127.0.0.1", Gateway.port(name), [:binary, active: false])
+
+      :gen_tcp.send(socket, "GET / HTTP/1.1\r\n")
+      assert {:error, :closed} = :gen_tcp.recv(socket, 0, 2_000)
+    end
+
+    test "a request that is not an upgrade is refused" do
+      name = start_gateway()
+
+      {socket, {head, _}} =
+        RawClient.open(Gateway.port(name), "/") |> then(fn {s, r} -> {s, r} end)
+
+      assert head =~ "HTTP/1.1 101"
+      :gen_tcp.close(socket)
+
+      {:ok, socket} =
+        :gen_tcp.connect(~c"127.0.0.1", Gateway.port(name), [:binary, active: false])
+
+      :gen_tcp.send(socket, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
+      {:ok, answer} = :gen_tcp.recv(socket, 0, 2_000)
+      assert answer =~ "HTTP/1.1 400"
+    end
+  end
+
+  describe "REST" do
+    defp http(name, method, path, headers \\ [], body \\ "") do
+      {:ok, socket} =
+        :gen_tcp.connect(~c"127.0.0.1", Gateway.port(name), [:binary, active: false])
+
+      head = for {k, v} <- headers, do: "#{k}: #{v}\r\n"
+
+      :gen_tcp.send(socket, [
+        "#{method} #{path} HTTP/1.1\r\nHost: x\r\ncontent-length: #{byte_size(body)}\r\n",
+        head,
+        "\r\n",
+        body
+      ])
+
+      {:ok, answer} = read_all(socket, "")
+      [status_line, rest] = String.split(answer, "\r\n", parts: 2)
+      [_, body] = String.split(rest, "\r\n\r\n", parts: 2)
+      ["HTTP/1.1", status | _] = String.split(status_line, " ")
+      {String.to_integer(status), Switchboard.Json.decode!(body)}
+    end
+
+    defp read_all(socket, acc) do
+      case :gen_tcp.recv(socket, 0, 5_000) do
+        {:ok, data} -> read_all(socket, acc <> data)
+        {:error, :closed} -> {:ok, acc}
+      end
+    end
+
+    test "gateway discovery" do
+      name = start_gateway()
+      assert http(name, "GET", "/api/v10/gateway") == {200, %{"url" => Gateway.url(name)}}
+
+      assert {200, bot} =
+               http(name, "GET", "/api/v10/gateway/bot", [{"Authorization", "Bot #{@token}"}])
+
+      assert bot["url"] == Gateway.url(name)
+      assert bot["shards"] == 1
+      assert %{"total" => 1000, "max_concurrency" => 1} = bot["session_start_limit"]
+
+      assert {401, %{"message" => "401: Unauthorized"}} =
+               http(name, "GET", "/api/v10/gateway/bot")
+    end
+
+    test "POST a message: MESSAGE_CREATE to the guild, the message object back" do
+      name = start_gateway()
+      driver = driver()
+      identify(driver, "a", url(name))
+      [create | _] = guild_creates(driver, "a", 2)
+      channel = hd(create["d"]["channels"])["id"]
+
+      assert {200, message} =
+               http(
+                 name,
+                 "POST",
+                 "/api/v10/channels/#{channel}/messages",
+                 [{"Authorization", "Bot #{@token}"}, {"Content-Type", "application/json"}],
+                 ~s({"content":"hello from REST"})
+               )
+
+      assert message["content"] == "hello from REST"
+      assert message["channel_id"] == channel
+      assert is_binary(message["id"])
+
+      assert %{"t" => "MESSAGE_CREATE", "d" => event} = NodeClient.payload(driver, "a")
+      assert event["id"] == message["id"]
+      assert event["guild_id"] == create["d"]["id"]
+      assert event["content"] == "hello from REST"
+
+      assert {404, %{"code" => 10_003}} =
+               http(
+                 name,
+                 "POST",
+                 "/api/v10/channels/1/messages",
+                 [{"Authorization", "Bot #{@token}"}],
+                 ~s({"content":"x"})
+               )
+
+      assert {400, %{"code" => 50_006}} =
+               http(
+                 name,
+                 "POST",
+                 "/api/v10/channels/#{channel}/messages",
+                 [{"Authorization", "Bot #{@token}"}],
+                 ~s({"content":""})
+               )
+    end
+  end
+end
