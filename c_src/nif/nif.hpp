@@ -96,6 +96,9 @@ class BadArgument : public std::invalid_argument {
   ERL_NIF_TERM term_;
 };
 
+// Throw it as a BadArgument: copied into a plain std::invalid_argument (a
+// helper returning that type) it loses the term and raises its what(), with
+// the term in Erlang syntax.
 BadArgument bad_argument(ErlNifEnv* env, std::string_view expected, ERL_NIF_TERM got);
 // The same, for a term with a name in the message ("argument 2", ":max_depth in argument 1").
 BadArgument bad_argument(ErlNifEnv* env, std::string_view subject, std::string_view expected,
@@ -902,8 +905,13 @@ struct Rescheduled {
 template <class R>
 class Scheduled {
  public:
-  Scheduled(R value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
-  Scheduled(Rescheduled next) : state_(std::in_place_index<1>, next) {}     // NOLINT
+  // Anything R is made from: `return Ok{set};` where R is a std::variant of Ok and Error.
+  template <class U>
+  requires(!std::is_same_v<std::decay_t<U>, Rescheduled> &&
+           !std::is_same_v<std::decay_t<U>, Scheduled> && std::is_constructible_v<R, U&&>)
+      Scheduled(U&& value)  // NOLINT: implicit, so a NIF body returns its result as is
+      : state_(std::in_place_index<0>, std::forward<U>(value)) {}
+  Scheduled(Rescheduled next) : state_(std::in_place_index<1>, next) {}  // NOLINT
   bool rescheduled() const noexcept { return state_.index() == 1; }
 
   ERL_NIF_TERM encode(ErlNifEnv* env) const {

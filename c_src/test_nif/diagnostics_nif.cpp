@@ -263,6 +263,17 @@ Scheduled<std::tuple<U64, ERL_NIF_TERM>> diag_fnv1a_dirty(Call& call,
 }
 SWITCHBOARD_NIF(diag_fnv1a_dirty, 0);
 
+// {:error, :odd} for a negative number (on the normal scheduler); otherwise
+// moves to a dirty scheduler and answers {:ok, thread kind}: a rescheduling
+// NIF whose result is an Ok or an Error.
+Scheduled<std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM>>> diag_checked_dirty(Call& call,
+                                                                                  int64_t value) {
+  if (value < 0) return Error{atom_odd};
+  if (call.on_normal_scheduler()) return call.dirty();
+  return Ok{thread_kind()};
+}
+SWITCHBOARD_NIF(diag_checked_dirty, 0);
+
 // Negative control for the scheduler probe: the whole binary on a normal
 // scheduler with no yielding. Never do this; the probe must catch it.
 std::tuple<U64, ERL_NIF_TERM> diag_fnv1a_blocking(ErlNifEnv*, std::span<const std::byte> bytes) {

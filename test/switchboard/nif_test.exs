@@ -243,7 +243,8 @@ defmodule Switchboard.NIFTest do
 
       source =
         ~s[defmodule Switchboard.Test.NIF do\n] <>
-          ~s[  use Switchboard.NIF.Library, library: "switchboard_test_nif", dir: "test_priv"\n] <>
+          ~s[  use Switchboard.NIF.Library, library: "switchboard_test_nif", dir: "test_priv",\n] <>
+          ~s|    sources: ["c_src/test_nif/*.cpp", "c_src/nif/nif.cpp", "c_src/nif/scheduling.cpp"]\n| <>
           Enum.map_join(stubs, fn {name, arity} ->
             args = Enum.map_join(1..arity//1, ", ", &"a#{&1}")
             "  defnif #{name}(#{args})\n"
@@ -279,7 +280,34 @@ defmodule Switchboard.NIFTest do
 
       assert log =~
                "the library defines the NIF diag_bytes/1 but Switchboard.Test.NIF has no stub " <>
-                 "for it: add `defnif diag_bytes(arg1)`"
+                 "for it: add `defnif diag_bytes(arg1)` ("
+    end
+
+    test "every NIF without a stub is named, not only the VM's first" do
+      log = load_error_with(declared_stubs() -- [{"diag_bytes", 1}, {"diag_limits", 1}])
+      assert log =~ "has no stub for it: add `defnif diag_bytes(arg1)`; nor for diag_limits ("
+    end
+
+    test "the NIF names registered in the sources are the library's" do
+      registered =
+        Switchboard.NIF.Library.registered_names([
+          "c_src/test_nif/diagnostics_nif.cpp",
+          "c_src/nif/nif.cpp",
+          "c_src/nif/scheduling.cpp"
+        ])
+
+      library =
+        for {stub, _arity} <- NIF.library_functions(),
+            do: String.replace_prefix(Atom.to_string(stub), "nif_", "")
+
+      assert registered == Enum.sort(library)
+
+      product =
+        for {stub, _arity} <- Switchboard.NIF.library_functions(),
+            do: String.replace_prefix(Atom.to_string(stub), "nif_", "")
+
+      assert Switchboard.NIF.Library.registered_names(Path.wildcard("c_src/nif/*.cpp")) ==
+               Enum.sort(product)
     end
 
     test "a stub without a NIF is named in the load error" do
@@ -308,6 +336,15 @@ defmodule Switchboard.NIFTest do
       assert NIF.diag_fnv1a_blocking(input) == {expected, :normal}
       ref = NIF.diag_fnv1a_threaded(input)
       assert_receive {^ref, {^expected, :native_thread}}, 2_000
+    end
+
+    test "a typed NIF reruns itself dirty and answers with Ok or Error" do
+      assert NIF.diag_checked_dirty(1) == {:ok, :dirty_cpu}
+      assert NIF.diag_checked_dirty(-1) == {:error, :odd}
+
+      assert_raise ArgumentError, "expected argument 1 to be an integer (64-bit), got: 1.0", fn ->
+        NIF.diag_checked_dirty(1.0)
+      end
     end
 
     test "a shrunk work budget forces a known number of yields" do
