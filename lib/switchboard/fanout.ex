@@ -7,9 +7,13 @@ defmodule Switchboard.Fanout do
 
     * **Local receivers** are delivered by the NIF with `enif_send`, called
       once for the whole list. The caller sends in time slices of about
-      0.5 ms and yields between them (`enif_schedule_nif`), so even a
+      0.2 ms and yields between them (`enif_schedule_nif`), so even a
       fan-out to a million pids never holds a scheduler for longer, and it
-      returns once every local receiver has the message.
+      returns once every local receiver has the message. Each send copies
+      the message, so the slices are paced by the message's size: the clock
+      is read after every copy once a message is about 1 KB, and a message
+      over about 256 KB (one copy could fill a slice by itself) is sent from
+      a dirty scheduler.
     * **Remote receivers** are grouped by node and get exactly one
       distribution message per node per fan-out, sent to the
       `Switchboard.Fanout.Partitioner` on that node (the `:switchboard`
@@ -115,7 +119,7 @@ defmodule Switchboard.Fanout do
 
     * `:offload` - when `true`, return at once and let a native sender
       thread deliver. Defaults to `false`: the caller delivers (yielding
-      every ~0.5 ms) and returns once every local receiver has the message.
+      every ~0.2 ms) and returns once every local receiver has the message.
     * `:pack` - `:binary` encodes the message once with
       `:erlang.term_to_binary/1` for remote nodes, which each decode it
       once. Defaults to `nil` (the term is sent as is).

@@ -11,17 +11,30 @@ defmodule Switchboard.SortedSet do
   ETS table: `add/2` changes the set in place and returns it, so code written
   for an immutable set keeps working. Many processes may read and write one
   set at once; readers run concurrently, writers take turns, and no call
-  holds a normal scheduler for long (bulk operations over large sets run on
-  dirty schedulers, and a call that finds the set busy waits on a dirty
-  scheduler instead of blocking a normal one).
+  holds a normal scheduler for long. Work is counted in bytes as well as
+  items: a call whose items are large (a 100 MB binary, a slice of a
+  thousand 50 KB items) runs on a dirty scheduler like a bulk operation over
+  a large set, and a call that finds the set busy waits on a dirty
+  scheduler instead of blocking a normal one.
+
+  Like ETS, the set keeps what its items refer to alive: an item holding a
+  reference to a NIF resource, an `:atomics` or `:counters` array, or a fun
+  (another set, say) stays usable after the process that made it exits,
+  for as long as the set holds the item.
+
+  `Enum` over a set that other processes write meanwhile continues each
+  chunk from the last item it saw (`slice_after/3`), so, like
+  `:ets.next/2` on an `ordered_set`, every item present for the whole walk
+  is seen exactly once, in order.
 
   The API follows `Discord.SortedSet` (`add`, `index_add`, `remove`,
   `index_remove`, `find_index`, `at`, `slice`, `size`, `to_list`,
   `from_enumerable`), so switching is a change of alias. It adds
-  `remove_at/2`, `lower_bound/2`, `range/3`, `from_sorted/2` and implements
-  `Enumerable`, `Collectable` and `Inspect`.
+  `remove_at/2`, `lower_bound/2`, `range/3`, `slice_after/3`, `from_sorted/2`
+  and implements `Enumerable`, `Collectable` and `Inspect`.
 
-  `Switchboard.SortedSet.Pure` is the pure-Elixir twin with the same API.
+  `Switchboard.SortedSet.Pure` is the pure-Elixir twin with the same API;
+  both implement `Switchboard.SortedSet.Behaviour`.
   """
 
   @behaviour Switchboard.SortedSet.Behaviour
