@@ -11,6 +11,7 @@
 # :existing) <= 1.3x binary_to_term, envelope >= 5x re-encoding.
 Code.require_file("support/harness.ex", __DIR__)
 Code.require_file("support/scheduler_probe.ex", __DIR__)
+Code.require_file("../test/support/test_nif.ex", __DIR__)
 # The map keys crafted against the core's duplicate-key hash (issue 9).
 Code.require_file("../test/support/hash_flood.ex", __DIR__)
 
@@ -206,7 +207,7 @@ codec_jobs =
           {"Erlpack.Pure", &Pure.encode/1},
           # The floor of any NIF encoder: every node visited through the
           # public API (enif_term_type and the type's reader), nothing written.
-          {"enif API walk only (floor)", &Switchboard.NIF.diag_enif_walk/1}
+          {"enif API walk only (floor)", &Switchboard.Test.NIF.diag_enif_walk/1}
         ],
         fn _, result -> result == bytes or is_integer(result) end
       )
@@ -327,13 +328,13 @@ probe_rows = [
   # machine's cores are busy elsewhere and no row of this run means much.
   SchedulerProbe.row(
     "reference: 10 MB FNV-1a dirty CPU NIF, in a loop",
-    SchedulerProbe.measure(fn -> Switchboard.NIF.diag_fnv1a_dirty(ten_mb_blob) end,
+    SchedulerProbe.measure(fn -> Switchboard.Test.NIF.diag_fnv1a_dirty(ten_mb_blob) end,
       duration_ms: probe_ms
     )
   ),
   SchedulerProbe.row(
     "negative control: 10 MB FNV-1a blocking NIF, in a loop",
-    SchedulerProbe.measure(fn -> Switchboard.NIF.diag_fnv1a_blocking(ten_mb_blob) end,
+    SchedulerProbe.measure(fn -> Switchboard.Test.NIF.diag_fnv1a_blocking(ten_mb_blob) end,
       duration_ms: probe_ms
     )
   )

@@ -260,11 +260,11 @@ defmodule Switchboard.FanoutTest do
                    "expected a proper list of pids, got a list ending in: bar",
                    fn -> NIF.fanout_offload([a | :bar], :msg, nil, nil, nil) end
 
-      assert_raise ArgumentError, "expected a binary or nil, got: packed", fn ->
+      assert_raise ArgumentError, "expected a binary or nil, got: :packed", fn ->
         NIF.fanout_offload([a], :msg, :packed, nil, nil)
       end
 
-      assert_raise ArgumentError, "expected {pid, ref} or nil, got: {1,2}", fn ->
+      assert_raise ArgumentError, "expected {pid, ref} or nil, got: {1, 2}", fn ->
         NIF.fanout_offload([a], :msg, nil, nil, {1, 2})
       end
 
@@ -417,7 +417,7 @@ defmodule Switchboard.FanoutTest do
         Fanout.partition([self()], 0)
       end
 
-      assert_raise ArgumentError, "expected a fan-out share, got: nope", fn ->
+      assert_raise ArgumentError, "expected a fan-out share, got: :nope", fn ->
         Fanout.deliver_share(:nope, :msg)
       end
     end

@@ -174,7 +174,7 @@ defmodule Switchboard.SortedSetTest do
       forged = %SortedSet{ref: make_ref()}
 
       assert_raise ArgumentError,
-                   ~r/^expected a Switchboard.SortedSet reference, got: #Ref</,
+                   ~r/^expected a Switchboard.SortedSet reference, got: #Reference</,
                    fn -> SortedSet.size(forged) end
     end
 
@@ -200,7 +200,7 @@ defmodule Switchboard.SortedSetTest do
 
     test "improper lists and non-enumerables" do
       assert_raise ArgumentError,
-                   "expected a proper list of items, got: [1|2]",
+                   "expected a proper list of items, got: [1 | 2]",
                    fn ->
                      SortedSet.from_enumerable([1 | 2])
                    end

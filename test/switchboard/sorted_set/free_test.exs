@@ -15,7 +15,7 @@ defmodule Switchboard.SortedSet.FreeTest do
 
   test "a large set is freed by the reply thread once its last reference is gone" do
     before = Switchboard.native_allocated_bytes()
-    jobs_before = NIF.diag_reply_thread_completed()
+    jobs_before = NIF.library_info().reply_jobs_completed
     parent = self()
 
     {owner, ref} =
@@ -30,7 +30,7 @@ defmodule Switchboard.SortedSet.FreeTest do
     send(owner, :drop)
     assert_receive {:DOWN, ^ref, _, _, _}, 10_000
 
-    assert eventually(fn -> NIF.diag_reply_thread_completed() > jobs_before end)
+    assert eventually(fn -> NIF.library_info().reply_jobs_completed > jobs_before end)
     assert eventually(fn -> Switchboard.native_allocated_bytes() - before < 500_000 end)
   end
 
