@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/byte_order.hpp"
 #include "core/etf/atom_text.hpp"
 #include "core/etf/decoder.hpp"
 #include "core/etf/encoder.hpp"
@@ -649,8 +650,7 @@ AtomMode mode_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
 // The size a compressed input declares it inflates to (0 when not compressed).
 std::size_t declared_inflated_size(std::span<const std::uint8_t> input) {
   if (input.size() < 6 || input[1] != etf::tag_byte(etf::Tag::compressed)) return 0;
-  return (std::size_t{input[2]} << 24) | (std::size_t{input[3]} << 16) |
-         (std::size_t{input[4]} << 8) | std::size_t{input[5]};
+  return core::load_big_endian<std::uint32_t>(input.data() + 2);
 }
 
 // The VM refused the map whose tag is at status.offset for equal keys. The
