@@ -47,6 +47,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/byte_order.hpp"
 #include "core/etf/decoder.hpp"
 #include "core/etf/encoder.hpp"
 #include "core/etf/refusal.hpp"
@@ -93,8 +94,7 @@ constexpr std::size_t kMaxFrameBytes = std::size_t{1} << 31;
 std::optional<etf::Bytes> read_frame() {
   std::uint8_t header[4];
   if (!read_exactly(STDIN_FILENO, header, 4)) return std::nullopt;
-  const std::size_t size = (std::size_t{header[0]} << 24) | (std::size_t{header[1]} << 16) |
-                           (std::size_t{header[2]} << 8) | std::size_t{header[3]};
+  const std::size_t size = switchboard::core::load_big_endian<std::uint32_t>(header);
   if (size > kMaxFrameBytes) throw std::runtime_error("frame too large");
   etf::Bytes frame(size);
   if (!read_exactly(STDIN_FILENO, frame.data(), size)) return std::nullopt;
@@ -104,9 +104,8 @@ std::optional<etf::Bytes> read_frame() {
 void write_frame(std::span<const std::uint8_t> reply) {
   if (reply.size() > 0xffffffffu) throw std::runtime_error("reply too large");
   const auto size = static_cast<std::uint32_t>(reply.size());
-  const std::uint8_t header[4] = {
-      static_cast<std::uint8_t>(size >> 24), static_cast<std::uint8_t>(size >> 16),
-      static_cast<std::uint8_t>(size >> 8), static_cast<std::uint8_t>(size)};
+  std::uint8_t header[4];
+  switchboard::core::store_big_endian(header, size);
   write_exactly(STDOUT_FILENO, header, 4);
   write_exactly(STDOUT_FILENO, reply.data(), reply.size());
 }

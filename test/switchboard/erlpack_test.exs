@@ -385,7 +385,7 @@ defmodule Switchboard.ErlpackTest do
     end
 
     property_test "corrupted encodings: never a raise, the pure twin's verdict, OTP's value",
-      numtests: 1000 do
+      numtests: 500 do
       forall {term, flips, cut} <-
                {any_term(), list({non_neg_integer(), integer(0, 7)}), non_neg_integer()} do
         encoded = :erlang.term_to_binary(term)

@@ -27,6 +27,7 @@
 #include <span>
 #include <string_view>
 
+#include "core/byte_order.hpp"
 #include "core/etf/atom_text.hpp"
 #include "core/etf/byte_buffer.hpp"
 #include "core/etf/containers.hpp"
@@ -143,20 +144,15 @@ struct NullVisitor {
 
 namespace detail {
 
+// Big-endian loads, by the one byte-order helper.
 inline std::uint16_t load_u16(const std::uint8_t* at) noexcept {
-  return static_cast<std::uint16_t>((at[0] << 8) | at[1]);
+  return load_big_endian<std::uint16_t>(at);
 }
 inline std::uint32_t load_u32(const std::uint8_t* at) noexcept {
-  std::uint32_t value;
-  std::memcpy(&value, at, 4);
-  if constexpr (std::endian::native == std::endian::little) value = __builtin_bswap32(value);
-  return value;
+  return load_big_endian<std::uint32_t>(at);
 }
 inline std::uint64_t load_u64(const std::uint8_t* at) noexcept {
-  std::uint64_t value;
-  std::memcpy(&value, at, 8);
-  if constexpr (std::endian::native == std::endian::little) value = __builtin_bswap64(value);
-  return value;
+  return load_big_endian<std::uint64_t>(at);
 }
 
 // Duplicate map keys are found by hashing each key's *value* (so 1 written as

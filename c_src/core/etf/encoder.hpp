@@ -9,24 +9,23 @@
 #include <string_view>
 #include <utility>
 
+#include "core/byte_order.hpp"
 #include "core/etf/atom_text.hpp"
 #include "core/etf/byte_buffer.hpp"
 #include "core/etf/tags.hpp"
 
 namespace switchboard::core::etf {
 
-// Big-endian stores; the wire format is big-endian throughout.
+// Big-endian stores (the wire format is big-endian throughout), by the one
+// byte-order helper.
 inline void store_u16(std::uint8_t* at, std::uint16_t value) noexcept {
-  at[0] = static_cast<std::uint8_t>(value >> 8);
-  at[1] = static_cast<std::uint8_t>(value);
+  store_big_endian(at, value);
 }
 inline void store_u32(std::uint8_t* at, std::uint32_t value) noexcept {
-  if constexpr (std::endian::native == std::endian::little) value = __builtin_bswap32(value);
-  std::memcpy(at, &value, 4);
+  store_big_endian(at, value);
 }
 inline void store_u64(std::uint8_t* at, std::uint64_t value) noexcept {
-  if constexpr (std::endian::native == std::endian::little) value = __builtin_bswap64(value);
-  std::memcpy(at, &value, 8);
+  store_big_endian(at, value);
 }
 
 // Containers are written as a header followed by their elements: a list header

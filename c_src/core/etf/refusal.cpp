@@ -33,8 +33,7 @@ bool is_literal_atom(std::string_view utf8) noexcept {
 namespace {
 
 std::uint32_t load_u32(const std::uint8_t* at) noexcept {
-  return (std::uint32_t{at[0]} << 24) | (std::uint32_t{at[1]} << 16) | (std::uint32_t{at[2]} << 8) |
-         std::uint32_t{at[3]};
+  return load_big_endian<std::uint32_t>(at);
 }
 
 bool is_atom_tag(std::uint8_t tag) noexcept {

@@ -23,6 +23,20 @@ defmodule Switchboard.Erlpack.Options do
     timeout: nil
   ]
 
+  @defaults Map.new(@decode_defaults)
+
+  @expected [
+    atoms: ":existing, :binary or :create",
+    max_depth: "a non-negative integer",
+    max_size: "a non-negative integer",
+    max_decompressed: "a non-negative integer",
+    max_new_atoms: "a non-negative integer",
+    trailing: ":error or :allow",
+    plain: "a boolean",
+    isolation: ":none or :port",
+    timeout: "a non-negative integer"
+  ]
+
   @typedoc "Decode options, validated and with their defaults."
   @type decode :: %{
           atoms: :existing | :binary | :create,
@@ -38,7 +52,7 @@ defmodule Switchboard.Erlpack.Options do
 
   @doc "The default decode options."
   @spec decode_defaults() :: decode()
-  def decode_defaults, do: Map.new(@decode_defaults)
+  def decode_defaults, do: @defaults
 
   @doc "The zlib level `compressed: true` means."
   def default_level, do: @default_level
@@ -50,6 +64,31 @@ defmodule Switchboard.Erlpack.Options do
   def encode!([]), do: {0, false}
 
   def encode!(opts) when is_list(opts) do
+    case encode_options(opts, {0, false}) do
+      :error -> refuse_encode_options!(opts)
+      options -> options
+    end
+  end
+
+  def encode!(opts), do: raise(ArgumentError, not_a_keyword_list(opts))
+
+  # As decode_options/3: one pass, errors left to the slow path.
+  defp encode_options([], acc), do: acc
+
+  defp encode_options([{:compressed, true} | rest], {_, sk}),
+    do: encode_options(rest, {@default_level, sk})
+
+  defp encode_options([{:compressed, false} | rest], {_, sk}), do: encode_options(rest, {0, sk})
+
+  defp encode_options([{:compressed, level} | rest], {_, sk}) when level in 0..9,
+    do: encode_options(rest, {level, sk})
+
+  defp encode_options([{:string_keys, sk} | rest], {level, _}) when is_boolean(sk),
+    do: encode_options(rest, {level, sk})
+
+  defp encode_options(_other, _acc), do: :error
+
+  defp refuse_encode_options!(opts) do
     opts = validate!(opts, compressed: false, string_keys: false)
 
     level =
@@ -65,8 +104,6 @@ defmodule Switchboard.Erlpack.Options do
       other -> raise ArgumentError, bad_option(:string_keys, other, "a boolean")
     end
   end
-
-  def encode!(opts), do: raise(ArgumentError, not_a_keyword_list(opts))
 
   @doc """
   The level for `fragment/2` (only 0: a fragment is spliced inside other
@@ -86,40 +123,64 @@ defmodule Switchboard.Erlpack.Options do
   end
 
   @doc """
-  Decode options as a map; `isolation?` says whether `:isolation` is
-  accepted (the native codec only). Raises `ArgumentError`.
+  Decode options as a map; `isolation?` says whether `:isolation` and
+  `:timeout` are accepted (the native codec only). Raises `ArgumentError`.
   """
   @spec decode!(term(), boolean()) :: decode()
   def decode!(opts, isolation?) when is_list(opts) do
-    defaults =
+    case decode_options(opts, isolation?, @defaults) do
+      :error -> refuse_decode_options!(opts, isolation?)
+      options -> options
+    end
+  end
+
+  def decode!(opts, _isolation?), do: raise(ArgumentError, not_a_keyword_list(opts))
+
+  # One pass, one clause per option: a decode parses its options on every
+  # call, and Keyword.validate!/2 with a fetch per option costs more than
+  # decoding a small payload. Anything else is left to the error path.
+  defp decode_options([], _isolation?, acc), do: acc
+
+  defp decode_options([{:atoms, atoms} | rest], iso, acc)
+       when atoms in [:existing, :binary, :create],
+       do: decode_options(rest, iso, %{acc | atoms: atoms})
+
+  defp decode_options([{:plain, plain} | rest], iso, acc) when is_boolean(plain),
+    do: decode_options(rest, iso, %{acc | plain: plain})
+
+  defp decode_options([{:trailing, trailing} | rest], iso, acc) when trailing in [:error, :allow],
+    do: decode_options(rest, iso, %{acc | trailing: trailing})
+
+  defp decode_options([{key, value} | rest], iso, acc)
+       when key in [:max_depth, :max_size, :max_decompressed, :max_new_atoms] and
+              is_integer(value) and value >= 0,
+       do: decode_options(rest, iso, Map.put(acc, key, value))
+
+  defp decode_options([{:isolation, isolation} | rest], true, acc)
+       when isolation in [:none, :port],
+       do: decode_options(rest, true, %{acc | isolation: isolation})
+
+  defp decode_options([{:timeout, timeout} | rest], true, acc)
+       when timeout == nil or (is_integer(timeout) and timeout >= 0),
+       do: decode_options(rest, true, %{acc | timeout: timeout})
+
+  defp decode_options(_other, _isolation?, _acc), do: :error
+
+  # An unknown key or a list that is not a keyword list raise
+  # Keyword.validate!/2's own message; otherwise the first bad value is named.
+  defp refuse_decode_options!(opts, isolation?) do
+    allowed =
       if isolation?,
         do: @decode_defaults,
         else: Keyword.drop(@decode_defaults, [:isolation, :timeout])
 
-    opts = Keyword.merge(@decode_defaults, validate!(opts, defaults))
+    _ = validate!(opts, allowed)
 
-    %{
-      atoms:
-        fetch!(
-          opts,
-          :atoms,
-          &(&1 in [:existing, :binary, :create]),
-          ":existing, :binary or :create"
-        ),
-      max_depth: fetch!(opts, :max_depth, &non_neg_integer?/1, "a non-negative integer"),
-      max_size: fetch!(opts, :max_size, &non_neg_integer?/1, "a non-negative integer"),
-      max_decompressed:
-        fetch!(opts, :max_decompressed, &non_neg_integer?/1, "a non-negative integer"),
-      max_new_atoms: fetch!(opts, :max_new_atoms, &non_neg_integer?/1, "a non-negative integer"),
-      trailing: fetch!(opts, :trailing, &(&1 in [:error, :allow]), ":error or :allow"),
-      plain: fetch!(opts, :plain, &is_boolean/1, "a boolean"),
-      isolation: fetch!(opts, :isolation, &(&1 in [:none, :port]), ":none or :port"),
-      timeout:
-        fetch!(opts, :timeout, &(&1 == nil or non_neg_integer?(&1)), "a non-negative integer")
-    }
+    {name, value} =
+      Enum.find(opts, fn option -> decode_options([option], isolation?, @defaults) == :error end)
+
+    raise ArgumentError, bad_option(name, value, Keyword.fetch!(@expected, name))
   end
-
-  def decode!(opts, _isolation?), do: raise(ArgumentError, not_a_keyword_list(opts))
 
   @doc """
   How many atoms a decode with `atoms: :create` may create: `max_new_atoms`,
@@ -161,13 +222,6 @@ defmodule Switchboard.Erlpack.Options do
     do: "expected a binary to decode, got: #{inspect(other, limit: 10)}"
 
   defp validate!(opts, defaults), do: Keyword.validate!(opts, defaults)
-
-  defp non_neg_integer?(value), do: is_integer(value) and value >= 0
-
-  defp fetch!(opts, name, valid?, expected) do
-    value = Keyword.fetch!(opts, name)
-    if valid?.(value), do: value, else: raise(ArgumentError, bad_option(name, value, expected))
-  end
 
   defp bad_option(name, value, expected),
     do: "invalid #{inspect(name)} option: #{inspect(value)} (expected #{expected})"

@@ -874,7 +874,7 @@ defmodule Switchboard.Contracts.ErlpackContract do
           end
         end
 
-        property_test "random bytes never make decode raise", numtests: 1000 do
+        property_test "random bytes never make decode raise", numtests: 500 do
           forall bytes <- binary() do
             match?({:error, {_, _}}, @codec.decode(bytes)) or
               match?({:ok, _}, @codec.decode(bytes))
@@ -882,7 +882,7 @@ defmodule Switchboard.Contracts.ErlpackContract do
         end
 
         property_test "random bytes after a version byte: same verdict as binary_to_term",
-          numtests: 1000 do
+          numtests: 500 do
           forall bytes <- binary() do
             agrees_with_otp?(<<131, bytes::binary>>)
           end
