@@ -14,6 +14,12 @@
 # run the same stream and must return identical updates (a phash2 of every
 # change's updates is compared).
 #
+# At 1M members the twin's build dominates the run (over ten minutes of CPU
+# on a shared 2-core VM: every major collection of the guild process copies
+# the growing list); MEMBER_LIST_SIZES picks sizes, and
+# native_tests/bench_member_list.cpp measures the native core alone at any
+# size in seconds (build with -DSWITCHBOARD_NATIVE_BENCH=ON).
+#
 # The floor row is one term_to_binary walk over each change's returned
 # updates: a NIF that returns terms of that size cannot build them for much
 # less.
