@@ -14,6 +14,12 @@
 # run the same stream and must return identical updates (a phash2 of every
 # change's updates is compared).
 #
+# At 1M members the twin's build dominates the run (over ten minutes of CPU
+# on a shared 2-core VM: every major collection of the guild process copies
+# the growing list); MEMBER_LIST_SIZES picks sizes, and
+# native_tests/bench_member_list.cpp measures the native core alone at any
+# size in seconds (build with -DSWITCHBOARD_NATIVE_BENCH=ON).
+#
 # The floor row is one term_to_binary walk over each change's returned
 # updates: a NIF that returns terms of that size cannot build them for much
 # less.
@@ -112,6 +118,8 @@ defmodule MemberListBench do
   # the updates are dropped after they are fingerprinted, so the process
   # heap (and its garbage collections, billed to the next call) stays small.
   def run_stream(impl, list, changes) do
+    {runtime_before, _} = :erlang.statistics(:runtime)
+
     {samples, _list} =
       Enum.map_reduce(changes, list, fn change, list ->
         start = System.monotonic_time(:nanosecond)
@@ -126,7 +134,12 @@ defmodule MemberListBench do
           if(bytes > 0, do: walk, else: 0)}, list}
       end)
 
-    samples
+    # VM CPU time per change over the whole stream: robust where wall-clock
+    # samples wait for a core on a shared machine. It includes the
+    # fingerprint and the term_to_binary walk above, the same work for both
+    # implementations (identical updates), so the ratio understates.
+    {runtime_after, _} = :erlang.statistics(:runtime)
+    {samples, (runtime_after - runtime_before) * 1000 / length(changes)}
   end
 
   def native_memory(list), do: MemberList.memory(list)
@@ -167,8 +180,8 @@ results =
 
     stream = MemberListBench.stream(size, changes)
     IO.write(:stderr, ", streaming")
-    native_samples = MemberListBench.run_stream(MemberList, native, stream)
-    pure_samples = MemberListBench.run_stream(Twin, pure, stream)
+    {native_samples, native_cpu_us} = MemberListBench.run_stream(MemberList, native, stream)
+    {pure_samples, pure_cpu_us} = MemberListBench.run_stream(Twin, pure, stream)
 
     mismatches =
       Enum.zip(native_samples, pure_samples)
@@ -199,6 +212,8 @@ results =
       native_times: native_times,
       pure_times: pure_times,
       copy_times: copy_times,
+      native_cpu_us: native_cpu_us,
+      pure_cpu_us: pure_cpu_us,
       entries_median: Harness.percentile(entries, 0.5),
       told_median: Harness.percentile(told, 0.5),
       native: native
@@ -236,6 +251,8 @@ figure_rows =
        "#{Float.round(r.native_bytes / r.size, 1)} / #{Float.round(r.pure_bytes / r.size, 1)}"},
       {"bytes/subscription native / twin",
        "#{Float.round(r.native_sub_bytes / sessions, 1)} / #{Float.round(r.pure_sub_bytes / sessions, 1)}"},
+      {"mean CPU per change (stream), native / twin",
+       "#{Float.round(r.native_cpu_us, 1)} µs / #{Float.round(r.pure_cpu_us, 1)} µs (#{Float.round(r.pure_cpu_us / max(r.native_cpu_us, 0.001), 1)}x)"},
       {"entries per change (median)", r.entries_median},
       {"sessions told per change (median)", r.told_median}
     ]
