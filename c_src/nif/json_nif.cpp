@@ -45,8 +45,10 @@ ERL_NIF_TERM& atom_invalid_fragment = register_atom("invalid_fragment");
 ERL_NIF_TERM& atom_improper_list = register_atom("improper_list");
 ERL_NIF_TERM& atom_unknown_atom = register_atom("unknown_atom");
 
-// A slice on a normal scheduler: well under the 1 ms the VM asks for.
-constexpr auto kNormalBudget = std::chrono::microseconds(400);
+// A slice on a normal scheduler: well under the 1 ms the VM asks for, and
+// short because a call that outlasts it starts over on a dirty scheduler:
+// the slice is the work done twice (a quarter of a 300 KB encode at 400 us).
+constexpr auto kNormalBudget = std::chrono::microseconds(100);
 // Work units (bytes) between two clock reads: a few microseconds of work.
 constexpr std::size_t kUnitsPerClockCheck = 16 * 1024;
 // Work units (bytes) that surely fit in a slice at the writer's speed (over

@@ -20,7 +20,7 @@ defmodule Switchboard.Json do
   ## Scheduling
 
   A call counts its work in bytes and checks the clock as it goes; one that
-  outlasts about 0.4 ms of a normal scheduler starts over on a dirty CPU
+  outlasts about 0.1 ms of a normal scheduler starts over on a dirty CPU
   scheduler (at most one slice is done twice), and a decode of more than
   64 KiB goes there at once. So an input of any size holds a normal
   scheduler for well under a millisecond.
