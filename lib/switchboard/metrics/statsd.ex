@@ -34,6 +34,8 @@ defmodule Switchboard.Metrics.StatsD do
     * `:max_packet` - bytes per datagram (default `1432`)
     * `:metrics` - the metrics module to read (default `Switchboard.Metrics`;
       `Switchboard.Metrics.Pure` works too)
+    * `:only` - a function of `{name, tags}` that says which metrics to send
+      (default: all)
     * `:name` - the reporter's registered name (default none)
   """
   use GenServer
@@ -45,6 +47,9 @@ defmodule Switchboard.Metrics.StatsD do
           | {:prefix, String.t()}
           | {:max_packet, pos_integer()}
           | {:metrics, module()}
+          | {:only,
+             ({Switchboard.Metrics.Behaviour.name(), Switchboard.Metrics.Behaviour.tags()} ->
+                boolean())}
           | {:name, GenServer.name()}
 
   @doc "Starts the reporter (see the module doc for `opts`)."
@@ -76,6 +81,12 @@ defmodule Switchboard.Metrics.StatsD do
           "expected :flush_ms to be a positive integer, got: #{inspect(flush_ms)}"
         )
 
+    only = Keyword.get(opts, :only)
+
+    unless only == nil or is_function(only, 1),
+      do:
+        raise(ArgumentError, "expected :only to be a function of arity 1, got: #{inspect(only)}")
+
     unless is_integer(max_packet) and max_packet >= 64,
       do:
         raise(
@@ -95,6 +106,7 @@ defmodule Switchboard.Metrics.StatsD do
       prefix: if(prefix in [nil, ""], do: "", else: "#{prefix}."),
       max_packet: max_packet,
       metrics: Keyword.get(opts, :metrics, Switchboard.Metrics),
+      only: only,
       sent_counters: %{},
       sent_buckets: %{}
     }
@@ -137,7 +149,7 @@ defmodule Switchboard.Metrics.StatsD do
   def terminate(_reason, state), do: do_flush(state)
 
   defp do_flush(state) do
-    snapshot = state.metrics.snapshot(values: true)
+    snapshot = state.metrics.snapshot(values: true) |> select(state.only)
     {counter_lines, sent_counters} = counter_lines(snapshot.counters, state)
     gauge_lines = for {key, value} <- snapshot.gauges, do: line(state, key, number(value), "g")
     {histogram_lines, sent_buckets} = histogram_lines(snapshot.histograms, state)
@@ -147,6 +159,14 @@ defmodule Switchboard.Metrics.StatsD do
       # Nothing is marked sent: the next flush sends the same deltas again.
       {:error, _} = error -> {error, state}
     end
+  end
+
+  defp select(snapshot, nil), do: snapshot
+
+  defp select(snapshot, only) do
+    Map.new(snapshot, fn {kind, metrics} ->
+      {kind, Map.filter(metrics, fn {key, _} -> only.(key) end)}
+    end)
   end
 
   defp counter_lines(counters, state) do
