@@ -442,6 +442,7 @@ defmodule Switchboard.Guild do
       local_sessions: state.local_count,
       remote_sessions: map_size(state.remote),
       relays: if(state.relays, do: tuple_size(state.relays), else: 0),
+      relay_pids: if(state.relays, do: Tuple.to_list(state.relays), else: []),
       all_seq: state.all_seq,
       essential_seq: state.essential_seq,
       member_ops: state.member_ops,
