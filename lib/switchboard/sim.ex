@@ -9,7 +9,7 @@ defmodule Switchboard.Sim do
   90% passive by default, every active one subscribed to the member list's
   `[0, 99]` and one in five also to a second window; `:slow` active ones
   whose client stops reading, so they are disconnected when their buffer
-  passes its limit, 16 KiB for them), then for `:duration`
+  passes its limit, 4 KiB for them), then for `:duration`
   seconds one driver per guild publishes messages and typing events and
   makes presence changes, joins and leaves. A driver keeps at most
   `:window` event frames in flight (published but not yet written by their
