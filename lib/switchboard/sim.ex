@@ -70,6 +70,7 @@ defmodule Switchboard.Sim do
     guild_ids = for g <- 1..opts[:guilds], do: 1_000_000 + g
     wait_for_ring(nodes)
     rss_before = total(nodes, :rss)
+    slow_before = total(nodes, :slow_disconnects)
     phase = System.monotonic_time(:millisecond)
 
     members_per_guild = div(opts[:members], opts[:guilds])
@@ -172,7 +173,7 @@ defmodule Switchboard.Sim do
       lost: lost,
       duplicated: duplicated,
       out_of_order: out_of_order,
-      slow_disconnects: total(nodes, :slow_disconnects),
+      slow_disconnects: total(nodes, :slow_disconnects) - slow_before,
       sessions_at_end: live_sessions,
       memory_bytes_per_session: div(max(rss_end - rss_guilds, 0), max(attached, 1)),
       session_process_bytes: div(sum.(:memory), max(live_sessions, 1)),
