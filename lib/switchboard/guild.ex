@@ -35,9 +35,20 @@ defmodule Switchboard.Guild do
   a guild travels one path (direct or through its relay), so it arrives in
   the order the guild sent it.
 
+  Relays hold only their sessions (as fan-out groups), no member data: a
+  member-list update names its sessions, and each relay delivers to those
+  that are its own.
+
   Every event carries the guild's sequence number of all events and, when
   essential, of essential events, so each session can check that it got
   its stream complete and in order.
+
+  ## Resuming
+
+  The guild keeps its latest `:replay_events` frames (events and
+  member-list updates, prepared once) in a table that sessions read; a
+  session keeps only which of them it sent, under which of its numbers
+  (`Switchboard.Session.resume/2`).
   """
 
   use GenServer
@@ -442,6 +453,7 @@ defmodule Switchboard.Guild do
       local_sessions: state.local_count,
       remote_sessions: map_size(state.remote),
       relays: if(state.relays, do: tuple_size(state.relays), else: 0),
+      relay_pids: if(state.relays, do: Tuple.to_list(state.relays), else: []),
       all_seq: state.all_seq,
       essential_seq: state.essential_seq,
       member_ops: state.member_ops,

@@ -148,6 +148,16 @@ defmodule Switchboard.GuildTest do
     assert Guild.stats(guild).members == 1
   end
 
+  test "relays end with their guild" do
+    guild = start_guild(:native, 2, [member(1)])
+    for _ <- 1..5, do: connect(guild, [])
+    relays = Guild.stats(guild).relay_pids
+    assert length(relays) == 3
+    refs = Enum.map(relays, &Process.monitor/1)
+    Guild.stop(guild)
+    for ref <- refs, do: assert_receive({:DOWN, ^ref, :process, _, _})
+  end
+
   test "a session that goes away is dropped from the guild and its subscriptions" do
     guild = start_guild(:native, 15_000, [member(1)])
     session = connect(guild, ranges: [[0, 99]])

@@ -4,14 +4,17 @@ defmodule Switchboard.Guild.Relay do
   # of local sessions (a fan-out group of all of them and one of the active
   # ones) and does the final fan-out of what the guild sends it, so the
   # guild sends one message per relay instead of one per session. Only the
-  # session sets live here, never member data. Linked to its guild.
+  # session sets live here, never member data. Linked to its guild (a crash
+  # takes both down) and watching it (a guild that stops normally takes its
+  # relays with it).
 
   use GenServer
 
-  def start_link(modules), do: GenServer.start_link(__MODULE__, modules)
+  def start_link(modules), do: GenServer.start_link(__MODULE__, {modules, self()})
 
   @impl true
-  def init(modules) do
+  def init({modules, guild}) do
+    Process.monitor(guild)
     # A backlog of messages must not make every garbage collection copy it.
     Process.flag(:message_queue_data, :off_heap)
 
@@ -51,6 +54,8 @@ defmodule Switchboard.Guild.Relay do
 
     {:noreply, state}
   end
+
+  def handle_info({:DOWN, _ref, :process, _guild, _reason}, state), do: {:stop, :normal, state}
 
   def handle_info({:"$sb_remove", pid}, state) do
     state.group.remove(state.all, pid)

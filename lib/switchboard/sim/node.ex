@@ -29,7 +29,7 @@ defmodule Switchboard.Sim.Node do
       opts = [
         transport: {Sink, [hold: slow]},
         metrics: metrics,
-        buffer_limit: if(slow, do: 16 * 1024, else: 4 * 1024 * 1024)
+        buffer_limit: if(slow, do: 4 * 1024, else: 4 * 1024 * 1024)
       ]
 
       {:ok, pid} = Session.start(opts)
