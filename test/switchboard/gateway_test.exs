@@ -199,11 +199,13 @@ defmodule Switchboard.GatewayTest do
     end
 
     test "a heartbeating client stays connected past the interval" do
-      name = start_gateway(heartbeat_interval: 100)
+      # A deadline of 3 s (interval 1 s, grace 3) leaves a loaded machine
+      # time to identify; the client then lives through 3.5 intervals.
+      name = start_gateway(heartbeat_interval: 1_000, heartbeat_grace: 3)
       driver = driver()
       identify(driver, "a", url(name), heartbeat: true)
       guild_creates(driver, "a", 2)
-      Process.sleep(500)
+      Process.sleep(3_500)
       publish_messages(name, first_guild(name), [1])
 
       event =
@@ -217,7 +219,7 @@ defmodule Switchboard.GatewayTest do
     end
 
     test "a zombie is closed with 4009 and its session resumes" do
-      name = start_gateway(heartbeat_interval: 150)
+      name = start_gateway(heartbeat_interval: 2_000)
       driver = driver()
       ready = identify(driver, "a", url(name))
       guild_creates(driver, "a", 2)
