@@ -1,7 +1,9 @@
 defmodule Switchboard.GatewayTest do
   # Real clients: npm's ws under Node (test/js/driver.js) for the protocol,
   # and a raw :gen_tcp client for frames a library would never send.
-  use ExUnit.Case, async: true
+  # Not async: the Node clients would take the CPU from other suites' timed
+  # tests on a small machine.
+  use ExUnit.Case, async: false
 
   alias Switchboard.Erlpack
   alias Switchboard.Gateway
