@@ -24,69 +24,88 @@ end
 
 defmodule Mix.Tasks.Compile.SwitchboardNative do
   @moduledoc """
-  Builds the C++ native code (NIF library and port programs) with CMake.
+  Builds the C++ native code (NIF library, test NIF library and port
+  programs) with CMake and installs it into this environment's own app
+  directory.
 
-  Runs CMake configure + build with live output, fails the compile with the
-  build's error, does nothing when no native source changed, installs the
-  artifacts into `priv/` atomically and cleans on `mix clean`.
+  * One CMake build directory per build type, shared by every Mix env
+    (`_build/native/<type>`): switching `MIX_ENV` does not rebuild the C++.
+  * Artifacts are installed into `_build/<env>/lib/switchboard/priv` (the
+    test library into `.../test_priv`), never into a shared project `priv/`.
+  * Freshness is judged by the inputs (every file under `c_src/`, the root
+    `CMakeLists.txt`, the build type and CMake options) and by the installed
+    artifacts themselves: a stamp beside them records the inputs' fingerprint,
+    the build type and each artifact's hash. Anything that differs (a Debug
+    library installed, a file replaced or missing) reinstalls.
 
   Set `SWITCHBOARD_BUILD_TYPE=Debug` for a debug build (Release by default).
   """
   use Mix.Task.Compiler
 
   @native_inputs ["CMakeLists.txt", "c_src"]
-  @artifacts ["switchboard_nif.so", "switchboard_etf_port"]
+  # {artifact in the build's out/, directory under the app}
+  @artifacts [
+    {"switchboard_nif.so", "priv"},
+    {"switchboard_etf_port", "priv"},
+    {"switchboard_test_nif.so", "test_priv"}
+  ]
+  @stamp "switchboard_native.stamp"
 
   @impl true
   def run(_args) do
     build_type = System.get_env("SWITCHBOARD_BUILD_TYPE", "Release")
     build_dir = build_dir(build_type)
-    fingerprint = fingerprint(build_type)
-    manifest = Path.join(build_dir, "switchboard.fingerprint")
+    options = cmake_options(build_type)
+    inputs = fingerprint(build_type, options)
 
-    if File.read(manifest) == {:ok, fingerprint} and artifacts_installed?() do
+    if installed_stamp() == expected_stamp(inputs, build_type) do
       {:noop, []}
     else
-      File.mkdir_p!(build_dir)
+      build_stamp = Path.join(build_dir, @stamp)
 
-      cmake!(
-        [
-          "-S",
-          File.cwd!(),
-          "-B",
-          build_dir,
-          "-DCMAKE_BUILD_TYPE=#{build_type}",
-          "-DSWITCHBOARD_ERTS_INCLUDE_DIR=#{erts_include_dir()}",
-          "-DSWITCHBOARD_WERROR=#{if System.get_env("CI"), do: "ON", else: "OFF"}"
-        ],
-        "configure"
-      )
+      if File.read(build_stamp) != {:ok, inputs} or not built?(build_dir) do
+        File.mkdir_p!(build_dir)
+        cmake!(["-S", File.cwd!(), "-B", build_dir | options], "configure")
+        cmake!(["--build", build_dir, "--parallel", "#{System.schedulers_online()}"], "build")
+        File.write!(build_stamp, inputs)
+      end
 
-      cmake!(["--build", build_dir, "--parallel", "#{System.schedulers_online()}"], "build")
       install!(Path.join(build_dir, "out"))
-      # priv/ may be new: link it into the app's build path now.
-      Mix.Project.build_structure()
-      File.write!(manifest, fingerprint)
+      File.write!(stamp_path(), expected_stamp(inputs, build_type))
       {:ok, []}
     end
   end
 
   @impl true
   def clean do
-    File.rm_rf!(Path.join(Mix.Project.build_path(), "native"))
-    Enum.each(@artifacts, &File.rm_rf!(Path.join("priv", &1)))
+    for {artifact, dir} <- @artifacts, do: File.rm_rf!(Path.join(app_dir(dir), artifact))
+    File.rm_rf!(stamp_path())
   end
 
-  defp build_dir(build_type),
-    do: Path.join([Mix.Project.build_path(), "native", String.downcase(build_type)])
+  @doc false
+  def build_dir(build_type) do
+    Path.join([Path.dirname(Mix.Project.build_path()), "native", String.downcase(build_type)])
+  end
+
+  defp app_dir(dir), do: Path.join(Mix.Project.app_path(), dir)
+  defp stamp_path, do: Path.join(app_dir("priv"), @stamp)
+
+  defp cmake_options(build_type) do
+    [
+      "-DCMAKE_BUILD_TYPE=#{build_type}",
+      "-DSWITCHBOARD_ERTS_INCLUDE_DIR=#{erts_include_dir()}",
+      "-DSWITCHBOARD_BUILD_TEST_NIF=ON",
+      "-DSWITCHBOARD_WERROR=#{if System.get_env("CI"), do: "ON", else: "OFF"}"
+    ]
+  end
 
   defp erts_include_dir do
     Path.join([:code.root_dir(), "erts-#{:erlang.system_info(:version)}", "include"])
   end
 
-  # Hash of every native input's path, size and mtime, plus the build type:
-  # cheap to compute and changes whenever a source file is touched.
-  defp fingerprint(build_type) do
+  # Hash of every native input's path, size and mtime, plus the build type
+  # and options: cheap to compute and changes whenever a source is touched.
+  defp fingerprint(build_type, options) do
     files =
       @native_inputs
       |> Enum.flat_map(fn input ->
@@ -101,10 +120,40 @@ defmodule Mix.Tasks.Compile.SwitchboardNative do
         {file, size, mtime}
       end
 
-    :crypto.hash(:sha256, :erlang.term_to_binary({build_type, stats})) |> Base.encode16()
+    hash({build_type, options, stats})
   end
 
-  defp artifacts_installed?, do: Enum.all?(@artifacts, &File.exists?(Path.join("priv", &1)))
+  defp hash(term), do: :crypto.hash(:sha256, :erlang.term_to_binary(term)) |> Base.encode16()
+
+  defp built?(build_dir) do
+    Enum.all?(@artifacts, fn {artifact, _} ->
+      File.exists?(Path.join([build_dir, "out", artifact]))
+    end)
+  end
+
+  # What the stamp beside the installed artifacts must say for them to be
+  # current: the inputs, the build type, and the hash of each artifact as it
+  # is now (so a replaced or missing file is noticed).
+  defp expected_stamp(inputs, build_type) do
+    artifacts =
+      for {artifact, dir} <- @artifacts do
+        path = Path.join(app_dir(dir), artifact)
+
+        case File.read(path) do
+          {:ok, bytes} -> "#{dir}/#{artifact} #{hash(bytes)}"
+          {:error, _} -> "#{dir}/#{artifact} missing"
+        end
+      end
+
+    Enum.join(["inputs #{inputs}", "build_type #{build_type}" | artifacts], "\n") <> "\n"
+  end
+
+  defp installed_stamp do
+    case File.read(stamp_path()) do
+      {:ok, stamp} -> stamp
+      {:error, _} -> nil
+    end
+  end
 
   defp cmake!(args, step) do
     # The child build must not inherit the running VM's identity: these
@@ -129,12 +178,16 @@ defmodule Mix.Tasks.Compile.SwitchboardNative do
   end
 
   defp install!(out_dir) do
-    File.mkdir_p!("priv")
-
-    for artifact <- @artifacts do
+    for {artifact, dir} <- @artifacts do
       source = Path.join(out_dir, artifact)
       unless File.exists?(source), do: Mix.raise("native build did not produce #{source}")
-      target = Path.join("priv", artifact)
+      target_dir = app_dir(dir)
+      # An older compiler linked a shared project priv/ here: never write through it.
+      if match?({:ok, %File.Stat{type: :symlink}}, File.lstat(target_dir)),
+        do: File.rm!(target_dir)
+
+      File.mkdir_p!(target_dir)
+      target = Path.join(target_dir, artifact)
       # Copy under a temporary name then rename: a running VM that has the
       # old library mapped, or a reader of priv/, never sees a half-written file.
       temporary = target <> ".tmp#{System.unique_integer([:positive])}"
@@ -168,7 +221,7 @@ defmodule Switchboard.MixProject do
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: [],
       # PropEr ships with Debian's erlang-proper and is used by tests only.
-      xref: [exclude: [:proper, :proper_types]],
+      xref: [exclude: [:proper, :proper_types, :proper_unicode, :jiffy]],
       aliases: aliases()
     ]
   end

@@ -11,6 +11,9 @@
 # :existing) <= 1.3x binary_to_term, envelope >= 5x re-encoding.
 Code.require_file("support/harness.ex", __DIR__)
 Code.require_file("support/scheduler_probe.ex", __DIR__)
+Code.require_file("../test/support/test_nif.ex", __DIR__)
+# The map keys crafted against the core's duplicate-key hash (issue 9).
+Code.require_file("../test/support/hash_flood.ex", __DIR__)
 
 alias Switchboard.Bench.{Harness, SchedulerProbe}
 alias Switchboard.Erlpack
@@ -139,6 +142,14 @@ defmodule ErlpackBench do
   # Option-taking calls as one-argument functions compiled here: a closure
   # written at the top level of this script would run in the interpreter.
   def decode_port(bytes), do: Erlpack.decode(bytes, isolation: :port)
+  def decode_plain(bytes), do: Erlpack.decode(bytes, plain: true)
+
+  def binary_to_term_or_error(bytes) do
+    :erlang.binary_to_term(bytes)
+  rescue
+    ArgumentError -> {:error, :badarg}
+  end
+
   def binary_to_term_safe(bytes), do: :erlang.binary_to_term(bytes, [:safe])
 
   # The gateway's per-session frame: sequence number and event.
@@ -196,7 +207,7 @@ codec_jobs =
           {"Erlpack.Pure", &Pure.encode/1},
           # The floor of any NIF encoder: every node visited through the
           # public API (enif_term_type and the type's reader), nothing written.
-          {"enif API walk only (floor)", &Switchboard.NIF.diag_enif_walk/1}
+          {"enif API walk only (floor)", &Switchboard.Test.NIF.diag_enif_walk/1}
         ],
         fn _, result -> result == bytes or is_integer(result) end
       )
@@ -209,6 +220,7 @@ codec_jobs =
         {"binary_to_term", &:erlang.binary_to_term/1},
         [
           {"Erlpack (NIF, atoms: :existing)", &Erlpack.decode/1},
+          {"Erlpack (NIF, plain: true)", &ErlpackBench.decode_plain/1},
           {"binary_to_term [:safe]", &ErlpackBench.binary_to_term_safe/1},
           {"Erlpack.Pure", &Pure.decode/1},
           {"Erlpack isolation: :port", &ErlpackBench.decode_port/1}
@@ -219,6 +231,35 @@ codec_jobs =
     [encode, decode]
   end
   |> Enum.concat()
+
+# Hash flooding (issue 9): 100k map keys crafted so that their hashes share
+# the duplicate checker's probe bits, against the same keys changed a little.
+flood_keys = Harness.pick(100_000, 20_000)
+crafted_keys = Switchboard.Test.HashFlood.integer_keys(flood_keys)
+
+flood_jobs =
+  for {label, keys} <- [
+        {"crafted", crafted_keys},
+        {"ordinary", Switchboard.Test.HashFlood.ordinary_keys(crafted_keys)}
+      ],
+      {what, extra} <- [{"map", []}, {"map + 1 duplicate", [hd(keys)]}] do
+    bytes = Switchboard.Test.HashFlood.flooding_map(keys, extra)
+
+    ErlpackBench.job(
+      "#{flood_keys} #{label} integer keys, #{what}: decode",
+      1,
+      bytes,
+      {"binary_to_term", &ErlpackBench.binary_to_term_or_error/1},
+      [
+        {"Erlpack (NIF)", &Erlpack.decode/1},
+        {"Erlpack.Pure", &Pure.decode/1},
+        {"Erlpack isolation: :port", &ErlpackBench.decode_port/1}
+      ],
+      fn _, result ->
+        match?({:ok, _}, result) or match?({:error, _}, result) or is_map(result)
+      end
+    )
+  end
 
 sessions = 1000
 event = ErlpackBench.message_create(42)
@@ -249,7 +290,7 @@ envelope_job = [
   end
 ]
 
-rows = Harness.run("erlpack", codec_jobs ++ [envelope_job], sizes)
+rows = Harness.run("erlpack", codec_jobs ++ flood_jobs ++ [envelope_job], sizes)
 
 # Scheduler latency while 10 MB encodes and decodes run in a loop. The term
 # lives in persistent_term: copied into each worker's heap, every garbage
@@ -287,13 +328,13 @@ probe_rows = [
   # machine's cores are busy elsewhere and no row of this run means much.
   SchedulerProbe.row(
     "reference: 10 MB FNV-1a dirty CPU NIF, in a loop",
-    SchedulerProbe.measure(fn -> Switchboard.NIF.diag_fnv1a_dirty(ten_mb_blob) end,
+    SchedulerProbe.measure(fn -> Switchboard.Test.NIF.diag_fnv1a_dirty(ten_mb_blob) end,
       duration_ms: probe_ms
     )
   ),
   SchedulerProbe.row(
     "negative control: 10 MB FNV-1a blocking NIF, in a loop",
-    SchedulerProbe.measure(fn -> Switchboard.NIF.diag_fnv1a_blocking(ten_mb_blob) end,
+    SchedulerProbe.measure(fn -> Switchboard.Test.NIF.diag_fnv1a_blocking(ten_mb_blob) end,
       duration_ms: probe_ms
     )
   )

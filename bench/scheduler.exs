@@ -5,9 +5,10 @@
 #   mix run bench/scheduler.exs
 Code.require_file("support/harness.ex", __DIR__)
 Code.require_file("support/scheduler_probe.ex", __DIR__)
+Code.require_file("../test/support/test_nif.ex", __DIR__)
 
 alias Switchboard.Bench.{Harness, SchedulerProbe}
-alias Switchboard.NIF
+alias Switchboard.Test.NIF
 
 input = :crypto.strong_rand_bytes(Harness.pick(32, 8) * 1024 * 1024)
 duration = Harness.pick(3_000, 1_000)

@@ -17,7 +17,6 @@ defmodule Switchboard do
   """
   @spec native_allocated_bytes() :: non_neg_integer()
   def native_allocated_bytes do
-    {_instances, _upgrades, bytes} = Switchboard.NIF.diag_library_info()
-    bytes
+    Switchboard.NIF.library_info().allocated_bytes
   end
 end

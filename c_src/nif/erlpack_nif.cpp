@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,7 +27,7 @@
 #include "core/etf/decoder.hpp"
 #include "core/etf/encoder.hpp"
 #include "core/etf/plain_term.hpp"
-#include "nif/erlpack_glue.hpp"
+#include "core/etf/refusal.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
 
@@ -34,14 +35,15 @@ namespace switchboard::nif {
 namespace {
 
 namespace etf = core::etf;
-using erlpack::AtomMode;
-using erlpack::Refusal;
+using etf::AtomMode;
+using etf::Refusal;
 
 ERL_NIF_TERM& atom_existing = register_atom("existing");
 ERL_NIF_TERM& atom_binary = register_atom("binary");
 ERL_NIF_TERM& atom_create = register_atom("create");
 ERL_NIF_TERM& atom_fragment_struct = register_atom("Elixir.Switchboard.Erlpack.Fragment");
 ERL_NIF_TERM& atom_bytes = register_atom("bytes");
+ERL_NIF_TERM& atom_seal = register_atom("seal");
 ERL_NIF_TERM& atom_string_keys_collision = register_atom("string_keys_collision");
 ERL_NIF_TERM& atom_bad_fragment = register_atom("bad_fragment");
 ERL_NIF_TERM& atom_tuple = register_atom("tuple");
@@ -53,7 +55,7 @@ struct ReasonAtom {
   std::string_view name;
   ERL_NIF_TERM& atom;
 };
-const std::array<ReasonAtom, 16> kReasons = {{
+const std::array<ReasonAtom, 18> kReasons = {{
     {"truncated", register_atom("truncated")},
     {"bad_version", register_atom("bad_version")},
     {"unknown_tag", register_atom("unknown_tag")},
@@ -69,6 +71,8 @@ const std::array<ReasonAtom, 16> kReasons = {{
     {"trailing_data", register_atom("trailing_data")},
     {"unknown_atom", register_atom("unknown_atom")},
     {"bad_node", register_atom("bad_node")},
+    {"not_plain", register_atom("not_plain")},
+    {"too_many_atoms", register_atom("too_many_atoms")},
     {"invalid_term", register_atom("invalid_term")},
 }};
 
@@ -107,6 +111,10 @@ constexpr std::size_t kKeyCacheMinBytes = 512;
 // builder has nothing to share between terms, and one call into the VM costs
 // less than a call per term.
 constexpr std::size_t kPlainDecodeBytes = kKeyCacheMinBytes - 1;
+// Work units (core DecodeLimits::max_work: duplicate-key probes and sorts, a
+// fun's free variables) a decode may spend on a normal scheduler, about
+// 0.3 ms; past them it moves to a dirty CPU scheduler.
+constexpr std::size_t kNormalDecodeWork = std::size_t{100} << 10;
 // Binaries up to this size live on the process heap (ERL_ONHEAP_BIN_LIMIT);
 // larger ones are shared with the input by the builder.
 constexpr std::size_t kHeapBinaryBytes = 64;
@@ -203,7 +211,7 @@ class AtomEncodings {
     enif_release_binary(&encoded);
     etf::Text name;
     const auto* bytes = reinterpret_cast<const std::uint8_t*>(entry.as_atom.data());
-    erlpack::read_wire_atom({bytes, entry.as_atom.size()}, 0, name);
+    etf::read_wire_atom({bytes, entry.as_atom.size()}, 0, name);
     etf::EtfEncoder key;
     key.binary(std::string_view(name));
     entry.as_binary.assign(reinterpret_cast<const char*>(key.bytes().data()), key.size());
@@ -291,9 +299,12 @@ class TermEncoder {
  public:
   // With `splices`, large fragments are recorded there instead of copied
   // (encode_iodata).
+  // `seal` is Switchboard.Erlpack.Fragment's seal: only a fragment struct
+  // holding it is spliced, any other is an ordinary map.
   TermEncoder(ErlNifEnv* env, EncodeBuffers& buffers, etf::EtfEncoder& out, bool string_keys,
-              WorkBudget& budget, std::vector<Splice>* splices = nullptr)
+              ERL_NIF_TERM seal, WorkBudget& budget, std::vector<Splice>* splices = nullptr)
       : env_(env),
+        seal_(seal),
         out_(out),
         frames_(buffers.frames),
         pending_(buffers.pending),
@@ -482,6 +493,15 @@ class TermEncoder {
     enif_release_binary(&encoded);
   }
 
+  // The same for terms of a size the NIF API does not tell (a bitstring of
+  // 100 MB, a fun whose environment holds anything, a bignum of megabytes):
+  // on a normal scheduler they are not encoded at all, but go dirty first.
+  EncodeStatus append_unsized_external(ERL_NIF_TERM term) {
+    if (budget_.limited()) return EncodeStatus::needs_dirty;
+    append_external(term);
+    return EncodeStatus::done;
+  }
+
   EncodeStatus encode_binary(const ErlNifBinary& binary) {
     if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.binary(std::span<const std::uint8_t>(binary.data, binary.size));
@@ -509,7 +529,7 @@ class TermEncoder {
         } else if (enif_get_uint64(env_, term, &unsigned_value)) {
           out_.uint64(unsigned_value);
         } else {
-          append_external(term);
+          return append_unsized_external(term);
         }
         return EncodeStatus::done;
       }
@@ -517,8 +537,7 @@ class TermEncoder {
         append(buffers_.atoms.get(env_, term).as_atom);
         return EncodeStatus::done;
       case ERL_NIF_TERM_TYPE_BITSTRING:  // not a whole number of bytes: binaries are read above
-        append_external(term);
-        return EncodeStatus::done;
+        return append_unsized_external(term);
       case ERL_NIF_TERM_TYPE_MAP:
         return encode_map(term);
       case ERL_NIF_TERM_TYPE_LIST:
@@ -543,9 +562,10 @@ class TermEncoder {
       case ERL_NIF_TERM_TYPE_PID:
       case ERL_NIF_TERM_TYPE_PORT:
       case ERL_NIF_TERM_TYPE_REFERENCE:
-      case ERL_NIF_TERM_TYPE_FUN:
         append_external(term);
         return EncodeStatus::done;
+      case ERL_NIF_TERM_TYPE_FUN:
+        return append_unsized_external(term);
       default:
         throw bad_argument(env_, "a term of a known type", term);
     }
@@ -601,7 +621,7 @@ class TermEncoder {
       enif_map_iterator_next(env_, &iterator);
     }
     enif_map_iterator_destroy(env_, &iterator);
-    if (fragment) {
+    if (fragment && sealed(map)) {
       pending_.resize(base);
       return splice_fragment(map);
     }
@@ -615,6 +635,15 @@ class TermEncoder {
     frames_.push_back(
         {EncodeFrame::map, 0, static_cast<std::uint32_t>(2 * size), nullptr, 0, base, map});
     return EncodeStatus::done;
+  }
+
+  // Decoded data can name the Fragment struct, but not hold the seal: a
+  // reference made in this VM, which a stranger's bytes could match only by
+  // guessing its id words (and `plain: true` decoding refuses references).
+  bool sealed(ERL_NIF_TERM map) const {
+    ERL_NIF_TERM seal;
+    return enif_get_map_value(env_, map, atom_seal, &seal) && enif_is_ref(env_, seal) &&
+           enif_compare(seal, seal_) == 0;
   }
 
   EncodeStatus splice_fragment(ERL_NIF_TERM map) {
@@ -706,6 +735,7 @@ class TermEncoder {
   }
 
   ErlNifEnv* env_;
+  ERL_NIF_TERM seal_;
   etf::EtfEncoder& out_;
   std::vector<EncodeFrame>& frames_;
   std::vector<Pending>& pending_;
@@ -809,8 +839,8 @@ ERL_NIF_TERM make_iodata(ErlNifEnv* env, const etf::EtfEncoder& out,
 // when the walk already continued from an earlier call.
 ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker,
                         etf::EtfEncoder& out, std::optional<ERL_NIF_TERM> output, int level,
-                        ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, WorkBudget& budget,
-                        EncodeBuffers& buffers) {
+                        ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, ERL_NIF_TERM seal,
+                        WorkBudget& budget, EncodeBuffers& buffers) {
   switch (status) {
     case EncodeStatus::done:
       break;
@@ -821,13 +851,13 @@ ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker
         std::swap(saved->encoder, out);
         output = saved.make_term(env);
       }
-      const ERL_NIF_TERM next[] = {level_term, string_keys_term, *output, walker.position()};
+      const ERL_NIF_TERM next[] = {level_term, string_keys_term, *output, walker.position(), seal};
       budget.report(env);
       buffers.trim_after_call();
       // Dirty in both cases: yielding in 400 us slices on this scheduler was
       // measured too (the scheduler probe's p99 doubled, 1.1 -> 2.4 ms, while
       // 13 MB encodes ran), and the walk needs no restart either way.
-      return run_dirty_cpu(env, "erlpack_encode_resume", raw_entry<erlpack_encode_resume>, 4, next);
+      return run_dirty_cpu(env, "erlpack_encode_resume", raw_entry<erlpack_encode_resume>, 5, next);
     }
     case EncodeStatus::string_keys_collision:
       return enif_make_tuple3(env, atoms::error, atom_string_keys_collision, walker.offending());
@@ -857,7 +887,8 @@ ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker
 // A walk that outlasts its slice continues where it stopped
 // (erlpack_encode_resume) on a dirty scheduler: nothing is encoded twice.
 ERL_NIF_TERM start_encode(ErlNifEnv* env, ERL_NIF_TERM term, bool with_version, int level,
-                          ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, bool iodata) {
+                          ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, ERL_NIF_TERM seal,
+                          bool iodata) {
   const bool string_keys = bool_argument(env, string_keys_term);
   WorkBudget budget(on_normal_scheduler());
   EncodeBuffers& buffers = EncodeBuffers::get();
@@ -866,7 +897,7 @@ ERL_NIF_TERM start_encode(ErlNifEnv* env, ERL_NIF_TERM term, bool with_version, 
   if (with_version) encoder.version();
   std::vector<Splice>& splices = buffers.splices;
   splices.clear();
-  TermEncoder walker(env, buffers, encoder, string_keys, budget, iodata ? &splices : nullptr);
+  TermEncoder walker(env, buffers, encoder, string_keys, seal, budget, iodata ? &splices : nullptr);
   const EncodeStatus status = walker.encode(term);
   if (status == EncodeStatus::done && !splices.empty()) {
     const ERL_NIF_TERM result = make_iodata(env, encoder, splices);
@@ -878,17 +909,17 @@ ERL_NIF_TERM start_encode(ErlNifEnv* env, ERL_NIF_TERM term, bool with_version, 
     copy_splices(env, encoder, splices);
   }
   return after_walk(env, status, walker, encoder, std::nullopt, level, level_term, string_keys_term,
-                    budget, buffers);
+                    seal, budget, buffers);
 }
 
-// erlpack_encode_iodata(Term, StringKeys) -> iodata: encode/2's bytes, with
-// large fragments shared (see start_encode).
+// erlpack_encode_iodata(Term, StringKeys, Seal) -> iodata: encode/2's bytes,
+// with large fragments shared (see start_encode).
 ERL_NIF_TERM erlpack_encode_iodata(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  return start_encode(env, argv[0], true, 0, enif_make_int(env, 0), argv[1], true);
+  return start_encode(env, argv[0], true, 0, enif_make_int(env, 0), argv[1], argv[2], true);
 }
-SWITCHBOARD_RAW_NIF(erlpack_encode_iodata, 2, 0);
+SWITCHBOARD_RAW_NIF(erlpack_encode_iodata, 3, 0);
 
-// erlpack_encode_resume(Level, StringKeys, Output, Position): the rest of a
+// erlpack_encode_resume(Level, StringKeys, Output, Position, Seal): the rest of a
 // walk (see TermEncoder::position), appended to the Output resource.
 ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   int level;
@@ -900,27 +931,27 @@ ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int, const ERL_NIF_TERM argv[
   }
   WorkBudget budget(on_normal_scheduler());
   EncodeBuffers& buffers = EncodeBuffers::get();
-  TermEncoder walker(env, buffers, output->encoder, string_keys, budget);
+  TermEncoder walker(env, buffers, output->encoder, string_keys, argv[4], budget);
   const EncodeStatus status = walker.resume(argv[3]);
-  return after_walk(env, status, walker, output->encoder, argv[2], level, argv[0], argv[1], budget,
-                    buffers);
+  return after_walk(env, status, walker, output->encoder, argv[2], level, argv[0], argv[1], argv[4],
+                    budget, buffers);
 }
 
-// erlpack_encode(Term, Level, StringKeys) -> binary with the version byte.
+// erlpack_encode(Term, Level, StringKeys, Seal) -> binary with the version byte.
 ERL_NIF_TERM erlpack_encode(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   int level;
   if (!enif_get_int(env, argv[1], &level) || level < 0 || level > 9) {
     throw bad_argument(env, "a compression level 0..9", argv[1]);
   }
-  return start_encode(env, argv[0], true, level, argv[1], argv[2], false);
+  return start_encode(env, argv[0], true, level, argv[1], argv[2], argv[3], false);
 }
-SWITCHBOARD_RAW_NIF(erlpack_encode, 3, 0);
+SWITCHBOARD_RAW_NIF(erlpack_encode, 4, 0);
 
-// erlpack_fragment(Term, StringKeys) -> the encoding without the version byte.
+// erlpack_fragment(Term, StringKeys, Seal) -> the encoding without the version byte.
 ERL_NIF_TERM erlpack_fragment(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  return start_encode(env, argv[0], false, 0, enif_make_int(env, 0), argv[1], false);
+  return start_encode(env, argv[0], false, 0, enif_make_int(env, 0), argv[1], argv[2], false);
 }
-SWITCHBOARD_RAW_NIF(erlpack_fragment, 2, 0);
+SWITCHBOARD_RAW_NIF(erlpack_fragment, 3, 0);
 
 // ---------------------------------------------------------------------------
 // Decoding
@@ -1064,7 +1095,7 @@ struct DecodeBuffers {
   std::optional<bool> normal_scheduler;
   ERL_NIF_TERM nil = 0;
   // The size arguments of the last call (the defaults, nearly always).
-  std::array<SizeArgument, 3> sizes;
+  std::array<SizeArgument, 4> sizes;
 
   // The buffers themselves need a guard and a destructor, which cost a
   // second __tls_get_addr per lookup; a plain pointer to them costs one.
@@ -1089,7 +1120,9 @@ struct DecodeBuffers {
                       decoder->limits().max_input_bytes == limits.max_input_bytes &&
                       decoder->limits().max_decompressed_bytes == limits.max_decompressed_bytes &&
                       decoder->limits().allow_trailing_data == limits.allow_trailing_data &&
-                      decoder->limits().check_duplicate_keys == limits.check_duplicate_keys;
+                      decoder->limits().check_duplicate_keys == limits.check_duplicate_keys &&
+                      decoder->limits().plain_only == limits.plain_only &&
+                      decoder->limits().max_work == limits.max_work;
     if (!same) decoder.emplace(limits);
     return *decoder;
   }
@@ -1151,7 +1184,7 @@ std::optional<ERL_NIF_TERM> lookup_atom(ErlNifEnv* env, DecodeBuffers& buffers,
   return atom;
 }
 
-class VmAtoms final : public erlpack::AtomOracle {
+class VmAtoms final : public etf::AtomOracle {
  public:
   VmAtoms(ErlNifEnv* env, DecodeBuffers& buffers) : env_(env), buffers_(buffers) {}
   bool exists(std::string_view utf8) override {
@@ -1161,6 +1194,26 @@ class VmAtoms final : public erlpack::AtomOracle {
  private:
   ErlNifEnv* env_;
   DecodeBuffers& buffers_;
+};
+
+// For atoms: :create, the atoms the VM has, and up to `allowance` new names
+// more, admitted in the order asked (document order): the first name past
+// the allowance is the atom that decode refuses with too_many_atoms.
+class AtomAllowance final : public etf::AtomOracle {
+ public:
+  AtomAllowance(ErlNifEnv* env, DecodeBuffers& buffers, std::size_t allowance)
+      : vm_(env, buffers), allowance_(allowance) {}
+  bool exists(std::string_view utf8) override {
+    if (vm_.exists(utf8) || admitted_.contains(utf8)) return true;
+    if (admitted_.size() >= allowance_) return false;
+    admitted_.emplace(utf8);
+    return true;
+  }
+
+ private:
+  VmAtoms vm_;
+  std::size_t allowance_;
+  std::set<std::string, std::less<>> admitted_;
 };
 
 // Why the builder stopped the decoder.
@@ -1178,8 +1231,10 @@ enum class Stop : std::uint8_t {
 class TermBuilder {
  public:
   TermBuilder(ErlNifEnv* env, DecodeBuffers& buffers, AtomMode mode, ERL_NIF_TERM input,
-              std::span<const std::uint8_t> bytes, bool cache_keys, WorkBudget& budget)
+              std::span<const std::uint8_t> bytes, bool cache_keys, ERL_NIF_TERM seal,
+              WorkBudget& budget)
       : env_(env),
+        seal_(seal),
         buffers_(buffers),
         mode_(mode),
         input_(input),
@@ -1325,7 +1380,14 @@ class TermBuilder {
     etf::EtfEncoder& scratch = scratch_encoder();
     scratch.version();
     scratch.reference(reference.node, reference.creation, reference.ids);
-    return put_external(scratch, safe_flag(), Stop::invalid_term);
+    ERL_NIF_TERM term;
+    if (enif_binary_to_term(env_, scratch.bytes().data(), scratch.size(), &term,
+                            static_cast<ErlNifBinaryToTerm>(safe_flag())) == 0) {
+      return reject(Stop::invalid_term);
+    }
+    // Decoded data never holds the fragments' seal (Switchboard.Erlpack.Fragment).
+    if (enif_compare(term, seal_) == 0) return reject(Stop::invalid_term);
+    return put(term);
   }
 
   bool on_export(const etf::ExportData& exported) {
@@ -1348,7 +1410,7 @@ class TermBuilder {
     if (stop_ == Stop::out_of_time) return false;
     VmAtoms oracle(env_, buffers_);
     const etf::DecodeLimits limits;
-    const auto found = erlpack::check_opaque_atoms(fun.encoded, 0, mode_, oracle, limits);
+    const auto found = etf::check_opaque_atoms(fun.encoded, 0, mode_, oracle, limits);
     refusal_ = found.value_or(Refusal{"invalid_term", 0});
     refusal_.offset += offset_of(fun.encoded.data());
     return reject(Stop::refusal);
@@ -1442,6 +1504,7 @@ class TermBuilder {
   }
 
   ErlNifEnv* env_;
+  ERL_NIF_TERM seal_;
   DecodeBuffers& buffers_;
   AtomMode mode_;
   ERL_NIF_TERM input_;  // the input binary when spans point into it, else 0
@@ -1483,17 +1546,20 @@ Refusal duplicate_key_refusal(std::span<const std::uint8_t> input, const etf::De
   etf::NullVisitor ignore;
   if (status.in_decompressed) {
     etf::EtfDecoder checker(checked);
-    const bool found = checker.decode(input, ignore).error == etf::DecodeErrc::duplicate_key;
+    const etf::DecodeErrc error = checker.decode(input, ignore).error;
+    if (error == etf::DecodeErrc::work_exceeded) return {"work_exceeded", 0};
+    const bool found = error == etf::DecodeErrc::duplicate_key;
     return {found || mode == AtomMode::binary ? "duplicate_key" : "invalid_term", 1};
   }
   const std::size_t at = status.offset;
   checked.allow_trailing_data = true;
   etf::EtfDecoder checker(checked);
   const etf::DecodeStatus rescan = checker.decode_body(input.subspan(at), ignore);
+  if (rescan.error == etf::DecodeErrc::work_exceeded) return {"work_exceeded", 0};
   if (rescan.error == etf::DecodeErrc::duplicate_key) return {"duplicate_key", at + rescan.offset};
   if (mode != AtomMode::binary) return {"invalid_term", at};
-  const std::size_t duplicate = erlpack::find_binary_mode_duplicate(input, at, limits);
-  return {"duplicate_key", duplicate == erlpack::npos ? at : duplicate};
+  const std::size_t duplicate = etf::find_binary_mode_duplicate(input, at, limits);
+  return {"duplicate_key", duplicate == etf::npos ? at : duplicate};
 }
 
 Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
@@ -1502,15 +1568,19 @@ Refusal refusal_for(const etf::DecodeStatus& status, const TermBuilder& builder,
   const bool compressed = status.in_decompressed;
   const std::size_t offset = compressed ? 1 : status.offset;
   if (status.error != etf::DecodeErrc::rejected_by_visitor) {
-    return erlpack::structural_refusal(input, status);
+    return etf::structural_refusal(input, status);
   }
+  // Only the duplicate-key rescan may move the call elsewhere; the atom checks
+  // read little and must not stop short.
+  etf::DecodeLimits unbudgeted = limits;
+  unbudgeted.max_work = static_cast<std::size_t>(-1);
   switch (builder.stop()) {
     case Stop::unknown_atom:
       return {"unknown_atom", offset};
     case Stop::opaque_atom: {
       if (compressed) return {"unknown_atom", 1};
       VmAtoms oracle(env, buffers);
-      return erlpack::check_opaque_atoms(input, offset, mode, oracle, limits)
+      return etf::check_opaque_atoms(input, offset, mode, oracle, unbudgeted)
           .value_or(Refusal{"invalid_term", offset});
     }
     case Stop::refusal:
@@ -1555,7 +1625,14 @@ std::optional<ERL_NIF_TERM> decode_plain(ErlNifEnv* env, ERL_NIF_TERM binary,
   return enif_make_tuple3(env, atoms::ok, term, rest);
 }
 
-// erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing)
+ERL_NIF_TERM decode_error(ErlNifEnv* env, const Refusal& refusal) {
+  return enif_make_tuple2(
+      env, atoms::error,
+      enif_make_tuple2(env, reason_atom(refusal.reason), enif_make_uint64(env, refusal.offset)));
+}
+
+// erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain,
+//                NewAtomAllowance, FragmentSeal)
 //   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
 ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   ErlNifBinary binary;
@@ -1567,41 +1644,58 @@ ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   limits.max_input_bytes = buffers.sizes[1].read(env, argv[3]);
   limits.max_decompressed_bytes = buffers.sizes[2].read(env, argv[4]);
   limits.allow_trailing_data = bool_argument(env, argv[5]);
+  limits.plain_only = bool_argument(env, argv[6]);
   const std::span<const std::uint8_t> input(binary.data, binary.size);
-  if (const auto plain = decode_plain(env, argv[0], input, mode, limits)) return *plain;
+  if (mode != AtomMode::create) {
+    if (const auto plain = decode_plain(env, argv[0], input, mode, limits)) return *plain;
+  }
 
   const std::size_t term_bytes = std::max(input.size(), declared_inflated_size(input));
   const bool normal = buffers.on_normal_scheduler();
-  if (normal && term_bytes > kDirtyDecodeBytes) {
+  // atoms: :create reads the input twice (the allowance check, then the decode).
+  const std::size_t dirty_bytes =
+      mode == AtomMode::create ? kDirtyDecodeBytes / 2 : kDirtyDecodeBytes;
+  if (normal && term_bytes > dirty_bytes) {
     return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
   }
+  if (mode == AtomMode::create) {
+    // No atom is made before the allowance is known to hold for the whole
+    // input, up to the first structural error.
+    AtomAllowance allowance(env, buffers, buffers.sizes[3].read(env, argv[7]));
+    const auto excess = etf::locate_unknown_atom(input, AtomMode::existing, allowance, limits);
+    if (excess && excess->reason == std::string_view("unknown_atom")) {
+      return decode_error(env, {"too_many_atoms", excess->offset});
+    }
+  }
+  if (normal) limits.max_work = kNormalDecodeWork;
   WorkBudget budget(normal);
   const bool compressed = declared_inflated_size(input) != 0;
   TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input,
-                      term_bytes >= kKeyCacheMinBytes, budget);
+                      term_bytes >= kKeyCacheMinBytes, argv[8], budget);
   // TermBuilder::end_map has the VM refuse equal keys, so the decoder need
   // not hash every key to find them first.
   etf::DecodeLimits unchecked = limits;
   unchecked.check_duplicate_keys = false;
   const etf::DecodeStatus status = buffers.decoder_for(unchecked).decode(input, builder);
   buffers.trim_after_call(term_bytes);
-  if (builder.stop() == Stop::out_of_time) {
+  if (builder.stop() == Stop::out_of_time || status.error == etf::DecodeErrc::work_exceeded) {
     budget.report(env);
     return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
   }
   budget.report(env);
   if (!status) {
     const Refusal refusal = refusal_for(status, builder, input, mode, env, buffers, limits);
-    return enif_make_tuple2(
-        env, atoms::error,
-        enif_make_tuple2(env, reason_atom(refusal.reason), enif_make_uint64(env, refusal.offset)));
+    if (refusal.reason == std::string_view("work_exceeded")) {
+      return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
+    }
+    return decode_error(env, refusal);
   }
   if (!limits.allow_trailing_data) return enif_make_tuple2(env, atoms::ok, builder.result());
   const ERL_NIF_TERM rest =
       enif_make_sub_binary(env, argv[0], status.bytes_used, input.size() - status.bytes_used);
   return enif_make_tuple3(env, atoms::ok, builder.result(), rest);
 }
-SWITCHBOARD_RAW_NIF(erlpack_decode, 6, 0);
+SWITCHBOARD_RAW_NIF(erlpack_decode, 9, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

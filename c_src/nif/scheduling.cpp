@@ -8,6 +8,45 @@
 
 namespace switchboard::nif {
 
+namespace {
+std::atomic<std::size_t> g_slice_bytes{kDefaultSliceBudget.bytes};
+std::atomic<std::int64_t> g_slice_micros{kDefaultSliceBudget.time.count()};
+}  // namespace
+
+SliceBudget slice_budget() noexcept {
+  return {g_slice_bytes.load(std::memory_order_relaxed),
+          std::chrono::microseconds(g_slice_micros.load(std::memory_order_relaxed))};
+}
+
+void set_slice_budget(SliceBudget budget) noexcept {
+  g_slice_bytes.store(std::max<std::size_t>(budget.bytes, 1), std::memory_order_relaxed);
+  g_slice_micros.store(budget.time.count(), std::memory_order_relaxed);
+}
+
+namespace {
+ERL_NIF_TERM& atom_default = register_atom("default");
+
+// set_work_budget(:default | Bytes): the slice budget of every NIF in this
+// library. A byte count also turns the clock off, so the number of yields
+// depends on the input only. Returns the previous byte budget. For tests and
+// for tuning; the setting is global to the library.
+NonNegative<std::size_t> set_work_budget(ErlNifEnv* env, Term setting) {
+  const SliceBudget previous = slice_budget();
+  if (setting.value == atom_default) {
+    set_slice_budget(kDefaultSliceBudget);
+  } else {
+    NonNegative<std::size_t> bytes;
+    if (!Decoder<NonNegative<std::size_t>>::decode(env, setting.value, bytes) || bytes == 0) {
+      throw bad_argument(env, argument_subject(0), "a positive integer or :default", setting.value);
+    }
+    // A day: no slice gets near it, and it converts to nanoseconds safely.
+    set_slice_budget({bytes, std::chrono::hours(24)});
+  }
+  return previous.bytes;
+}
+SWITCHBOARD_NIF(set_work_budget, 0);
+}  // namespace
+
 struct ReplyThread::State {
   boost::lockfree::queue<ThreadJob*> queue{1024};
   std::counting_semaphore<> pending{0};

@@ -1,12 +1,14 @@
 // The three ways to keep long work off a normal scheduler (erl_nif docs,
 // "Long-running NIFs"), as small reusable pieces:
-//   1. TimeSlice + yield(): split work, report it, continue with enif_schedule_nif;
+//   1. WorkSlice + Call::yield(): split work, count it in bytes, report it and
+//      continue with enif_schedule_nif;
 //   2. run_dirty_cpu(): hand unsplittable work to a dirty CPU scheduler;
 //   3. ReplyThread: a library-owned thread that replies with enif_send.
 #pragma once
 
 #include <erl_nif.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -16,6 +18,68 @@
 
 namespace switchboard::nif {
 
+// The one budget of a slice on a normal scheduler, for every NIF: work is
+// counted in bytes touched (read, hashed, copied, encoded; an item that is
+// not bytes counts its size in memory), as jiffy counts bytes_per_red, and
+// a clock bounds what the byte count misjudges. By default a slice ends at
+// 1 MiB of work or 400 us, whichever comes first: under the 1 ms rule with
+// room for the call's own setup, and 1 MiB is about 300 us at the slowest
+// per-byte work measured here (copying terms). Tests shrink `bytes` and turn
+// the clock off (`Switchboard.NIF.set_work_budget/1`) to force a known
+// number of yields.
+struct SliceBudget {
+  std::size_t bytes;
+  std::chrono::microseconds time;
+};
+inline constexpr SliceBudget kDefaultSliceBudget{std::size_t{1} << 20,
+                                                 std::chrono::microseconds(400)};
+SliceBudget slice_budget() noexcept;
+void set_slice_budget(SliceBudget budget) noexcept;
+
+// One slice of work on the current scheduler. Call `spend(bytes)` after each
+// piece of work; once it returns true the slice is over (and reported to the
+// VM): save progress and `call.yield<&next>(...)`, or go dirty.
+class WorkSlice {
+ public:
+  explicit WorkSlice(ErlNifEnv* env) : env_(env), budget_(slice_budget()), start_(Clock::now()) {}
+
+  bool spend(std::size_t bytes) {
+    used_ += bytes;
+    if (used_ >= budget_.bytes) return finish();
+    // The clock costs tens of ns: read it every 64 calls or 64 KiB of work.
+    if (++calls_ < kCallsPerClock && used_ < next_clock_) return false;
+    calls_ = 0;
+    next_clock_ = used_ + kBytesPerClock;
+    if (Clock::now() - start_ >= budget_.time) return finish();
+    return false;
+  }
+  // How many more bytes this slice allows: the size of the next piece.
+  std::size_t left() const noexcept { return used_ < budget_.bytes ? budget_.bytes - used_ : 0; }
+  std::size_t used() const noexcept { return used_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr unsigned kCallsPerClock = 64;
+  static constexpr std::size_t kBytesPerClock = std::size_t{64} << 10;
+
+  bool finish() {
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
+    // One percent of a timeslice is roughly 10 us of a 1 ms slice.
+    enif_consume_timeslice(env_, micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1);
+    return true;
+  }
+
+  ErlNifEnv* env_;
+  SliceBudget budget_;
+  Clock::time_point start_;
+  std::size_t used_ = 0;
+  std::size_t next_clock_ = kBytesPerClock;
+  unsigned calls_ = 0;
+};
+
+// Deprecated: a clock-only slice with its own length. New code uses
+// WorkSlice (one budget, in bytes, that tests can shrink).
 // Measures one scheduler slice. `spent()` is cheap enough to call every few
 // hundred work items; once it returns true the caller saves its progress and
 // yields. The elapsed time is reported to the VM so reductions stay honest.
@@ -42,6 +106,7 @@ class TimeSlice {
   Clock::time_point start_;
 };
 
+// Raw forms of Call::yield / Call::dirty, for raw NIFs.
 // Continues `continuation` later on a normal scheduler (the current call returns).
 inline ERL_NIF_TERM yield(ErlNifEnv* env, const char* name, RawNif continuation, int argc,
                           const ERL_NIF_TERM argv[]) {

@@ -1,32 +1,85 @@
 // Switchboard.SortedSet: NIFs over core::SortedSet. Thin by design: terms
 // become TermKeys (term_key_glue), the core does the work, and this file only
-// picks the scheduler and the lock mode.
+// picks the scheduler and the lock mode. Every NIF is typed (nif.hpp): a
+// call that must move asks its Call for `dirty()`, which runs it again, same
+// arguments, on a dirty CPU scheduler.
 //
-// Scheduling rules:
+// Scheduling rules, with work counted in bytes as well as items:
 //   * single-item calls run on the normal scheduler and only try the lock; a
 //     set that is busy (a writer, or a long reader) sends the call to a
 //     dirty CPU scheduler, where waiting for the lock is allowed;
-//   * calls whose work grows with their input (bulk build, to_list, large
-//     slices and ranges, copy, clear of a large set) go dirty above a size
-//     where they could take more than about a millisecond.
+//   * an argument whose key would take more than about a millisecond to
+//     build (a 100 MB binary as much as a list of a million items) is
+//     encoded on a dirty CPU scheduler; so is a result whose items add up to
+//     too many bytes (a slice of large items, a large set's to_list);
+//   * copy and clear of a large set go dirty too.
+//
+// Items that hold references or funs are kept alive with the set: a key
+// holds only their external bytes, and a magic reference (a NIF resource,
+// an atomics ref) decodes back to the live object only while the original
+// exists. Each such item keeps a copy of its term in an environment of its
+// own (a Pin) for as long as the set holds it, as ETS keeps its copy.
 #include <algorithm>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/sorted_set/sorted_set.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
 #include "nif/term_key_glue.hpp"
+#include "nif/term_size.hpp"
 
 namespace switchboard::nif {
 namespace {
 
-// Items encoded or decoded per millisecond is well above these on this
-// hardware class (roughly 100-300 ns per item); below them a call stays on
-// the normal scheduler.
-constexpr std::size_t kDirtyEncodeItems = 2000;
+// Items encoded or decoded per millisecond is well above the item limits on
+// this hardware class (roughly 100-300 ns per item); bytes are the other
+// half of the work (building a key copies every byte of its binaries,
+// making a term copies the key's bytes out again). Below both a call stays
+// on the normal scheduler.
+constexpr std::size_t kDirtyEncodeBytes = 64 * 1024;  // estimated by term_size
 constexpr std::size_t kDirtyDecodeItems = 8000;
+constexpr std::size_t kDecodeBytesPerItem = 64;  // a term's cells, beside its key bytes
+constexpr std::size_t kDirtyDecodeBytes = kDirtyDecodeItems * kDecodeBytesPerItem;
 constexpr std::size_t kDirtyTreeItems = 20000;
+constexpr std::size_t kDirtyTreeBytes = 1024 * 1024;  // tree::memory_bytes() of a copy
+
+// Copies of the items that hold references or funs, by their keys'
+// comparable bytes (unique in a set). Guarded by the set's lock.
+struct Pin {
+  OwnedEnv env;
+  ERL_NIF_TERM term;
+};
+using Pins = std::unordered_map<std::string, Pin>;
+
+std::string pin_key(core::TermKeyView key) {
+  const auto bytes = key.comparable();
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+void pin(Pins& pins, core::TermKeyView key, ERL_NIF_TERM term) {
+  std::string name = pin_key(key);
+  if (pins.contains(name)) return;
+  OwnedEnv env;
+  const ERL_NIF_TERM copy = env.copy(term);
+  pins.emplace(std::move(name), Pin{std::move(env), copy});
+}
+
+void unpin(Pins& pins, core::TermKeyView key) {
+  if (!pins.empty()) pins.erase(pin_key(key));
+}
+
+Pins copy_pins(const Pins& pins) {
+  Pins copy;
+  for (const auto& [key, original] : pins) {
+    OwnedEnv env;
+    const ERL_NIF_TERM term = env.copy(original.term);
+    copy.emplace(key, Pin{std::move(env), term});
+  }
+  return copy;
+}
 
 // The set as a resource. Its destructor runs wherever the last reference is
 // garbage collected, usually a normal scheduler: freeing a million items
@@ -34,6 +87,8 @@ constexpr std::size_t kDirtyTreeItems = 20000;
 // freed off the schedulers.
 struct SortedSetResource : core::SortedSet {
   using core::SortedSet::SortedSet;
+  SortedSetResource(core::OrderStatisticTree tree, Pins pins_)
+      : core::SortedSet(std::move(tree)), pins(std::move(pins_)) {}
   SortedSetResource(const SortedSetResource&) = delete;
   SortedSetResource& operator=(const SortedSetResource&) = delete;
 
@@ -48,48 +103,54 @@ struct SortedSetResource : core::SortedSet {
       // No thread (or no memory for the job): the tree is freed here.
     }
   }
+
+  Pins pins;  // under the set's lock, like the tree
 };
-SWITCHBOARD_RESOURCE(SortedSetResource, "SortedSet");
+SWITCHBOARD_RESOURCE(SortedSetResource, "SortedSet", "a Switchboard.SortedSet reference");
 
 ERL_NIF_TERM& atom_not_ascending = register_atom("not_ascending");
 
-// Borrowed for the duration of the call: the argument term keeps the
-// resource alive, so no keep/release pair is needed on the hot path.
-SortedSetResource* set_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  SortedSetResource* set = borrow_resource<SortedSetResource>(env, term);
-  if (set == nullptr) throw bad_argument(env, "a Switchboard.SortedSet reference", term);
-  return set;
+using SetArgument = Borrowed<SortedSetResource>;
+using Result = Scheduled<ERL_NIF_TERM>;
+
+// True on a normal scheduler when building the key of `term` is too much
+// work for it.
+bool large_input(const Call& call, ERL_NIF_TERM term) {
+  return call.on_normal_scheduler() &&
+         term_larger_than(call, term, kDirtyEncodeBytes, BinaryBytes::copied);
 }
 
-int64_t integer_argument(ErlNifEnv* env, ERL_NIF_TERM term, std::string_view what) {
-  ErlNifSInt64 value;
-  if (!enif_get_int64(env, term, &value)) throw bad_argument(env, what, term);
-  return value;
-}
-
-bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
-
-// Runs `body(access)` under the set's lock (shared for Read, exclusive for
-// Write). On a normal scheduler the lock is only tried; when it is taken the
-// whole call is re-run on a dirty CPU scheduler that may wait for it.
+// Runs `body(tree)` under the set's lock (shared for Read, exclusive for
+// Write); the body may reach the set's pins too. On a normal scheduler the
+// lock is only tried; when it is taken the whole call is re-run on a dirty
+// CPU scheduler that may wait for it. A body returns nothing when its work
+// turns out too large for a normal scheduler: the call is then re-run dirty,
+// after the lock is released.
 template <bool Write, class Body>
-ERL_NIF_TERM with_lock(ErlNifEnv* env, SortedSetResource& set, RawNif self, int argc,
-                       const ERL_NIF_TERM argv[], Body&& body) {
-  if (on_normal_scheduler()) {
+Result with_lock(Call& call, SortedSetResource& set, Body&& body) {
+  std::optional<ERL_NIF_TERM> made;
+  if (call.on_normal_scheduler()) {
     if constexpr (Write) {
-      if (auto access = set.try_write()) return body(access->tree());
+      auto access = set.try_write();
+      if (!access) return call.dirty();
+      made = body(access->tree());
     } else {
-      if (auto access = set.try_read()) return body(access->tree());
+      auto access = set.try_read();
+      if (!access) return call.dirty();
+      made = body(access->tree());
     }
-    return run_dirty_cpu(env, "sorted_set_wait", self, argc, argv);
+    if (!made) return call.dirty();
+    return *made;
   }
   if constexpr (Write) {
     auto access = set.write();
-    return body(access.tree());
+    made = body(access.tree());
   } else {
     auto access = set.read();
-    return body(access.tree());
+    made = body(access.tree());
   }
+  if (!made) throw std::logic_error("sorted set work refused on a dirty scheduler");
+  return *made;
 }
 
 ERL_NIF_TERM make_index(ErlNifEnv* env, std::size_t index) {
@@ -100,15 +161,29 @@ ERL_NIF_TERM make_optional_index(ErlNifEnv* env, std::optional<std::size_t> inde
   return index ? make_index(env, *index) : atoms::nil;
 }
 
-// Terms for `count` keys from `start`, in order (a proper list).
-ERL_NIF_TERM make_slice(ErlNifEnv* env, const core::OrderStatisticTree& tree, std::size_t start,
-                        std::size_t count) {
+// Work for a normal scheduler is bounded; on a dirty one anything goes.
+struct DecodeBudget {
+  bool bounded = enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER;
+  std::size_t bytes = 0;
+  // False once `key` takes the total over the budget.
+  bool take(core::TermKeyView key) {
+    bytes += key.size() + kDecodeBytesPerItem;
+    return !bounded || bytes <= kDirtyDecodeBytes;
+  }
+};
+
+// Terms for `count` keys from `start`, in order (a proper list), or nothing
+// when they are too many bytes for a normal scheduler (the caller goes dirty).
+std::optional<ERL_NIF_TERM> make_slice(ErlNifEnv* env, const core::OrderStatisticTree& tree,
+                                       std::size_t start, std::size_t count) {
   if (start >= tree.size() || count == 0) return enif_make_list(env, 0);
   count = std::min(count, tree.size() - start);
   std::vector<core::TermKeyView> keys;
-  keys.reserve(count);
+  keys.reserve(std::min(count, kDirtyDecodeItems));
+  DecodeBudget budget;
   for (auto cursor = tree.cursor_at(start); !cursor.done() && keys.size() < count;
        cursor.advance()) {
+    if (!budget.take(cursor.key())) return std::nullopt;
     keys.push_back(cursor.key());
   }
   std::vector<ERL_NIF_TERM> items(keys.size());
@@ -116,42 +191,62 @@ ERL_NIF_TERM make_slice(ErlNifEnv* env, const core::OrderStatisticTree& tree, st
   return enif_make_list_from_array(env, items.data(), static_cast<unsigned>(items.size()));
 }
 
+// The item at `index` (negative from the end) as {ok, Item}, or error; for
+// remove_at, removed (and unpinned) too.
+template <bool Remove, class Tree>
+std::optional<ERL_NIF_TERM> item_at(ErlNifEnv* env, SortedSetResource& set, Tree& tree,
+                                    int64_t index) {
+  const auto size = static_cast<int64_t>(tree.size());
+  const int64_t position = index < 0 ? index + size : index;
+  if (position < 0 || position >= size) return atoms::error;
+  const auto at = static_cast<std::size_t>(position);
+  if (DecodeBudget budget; !budget.take(tree.at(at))) return std::nullopt;
+  if constexpr (Remove) {
+    const core::TermKey removed = tree.erase_at(at);
+    const ERL_NIF_TERM item = make_term_from_key(env, removed);
+    unpin(set.pins, removed);
+    return enif_make_tuple2(env, atoms::ok, item);
+  } else {
+    return enif_make_tuple2(env, atoms::ok, make_term_from_key(env, tree.at(at)));
+  }
+}
+
 // ---------------------------------------------------------------------------
 
-ERL_NIF_TERM sorted_set_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  integer_argument(env, argv[0], "a non-negative integer capacity");
-  return make_resource<SortedSetResource>().make_term(env);
+ResourcePtr<SortedSetResource> sorted_set_new(ErlNifEnv*, int64_t /*capacity*/) {
+  return make_resource<SortedSetResource>();
 }
-SWITCHBOARD_RAW_NIF(sorted_set_new, 1, 0);
+SWITCHBOARD_NIF(sorted_set_new, 0);
 
 // sorted_set_from_list(Items, StrictlyAscending): encodes every item, then
 // either sorts and drops later duplicates, or checks strict order, and bulk
 // builds the tree in O(n). Returns the set or {not_ascending, Position}.
-ERL_NIF_TERM sorted_set_from_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  bool strictly_ascending;
-  if (!Decoder<bool>::decode(env, argv[1], strictly_ascending)) {
-    throw bad_argument(env, "a boolean", argv[1]);
-  }
-  if (on_normal_scheduler() && list_longer_than(env, argv[0], kDirtyEncodeItems)) {
-    return run_dirty_cpu(env, "sorted_set_from_list", raw_entry<sorted_set_from_list>, argc, argv);
-  }
+Result sorted_set_from_list(Call& call, Term list, bool strictly_ascending) {
+  if (large_input(call, list.value)) return call.dirty();
   unsigned length;
-  if (!enif_get_list_length(env, argv[0], &length)) {
-    throw bad_argument(env, "a proper list of items", argv[0]);
+  if (!enif_get_list_length(call, list.value, &length)) {
+    throw bad_argument(call, "a proper list of items", list.value);
   }
 
   std::vector<core::TermKey> keys;
   keys.reserve(length);
+  std::vector<std::pair<std::size_t, ERL_NIF_TERM>> holding_references;  // key index, item
   auto& builder = thread_term_key_builder();
-  ERL_NIF_TERM rest = argv[0], head;
-  while (enif_get_list_cell(env, rest, &head, &rest)) {
-    keys.push_back(make_term_key(env, head, builder));
+  ERL_NIF_TERM rest = list.value, head;
+  while (enif_get_list_cell(call, rest, &head, &rest)) {
+    bool holds_references;
+    keys.push_back(make_term_key(call, head, builder, &holds_references));
+    if (holds_references) holding_references.emplace_back(keys.size() - 1, head);
   }
+  // Pinned before the keys are sorted: the first of equal items is the one
+  // kept, and equal items hold the same references.
+  Pins pins;
+  for (const auto& [index, item] : holding_references) pin(pins, keys[index], item);
 
   core::OrderStatisticTree tree;
   if (strictly_ascending) {
     if (auto position = tree.build_from_sorted(std::span<const core::TermKey>(keys))) {
-      return enif_make_tuple2(env, atom_not_ascending, make_index(env, *position));
+      return enif_make_tuple2(call, atom_not_ascending, make_index(call, *position));
     }
   } else {
     // Stable, so among equal (==) items the first one given stays first.
@@ -161,206 +256,165 @@ ERL_NIF_TERM sorted_set_from_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM a
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     tree.build_from_sorted(std::span<const core::TermKey>(keys));
   }
-  return make_resource<SortedSetResource>(std::move(tree)).make_term(env);
+  return make_resource<SortedSetResource>(std::move(tree), std::move(pins)).make_term(call);
 }
-SWITCHBOARD_RAW_NIF(sorted_set_from_list, 2, 0);
+SWITCHBOARD_NIF(sorted_set_from_list, 0);
 
 // Returns the index the item landed at, or nil when an equal one was present.
-ERL_NIF_TERM sorted_set_add(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const core::TermKey key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_lock<true>(env, *set, raw_entry<sorted_set_add>, argc, argv,
-                         [&](core::OrderStatisticTree& tree) {
-                           const auto result = tree.insert(key);
-                           return result.inserted ? make_index(env, result.index) : atoms::nil;
-                         });
+Result sorted_set_add(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
+  bool holds_references;
+  const core::TermKey key =
+      make_term_key(call, item.value, thread_term_key_builder(), &holds_references);
+  return with_lock<true>(call, *set, [&](core::OrderStatisticTree& tree) {
+    const auto result = tree.insert(key);
+    if (!result.inserted) return atoms::nil;
+    if (holds_references) pin(set->pins, key, item.value);
+    return make_index(call, result.index);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_add, 2, 0);
+SWITCHBOARD_NIF(sorted_set_add, 0);
 
 // Returns the index the item had, or nil when it was absent.
-ERL_NIF_TERM sorted_set_remove(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const core::TermKey key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_lock<true>(
-      env, *set, raw_entry<sorted_set_remove>, argc, argv,
-      [&](core::OrderStatisticTree& tree) { return make_optional_index(env, tree.erase(key)); });
+Result sorted_set_remove(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey key = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<true>(call, *set, [&](core::OrderStatisticTree& tree) {
+    const auto index = tree.erase(key);
+    if (index) unpin(set->pins, key);
+    return make_optional_index(call, index);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_remove, 2, 0);
+SWITCHBOARD_NIF(sorted_set_remove, 0);
 
 // Index may be negative (from the end). Returns {ok, Item} or error.
-ERL_NIF_TERM sorted_set_remove_at(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const int64_t index = integer_argument(env, argv[1], "an integer index");
-  return with_lock<true>(
-      env, *set, raw_entry<sorted_set_remove_at>, argc, argv, [&](core::OrderStatisticTree& tree) {
-        const auto size = static_cast<int64_t>(tree.size());
-        const int64_t position = index < 0 ? index + size : index;
-        if (position < 0 || position >= size) return atoms::error;
-        const core::TermKey removed = tree.erase_at(static_cast<std::size_t>(position));
-        return enif_make_tuple2(env, atoms::ok, make_term_from_key(env, removed));
-      });
+Result sorted_set_remove_at(Call& call, SetArgument set, int64_t index) {
+  return with_lock<true>(call, *set, [&](core::OrderStatisticTree& tree) {
+    return item_at<true>(call, *set, tree, index);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_remove_at, 2, 0);
+SWITCHBOARD_NIF(sorted_set_remove_at, 0);
 
-ERL_NIF_TERM sorted_set_find_index(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const core::TermKey key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_lock<false>(env, *set, raw_entry<sorted_set_find_index>, argc, argv,
-                          [&](const core::OrderStatisticTree& tree) {
-                            return make_optional_index(env, tree.find_index(key));
-                          });
+Result sorted_set_find_index(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey key = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_optional_index(call, tree.find_index(key));
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_find_index, 2, 0);
+SWITCHBOARD_NIF(sorted_set_find_index, 0);
 
-ERL_NIF_TERM sorted_set_lower_bound(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const core::TermKey key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_lock<false>(env, *set, raw_entry<sorted_set_lower_bound>, argc, argv,
-                          [&](const core::OrderStatisticTree& tree) {
-                            return make_index(env, tree.lower_bound_index(key));
-                          });
+Result sorted_set_lower_bound(Call& call, SetArgument set, Term item) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey key = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_index(call, tree.lower_bound_index(key));
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_lower_bound, 2, 0);
+SWITCHBOARD_NIF(sorted_set_lower_bound, 0);
 
 // Index may be negative (from the end). Returns {ok, Item} or error.
-ERL_NIF_TERM sorted_set_at(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const int64_t index = integer_argument(env, argv[1], "an integer index");
-  return with_lock<false>(
-      env, *set, raw_entry<sorted_set_at>, argc, argv, [&](const core::OrderStatisticTree& tree) {
-        const auto size = static_cast<int64_t>(tree.size());
-        const int64_t position = index < 0 ? index + size : index;
-        if (position < 0 || position >= size) return atoms::error;
-        return enif_make_tuple2(
-            env, atoms::ok, make_term_from_key(env, tree.at(static_cast<std::size_t>(position))));
-      });
+Result sorted_set_at(Call& call, SetArgument set, int64_t index) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return item_at<false>(call, *set, tree, index);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_at, 2, 0);
+SWITCHBOARD_NIF(sorted_set_at, 0);
 
-ERL_NIF_TERM sorted_set_slice(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const int64_t start = integer_argument(env, argv[1], "a non-negative integer start");
-  const int64_t amount = integer_argument(env, argv[2], "a non-negative integer amount");
-  if (start < 0) throw bad_argument(env, "a non-negative integer start", argv[1]);
-  if (amount < 0) throw bad_argument(env, "a non-negative integer amount", argv[2]);
-  if (static_cast<uint64_t>(amount) > kDirtyDecodeItems && on_normal_scheduler()) {
-    return run_dirty_cpu(env, "sorted_set_slice", raw_entry<sorted_set_slice>, argc, argv);
-  }
-  return with_lock<false>(env, *set, raw_entry<sorted_set_slice>, argc, argv,
-                          [&](const core::OrderStatisticTree& tree) {
-                            return make_slice(env, tree, static_cast<std::size_t>(start),
-                                              static_cast<std::size_t>(amount));
-                          });
+Result sorted_set_slice(Call& call, SetArgument set, NonNegative<uint64_t> start,
+                        NonNegative<uint64_t> amount) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_slice(call, tree, start, amount);
+  });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_slice, 3, 0);
+SWITCHBOARD_NIF(sorted_set_slice, 0);
+
+// sorted_set_slice_after(Set, Item, Amount): up to Amount items strictly
+// after Item (the `==` one itself excluded), in order. An enumeration
+// continues from the last item it saw, so writes elsewhere in the set
+// (which shift indexes) make it neither skip nor repeat an item.
+Result sorted_set_slice_after(Call& call, SetArgument set, Term item,
+                              NonNegative<uint64_t> amount) {
+  if (large_input(call, item.value)) return call.dirty();
+  const core::TermKey after = make_term_key(call, item.value, thread_term_key_builder());
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_slice(call, tree, tree.upper_bound_index(after), amount);
+  });
+}
+SWITCHBOARD_NIF(sorted_set_slice_after, 0);
 
 // Items with Min =< Item =< Max (term order, == inclusive).
-ERL_NIF_TERM sorted_set_range(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
+Result sorted_set_range(Call& call, SetArgument set, Term min_item, Term max_item) {
+  if (large_input(call, min_item.value) || large_input(call, max_item.value)) {
+    return call.dirty();
+  }
   auto& builder = thread_term_key_builder();
-  const core::TermKey min = make_term_key(env, argv[1], builder);
-  const core::TermKey max = make_term_key(env, argv[2], builder);
-  const bool dirty = !on_normal_scheduler();
-  std::optional<ERL_NIF_TERM> too_long;
-  const ERL_NIF_TERM result =
-      with_lock<false>(env, *set, raw_entry<sorted_set_range>, argc, argv,
-                       [&](const core::OrderStatisticTree& tree) -> ERL_NIF_TERM {
-                         if (core::compare(min, max) > 0) return enif_make_list(env, 0);
-                         const std::size_t first = tree.lower_bound_index(min);
-                         const std::size_t last = tree.upper_bound_index(max);
-                         if (last - first > kDirtyDecodeItems && !dirty) {
-                           too_long = atoms::undefined;
-                           return atoms::undefined;
-                         }
-                         return make_slice(env, tree, first, last - first);
-                       });
-  // Re-run a long range on a dirty scheduler (after the lock is released).
-  if (too_long)
-    return run_dirty_cpu(env, "sorted_set_range", raw_entry<sorted_set_range>, argc, argv);
-  return result;
-}
-SWITCHBOARD_RAW_NIF(sorted_set_range, 3, 0);
-
-ERL_NIF_TERM sorted_set_size(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  return with_lock<false>(
-      env, *set, raw_entry<sorted_set_size>, argc, argv,
-      [&](const core::OrderStatisticTree& tree) { return make_index(env, tree.size()); });
-}
-SWITCHBOARD_RAW_NIF(sorted_set_size, 1, 0);
-
-ERL_NIF_TERM sorted_set_to_list(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  const bool dirty = !on_normal_scheduler();
-  bool too_long = false;
-  const ERL_NIF_TERM result =
-      with_lock<false>(env, *set, raw_entry<sorted_set_to_list>, argc, argv,
-                       [&](const core::OrderStatisticTree& tree) -> ERL_NIF_TERM {
-                         if (tree.size() > kDirtyDecodeItems && !dirty) {
-                           too_long = true;
-                           return atoms::undefined;
-                         }
-                         return make_slice(env, tree, 0, tree.size());
-                       });
-  if (too_long) {
-    return run_dirty_cpu(env, "sorted_set_to_list", raw_entry<sorted_set_to_list>, argc, argv);
-  }
-  return result;
-}
-SWITCHBOARD_RAW_NIF(sorted_set_to_list, 1, 0);
-
-// Clears by swapping in an empty tree; freeing a large one goes dirty.
-ERL_NIF_TERM sorted_set_clear(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  core::OrderStatisticTree old;
-  bool too_long = false;
-  const bool dirty = !on_normal_scheduler();
-  const ERL_NIF_TERM result = with_lock<true>(env, *set, raw_entry<sorted_set_clear>, argc, argv,
-                                              [&](core::OrderStatisticTree& tree) {
-                                                if (tree.size() > kDirtyTreeItems && !dirty) {
-                                                  too_long = true;
-                                                } else {
-                                                  old.swap(tree);
-                                                }
-                                                return atoms::ok;
-                                              });
-  if (too_long) {
-    return run_dirty_cpu(env, "sorted_set_clear", raw_entry<sorted_set_clear>, argc, argv);
-  }
-  return result;  // `old` is freed here, outside the lock
-}
-SWITCHBOARD_RAW_NIF(sorted_set_clear, 1, 0);
-
-ERL_NIF_TERM sorted_set_copy(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  std::optional<core::OrderStatisticTree> copy;
-  bool too_long = false;
-  const bool dirty = !on_normal_scheduler();
-  const ERL_NIF_TERM waited = with_lock<false>(env, *set, raw_entry<sorted_set_copy>, argc, argv,
-                                               [&](const core::OrderStatisticTree& tree) {
-                                                 if (tree.size() > kDirtyTreeItems && !dirty) {
-                                                   too_long = true;
-                                                 } else {
-                                                   copy.emplace(tree);
-                                                 }
-                                                 return atoms::ok;
-                                               });
-  if (too_long) {
-    return run_dirty_cpu(env, "sorted_set_copy", raw_entry<sorted_set_copy>, argc, argv);
-  }
-  if (!copy) return waited;  // the set was busy: the call continues on a dirty scheduler
-  return make_resource<SortedSetResource>(std::move(*copy)).make_term(env);
-}
-SWITCHBOARD_RAW_NIF(sorted_set_copy, 1, 0);
-
-ERL_NIF_TERM sorted_set_memory(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  auto set = set_argument(env, argv[0]);
-  return with_lock<false>(env, *set, raw_entry<sorted_set_memory>, argc, argv,
-                          [&](const core::OrderStatisticTree& tree) {
-                            return make_index(env, sizeof(SortedSetResource) + tree.memory_bytes());
+  const core::TermKey min = make_term_key(call, min_item.value, builder);
+  const core::TermKey max = make_term_key(call, max_item.value, builder);
+  return with_lock<false>(call, *set,
+                          [&](const core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
+                            if (core::compare(min, max) > 0) return enif_make_list(call, 0);
+                            const std::size_t first = tree.lower_bound_index(min);
+                            const std::size_t last = tree.upper_bound_index(max);
+                            return make_slice(call, tree, first, last - first);
                           });
 }
-SWITCHBOARD_RAW_NIF(sorted_set_memory, 1, 0);
+SWITCHBOARD_NIF(sorted_set_range, 0);
+
+Result sorted_set_size(Call& call, SetArgument set) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_index(call, tree.size());
+  });
+}
+SWITCHBOARD_NIF(sorted_set_size, 0);
+
+Result sorted_set_to_list(Call& call, SetArgument set) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_slice(call, tree, 0, tree.size());
+  });
+}
+SWITCHBOARD_NIF(sorted_set_to_list, 0);
+
+// Clears by swapping in an empty tree; freeing a large one goes dirty.
+Result sorted_set_clear(Call& call, SetArgument set) {
+  core::OrderStatisticTree old;
+  Pins old_pins;
+  const bool dirty = !call.on_normal_scheduler();
+  return with_lock<true>(call, *set,
+                         [&](core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
+                           if (tree.size() > kDirtyTreeItems && !dirty) return std::nullopt;
+                           old.swap(tree);
+                           old_pins.swap(set->pins);
+                           return atoms::ok;
+                         });
+  // `old` and `old_pins` are freed here, outside the lock
+}
+SWITCHBOARD_NIF(sorted_set_clear, 0);
+
+Result sorted_set_copy(Call& call, SetArgument set) {
+  std::optional<core::OrderStatisticTree> copy;
+  Pins pins;
+  const bool dirty = !call.on_normal_scheduler();
+  Result copied = with_lock<false>(
+      call, *set, [&](const core::OrderStatisticTree& tree) -> std::optional<ERL_NIF_TERM> {
+        if ((tree.size() > kDirtyTreeItems || tree.memory_bytes() > kDirtyTreeBytes) && !dirty) {
+          return std::nullopt;
+        }
+        copy.emplace(tree);
+        pins = copy_pins(set->pins);
+        return atoms::ok;
+      });
+  if (!copy) return copied;  // the call continues on a dirty scheduler
+  return make_resource<SortedSetResource>(std::move(*copy), std::move(pins)).make_term(call);
+}
+SWITCHBOARD_NIF(sorted_set_copy, 0);
+
+Result sorted_set_memory(Call& call, SetArgument set) {
+  return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
+    return make_index(call, sizeof(SortedSetResource) + tree.memory_bytes());
+  });
+}
+SWITCHBOARD_NIF(sorted_set_memory, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

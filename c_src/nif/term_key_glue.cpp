@@ -118,7 +118,9 @@ core::TermKeyBuilder& thread_term_key_builder() {
   return builder;
 }
 
-core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM root, core::TermKeyBuilder& builder) {
+core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM root, core::TermKeyBuilder& builder,
+                            bool* holds_references) {
+  if (holds_references != nullptr) *holds_references = false;
   builder.reset();
   int arity;
   const ERL_NIF_TERM* items;
@@ -230,10 +232,13 @@ core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM root, core::TermKeyBuil
         enif_map_iterator_destroy(env, &iterator);
         break;
       }
-      case ERL_NIF_TERM_TYPE_PID:
-      case ERL_NIF_TERM_TYPE_PORT:
       case ERL_NIF_TERM_TYPE_REFERENCE:
       case ERL_NIF_TERM_TYPE_FUN:
+        if (holds_references != nullptr) *holds_references = true;
+        add_external(env, term, builder, true);
+        break;
+      case ERL_NIF_TERM_TYPE_PID:
+      case ERL_NIF_TERM_TYPE_PORT:
         add_external(env, term, builder, true);
         break;
       default:

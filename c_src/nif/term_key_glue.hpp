@@ -16,7 +16,14 @@ inline constexpr std::size_t kMaxTermDepth = 1000;
 
 // Encodes `term` into `builder` (which must be empty) and returns the key.
 // Throws std::invalid_argument naming the term if it cannot be a key.
-core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder);
+//
+// `holds_references`, when given, is set when the term contains references
+// or funs. A key holds their external bytes, which decode back to the same
+// live object only while the original exists (a magic reference: a NIF
+// resource, an atomics or counters ref, possibly inside a fun's
+// environment), so whoever keeps such a key must keep the term alive too.
+core::TermKey make_term_key(ErlNifEnv* env, ERL_NIF_TERM term, core::TermKeyBuilder& builder,
+                            bool* holds_references = nullptr);
 
 // A per-thread builder, so encoding a key allocates nothing in steady state.
 core::TermKeyBuilder& thread_term_key_builder();

@@ -7,17 +7,19 @@
 // only a canonical re-encoding of them that the VM reads with
 // binary_to_term/2 ([safe] unless atoms: :create):
 //
-//   {decode, Bytes, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing}
+//   {decode, Bytes, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain}
 //     -> {ok, Canonical, BytesUsed, MustExist, Opaque}
 //      | {error, Reason, Offset, MustExist, Opaque}
-//   {locate, Bytes, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Unknown}
+//   {locate, Bytes, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain, Unknown}
 //     -> {error, Reason, Offset} | none
-//   {find_opaque, Bytes, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Index}
+//   {find_opaque, Bytes, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain, Index}
 //     -> {error, invalid_term, Offset} | none
 //   {sleep, Milliseconds} -> ok          (tests: a request the port is slow on)
 //
 // The port cannot know which atoms exist in the VM: MustExist lists (once
-// each) the atom names the result depends on, read before any error. When the
+// each, in document order) the atom names the result depends on, read before
+// any error; with atoms: create, the VM counts the new ones among them
+// against its allowance (and `locate`s the first name past it). When the
 // VM finds some of them unknown, it asks `locate` with those names, and the
 // port finds the first refusal they cause, at the offset the NIF would report.
 // Nor can it know which pids, ports, references and funs the VM accepts (a
@@ -27,6 +29,7 @@
 // what was read before it, which the VM checks first, as the NIF would have.
 // Any failure of the port itself (bad request, out of memory) ends it: the
 // VM's pool reports {error, port_exited} and starts a new one.
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +37,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -45,15 +49,14 @@
 
 #include "core/etf/decoder.hpp"
 #include "core/etf/encoder.hpp"
+#include "core/etf/refusal.hpp"
 #include "core/etf/value.hpp"
-#include "nif/erlpack_glue.hpp"
 
 namespace {
 
 namespace etf = switchboard::core::etf;
-namespace erlpack = switchboard::erlpack;
-using erlpack::AtomMode;
-using erlpack::Refusal;
+using etf::AtomMode;
+using etf::Refusal;
 
 // ---------------------------------------------------------------------------
 // Framing
@@ -126,7 +129,7 @@ class AtomNames {
 
 // Says every atom exists, and remembers each name it was asked about: run
 // through check_opaque_atoms, it lists the atoms a fun's rebuilding needs.
-class RecordingOracle final : public erlpack::AtomOracle {
+class RecordingOracle final : public etf::AtomOracle {
  public:
   explicit RecordingOracle(AtomNames& names) : names_(names) {}
   bool exists(std::string_view utf8) override {
@@ -139,7 +142,7 @@ class RecordingOracle final : public erlpack::AtomOracle {
 };
 
 // Knows which atoms the VM lacks.
-class UnknownAtoms final : public erlpack::AtomOracle {
+class UnknownAtoms final : public etf::AtomOracle {
  public:
   explicit UnknownAtoms(std::set<std::string, std::less<>> unknown)
       : unknown_(std::move(unknown)) {}
@@ -175,11 +178,11 @@ class CanonicalVisitor {
     return leaf();
   }
   bool on_atom(std::string_view text) {
-    if (mode_ == AtomMode::binary && !erlpack::is_literal_atom(text)) {
+    if (mode_ == AtomMode::binary && !etf::is_literal_atom(text)) {
       out_.binary(text);
       return leaf(text, true);
     }
-    if (mode_ == AtomMode::existing) must_exist_.add(text);
+    must_exist_.add(text);
     out_.atom(text);
     return leaf();
   }
@@ -250,10 +253,8 @@ class CanonicalVisitor {
   }
   // Passed on as received: only the VM can rebuild a fun, from these bytes.
   bool on_local_fun(const etf::LocalFunData& fun) {
-    if (mode_ != AtomMode::create) {
-      RecordingOracle recorder(must_exist_);
-      erlpack::check_opaque_atoms(fun.encoded, 0, AtomMode::existing, recorder, limits_);
-    }
+    RecordingOracle recorder(must_exist_);
+    etf::check_opaque_atoms(fun.encoded, 0, AtomMode::existing, recorder, limits_);
     return opaque_term([&](etf::EtfEncoder& out) { out.raw(fun.encoded); });
   }
 
@@ -276,9 +277,7 @@ class CanonicalVisitor {
     return leaf();
   }
 
-  void need(std::string_view name) {
-    if (mode_ != AtomMode::create) must_exist_.add(name);
-  }
+  void need(std::string_view name) { must_exist_.add(name); }
 
   bool open(bool map) {
     frames_.push_back(Frame{map, false, 0, {}});
@@ -355,6 +354,7 @@ DecodeRequest decode_request(std::span<const etf::Value> fields) {
   request.limits.max_input_bytes = size_from(fields[4]);
   request.limits.max_decompressed_bytes = size_from(fields[5]);
   request.limits.allow_trailing_data = fields[6].is_atom("true");
+  request.limits.plain_only = fields[7].is_atom("true");
   return request;
 }
 
@@ -390,13 +390,13 @@ void decode(const DecodeRequest& request, etf::EtfEncoder& reply) {
     add_opaque(reply, visitor);
     return;
   }
-  Refusal refusal = erlpack::structural_refusal(request.bytes, status);
+  Refusal refusal = etf::structural_refusal(request.bytes, status);
   if (visitor.duplicate_keys()) {
     refusal.reason = "duplicate_key";
     if (!status.in_decompressed) {
       const std::size_t at =
-          erlpack::find_binary_mode_duplicate(request.bytes, status.offset, request.limits);
-      if (at != erlpack::npos) refusal.offset = at;
+          etf::find_binary_mode_duplicate(request.bytes, status.offset, request.limits);
+      if (at != etf::npos) refusal.offset = at;
     }
   }
   reply.tuple_header(5);
@@ -415,7 +415,7 @@ void locate(const DecodeRequest& request, const etf::Value& unknown_names, etf::
   }
   UnknownAtoms oracle(std::move(unknown));
   const auto refusal =
-      erlpack::locate_unknown_atom(request.bytes, request.mode, oracle, request.limits);
+      etf::locate_unknown_atom(request.bytes, request.mode, oracle, request.limits);
   if (!refusal) {
     reply.atom("none");
     return;
@@ -441,18 +441,22 @@ void find_opaque(const DecodeRequest& request, const etf::Value& index, etf::Etf
 }
 
 void serve(std::span<const std::uint8_t> frame, etf::EtfEncoder& reply) {
-  etf::DecodedValue request = etf::decode(frame);
+  // The request is the VM's own (trusted), and holds the untrusted bytes as
+  // one binary: the caller's max_size bounds those, not the default limits.
+  etf::DecodeLimits request_limits;
+  request_limits.max_input_bytes = frame.size();
+  etf::DecodedValue request = etf::decode(frame, request_limits);
   if (!request.status) throw std::invalid_argument("undecodable request");
   const std::span<const etf::Value> fields = request.value.as_tuple();
   if (fields.empty()) throw std::invalid_argument("empty request");
   const std::string_view kind = fields[0].as_atom();
   reply.version();
-  if (kind == "decode" && fields.size() == 7) {
+  if (kind == "decode" && fields.size() == 8) {
     decode(decode_request(fields), reply);
-  } else if (kind == "locate" && fields.size() == 8) {
-    locate(decode_request(fields), fields[7], reply);
-  } else if (kind == "find_opaque" && fields.size() == 8) {
-    find_opaque(decode_request(fields), fields[7], reply);
+  } else if (kind == "locate" && fields.size() == 9) {
+    locate(decode_request(fields), fields[8], reply);
+  } else if (kind == "find_opaque" && fields.size() == 9) {
+    find_opaque(decode_request(fields), fields[8], reply);
   } else if (kind == "sleep" && fields.size() == 2) {
     std::this_thread::sleep_for(std::chrono::milliseconds(fields[1].as_integer()));
     reply.atom("ok");
@@ -463,7 +467,21 @@ void serve(std::span<const std::uint8_t> frame, etf::EtfEncoder& reply) {
 
 }  // namespace
 
+// The VM closes the port's stdin when the worker that owns it dies; a
+// request in progress (a long decode, a sleep) must not keep the process
+// alive after that. poll() with no events still reports the hang-up.
+void exit_when_stdin_closes() {
+  std::thread([] {
+    pollfd watched{STDIN_FILENO, 0, 0};
+    for (;;) {
+      if (poll(&watched, 1, -1) < 0 && errno == EINTR) continue;
+      if ((watched.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) std::_Exit(0);
+    }
+  }).detach();
+}
+
 int main() {
+  exit_when_stdin_closes();
   try {
     while (auto frame = read_frame()) {
       etf::EtfEncoder reply;

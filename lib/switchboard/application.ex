@@ -4,7 +4,26 @@ defmodule Switchboard.Application do
 
   @impl true
   def start(_type, _args) do
-    children = [Switchboard.Fanout.Supervisor, Switchboard.Erlpack.Port] ++ gateway()
+    Switchboard.Session.init_counters()
+
+    # Metrics reporters are child specs, e.g. in config/runtime.exs:
+    #   config :switchboard, metrics_reporters: [
+    #     {Switchboard.Metrics.StatsD, host: "127.0.0.1", port: 8125},
+    #     {Switchboard.Metrics.Prometheus, port: 9568}
+    #   ]
+    children =
+      [
+        Switchboard.Fanout.Supervisor,
+        Switchboard.Erlpack.Port,
+        Switchboard.Semaphore.Pure,
+        Switchboard.Metrics.Pure,
+        {Registry, keys: :unique, name: Switchboard.Guild.Registry},
+        {DynamicSupervisor, name: Switchboard.Guild.Supervisor, strategy: :one_for_one},
+        {DynamicSupervisor, name: Switchboard.Session.Supervisor, strategy: :one_for_one},
+        Switchboard.Cluster.Store,
+        Switchboard.Cluster
+      ] ++ Application.get_env(:switchboard, :metrics_reporters, []) ++ gateway()
+
     Supervisor.start_link(children, strategy: :one_for_one, name: Switchboard.Supervisor)
   end
 

@@ -29,6 +29,25 @@ defmodule Switchboard.Erlpack do
   keeping one keeps the input alive; `:binary.copy/1` those kept for long.
   Map keys of up to 24 bytes that repeat within one input share one binary.
 
+  ## Untrusted input
+
+  Decode bytes from strangers with `plain: true` (and the default
+  `atoms: :existing`): only numbers, atoms, binaries, lists, tuples and maps
+  are accepted. Besides keeping pids, references and funs of this VM out of
+  a client's reach (and fragments unforgeable, see
+  `Switchboard.Erlpack.Fragment`), it keeps an OTP 25.2 crash out of reach:
+  the runtime itself segfaults building a map whose keys include external
+  references (a 365-byte input with two such keys crashes
+  `:erlang.binary_to_term(bin, [:safe])`), and every decode path here,
+  `isolation: :port` included, hands such a map to the runtime to build.
+  Without `plain: true` that input crashes the VM as it crashes OTP's own
+  decoder; with it, it is `{:error, {:not_plain, offset}}`.
+
+  Map keys are checked for duplicates in O(n log n) time whatever they are
+  (keys chosen to collide in the checker's hash table fall back to a sort),
+  and a decode that would do more work than its slice allows on a normal
+  scheduler moves to a dirty one.
+
   ## Scheduling
 
   Every call starts on the calling scheduler and uses it for at most about
@@ -39,34 +58,22 @@ defmodule Switchboard.Erlpack do
   more than about a millisecond.
   """
 
+  @behaviour Switchboard.Erlpack.Codec
+
   alias Switchboard.Erlpack.Fragment
+  alias Switchboard.Erlpack.Options
   alias Switchboard.Erlpack.Port, as: PortPool
   alias Switchboard.NIF
 
-  @type encode_option :: {:compressed, boolean() | 0..9} | {:string_keys, boolean()}
-
+  @type encode_option :: Switchboard.Erlpack.Codec.encode_option()
   @type decode_option ::
-          {:atoms, :existing | :binary | :create}
-          | {:max_depth, non_neg_integer()}
-          | {:max_size, non_neg_integer()}
-          | {:max_decompressed, non_neg_integer()}
-          | {:trailing, :error | :allow}
+          Switchboard.Erlpack.Codec.decode_option()
           | {:isolation, :none | :port}
+          | {:timeout, timeout()}
+  @type reason :: Switchboard.Erlpack.Codec.reason()
+  @type error :: Switchboard.Erlpack.Codec.error()
 
-  @type reason :: Switchboard.Erlpack.Pure.reason()
-
-  @type error :: {:error, {reason(), offset :: non_neg_integer()}}
-
-  @default_level 6
   @mib 1024 * 1024
-  @decode_defaults [
-    atoms: :existing,
-    max_depth: 512,
-    max_size: 64 * @mib,
-    max_decompressed: 64 * @mib,
-    trailing: :error,
-    isolation: :none
-  ]
 
   ## Encoding
 
@@ -81,7 +88,7 @@ defmodule Switchboard.Erlpack do
 
   ## Options
 
-    * `:compressed` - `true` (level #{@default_level}), `false` or a zlib level `0..9`.
+    * `:compressed` - `true` (level #{Options.default_level()}), `false` or a zlib level `0..9`.
       The result is compressed (tag 80) only when that makes it smaller,
       as OTP does. Defaults to `false`.
     * `:string_keys` - when `true`, atom map keys are written as binaries
@@ -104,17 +111,16 @@ defmodule Switchboard.Erlpack do
       iex> Switchboard.Erlpack.encode(:ok, compressed: 10)
       ** (ArgumentError) invalid :compressed option: 10 (expected a boolean or a level 0..9)
   """
+  @impl true
   @spec encode(term(), [encode_option()]) :: binary()
   def encode(term, opts \\ [])
 
   def encode(term, []), do: native_encode(term, 0, false)
 
-  def encode(term, opts) when is_list(opts) do
-    {level, string_keys} = encode_options(opts)
+  def encode(term, opts) do
+    {level, string_keys} = Options.encode!(opts)
     native_encode(term, level, string_keys)
   end
-
-  def encode(_term, opts), do: raise(ArgumentError, not_a_keyword_list(opts))
 
   @doc """
   Encodes `term` as `encode/2` does, as iodata: the bytes of every
@@ -138,19 +144,17 @@ defmodule Switchboard.Erlpack do
       iex> Enum.member?(frame, event.bytes)
       true
   """
-  @spec encode_iodata(term(), keyword()) :: iodata()
-  def encode_iodata(term, opts \\ [])
+  @impl true
+  @spec encode_iodata(term(), [encode_option()]) :: iodata()
+  def encode_iodata(term, opts \\ []) do
+    case Options.encode!(opts) do
+      {0, string_keys} ->
+        check_encoded(NIF.erlpack_encode_iodata(term, string_keys, Fragment.seal()))
 
-  def encode_iodata(term, []), do: check_encoded(NIF.erlpack_encode_iodata(term, false))
-
-  def encode_iodata(term, opts) when is_list(opts) do
-    case encode_options(opts) do
-      {0, string_keys} -> check_encoded(NIF.erlpack_encode_iodata(term, string_keys))
-      {level, string_keys} -> native_encode(term, level, string_keys)
+      {level, string_keys} ->
+        native_encode(term, level, string_keys)
     end
   end
-
-  def encode_iodata(_term, opts), do: raise(ArgumentError, not_a_keyword_list(opts))
 
   @doc """
   Encodes `term` once, for splicing into later `encode/2` calls.
@@ -174,67 +178,29 @@ defmodule Switchboard.Erlpack do
       true
 
       iex> Switchboard.Erlpack.fragment([1, 2, 3])
-      %Switchboard.Erlpack.Fragment{bytes: <<107, 0, 3, 1, 2, 3>>}
+      #Switchboard.Erlpack.Fragment<bytes: <<107, 0, 3, 1, 2, 3>>, ...>
 
       iex> Switchboard.Erlpack.fragment(:ok, compressed: true)
       ** (ArgumentError) a fragment cannot be compressed: it is spliced inside other terms (compress the enclosing encode/2 instead)
   """
+  @impl true
   @spec fragment(term(), [encode_option()]) :: Fragment.t()
-  def fragment(term, opts \\ [])
-
-  def fragment(term, opts) when is_list(opts) do
-    case encode_options(opts) do
-      {0, string_keys} ->
-        %Fragment{bytes: check_encoded(NIF.erlpack_fragment(term, string_keys))}
-
-      _compressed ->
-        raise ArgumentError,
-              "a fragment cannot be compressed: it is spliced inside other terms " <>
-                "(compress the enclosing encode/2 instead)"
-    end
+  def fragment(term, opts \\ []) do
+    string_keys = Options.fragment!(opts)
+    Fragment.new(check_encoded(NIF.erlpack_fragment(term, string_keys, Fragment.seal())))
   end
 
-  def fragment(_term, opts), do: raise(ArgumentError, not_a_keyword_list(opts))
-
   defp native_encode(term, level, string_keys),
-    do: check_encoded(NIF.erlpack_encode(term, level, string_keys))
+    do: check_encoded(NIF.erlpack_encode(term, level, string_keys, Fragment.seal()))
 
   defp check_encoded(binary) when is_binary(binary), do: binary
   defp check_encoded(iodata) when is_list(iodata), do: iodata
 
-  defp check_encoded({:error, :string_keys_collision, map}) do
-    raise ArgumentError,
-          "string_keys: true makes two keys of this map equal: #{inspect(map, limit: 10)}"
-  end
+  defp check_encoded({:error, :string_keys_collision, map}),
+    do: raise(ArgumentError, Options.string_keys_collision_message(map))
 
-  defp check_encoded({:error, :bad_fragment, fragment}) do
-    raise ArgumentError,
-          "invalid fragment (its :bytes must be a binary made by fragment/2): " <>
-            inspect(fragment, limit: 10)
-  end
-
-  defp encode_options(opts) do
-    opts = Keyword.validate!(opts, compressed: false, string_keys: false)
-
-    level =
-      case Keyword.fetch!(opts, :compressed) do
-        true -> @default_level
-        false -> 0
-        level when is_integer(level) and level in 0..9 -> level
-        other -> raise ArgumentError, bad_option(:compressed, other, "a boolean or a level 0..9")
-      end
-
-    case Keyword.fetch!(opts, :string_keys) do
-      string_keys when is_boolean(string_keys) -> {level, string_keys}
-      other -> raise ArgumentError, bad_option(:string_keys, other, "a boolean")
-    end
-  end
-
-  defp bad_option(name, value, expected),
-    do: "invalid #{inspect(name)} option: #{inspect(value)} (expected #{expected})"
-
-  defp not_a_keyword_list(opts),
-    do: "expected options to be a keyword list, got: #{inspect(opts)}"
+  defp check_encoded({:error, :bad_fragment, fragment}),
+    do: raise(ArgumentError, Options.bad_fragment_message(fragment))
 
   ## Decoding
 
@@ -256,7 +222,17 @@ defmodule Switchboard.Erlpack do
         as binaries (UTF-8). Nodes of pids, ports and references must still
         be existing atoms.
       * `:create` - atoms are created; only for trusted input, as atoms are
-        never garbage collected.
+        never garbage collected. At most `:max_new_atoms` of them.
+    * `:max_new_atoms` - with `atoms: :create`, how many atoms that do not
+      exist yet the input may name (distinct names, nodes and names inside
+      funs included); the next is refused with `:too_many_atoms` at its
+      offset, before any atom is made. Never more than the atom table's room
+      less a reserve of a fiftieth of the table. Defaults to `5000`.
+    * `:plain` - when `true`, only plain data is accepted: numbers, atoms
+      (under the `:atoms` policy), binaries, bitstrings, lists, tuples and
+      maps. Pids, ports, references, funs and exports are refused with
+      `{:not_plain, offset}` at their tag. Use it for bytes from strangers
+      (a gateway's client payloads). Defaults to `false`.
     * `:max_depth` - the deepest nesting of tuples, lists, maps and funs
       allowed. Defaults to `512`.
     * `:max_size` - the largest input accepted, in bytes. Defaults to 64 MiB.
@@ -270,6 +246,10 @@ defmodule Switchboard.Erlpack do
       and only reads back its canonical re-encoding, so a flaw in the parser
       cannot corrupt the VM. If the port dies during the request the result
       is `{:error, :port_exited}`.
+    * `:timeout` - with `isolation: :port`, milliseconds to wait for the
+      port's answer (queueing included) before returning `{:error, :timeout}`;
+      the port is then killed and replaced. Defaults to the pool's
+      `:request_timeout` (30 000).
 
   ## Examples
 
@@ -288,46 +268,63 @@ defmodule Switchboard.Erlpack do
       iex> Switchboard.Erlpack.decode(<<131, 70, 0x7FF0000000000000::64>>)
       {:error, {:invalid_float, 1}}
 
+      iex> Switchboard.Erlpack.decode(:erlang.term_to_binary([1, self()]), plain: true)
+      {:error, {:not_plain, 8}}
+
       iex> Switchboard.Erlpack.decode(:not_a_binary)
       ** (ArgumentError) expected a binary to decode, got: :not_a_binary
   """
+  @impl true
   @spec decode(binary(), [decode_option()]) ::
-          {:ok, term()} | {:ok, term(), binary()} | error() | {:error, :port_exited}
+          {:ok, term()}
+          | {:ok, term(), binary()}
+          | error()
+          | {:error, :port_exited | :timeout}
   def decode(binary, opts \\ [])
 
   def decode(binary, []) when is_binary(binary),
-    do: NIF.erlpack_decode(binary, :existing, 512, 64 * @mib, 64 * @mib, false)
+    do:
+      NIF.erlpack_decode(
+        binary,
+        :existing,
+        512,
+        64 * @mib,
+        64 * @mib,
+        false,
+        false,
+        0,
+        Fragment.seal()
+      )
 
-  def decode(binary, opts) when is_binary(binary) and is_list(opts) do
-    opts = Keyword.validate!(opts, @decode_defaults)
-    atoms = fetch_option!(opts, :atoms, &(&1 in [:existing, :binary, :create]))
-    max_depth = fetch_option!(opts, :max_depth, &non_neg_integer?/1)
-    max_size = fetch_option!(opts, :max_size, &non_neg_integer?/1)
-    max_decompressed = fetch_option!(opts, :max_decompressed, &non_neg_integer?/1)
-    trailing = fetch_option!(opts, :trailing, &(&1 in [:error, :allow]))
+  def decode(binary, opts) when is_binary(binary) do
+    options = Options.decode!(opts, true)
 
-    case fetch_option!(opts, :isolation, &(&1 in [:none, :port])) do
+    case options.isolation do
       :none ->
         NIF.erlpack_decode(
           binary,
-          atoms,
+          options.atoms,
           # The core counts depth in machine words; deeper is unlimited.
-          min(max_depth, 0xFFFFFFFF),
-          min(max_size, 0xFFFFFFFFFFFFFFFF),
-          min(max_decompressed, 0xFFFFFFFFFFFFFFFF),
-          trailing == :allow
+          min(options.max_depth, 0xFFFFFFFF),
+          min(options.max_size, 0xFFFFFFFFFFFFFFFF),
+          min(options.max_decompressed, 0xFFFFFFFFFFFFFFFF),
+          options.trailing == :allow,
+          options.plain,
+          new_atom_allowance(options),
+          Fragment.seal()
         )
 
       :port ->
-        PortPool.decode(binary, atoms, max_depth, max_size, max_decompressed, trailing)
+        PortPool.decode(binary, options)
     end
   end
 
-  def decode(binary, opts) when is_binary(binary),
-    do: raise(ArgumentError, not_a_keyword_list(opts))
+  def decode(other, _opts), do: raise(ArgumentError, Options.not_a_binary_message(other))
 
-  def decode(other, _opts),
-    do: raise(ArgumentError, "expected a binary to decode, got: #{inspect(other, limit: 10)}")
+  defp new_atom_allowance(%{atoms: :create, max_new_atoms: max}),
+    do: Options.new_atom_allowance(max)
+
+  defp new_atom_allowance(_options), do: 0
 
   @doc """
   Like `decode/2` but returns the term (or `{term, rest}` with
@@ -335,10 +332,11 @@ defmodule Switchboard.Erlpack do
 
   ## Options
 
-  The same as `decode/2`: `:atoms` (default `:existing`), `:max_depth`
-  (default `512`), `:max_size` (default 64 MiB), `:max_decompressed`
-  (default 64 MiB), `:trailing` (default `:error`) and `:isolation`
-  (default `:none`).
+  The same as `decode/2`: `:atoms` (default `:existing`), `:max_new_atoms`
+  (default `5000`), `:plain` (default `false`), `:max_depth` (default `512`),
+  `:max_size` (default 64 MiB), `:max_decompressed` (default 64 MiB),
+  `:trailing` (default `:error`), `:isolation` (default `:none`) and
+  `:timeout`.
 
   ## Examples
 
@@ -349,35 +347,15 @@ defmodule Switchboard.Erlpack do
       {1, <<97, 2>>}
 
       iex> Switchboard.Erlpack.decode!(<<131, 97, 1, 0>>)
-      ** (ArgumentError) cannot decode External Term Format: trailing_data at byte 3
+      ** (ArgumentError) cannot decode External Term Format: :trailing_data at byte 3
   """
+  @impl true
   @spec decode!(binary(), [decode_option()]) :: term() | {term(), binary()}
   def decode!(binary, opts \\ []) do
     case decode(binary, opts) do
-      {:ok, term} ->
-        term
-
-      {:ok, term, rest} ->
-        {term, rest}
-
-      {:error, {reason, offset}} ->
-        raise ArgumentError,
-              "cannot decode External Term Format: #{reason} at byte #{offset}"
-
-      {:error, :port_exited} ->
-        raise RuntimeError, "cannot decode External Term Format: the isolating port exited"
-    end
-  end
-
-  defp non_neg_integer?(value), do: is_integer(value) and value >= 0
-
-  defp fetch_option!(opts, name, valid?) do
-    value = Keyword.fetch!(opts, name)
-
-    if valid?.(value) do
-      value
-    else
-      raise ArgumentError, "invalid #{inspect(name)} option: #{inspect(value)}"
+      {:ok, term} -> term
+      {:ok, term, rest} -> {term, rest}
+      {:error, reason} -> raise ArgumentError, Options.decode_error_message(reason)
     end
   end
 end

@@ -78,10 +78,19 @@ defmodule Switchboard.Fanout do
 
   Remote nodes that are not connected are skipped by the sender process, as
   are dead pids on remote nodes by their partitioner; `stats/0` counts them.
+
+  ## Metrics
+
+  Every `send/3` is counted in `Switchboard.Metrics`:
+  `switchboard.fanout.sends` (calls), `switchboard.fanout.deliveries`
+  (`local + remote`) and `switchboard.fanout.skipped` (`skipped`).
   """
 
-  alias Switchboard.Fanout.{Group, Partitioner, Sender}
+  @behaviour Switchboard.Fanout.Behaviour
+
+  alias Switchboard.Fanout.{Group, Options, Partitioner, Receivers, Sender}
   alias Switchboard.NIF
+  alias Switchboard.Metrics
 
   @ticket_key {__MODULE__, :ticket}
 
@@ -139,13 +148,21 @@ defmodule Switchboard.Fanout do
       :delivered
 
       iex> Switchboard.Fanout.send([self(), :not_a_pid], :hello)
-      ** (ArgumentError) expected a pid or nil in the receiver list, got: not_a_pid
+      ** (ArgumentError) expected a pid or nil in the receiver list, got: :not_a_pid
   """
   @spec send([receiver()] | Group.t(), term(), [option()]) :: summary()
-  def send(receivers, message, opts \\ [])
+  @impl true
+  def send(receivers, message, opts \\ []) do
+    summary = dispatch(receivers, message, opts)
+    # Reported through Switchboard.Metrics (see its moduledoc for the names).
+    Metrics.increment("switchboard.fanout.sends")
+    Metrics.increment("switchboard.fanout.deliveries", summary.local + summary.remote)
+    if summary.skipped > 0, do: Metrics.increment("switchboard.fanout.skipped", summary.skipped)
+    summary
+  end
 
-  def send(%Group{ref: ref}, message, opts) do
-    {offload, _pack, message} = options!(opts, message)
+  defp dispatch(%Group{ref: ref}, message, opts) do
+    {offload, _pack, message} = Options.prepare!(opts, message)
 
     if offload or pending_offload?() do
       queue(offload, fn notify ->
@@ -158,8 +175,8 @@ defmodule Switchboard.Fanout do
     end
   end
 
-  def send(pids, message, opts) do
-    {offload, pack, message} = options!(opts, message)
+  defp dispatch(pids, message, opts) do
+    {offload, pack, message} = Options.prepare!(opts, message)
 
     if offload or pending_offload?() do
       send_queued(pids, message, pack, offload)
@@ -189,6 +206,7 @@ defmodule Switchboard.Fanout do
       :already_here
   """
   @spec sync() :: :ok
+  @impl true
   def sync do
     if pending_offload?() do
       %{} = send_queued([], nil, nil, false)
@@ -263,50 +281,11 @@ defmodule Switchboard.Fanout do
       %{"op" => 0}
   """
   @spec unpack({:switchboard_packed, binary()} | binary()) :: term()
-  def unpack({:switchboard_packed, binary}) when is_binary(binary), do: unpack(binary)
   # The one place a packed message is decoded (see pack/1).
-  def unpack(binary) when is_binary(binary), do: :erlang.binary_to_term(binary)
+  @impl true
+  def unpack(packed), do: Options.unpack(packed)
 
   # ---------------------------------------------------------------------------
-
-  @doc false
-  # Shared with the pure twin, so both check options the same way. Returns
-  # {offload, pack, message}: with deliver: :packed the message is already
-  # the packed envelope (and needs no further packing).
-  @spec options!(keyword(), term()) :: {boolean(), :binary | nil, term()}
-  def options!(opts, message) do
-    opts = Keyword.validate!(opts, offload: false, pack: nil, deliver: :term)
-
-    offload =
-      case opts[:offload] do
-        value when is_boolean(value) -> value
-        other -> raise ArgumentError, "expected :offload to be a boolean, got: #{inspect(other)}"
-      end
-
-    pack =
-      case opts[:pack] do
-        value when value in [nil, :binary] ->
-          value
-
-        other ->
-          raise ArgumentError, "expected :pack to be :binary or nil, got: #{inspect(other)}"
-      end
-
-    case opts[:deliver] do
-      :term ->
-        {offload, pack, message}
-
-      :packed ->
-        {offload, nil, {:switchboard_packed, pack(message)}}
-
-      other ->
-        raise ArgumentError, "expected :deliver to be :term or :packed, got: #{inspect(other)}"
-    end
-  end
-
-  # The one place a message is encoded for other nodes: switching the codec
-  # (to Switchboard.Erlpack, say) means changing this and unpack/1.
-  defp pack(message), do: :erlang.term_to_binary(message)
 
   # The caller sends. The list is checked first (one fast pass) so bad
   # input raises before anything is sent.
@@ -319,7 +298,9 @@ defmodule Switchboard.Fanout do
   defp route_remote([], _message, _pack), do: 0
 
   defp route_remote(remote, message, pack) do
-    {packed, payload} = if pack == :binary, do: {true, pack(message)}, else: {false, message}
+    {packed, payload} =
+      if pack == :binary, do: {true, Options.pack(message)}, else: {false, message}
+
     Kernel.send(Sender.for_caller!(), {:"$switchboard_fanout_remote", remote, packed, payload})
     length(remote)
   end
@@ -328,7 +309,7 @@ defmodule Switchboard.Fanout do
   # caller's sender thread (the NIF checks and collects the list in one
   # pass). Inline callers wait for its report.
   defp send_queued(pids, message, pack, offload) do
-    packed = if pack == :binary, do: pack(message)
+    packed = if pack == :binary, do: Options.pack(message)
 
     queue(offload, fn notify ->
       NIF.fanout_offload(pids, message, packed, Sender.for_caller!(), notify)
@@ -370,12 +351,5 @@ defmodule Switchboard.Fanout do
 
   # One fast pass that checks the receivers. Bad input is reported by the
   # NIF so the message is the one its own checks give.
-  defp check_list(pids) when is_list(pids), do: check(pids)
-  defp check_list(other), do: NIF.fanout_reject(:not_list, other)
-
-  defp check([pid | rest]) when is_pid(pid), do: check(rest)
-  defp check([nil | rest]), do: check(rest)
-  defp check([]), do: :ok
-  defp check([other | _]), do: NIF.fanout_reject(:bad_receiver, other)
-  defp check(tail), do: NIF.fanout_reject(:improper, tail)
+  defp check_list(pids), do: Receivers.check!(pids)
 end

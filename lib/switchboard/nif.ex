@@ -3,79 +3,77 @@ defmodule Switchboard.NIF do
   # The one module that owns the native library. Public modules wrap these
   # functions; nothing else calls :erlang.load_nif.
 
-  @on_load :load_nif
-
-  for source <- Path.wildcard(Path.join([__DIR__, "..", "..", "c_src", "**", "*.{cpp,hpp}"])) do
-    @external_resource source
-  end
-
-  def load_nif do
-    path = :filename.join(:code.priv_dir(:switchboard), ~c"switchboard_nif")
-
-    case :erlang.load_nif(path, 0) do
-      :ok -> :ok
-      {:error, {:reload, _}} -> :ok
-      {:error, reason} -> {:error, reason}
-    end
-  end
-
-  # Diagnostics: the NIF layer's own behaviour (see test/switchboard/nif_test.exs).
-  def diag_add(_a, _b), do: :erlang.nif_error(:not_loaded)
-  def diag_raise(_kind), do: :erlang.nif_error(:not_loaded)
-  def diag_probe_new(_owner, _id), do: :erlang.nif_error(:not_loaded)
-  def diag_probe_id(_probe), do: :erlang.nif_error(:not_loaded)
-  def diag_library_info, do: :erlang.nif_error(:not_loaded)
-  def diag_reply_thread_completed, do: :erlang.nif_error(:not_loaded)
-  def diag_fnv1a_yielding(_binary), do: :erlang.nif_error(:not_loaded)
-  def diag_fnv1a_dirty(_binary), do: :erlang.nif_error(:not_loaded)
-  def diag_fnv1a_blocking(_binary), do: :erlang.nif_error(:not_loaded)
-  def diag_fnv1a_threaded(_binary), do: :erlang.nif_error(:not_loaded)
-  def diag_enif_walk(_term), do: :erlang.nif_error(:not_loaded)
+  # NIFs are declared with `defnif` (see Switchboard.NIF.Library): the
+  # library knows each as `nif_<name>`; `<name>` here raises the boundary's
+  # ArgumentErrors in Elixir format. Every library also has library_info/0,
+  # library_functions/0 and set_work_budget/1.
+  use Switchboard.NIF.Library,
+    library: "switchboard_nif",
+    sources: ["c_src/nif/*.cpp"]
 
   # Switchboard.SortedSet
-  def sorted_set_new(_capacity), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_from_list(_items, _strictly_ascending), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_add(_set, _item), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_remove(_set, _item), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_remove_at(_set, _index), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_find_index(_set, _item), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_lower_bound(_set, _item), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_at(_set, _index), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_slice(_set, _start, _amount), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_range(_set, _min, _max), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_size(_set), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_to_list(_set), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_clear(_set), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_copy(_set), do: :erlang.nif_error(:not_loaded)
-  def sorted_set_memory(_set), do: :erlang.nif_error(:not_loaded)
+  defnif sorted_set_new(capacity)
+  defnif sorted_set_from_list(items, strictly_ascending)
+  defnif sorted_set_add(set, item)
+  defnif sorted_set_remove(set, item)
+  defnif sorted_set_remove_at(set, index)
+  defnif sorted_set_find_index(set, item)
+  defnif sorted_set_lower_bound(set, item)
+  defnif sorted_set_at(set, index)
+  defnif sorted_set_slice(set, start, amount)
+  defnif sorted_set_slice_after(set, item, amount)
+  defnif sorted_set_range(set, min, max)
+  defnif sorted_set_size(set)
+  defnif sorted_set_to_list(set)
+  defnif sorted_set_clear(set)
+  defnif sorted_set_copy(set)
+  defnif sorted_set_memory(set)
 
   # Fan-out (see Switchboard.Fanout)
-  def fanout_send(_pids, _message), do: :erlang.nif_error(:not_loaded)
+  defnif fanout_send(pids, message)
+  defnif fanout_offload(pids, message, packed, sender, notify)
+  defnif fanout_ticket_done(ticket)
+  defnif fanout_info()
+  defnif fanout_group_new(pids)
+  defnif fanout_group_add(group, pid)
+  defnif fanout_group_remove(group, pid)
+  defnif fanout_group_member(group, pid)
+  defnif fanout_group_size(group)
+  defnif fanout_group_to_list(group)
+  defnif fanout_group_send(group, message)
+  defnif fanout_group_offload(group, message, notify)
+  defnif fanout_partition(pids, count)
+  defnif fanout_share_send(share, message)
 
-  def fanout_offload(_pids, _message, _packed, _sender, _notify),
-    do: :erlang.nif_error(:not_loaded)
+  # Switchboard.MemberList
+  defnif member_list_new(hidden)
 
-  def fanout_ticket_done(_ticket), do: :erlang.nif_error(:not_loaded)
-  def fanout_reject(_kind, _term), do: :erlang.nif_error(:not_loaded)
-  def fanout_info, do: :erlang.nif_error(:not_loaded)
-  def fanout_group_new(_pids), do: :erlang.nif_error(:not_loaded)
-  def fanout_group_add(_group, _pid), do: :erlang.nif_error(:not_loaded)
-  def fanout_group_remove(_group, _pid), do: :erlang.nif_error(:not_loaded)
-  def fanout_group_member(_group, _pid), do: :erlang.nif_error(:not_loaded)
-  def fanout_group_size(_group), do: :erlang.nif_error(:not_loaded)
-  def fanout_group_to_list(_group), do: :erlang.nif_error(:not_loaded)
-  def fanout_group_send(_group, _message), do: :erlang.nif_error(:not_loaded)
-  def fanout_group_offload(_group, _message, _notify), do: :erlang.nif_error(:not_loaded)
-  def fanout_partition(_pids, _count), do: :erlang.nif_error(:not_loaded)
-  def fanout_share_send(_share, _message), do: :erlang.nif_error(:not_loaded)
+  defnif member_list_put(list, id, name, status, class, group_key, group_id)
+  defnif member_list_delete(list, id)
+  defnif member_list_subscribe(list, session, ranges)
+  defnif member_list_unsubscribe(list, session)
+  defnif member_list_items(list)
+  defnif member_list_size(list)
+  defnif member_list_counts(list)
+  defnif member_list_member_index(list, id)
+  defnif member_list_memory(list)
 
   # Switchboard.Erlpack
-  def erlpack_encode(_term, _level, _string_keys), do: :erlang.nif_error(:not_loaded)
-  def erlpack_encode_iodata(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
-  def erlpack_fragment(_term, _string_keys), do: :erlang.nif_error(:not_loaded)
+  defnif erlpack_encode(term, level, string_keys, seal)
+  defnif erlpack_encode_iodata(term, string_keys, seal)
+  defnif erlpack_fragment(term, string_keys, seal)
 
-  def erlpack_decode(_binary, _atoms, _max_depth, _max_size, _max_decompressed, _trailing),
-    do: :erlang.nif_error(:not_loaded)
+  defnif erlpack_decode(
+           binary,
+           atoms,
+           max_depth,
+           max_size,
+           max_decompressed,
+           trailing,
+           plain,
+           new_atom_allowance,
+           fragment_seal
+         )
 
   # Switchboard.Gateway zstd (Switchboard.Zstd)
   def zstd_compress_new(_level, _window_log, _chain_log, _hash_log),
@@ -88,7 +86,20 @@ defmodule Switchboard.NIF do
   def zstd_native_memory, do: :erlang.nif_error(:not_loaded)
 
   # Switchboard.Json
-  def json_encode(_term, _escape, _strict, _seal, _iodata), do: :erlang.nif_error(:not_loaded)
-  def json_decode(_binary, _atom_keys, _max_depth, _max_size), do: :erlang.nif_error(:not_loaded)
-  def json_validate(_binary), do: :erlang.nif_error(:not_loaded)
+  defnif json_encode(term, escape, strict, seal, iodata)
+  defnif json_decode(binary, atom_keys, max_depth, max_size)
+  defnif json_validate(binary)
+
+  # Switchboard.Semaphore
+  defnif semaphore_acquire(name, max)
+  defnif semaphore_release(name)
+  defnif semaphore_count(name)
+  defnif semaphore_reset(name, value)
+  defnif semaphore_info(name)
+
+  # Switchboard.Metrics
+  defnif metrics_increment(name, value, tags)
+  defnif metrics_gauge(name, value, tags)
+  defnif metrics_histogram(name, value, tags)
+  defnif metrics_snapshot(bounds, values)
 end

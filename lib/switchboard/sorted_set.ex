@@ -24,7 +24,10 @@ defmodule Switchboard.SortedSet do
   `Switchboard.SortedSet.Pure` is the pure-Elixir twin with the same API.
   """
 
+  @behaviour Switchboard.SortedSet.Behaviour
+
   alias Switchboard.NIF
+  alias Switchboard.SortedSet.Common
 
   @enforce_keys [:ref]
   defstruct [:ref]
@@ -54,15 +57,10 @@ defmodule Switchboard.SortedSet do
       ** (ArgumentError) expected :capacity to be a non-negative integer, got: -1
   """
   @spec new(keyword()) :: t()
+  @impl true
   def new(opts \\ []) do
-    capacity = Keyword.get(opts, :capacity, 0)
-
-    unless is_integer(capacity) and capacity >= 0 and capacity <= @max_index do
-      raise ArgumentError,
-            "expected :capacity to be a non-negative integer, got: #{inspect(capacity)}"
-    end
-
-    %__MODULE__{ref: NIF.sorted_set_new(capacity)}
+    capacity = Common.capacity!(opts)
+    %__MODULE__{ref: NIF.sorted_set_new(min(capacity, @max_index))}
   end
 
   @doc """
@@ -79,8 +77,10 @@ defmodule Switchboard.SortedSet do
       [1, 2, 3]
   """
   @spec from_enumerable(Enumerable.t(), keyword()) :: t()
-  def from_enumerable(enumerable, opts \\ []) when is_list(opts) do
-    %__MODULE__{ref: NIF.sorted_set_from_list(to_item_list(enumerable), false)}
+  @impl true
+  def from_enumerable(enumerable, opts \\ []) do
+    Common.capacity!(opts)
+    %__MODULE__{ref: NIF.sorted_set_from_list(Common.item_list!(enumerable), false)}
   end
 
   @doc """
@@ -95,14 +95,14 @@ defmodule Switchboard.SortedSet do
       ** (ArgumentError) from_sorted/2 expects strictly ascending items, got 2 before 1
   """
   @spec from_sorted(Enumerable.t(), keyword()) :: t()
-  def from_sorted(enumerable, opts \\ []) when is_list(opts) do
-    items = to_item_list(enumerable)
+  @impl true
+  def from_sorted(enumerable, opts \\ []) do
+    Common.capacity!(opts)
+    items = Common.item_list!(enumerable)
 
     case NIF.sorted_set_from_list(items, true) do
       {:not_ascending, position} ->
-        raise ArgumentError,
-              "from_sorted/2 expects strictly ascending items, got " <>
-                "#{inspect(Enum.at(items, position - 1))} before #{inspect(Enum.at(items, position))}"
+        Common.not_ascending!(Enum.at(items, position - 1), Enum.at(items, position))
 
       ref ->
         %__MODULE__{ref: ref}
@@ -119,6 +119,7 @@ defmodule Switchboard.SortedSet do
       [1, 2]
   """
   @spec add(t(), item()) :: t()
+  @impl true
   def add(%__MODULE__{ref: ref} = set, item) do
     NIF.sorted_set_add(ref, item)
     set
@@ -139,6 +140,7 @@ defmodule Switchboard.SortedSet do
       [1, 2, 3]
   """
   @spec index_add(t(), item()) :: {index() | nil, t()}
+  @impl true
   def index_add(%__MODULE__{ref: ref} = set, item), do: {NIF.sorted_set_add(ref, item), set}
   def index_add(other, _item), do: raise_not_a_set(other)
 
@@ -151,6 +153,7 @@ defmodule Switchboard.SortedSet do
       [2]
   """
   @spec remove(t(), item()) :: t()
+  @impl true
   def remove(%__MODULE__{ref: ref} = set, item) do
     NIF.sorted_set_remove(ref, item)
     set
@@ -170,6 +173,7 @@ defmodule Switchboard.SortedSet do
       [:a, :c]
   """
   @spec index_remove(t(), item()) :: {index() | nil, t()}
+  @impl true
   def index_remove(%__MODULE__{ref: ref} = set, item), do: {NIF.sorted_set_remove(ref, item), set}
   def index_remove(other, _item), do: raise_not_a_set(other)
 
@@ -186,6 +190,7 @@ defmodule Switchboard.SortedSet do
       [:a, :b]
   """
   @spec remove_at(t(), integer()) :: {item() | nil, t()}
+  @impl true
   def remove_at(%__MODULE__{ref: ref} = set, index) when is_integer(index) do
     case in_index_range(index) && NIF.sorted_set_remove_at(ref, index) do
       {:ok, item} -> {item, set}
@@ -208,6 +213,7 @@ defmodule Switchboard.SortedSet do
       nil
   """
   @spec find_index(t(), item()) :: index() | nil
+  @impl true
   def find_index(%__MODULE__{ref: ref}, item), do: NIF.sorted_set_find_index(ref, item)
   def find_index(other, _item), do: raise_not_a_set(other)
 
@@ -223,6 +229,7 @@ defmodule Switchboard.SortedSet do
       2
   """
   @spec lower_bound(t(), item()) :: index()
+  @impl true
   def lower_bound(%__MODULE__{ref: ref}, item), do: NIF.sorted_set_lower_bound(ref, item)
   def lower_bound(other, _item), do: raise_not_a_set(other)
 
@@ -235,6 +242,7 @@ defmodule Switchboard.SortedSet do
       true
   """
   @spec member?(t(), item()) :: boolean()
+  @impl true
   def member?(%__MODULE__{ref: ref}, item), do: NIF.sorted_set_find_index(ref, item) != nil
   def member?(other, _item), do: raise_not_a_set(other)
 
@@ -254,6 +262,7 @@ defmodule Switchboard.SortedSet do
       ** (ArgumentError) expected an integer index, got: "0"
   """
   @spec at(t(), integer(), default) :: item() | default when default: term()
+  @impl true
   def at(set, index, default \\ nil)
 
   def at(%__MODULE__{ref: ref}, index, default) when is_integer(index) do
@@ -279,28 +288,42 @@ defmodule Switchboard.SortedSet do
       []
   """
   @spec slice(t(), non_neg_integer(), non_neg_integer()) :: [item()]
+  @impl true
   def slice(%__MODULE__{ref: ref}, start, amount)
       when is_integer(start) and start >= 0 and is_integer(amount) and amount >= 0 do
     if start > @max_index, do: [], else: NIF.sorted_set_slice(ref, start, min(amount, @max_index))
   end
 
-  def slice(%__MODULE__{}, start, amount) do
-    cond do
-      not is_integer(start) ->
-        raise_not_an_index(start)
-
-      start < 0 ->
-        raise ArgumentError, "expected a non-negative integer index, got: #{start}"
-
-      not is_integer(amount) ->
-        raise ArgumentError, "expected an integer amount, got: #{inspect(amount)}"
-
-      true ->
-        raise ArgumentError, "expected a non-negative integer amount, got: #{amount}"
-    end
-  end
+  def slice(%__MODULE__{}, start, amount),
+    do: Common.bad_integers!(index: start, amount: amount)
 
   def slice(other, _start, _amount), do: raise_not_a_set(other)
+
+  @doc """
+  Returns up to `amount` items that come strictly after `item` in term
+  order (an item `==` to it excluded), whether or not `item` is in the set.
+
+  This is how to walk a set that other processes change meanwhile: each
+  call continues from the last item seen, as `:ets.next/2` does, so items
+  that stay in the set are seen exactly once. `Enum` over a set walks it
+  this way.
+
+  ## Examples
+
+      iex> set = Switchboard.SortedSet.from_enumerable(1..10)
+      iex> Switchboard.SortedSet.slice_after(set, 3, 2)
+      [4, 5]
+      iex> Switchboard.SortedSet.slice_after(set, 9.5, 5)
+      [10]
+  """
+  @spec slice_after(t(), item(), non_neg_integer()) :: [item()]
+  @impl true
+  def slice_after(%__MODULE__{ref: ref}, item, amount) when is_integer(amount) and amount >= 0,
+    do: NIF.sorted_set_slice_after(ref, item, min(amount, @max_index))
+
+  def slice_after(%__MODULE__{}, _item, amount), do: Common.bad_integers!(amount: amount)
+
+  def slice_after(other, _item, _amount), do: raise_not_a_set(other)
 
   @doc """
   Returns the items `x` with `min <= x <= max` in term order.
@@ -312,6 +335,7 @@ defmodule Switchboard.SortedSet do
       [5, 10]
   """
   @spec range(t(), item(), item()) :: [item()]
+  @impl true
   def range(%__MODULE__{ref: ref}, min, max), do: NIF.sorted_set_range(ref, min, max)
   def range(other, _min, _max), do: raise_not_a_set(other)
 
@@ -324,6 +348,7 @@ defmodule Switchboard.SortedSet do
       2
   """
   @spec size(t()) :: non_neg_integer()
+  @impl true
   def size(%__MODULE__{ref: ref}), do: NIF.sorted_set_size(ref)
   def size(other), do: raise_not_a_set(other)
 
@@ -336,6 +361,7 @@ defmodule Switchboard.SortedSet do
       [{0, "z"}, {1, "b"}]
   """
   @spec to_list(t()) :: [item()]
+  @impl true
   def to_list(%__MODULE__{ref: ref}), do: NIF.sorted_set_to_list(ref)
   def to_list(other), do: raise_not_a_set(other)
 
@@ -348,6 +374,7 @@ defmodule Switchboard.SortedSet do
       0
   """
   @spec clear(t()) :: t()
+  @impl true
   def clear(%__MODULE__{ref: ref} = set) do
     NIF.sorted_set_clear(ref)
     set
@@ -368,6 +395,7 @@ defmodule Switchboard.SortedSet do
       1
   """
   @spec copy(t()) :: t()
+  @impl true
   def copy(%__MODULE__{ref: ref}), do: %__MODULE__{ref: NIF.sorted_set_copy(ref)}
   def copy(other), do: raise_not_a_set(other)
 
@@ -380,6 +408,7 @@ defmodule Switchboard.SortedSet do
       true
   """
   @spec memory(t()) :: non_neg_integer()
+  @impl true
   def memory(%__MODULE__{ref: ref}), do: NIF.sorted_set_memory(ref)
   def memory(other), do: raise_not_a_set(other)
 
@@ -387,23 +416,8 @@ defmodule Switchboard.SortedSet do
 
   defp in_index_range(index), do: index >= -@max_index and index <= @max_index
 
-  # Lists go to the NIF as they are (it names an improper list in its error).
-  defp to_item_list(list) when is_list(list), do: list
-
-  defp to_item_list(enumerable) do
-    Enum.to_list(enumerable)
-  rescue
-    Protocol.UndefinedError ->
-      reraise ArgumentError, "expected an enumerable, got: #{inspect(enumerable)}", __STACKTRACE__
-  end
-
-  defp raise_not_a_set(other) do
-    raise ArgumentError, "expected a Switchboard.SortedSet, got: #{inspect(other)}"
-  end
-
-  defp raise_not_an_index(index) do
-    raise ArgumentError, "expected an integer index, got: #{inspect(index)}"
-  end
+  defp raise_not_a_set(other), do: Common.not_a_set!(__MODULE__, other)
+  defp raise_not_an_index(index), do: Common.bad_integers!(index: index)
 end
 
 defimpl Enumerable, for: Switchboard.SortedSet do
@@ -428,22 +442,30 @@ defimpl Enumerable, for: Switchboard.SortedSet do
      end}
   end
 
-  def reduce(set, acc, fun), do: reduce_chunk(set, 0, [], acc, fun)
+  # Each chunk continues from the last item seen, not from an index: another
+  # process writing the set meanwhile shifts indexes, and reading by index
+  # would then skip or repeat items. Like `:ets.next/2` on an ordered_set,
+  # every item present for the whole enumeration is seen exactly once, in
+  # order.
+  def reduce(set, acc, fun), do: reduce_chunk(set, :first, [], acc, fun)
 
-  defp reduce_chunk(_set, _next, _items, {:halt, acc}, _fun), do: {:halted, acc}
+  defp reduce_chunk(_set, _last, _items, {:halt, acc}, _fun), do: {:halted, acc}
 
-  defp reduce_chunk(set, next, items, {:suspend, acc}, fun),
-    do: {:suspended, acc, &reduce_chunk(set, next, items, &1, fun)}
+  defp reduce_chunk(set, last, items, {:suspend, acc}, fun),
+    do: {:suspended, acc, &reduce_chunk(set, last, items, &1, fun)}
 
-  defp reduce_chunk(set, next, [item | rest], {:cont, acc}, fun),
-    do: reduce_chunk(set, next, rest, fun.(item, acc), fun)
+  defp reduce_chunk(set, _last, [item | rest], {:cont, acc}, fun),
+    do: reduce_chunk(set, {:after, item}, rest, fun.(item, acc), fun)
 
-  defp reduce_chunk(set, next, [], {:cont, acc}, fun) do
-    case SortedSet.slice(set, next, @chunk) do
+  defp reduce_chunk(set, last, [], {:cont, acc}, fun) do
+    case next_chunk(set, last) do
       [] -> {:done, acc}
-      items -> reduce_chunk(set, next + length(items), items, {:cont, acc}, fun)
+      items -> reduce_chunk(set, last, items, {:cont, acc}, fun)
     end
   end
+
+  defp next_chunk(set, :first), do: SortedSet.slice(set, 0, @chunk)
+  defp next_chunk(set, {:after, item}), do: SortedSet.slice_after(set, item, @chunk)
 end
 
 defimpl Collectable, for: Switchboard.SortedSet do
@@ -461,11 +483,6 @@ defimpl Collectable, for: Switchboard.SortedSet do
 end
 
 defimpl Inspect, for: Switchboard.SortedSet do
-  import Inspect.Algebra
-
-  def inspect(set, opts) do
-    limit = if is_integer(opts.limit), do: opts.limit, else: 50
-    items = Switchboard.SortedSet.slice(set, 0, limit + 1)
-    concat(["#Switchboard.SortedSet<", to_doc(items, %{opts | limit: limit}), ">"])
-  end
+  def inspect(set, opts),
+    do: Switchboard.SortedSet.Common.inspect_set(Switchboard.SortedSet, set, opts)
 end

@@ -48,6 +48,10 @@ std::string_view decode_error_name(DecodeErrc reason) noexcept {
       return "trailing_data";
     case DecodeErrc::rejected_by_visitor:
       return "rejected_by_visitor";
+    case DecodeErrc::not_plain:
+      return "not_plain";
+    case DecodeErrc::work_exceeded:
+      return "work_exceeded";
   }
   return "unknown";
 }

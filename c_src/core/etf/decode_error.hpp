@@ -32,6 +32,8 @@ enum class DecodeErrc : std::uint8_t {
   bad_fun,                 // NEW_FUN_EXT whose fields do not have the types OTP requires
   trailing_data,           // bytes after the term while DecodeLimits::allow_trailing_data is off
   rejected_by_visitor,     // the visitor returned false
+  not_plain,               // a pid, port, reference, fun or export while DecodeLimits::plain_only
+  work_exceeded,           // the decode needed more than DecodeLimits::max_work units of work
 };
 
 std::string_view decode_error_name(DecodeErrc reason) noexcept;
@@ -52,6 +54,15 @@ struct DecodeLimits {
   // Erlang VM) may turn this off and skip hashing every key; the keys of a
   // fun's free variables, which the caller never sees, are checked regardless.
   bool check_duplicate_keys = true;
+  // Refuse pids, ports, references, funs and exports (not_plain, at their
+  // tag): untrusted payloads are plain data, and those terms name things of
+  // the running VM that a stranger has no business naming.
+  bool plain_only = false;
+  // Work beyond one pass over the bytes (duplicate-key probes and sorts, a
+  // fun's free variables), in units of about one byte read or one probe. A
+  // caller on a time budget sets it and moves the decode elsewhere on
+  // work_exceeded; the worst case is O(n log n) in the input size regardless.
+  std::size_t max_work = static_cast<std::size_t>(-1);
 };
 
 struct DecodeStatus {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 
@@ -29,6 +30,32 @@ std::uint64_t hash_long_bytes(const std::uint8_t* bytes, std::size_t count,
     hash = mix(hash ^ (low * 0x9fb21c651e98df25ull) ^ (high * 0xc2b2ae3d27d4eb4full));
   }
   return hash;
+}
+
+bool hashes_repeat(std::span<const KeySpan> keys, Vector<std::uint64_t>& sorted) {
+  if (sorted.size() < keys.size()) sorted.resize(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) sorted[i] = keys[i].hash;
+  const auto last = sorted.begin() + static_cast<std::ptrdiff_t>(keys.size());
+  std::sort(sorted.begin(), last);
+  return std::adjacent_find(sorted.begin(), last) != last;
+}
+
+void keys_sharing_hashes(std::span<const KeySpan> keys, Vector<std::size_t>& shared) {
+  Vector<std::size_t> order(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return keys[a].hash != keys[b].hash ? keys[a].hash < keys[b].hash : a < b;
+  });
+  shared.clear();
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i + 1;
+    while (j < order.size() && keys[order[j]].hash == keys[order[i]].hash) ++j;
+    if (j - i > 1)
+      shared.insert(shared.end(), order.begin() + static_cast<std::ptrdiff_t>(i),
+                    order.begin() + static_cast<std::ptrdiff_t>(j));
+    i = j;
+  }
+  std::sort(shared.begin(), shared.end());
 }
 
 DecodeErrc parse_float_text(const std::uint8_t* text, double& value) noexcept {
@@ -94,10 +121,32 @@ uInt chunk(std::size_t size) { return static_cast<uInt>(size < kZlibChunk ? size
 
 }  // namespace
 
+// Why a stream too short to inflate to its declared size fails, without
+// allocating that size: it stops early (truncated), or it is corrupt or
+// complete and short (bad_compression). Inflates into a small scratch
+// buffer; the stream is at most about declared / kMaxDeflateRatio bytes.
+DecodeErrc short_stream_error(std::span<const std::uint8_t> stream) {
+  InflateStream inflater;
+  if (!inflater.ready) return DecodeErrc::bad_compression;
+  z_stream& z = inflater.stream;
+  z.next_in = const_cast<Bytef*>(stream.data());
+  z.avail_in = chunk(stream.size());
+  std::uint8_t discard[4096];
+  for (;;) {
+    z.next_out = discard;
+    z.avail_out = sizeof discard;
+    const int result = inflate(&z, Z_NO_FLUSH);
+    if (result == Z_STREAM_END) return DecodeErrc::bad_compression;
+    if (result == Z_OK) continue;
+    if (result == Z_BUF_ERROR && z.avail_in == 0) return DecodeErrc::truncated;
+    return DecodeErrc::bad_compression;
+  }
+}
+
 DecodeErrc inflate_payload(std::span<const std::uint8_t> stream, std::size_t declared_size,
                            std::size_t limit, ByteBuffer& out, std::size_t& consumed) {
   if (declared_size > limit) return DecodeErrc::decompressed_too_large;
-  if (declared_size / kMaxDeflateRatio > stream.size() + 8) return DecodeErrc::bad_compression;
+  if (declared_size / kMaxDeflateRatio > stream.size() + 8) return short_stream_error(stream);
 
   out.clear();
   out.resize_uninitialized(declared_size);

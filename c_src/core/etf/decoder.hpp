@@ -278,6 +278,26 @@ struct Scratch {
   ByteBuffer inflated;
 };
 
+// Counts the work a decode does beyond reading each byte once, against
+// DecodeLimits::max_work. Shared by a term and the free variables of its funs.
+struct WorkMeter {
+  std::size_t used = 0;
+  std::size_t limit = static_cast<std::size_t>(-1);
+  // true once the limit is passed.
+  bool charge(std::size_t units) noexcept {
+    used += units;
+    return used > limit;
+  }
+};
+
+// Whether two of `hashes` are equal, by sorting a copy: O(n log n) whatever
+// the hashes, for maps whose keys crowd the open-addressing table.
+bool hashes_repeat(std::span<const KeySpan> keys, Vector<std::uint64_t>& sorted);
+
+// The keys of `keys` whose hash some other key shares (indexes into `keys`,
+// ascending): only they can be duplicates.
+void keys_sharing_hashes(std::span<const KeySpan> keys, Vector<std::size_t>& shared);
+
 struct Fault {
   DecodeErrc error = DecodeErrc::ok;
   std::size_t offset = 0;
@@ -310,7 +330,8 @@ template <class V>
 class TermParser {
  public:
   TermParser(const std::uint8_t* base, std::size_t begin, std::size_t end, bool in_payload,
-             std::size_t depth_available, const DecodeLimits& limits, Scratch& scratch, V& visitor)
+             std::size_t depth_available, const DecodeLimits& limits, Scratch& scratch,
+             WorkMeter& work, V& visitor)
       : base_(base),
         pos_(begin),
         end_(end),
@@ -319,6 +340,7 @@ class TermParser {
         check_keys_(limits.check_duplicate_keys),
         limits_(limits),
         scratch_(scratch),
+        work_(work),
         visitor_(visitor) {}
 
   // Reads one complete term starting at position().
@@ -345,6 +367,14 @@ class TermParser {
   }
 
   Fault read_atom(std::size_t at, Text& scratch, std::string_view& text, std::size_t& next);
+  // A fault reading an atom field (node, module, name) of the term whose tag
+  // is at `term`: no atom there is `not_an_atom`, and an atom cut short makes
+  // the whole term truncated, at its tag; the atom's own faults stay at it.
+  static Fault in_term(Fault fault, std::size_t term, DecodeErrc not_an_atom) noexcept {
+    if (fault.error == DecodeErrc::unknown_tag) return {not_an_atom, term};
+    if (fault.error == DecodeErrc::truncated) return {DecodeErrc::truncated, term};
+    return fault;
+  }
   Fault read_integer(std::size_t at, IntegerValue& value, std::size_t& next) const noexcept;
   Fault read_pid(std::size_t at, Text& scratch, PidData& pid, std::size_t& next);
   Fault read_local_fun(std::size_t at, std::size_t depth, LocalFunData& fun, std::size_t& next);
@@ -358,6 +388,7 @@ class TermParser {
   bool check_keys_;
   const DecodeLimits& limits_;
   Scratch& scratch_;
+  WorkMeter& work_;
   V& visitor_;
 };
 
@@ -416,12 +447,13 @@ Fault TermParser<V>::read_atom(std::size_t at, Text& scratch, std::string_view& 
     default:
       return {DecodeErrc::unknown_tag, at};
   }
-  if (length > (utf8 ? kMaxAtomUtf8Bytes : kMaxAtomCharacters)) {
-    return {DecodeErrc::atom_too_long, at};
-  }
+  // Short, then invalid, then long: the order in which one reading of the
+  // bytes meets the faults (and the pure twin reports them).
   if (end_ - at - header < length) return {DecodeErrc::truncated, at};
   const std::uint8_t* bytes = base_ + at + header;
+  if (!utf8 && length > kMaxAtomCharacters) return {DecodeErrc::atom_too_long, at};
   if (is_ascii(bytes, length)) {
+    if (length > kMaxAtomCharacters) return {DecodeErrc::atom_too_long, at};
     text = {reinterpret_cast<const char*>(bytes), length};
   } else if (!utf8) {
     latin1_to_utf8(bytes, length, scratch);
@@ -463,13 +495,14 @@ Fault TermParser<V>::read_integer(std::size_t at, IntegerValue& value,
     case Tag::large_big:
       if (left < 6) return {DecodeErrc::truncated, at};
       digits = load_u32(p + 1);
-      if (digits > kMaxBigBytes) return {DecodeErrc::bignum_too_large, at};
       header = 6;
       break;
     default:
       return {DecodeErrc::unknown_tag, at};
   }
+  // Short before too large, as the pure twin finds it.
   if (left - header < digits) return {DecodeErrc::truncated, at};
+  if (digits > kMaxBigBytes) return {DecodeErrc::bignum_too_large, at};
   const bool negative = p[header - 1] != 0;
   const std::uint8_t* magnitude = p + header;
   std::size_t size = digits;
@@ -497,8 +530,7 @@ Fault TermParser<V>::read_pid(std::size_t at, Text& scratch, PidData& pid, std::
   const bool old_format = base_[at] == tag_byte(Tag::pid);
   std::size_t p;
   if (Fault fault = read_atom(at + 1, scratch, pid.node, p)) {
-    if (fault.error == DecodeErrc::unknown_tag) fault = {DecodeErrc::bad_node, at};
-    return fault;
+    return in_term(fault, at, DecodeErrc::bad_node);
   }
   const std::size_t tail = old_format ? 9 : 12;
   if (end_ - p < tail) return {DecodeErrc::truncated, at};
@@ -525,8 +557,7 @@ Fault TermParser<V>::read_local_fun(std::size_t at, std::size_t depth, LocalFunD
   if (fun.free_variable_count > kMaxFunFreeVariables) return {DecodeErrc::bad_fun, at};
   std::size_t q;
   if (Fault fault = read_atom(at + kHeader, scratch_.atom_text[0], fun.module, q)) {
-    if (fault.error == DecodeErrc::unknown_tag) fault = {DecodeErrc::bad_fun, at};
-    return fault;
+    return in_term(fault, at, DecodeErrc::bad_fun);
   }
   std::int64_t* old_fields[2] = {&fun.old_index, &fun.old_uniq};
   for (std::int64_t* field : old_fields) {
@@ -540,29 +571,35 @@ Fault TermParser<V>::read_local_fun(std::size_t at, std::size_t depth, LocalFunD
     }
     *field = number.value;
   }
-  if (q >= end_) return {DecodeErrc::truncated, q};
-  if (base_[q] != tag_byte(Tag::pid) && base_[q] != tag_byte(Tag::new_pid)) {
-    return {DecodeErrc::bad_fun, at};
+  // The creator (a pid when OTP writes it, but OTP 25 reads any term there)
+  // and the free variables are validated by a parser of their own, so the
+  // visitor does not see them. The creator sits at the fun's own level; the
+  // free variables one level in (the fun is a container for depth purposes).
+  Scratch nested;
+  NullVisitor ignore;
+  DecodeLimits checked = limits_;
+  checked.check_duplicate_keys = true;
+  {
+    TermParser<NullVisitor> creator(base_, q, end_, in_payload_, depth_available_ - depth, checked,
+                                    nested, work_, ignore);
+    const DecodeStatus status = creator.parse_term();
+    if (!status) return {status.error, status.offset};
+    q = creator.position();
   }
-  PidData creator;
-  if (Fault fault = read_pid(q, scratch_.atom_text[1], creator, q)) return fault;
   const std::size_t free_begin = q;
   if (fun.free_variable_count != 0) {
-    // The fun is a container for depth purposes; its free variables are
-    // validated by a parser of their own so the visitor does not see them.
     if (depth + 1 > depth_available_) return {DecodeErrc::depth_exceeded, at};
-    Scratch nested;
-    NullVisitor ignore;
-    DecodeLimits checked = limits_;
-    checked.check_duplicate_keys = true;
-    TermParser<NullVisitor> free_variables(base_, q, end_, in_payload_,
-                                           depth_available_ - depth - 1, checked, nested, ignore);
+    TermParser<NullVisitor> free_variables(
+        base_, q, end_, in_payload_, depth_available_ - depth - 1, checked, nested, work_, ignore);
     for (std::uint32_t i = 0; i < fun.free_variable_count; ++i) {
       const DecodeStatus status = free_variables.parse_term();
       if (!status) return {status.error, status.offset};
     }
     q = free_variables.position();
   }
+  // The visitor never sees these bytes, so whoever budgets by the terms it
+  // builds would not count them: they are work of their own.
+  if (work_.charge(q - free_begin)) return {DecodeErrc::work_exceeded, at};
   fun.free_variables = {base_ + free_begin, q - free_begin};
   fun.encoded = {base_ + at, q - at};
   next = q;
@@ -582,11 +619,21 @@ Fault TermParser<V>::check_duplicate_keys(const Frame& map) {
   if (table.size() < slots) table.resize(slots);
   std::fill_n(table.begin(), slots, std::uint64_t{0});
   const std::size_t mask = slots - 1;
+  // Keys chosen so that their hashes share the probe bits would make linear
+  // probing quadratic: past a few probes per key on average the table gives
+  // up, and sorting the hashes decides instead (O(n log n) for any keys).
+  const std::size_t max_probes = 4 * count + 64;
+  std::size_t probes = 0;
   bool collision = false;
-  for (std::size_t i = first; i < keys.size() && !collision; ++i) {
+  bool crowded = false;
+  for (std::size_t i = first; i < keys.size() && !collision && !crowded; ++i) {
     // 0 marks a free slot, so a zero hash is stored as 1 (a false alarm at worst).
     const std::uint64_t hash = keys[i].hash | (keys[i].hash == 0);
     for (std::size_t slot = hash >> 40 & mask;; slot = (slot + 1) & mask) {
+      if (++probes > max_probes) {
+        crowded = true;
+        break;
+      }
       if (table[slot] == 0) {
         table[slot] = hash;
         break;
@@ -597,9 +644,32 @@ Fault TermParser<V>::check_duplicate_keys(const Frame& map) {
       }
     }
   }
+  const std::span<const KeySpan> map_keys{keys.data() + first, count};
+  if (crowded) {
+    if (work_.charge(probes + count * std::bit_width(count))) {
+      return {DecodeErrc::work_exceeded, map.start};
+    }
+    collision = hashes_repeat(map_keys, table);
+  } else if (work_.charge(probes)) {
+    return {DecodeErrc::work_exceeded, map.start};
+  }
   if (collision) {
-    const std::size_t duplicate = find_duplicate_key(base_, {keys.data() + first, count}, limits_);
-    if (duplicate != npos) return {DecodeErrc::duplicate_key, keys[first + duplicate].begin};
+    // Only keys whose hashes meet can be equal: decoding just those keeps
+    // one crafted collision from costing a decode of every key.
+    Vector<std::size_t> shared;
+    keys_sharing_hashes(map_keys, shared);
+    Vector<KeySpan> candidates;
+    candidates.reserve(shared.size());
+    std::size_t bytes = 0;
+    for (std::size_t index : shared) {
+      candidates.push_back(map_keys[index]);
+      bytes += map_keys[index].end - map_keys[index].begin;
+    }
+    if (work_.charge(bytes + shared.size() * std::bit_width(shared.size()))) {
+      return {DecodeErrc::work_exceeded, map.start};
+    }
+    const std::size_t duplicate = find_duplicate_key(base_, candidates, limits_);
+    if (duplicate != npos) return {DecodeErrc::duplicate_key, candidates[duplicate].begin};
   }
   keys.resize(first);
   return {};
@@ -764,10 +834,11 @@ DecodeStatus TermParser<V>::parse_term() {
           if (left < 6) return refuse(DecodeErrc::truncated, start);
           const std::uint32_t size = load_u32(p + 1);
           const std::uint8_t bits = p[5];
+          // Short before bad, as the pure twin finds it.
+          if (left - 6 < size) return refuse(DecodeErrc::truncated, start);
           if ((bits == 0) != (size == 0) || bits > 8) {
             return refuse(DecodeErrc::bad_bitstring, start);
           }
-          if (left - 6 < size) return refuse(DecodeErrc::truncated, start);
           pos += 6 + std::size_t{size};
           const std::span<const std::uint8_t> bytes{p + 6, size};
           if (size == 0 || bits == 8) {
@@ -872,6 +943,7 @@ DecodeStatus TermParser<V>::parse_term() {
         }
         case Tag::pid:
         case Tag::new_pid: {
+          if (limits_.plain_only) return refuse(DecodeErrc::not_plain, start);
           PidData pid;
           if (Fault fault = read_pid(pos, scratch_.atom_text[0], pid, pos)) {
             return refuse(fault.error, fault.offset);
@@ -887,10 +959,11 @@ DecodeStatus TermParser<V>::parse_term() {
         case Tag::port:
         case Tag::new_port:
         case Tag::v4_port: {
+          if (limits_.plain_only) return refuse(DecodeErrc::not_plain, start);
           PortData port;
           std::size_t q;
           if (Fault fault = read_atom(pos + 1, scratch_.atom_text[0], port.node, q)) {
-            if (fault.error == DecodeErrc::unknown_tag) fault = {DecodeErrc::bad_node, start};
+            fault = in_term(fault, start, DecodeErrc::bad_node);
             return refuse(fault.error, fault.offset);
           }
           const Tag tag = static_cast<Tag>(p[0]);
@@ -914,6 +987,7 @@ DecodeStatus TermParser<V>::parse_term() {
         case Tag::reference:
         case Tag::new_reference:
         case Tag::newer_reference: {
+          if (limits_.plain_only) return refuse(DecodeErrc::not_plain, start);
           const Tag tag = static_cast<Tag>(p[0]);
           std::size_t words = 1;
           std::size_t node_at = pos + 1;
@@ -930,7 +1004,7 @@ DecodeStatus TermParser<V>::parse_term() {
           ReferenceData reference;
           std::size_t q;
           if (Fault fault = read_atom(node_at, scratch_.atom_text[0], reference.node, q)) {
-            if (fault.error == DecodeErrc::unknown_tag) fault = {DecodeErrc::bad_node, start};
+            fault = in_term(fault, start, DecodeErrc::bad_node);
             return refuse(fault.error, fault.offset);
           }
           std::uint32_t ids[kMaxReferenceWords] = {};
@@ -965,10 +1039,12 @@ DecodeStatus TermParser<V>::parse_term() {
           break;
         }
         case Tag::export_fun: {
+          if (limits_.plain_only) return refuse(DecodeErrc::not_plain, start);
           ExportData exported;
           std::size_t q;
           Fault fault = read_atom(pos + 1, scratch_.atom_text[0], exported.module, q);
           if (!fault) fault = read_atom(q, scratch_.atom_text[1], exported.function, q);
+          fault = in_term(fault, start, DecodeErrc::bad_export);
           IntegerValue arity{};
           if (!fault) fault = read_integer(q, arity, q);
           if (fault.error == DecodeErrc::unknown_tag) fault = {DecodeErrc::bad_export, start};
@@ -987,6 +1063,7 @@ DecodeStatus TermParser<V>::parse_term() {
           break;
         }
         case Tag::new_fun: {
+          if (limits_.plain_only) return refuse(DecodeErrc::not_plain, start);
           LocalFunData fun;
           if (Fault fault = read_local_fun(pos, depth, fun, pos)) {
             return refuse(fault.error, fault.offset);
@@ -1095,8 +1172,9 @@ DecodeStatus EtfDecoder::decode(std::span<const std::uint8_t> input, V& visitor)
     const DecodeErrc inflated = detail::inflate_payload(
         input.subspan(6), declared, limits_.max_decompressed_bytes, scratch_.inflated, consumed);
     if (inflated != DecodeErrc::ok) return {inflated, 1, false, 0};
+    detail::WorkMeter work{0, limits_.max_work};
     detail::TermParser<V> parser(scratch_.inflated.data(), 0, declared, true, limits_.max_depth,
-                                 limits_, scratch_, visitor);
+                                 limits_, scratch_, work, visitor);
     DecodeStatus status = parser.parse_term();
     if (!status) return status;
     const std::size_t used = 6 + consumed;
@@ -1109,8 +1187,9 @@ DecodeStatus EtfDecoder::decode(std::span<const std::uint8_t> input, V& visitor)
     return {DecodeErrc::ok, 0, false, used};
   }
 
+  detail::WorkMeter work{0, limits_.max_work};
   detail::TermParser<V> parser(input.data(), 1, input.size(), false, limits_.max_depth, limits_,
-                               scratch_, visitor);
+                               scratch_, work, visitor);
   DecodeStatus status = parser.parse_term();
   if (!status) return status;
   if (!limits_.allow_trailing_data && status.bytes_used != input.size()) {
@@ -1122,8 +1201,9 @@ DecodeStatus EtfDecoder::decode(std::span<const std::uint8_t> input, V& visitor)
 template <EtfVisitor V>
 DecodeStatus EtfDecoder::decode_body(std::span<const std::uint8_t> input, V& visitor) {
   if (input.size() > limits_.max_input_bytes) return {DecodeErrc::too_large, 0, false, 0};
+  detail::WorkMeter work{0, limits_.max_work};
   detail::TermParser<V> parser(input.data(), 0, input.size(), false, limits_.max_depth, limits_,
-                               scratch_, visitor);
+                               scratch_, work, visitor);
   DecodeStatus status = parser.parse_term();
   if (!status) return status;
   if (!limits_.allow_trailing_data && status.bytes_used != input.size()) {

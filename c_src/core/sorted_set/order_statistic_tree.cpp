@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/byte_order.hpp"
 #include "core/memory.hpp"
 
 namespace switchboard::core {
@@ -222,9 +223,7 @@ TermKeyView node_key(const Leaf& node, std::size_t i) noexcept {
 }
 
 std::uint64_t load_big_endian(const std::uint8_t* bytes) noexcept {
-  std::uint64_t word = 0;
-  std::memcpy(&word, bytes, sizeof(word));
-  return __builtin_bswap64(word);
+  return core::load_big_endian<std::uint64_t>(bytes);
 }
 
 // Eight bytes starting at `offset`, big-endian, zero padded: comparing two

@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "core/byte_order.hpp"
 #include "core/sorted_set/term_key_format.hpp"
 
 namespace switchboard::core {
@@ -50,8 +51,7 @@ std::uint8_t* put_groups_past_eight(std::uint8_t* out, std::uint64_t fraction,
   // The low bit of every byte but the last says "more follow".
   std::uint64_t more = 0x0101010101010101ull & ~(~std::uint64_t{0} >> (8 * (first - 1)));
   if (groups > 8) more |= 1;
-  const std::uint64_t word = __builtin_bswap64(((x << 1) | more) ^ invert);
-  std::memcpy(out, &word, sizeof(word));
+  store_big_endian(out, ((x << 1) | more) ^ invert);
   out += first;
   if (groups > 8) [[unlikely]]
     out = put_groups_past_eight(out, fraction, invert);
@@ -736,13 +736,12 @@ class ExternalTermParser {
     return result;
   }
   std::uint8_t u8() { return take(1)[0]; }
-  std::uint64_t big_endian(std::size_t width) {
-    std::uint64_t value = 0;
-    for (std::uint8_t byte : take(width)) value = (value << 8) | byte;
-    return value;
+  template <std::unsigned_integral T>
+  T big_endian() {
+    return load_big_endian<T>(take(sizeof(T)).data());
   }
-  std::uint16_t u16() { return static_cast<std::uint16_t>(big_endian(2)); }
-  std::uint32_t u32() { return static_cast<std::uint32_t>(big_endian(4)); }
+  std::uint16_t u16() { return big_endian<std::uint16_t>(); }
+  std::uint32_t u32() { return big_endian<std::uint32_t>(); }
 
   // Atom text as UTF-8; ATOM_EXT and SMALL_ATOM_EXT carry Latin-1.
   std::string_view atom_text() {
@@ -809,7 +808,7 @@ class ExternalTermParser {
         builder_.small_int(static_cast<std::int32_t>(u32()));
         return;
       case 70:
-        builder_.float64(std::bit_cast<double>(big_endian(8)));
+        builder_.float64(std::bit_cast<double>(big_endian<std::uint64_t>()));
         return;
       case 99: {  // FLOAT_EXT: 31 bytes of "%.20e" text
         const auto raw = take(31);
@@ -882,7 +881,7 @@ class ExternalTermParser {
       case 102:
       case 120: {
         const std::string node(atom_text());
-        const std::uint64_t id = tag == 120 ? big_endian(8) : u32();
+        const std::uint64_t id = tag == 120 ? big_endian<std::uint64_t>() : u32();
         const std::uint32_t creation = tag == 102 ? u8() : u32();
         builder_.port(node, id, creation);
         break;

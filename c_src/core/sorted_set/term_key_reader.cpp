@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/byte_order.hpp"
 #include "core/memory.hpp"
 #include "core/sorted_set/term_key_format.hpp"
 
@@ -37,7 +38,7 @@ std::uint64_t load_little_endian(const std::uint8_t* bytes) noexcept {
 // low byte of `bytes`, already un-inverted) into one left-aligned fraction:
 // the inverse of the builder's spreading.
 std::uint64_t gather_groups(std::uint64_t bytes) noexcept {
-  std::uint64_t x = (__builtin_bswap64(bytes) >> 1) & 0x7F7F7F7F7F7F7F7Full;
+  std::uint64_t x = (byteswap(bytes) >> 1) & 0x7F7F7F7F7F7F7F7Full;
   x = ((x & 0x7F007F007F007F00ull) >> 1) | (x & 0x007F007F007F007Full);
   x = ((x & 0x3FFF00003FFF0000ull) >> 2) | (x & 0x00003FFF00003FFFull);
   x = ((x & 0x0FFFFFFF00000000ull) >> 4) | (x & 0x000000000FFFFFFFull);

@@ -21,13 +21,53 @@ defmodule Switchboard.Erlpack.Fragment do
 
   `bytes` is the term's encoding without the leading version byte (131),
   made with the options given to `fragment/2` (such as `:string_keys`).
-  Build fragments with `fragment/2` only: the encoder does not check the
-  bytes, and hand-made bytes that are not one complete term produce an
-  undecodable result.
+
+  ## Fragments cannot be forged
+
+  Only `fragment/2` makes fragments: each holds a seal, a reference made
+  once per VM, and the encoders splice only a struct holding that seal. A
+  map that merely says `__struct__: Switchboard.Erlpack.Fragment` (decoded
+  from a client's bytes, say, or built by hand) is encoded as the ordinary
+  map it is, never as raw bytes. Decoded data could carry the seal only by
+  naming the reference's exact id words, and `decode(bytes, plain: true)`
+  refuses references outright. A fragment is valid only in the VM that
+  made it; the seal is left out of `inspect/1`.
   """
 
-  defstruct [:bytes]
+  @derive {Inspect, except: [:seal]}
+  @enforce_keys [:bytes, :seal]
+  defstruct [:bytes, :seal]
 
-  @typedoc "An encoded term, without the version byte."
-  @type t :: %__MODULE__{bytes: binary()}
+  @typedoc "An encoded term, without the version byte, and its seal."
+  @type t :: %__MODULE__{bytes: binary(), seal: reference()}
+
+  @seal_key {__MODULE__, :seal}
+
+  @on_load :make_seal
+
+  @doc false
+  # Runs when the module loads (serialised by the code server), and keeps
+  # the seal of an earlier load so that reloading keeps fragments valid.
+  def make_seal do
+    if :persistent_term.get(@seal_key, nil) == nil do
+      :persistent_term.put(@seal_key, make_ref())
+    end
+
+    :ok
+  end
+
+  @doc false
+  # The seal the encoders check fragments against.
+  @spec seal() :: reference()
+  def seal, do: :persistent_term.get(@seal_key)
+
+  @doc false
+  # A fragment of `bytes`, which must be one complete encoded term.
+  @spec new(binary()) :: t()
+  def new(bytes) when is_binary(bytes), do: %__MODULE__{bytes: bytes, seal: seal()}
+
+  @doc false
+  @spec sealed?(term()) :: boolean()
+  def sealed?(%__MODULE__{seal: seal}), do: seal === seal()
+  def sealed?(_other), do: false
 end

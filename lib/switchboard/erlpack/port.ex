@@ -16,8 +16,13 @@ defmodule Switchboard.Erlpack.Port do
   A port that dies during a request (a crash, `kill -9`) makes that request
   return `{:error, :port_exited}`; the worker starts a new port at once and
   goes on with the requests queued behind it. A request that takes longer
-  than `:request_timeout` has its port killed the same way. Ports start on
-  the first request.
+  than `:request_timeout` has its port killed the same way. A caller that
+  gives `decode/2` a `:timeout` gets `{:error, :timeout}` once it has waited
+  that long, queueing included: a request still queued is dropped, and a
+  port still working on it is killed and replaced, so the callers queued
+  behind it are not held up. The port program also exits by itself when its
+  stdin closes (its worker died), even in the middle of a request. Ports
+  start on the first request.
 
   The pool is started by the application with one worker per scheduler;
   configure it with
@@ -26,6 +31,8 @@ defmodule Switchboard.Erlpack.Port do
   """
   use Supervisor
 
+  alias Switchboard.Erlpack.Fragment
+  alias Switchboard.Erlpack.Options
   alias Switchboard.Erlpack.Port.Worker
 
   # Sizes beyond this are sent as this: the port reads 64-bit signed integers.
@@ -47,6 +54,7 @@ defmodule Switchboard.Erlpack.Port do
     :trailing_data,
     :unknown_atom,
     :bad_node,
+    :not_plain,
     :invalid_term
   ]
 
@@ -99,64 +107,94 @@ defmodule Switchboard.Erlpack.Port do
   end
 
   @doc false
-  # Test hook: makes the next port of `pool` sleep for `milliseconds`.
-  def sleep(milliseconds, pool \\ __MODULE__) do
-    case request(pool, {:sleep, milliseconds}) do
+  # Test hook: makes the next port of `pool` sleep for `milliseconds`; the
+  # caller waits at most `timeout` (as decode/2's :timeout).
+  def sleep(milliseconds, pool \\ __MODULE__, timeout \\ nil) do
+    case request({pool, timeout}, {:sleep, milliseconds}) do
       {:ok, :ok} -> :ok
       error -> error
     end
   end
 
   @doc false
-  # Switchboard.Erlpack.decode/2 with isolation: :port, options validated.
-  def decode(binary, atoms, max_depth, max_size, max_decompressed, trailing, pool \\ __MODULE__)
+  # Switchboard.Erlpack.decode/2 with isolation: :port, options validated
+  # (Switchboard.Erlpack.Options.decode!/2).
+  def decode(binary, options, pool \\ __MODULE__)
 
-  def decode(binary, _atoms, _max_depth, max_size, _max_decompressed, _trailing, _pool)
-      when byte_size(binary) > max_size,
-      do: {:error, {:too_large, 0}}
+  def decode(binary, %{max_size: max_size}, _pool) when byte_size(binary) > max_size,
+    do: {:error, {:too_large, 0}}
 
-  def decode(binary, atoms, max_depth, max_size, max_decompressed, trailing, pool) do
-    limits = [min(max_depth, @size_cap), min(max_size, @size_cap)]
-    limits = limits ++ [min(max_decompressed, @size_cap), trailing == :allow]
+  def decode(binary, options, pool) do
+    %{atoms: atoms, trailing: trailing} = options
+    limits = [min(options.max_depth, @size_cap), min(options.max_size, @size_cap)]
+
+    limits =
+      limits ++ [min(options.max_decompressed, @size_cap), trailing == :allow, options.plain]
+
+    allowance = if atoms == :create, do: Options.new_atom_allowance(options.max_new_atoms)
+    call = {pool, options.timeout}
     request = List.to_tuple([:decode, binary, atoms | limits])
 
-    case request(pool, request) do
+    case request(call, request) do
       {:ok, {:ok, canonical, used, needed, opaque}} when is_binary(canonical) ->
-        with :ok <- check_atoms(needed, pool, binary, atoms, limits) do
-          case read_term(canonical, atoms) do
-            {:ok, term} -> result(term, binary, used, trailing)
-            :refused -> refused(opaque, pool, binary, atoms, limits)
+        with :ok <- check_atoms(needed, call, binary, atoms, limits, allowance) do
+          with {:ok, term} <- read_term(canonical, atoms),
+               :ok <- check_opaque(opaque, call, binary, atoms, limits) do
+            result(term, binary, used, trailing)
+          else
+            :refused -> refused(opaque, call, binary, atoms, limits)
+            error -> error
           end
         end
 
       {:ok, {:error, reason, offset, needed, opaque}} when reason in @reasons ->
-        with :ok <- check_atoms(needed, pool, binary, atoms, limits),
-             :ok <- check_opaque(opaque, pool, binary, atoms, limits),
+        with :ok <- check_atoms(needed, call, binary, atoms, limits, allowance),
+             :ok <- check_opaque(opaque, call, binary, atoms, limits),
              do: {:error, {reason, offset}}
 
       {:ok, _unexpected} ->
         {:error, {:invalid_term, 0}}
 
-      {:error, :port_exited} = error ->
+      {:error, _} = error ->
         error
     end
   end
 
-  # The names the result needs that this VM has no atom for send a second
-  # request: where does the first of them cause a refusal?
-  defp check_atoms(names, pool, binary, atoms, limits) do
-    case Enum.reject(names, &atom_exists?/1) do
+  # With atoms: :create, the names past the allowance (in document order,
+  # as the port lists them) are where the decode is refused.
+  defp check_atoms(names, call, binary, :create, limits, allowance) do
+    case names |> Enum.reject(&atom_exists?/1) |> Enum.drop(allowance) do
       [] ->
         :ok
 
-      unknown ->
-        request = List.to_tuple([:locate, binary, atoms | limits] ++ [unknown])
-
-        case request(pool, request) do
-          {:ok, {:error, reason, offset}} when reason in @reasons -> {:error, {reason, offset}}
-          {:ok, _none} -> {:error, {:invalid_term, 0}}
-          {:error, :port_exited} = error -> error
+      excess ->
+        case locate(call, binary, :existing, limits, excess) do
+          {:error, {:unknown_atom, offset}} -> {:error, {:too_many_atoms, offset}}
+          other -> other
         end
+    end
+  end
+
+  defp check_atoms(names, call, binary, atoms, limits, _allowance),
+    do: check_atoms(names, call, binary, atoms, limits)
+
+  # The names the result needs that this VM has no atom for send a second
+  # request: where does the first of them cause a refusal?
+  defp check_atoms(_names, _call, _binary, :create, _limits), do: :ok
+
+  defp check_atoms(names, call, binary, atoms, limits) do
+    case Enum.reject(names, &atom_exists?/1) do
+      [] -> :ok
+      unknown -> locate(call, binary, atoms, limits, unknown)
+    end
+  end
+
+  # Where the first of `unknown` causes a refusal.
+  defp locate(call, binary, atoms, limits, unknown) do
+    case request(call, List.to_tuple([:locate, binary, atoms | limits] ++ [unknown])) do
+      {:ok, {:error, reason, offset}} when reason in @reasons -> {:error, {reason, offset}}
+      {:ok, _none} -> {:error, {:invalid_term, 0}}
+      {:error, _} = error -> error
     end
   end
 
@@ -179,35 +217,36 @@ defmodule Switchboard.Erlpack.Port do
 
   defp result(term, _binary, _used, :error), do: {:ok, term}
 
-  defp refused(opaque, pool, binary, atoms, limits) do
-    with :ok <- check_opaque(opaque, pool, binary, atoms, limits),
+  defp refused(opaque, call, binary, atoms, limits) do
+    with :ok <- check_opaque(opaque, call, binary, atoms, limits),
          do: {:error, {:invalid_term, 0}}
   end
 
   # Pids, ports, references and funs the VM refuses (a local pid that
   # cannot exist here, say): the first one, and where it starts.
-  defp check_opaque(opaque, pool, binary, atoms, limits) do
-    case Enum.find_index(opaque, &(read_term(&1, atoms) == :refused)) do
+  defp check_opaque(opaque, call, binary, atoms, limits) do
+    # Refused, or the fragments' seal, which decoded data never holds.
+    case Enum.find_index(opaque, &(read_term(&1, atoms) in [:refused, {:ok, Fragment.seal()}])) do
       nil ->
         :ok
 
       index ->
-        case request(pool, List.to_tuple([:find_opaque, binary, atoms | limits] ++ [index])) do
+        case request(call, List.to_tuple([:find_opaque, binary, atoms | limits] ++ [index])) do
           {:ok, {:error, :invalid_term, offset}} -> {:error, {:invalid_term, offset}}
           {:ok, _none} -> {:error, {:invalid_term, 0}}
-          {:error, :port_exited} = error -> error
+          {:error, _} = error -> error
         end
     end
   end
 
   # Sends one request to the next worker (round robin) and returns
-  # {:ok, reply} or {:error, :port_exited}.
-  defp request(pool, request) do
+  # {:ok, reply}, {:error, :port_exited} or {:error, :timeout}.
+  defp request({pool, timeout}, request) do
     {workers, counter} = :persistent_term.get({__MODULE__, pool})
     index = rem(:atomics.add_get(counter, 1, 1), tuple_size(workers))
     frame = :erlang.term_to_binary(request)
 
-    case Worker.request(elem(workers, index), frame) do
+    case Worker.request(elem(workers, index), frame, timeout) do
       {:ok, reply} -> parse_reply(reply)
       {:error, _} = error -> error
     end

@@ -38,67 +38,23 @@ defmodule Switchboard.Erlpack.Pure do
   small decoded binary keeps the whole input alive; use `:binary.copy/1` on
   those you keep for long.
 
-  Error reasons, shared with the native codec; unless said otherwise the
-  offset is that of the offending term's tag:
-
-    * `:truncated` - the input ends inside a term, or holds fewer bytes
-      than a container's count needs (offset: the term's tag); also a zlib
-      stream that stops early.
-    * `:bad_version` - the first byte is not 131.
-    * `:unknown_tag` - a tag OTP 25 does not decode.
-    * `:depth_exceeded` - tuples, lists and maps nest deeper than `:max_depth`.
-    * `:too_large` - the input is larger than `:max_size`.
-    * `:decompressed_too_large` - a compressed term inflates to, or declares,
-      more than `:max_decompressed` bytes.
-    * `:bad_compression` - the zlib data is corrupt, or inflates (within
-      `:max_decompressed`) to a size other than the one declared.
-    * `:invalid_float` - NaN, infinity, or a malformed `FLOAT_EXT` string.
-    * `:duplicate_key` - a map holds two keys that are `===` (offset: the
-      second occurrence of the smallest such key).
-    * `:atom_too_long` - an atom of more than 255 characters.
-    * `:invalid_utf8` - a UTF-8 atom that is not valid UTF-8.
-    * `:nested_compression` - a compressed term anywhere but at the top.
-    * `:trailing_data` - bytes after the term (offset: the first of them),
-      unless `trailing: :allow`; also data left over inside a compressed
-      payload.
-    * `:unknown_atom` - an atom that does not exist, with `atoms: :existing`.
-    * `:bad_node` - a pid, port or reference whose node is not an atom.
-    * `:invalid_term` - anything else OTP refuses.
-
-  Errors found inside a compressed payload are reported at offset 1, the
-  offset of the compressed term's tag.
+  Error reasons are shared with the native codec and listed in
+  `Switchboard.Erlpack.Codec`.
   """
+
+  @behaviour Switchboard.Erlpack.Codec
 
   alias Switchboard.Erlpack.Fragment
 
-  @type encode_option :: {:compressed, boolean() | 0..9} | {:string_keys, boolean()}
+  alias Switchboard.Erlpack.Options
 
-  @type decode_option ::
-          {:atoms, :existing | :binary | :create}
-          | {:max_depth, non_neg_integer()}
-          | {:max_size, non_neg_integer()}
-          | {:max_decompressed, non_neg_integer()}
-          | {:trailing, :error | :allow}
+  @type encode_option :: Switchboard.Erlpack.Codec.encode_option()
+  @type decode_option :: Switchboard.Erlpack.Codec.decode_option()
+  @type reason :: Switchboard.Erlpack.Codec.reason()
+  @type error :: Switchboard.Erlpack.Codec.error()
 
-  @type reason ::
-          :truncated
-          | :bad_version
-          | :unknown_tag
-          | :depth_exceeded
-          | :too_large
-          | :decompressed_too_large
-          | :bad_compression
-          | :invalid_float
-          | :duplicate_key
-          | :atom_too_long
-          | :invalid_utf8
-          | :nested_compression
-          | :trailing_data
-          | :unknown_atom
-          | :bad_node
-          | :invalid_term
-
-  @type error :: {:error, {reason(), offset :: non_neg_integer()}}
+  # With atoms: :create, how many more new atoms this decode may make.
+  @allowance_key {__MODULE__, :new_atom_allowance}
 
   @version 131
 
@@ -145,17 +101,9 @@ defmodule Switchboard.Erlpack.Pure do
   @fun_module_at 1 + 4 + 1 + 16 + 4 + 4
   @max_fun_free_variables 255
 
-  @default_level 6
   # A depth no term that decoded once can exceed.
   @max_depth 0xFFFFFFFF
   @mib 1024 * 1024
-  @decode_defaults [
-    atoms: :existing,
-    max_depth: 512,
-    max_size: 64 * @mib,
-    max_decompressed: 64 * @mib,
-    trailing: :error
-  ]
 
   ## Encoding
 
@@ -170,7 +118,7 @@ defmodule Switchboard.Erlpack.Pure do
 
   ## Options
 
-    * `:compressed` - `true` (level #{@default_level}), `false` or a zlib level `0..9`.
+    * `:compressed` - `true` (level #{Options.default_level()}), `false` or a zlib level `0..9`.
       The result is compressed (tag 80) only when that makes it smaller,
       as OTP does. Defaults to `false`.
     * `:string_keys` - when `true`, atom map keys are written as binaries
@@ -193,13 +141,14 @@ defmodule Switchboard.Erlpack.Pure do
       iex> Switchboard.Erlpack.Pure.encode(:ok, compressed: 10)
       ** (ArgumentError) invalid :compressed option: 10 (expected a boolean or a level 0..9)
   """
+  @impl true
   @spec encode(term(), [encode_option()]) :: binary()
   def encode(term, opts \\ [])
 
   def encode(term, []), do: IO.iodata_to_binary([@version | enc(term, false)])
 
-  def encode(term, opts) when is_list(opts) do
-    {level, string_keys} = encode_options(opts)
+  def encode(term, opts) do
+    {level, string_keys} = Options.encode!(opts)
 
     case level do
       0 -> IO.iodata_to_binary([@version | enc(term, string_keys)])
@@ -220,13 +169,14 @@ defmodule Switchboard.Erlpack.Pure do
       iex> IO.iodata_to_binary(frame) == Pure.encode(%{"op" => 0, "d" => event})
       true
   """
+  @impl true
   @spec encode_iodata(term(), [encode_option()]) :: iodata()
   def encode_iodata(term, opts \\ [])
 
   def encode_iodata(term, []), do: [@version | enc(term, false)]
 
-  def encode_iodata(term, opts) when is_list(opts) do
-    case encode_options(opts) do
+  def encode_iodata(term, opts) do
+    case Options.encode!(opts) do
       {0, string_keys} -> [@version | enc(term, string_keys)]
       _compressed -> encode(term, opts)
     end
@@ -254,43 +204,17 @@ defmodule Switchboard.Erlpack.Pure do
       true
 
       iex> Switchboard.Erlpack.Pure.fragment([1, 2, 3])
-      %Switchboard.Erlpack.Fragment{bytes: <<107, 0, 3, 1, 2, 3>>}
+      #Switchboard.Erlpack.Fragment<bytes: <<107, 0, 3, 1, 2, 3>>, ...>
 
       iex> Switchboard.Erlpack.Pure.fragment(:ok, compressed: true)
       ** (ArgumentError) a fragment cannot be compressed: it is spliced inside other terms (compress the enclosing encode/2 instead)
   """
+  @impl true
   @spec fragment(term(), [encode_option()]) :: Fragment.t()
-  def fragment(term, opts \\ []) when is_list(opts) do
-    case encode_options(opts) do
-      {0, string_keys} ->
-        %Fragment{bytes: IO.iodata_to_binary(enc(term, string_keys))}
-
-      _compressed ->
-        raise ArgumentError,
-              "a fragment cannot be compressed: it is spliced inside other terms " <>
-                "(compress the enclosing encode/2 instead)"
-    end
+  def fragment(term, opts \\ []) do
+    string_keys = Options.fragment!(opts)
+    Fragment.new(IO.iodata_to_binary(enc(term, string_keys)))
   end
-
-  defp encode_options(opts) do
-    opts = Keyword.validate!(opts, compressed: false, string_keys: false)
-
-    level =
-      case Keyword.fetch!(opts, :compressed) do
-        true -> @default_level
-        false -> 0
-        level when is_integer(level) and level in 0..9 -> level
-        other -> raise ArgumentError, bad_option(:compressed, other, "a boolean or a level 0..9")
-      end
-
-    case Keyword.fetch!(opts, :string_keys) do
-      string_keys when is_boolean(string_keys) -> {level, string_keys}
-      other -> raise ArgumentError, bad_option(:string_keys, other, "a boolean")
-    end
-  end
-
-  defp bad_option(name, value, expected),
-    do: "invalid #{inspect(name)} option: #{inspect(value)} (expected #{expected})"
 
   # Every clause returns a binary or a list, never a bare byte, so that
   # callers may build improper iolists such as `[acc | enc(term)]`.
@@ -324,19 +248,30 @@ defmodule Switchboard.Erlpack.Pure do
     end
   end
 
-  defp enc(%Fragment{bytes: bytes}, _sk) when is_binary(bytes), do: bytes
+  # Only a fragment holding the seal is spliced; any other map naming the
+  # struct (decoded from a stranger's bytes, say) is the map it is.
+  defp enc(%Fragment{} = fragment, sk) do
+    cond do
+      not Fragment.sealed?(fragment) -> enc_map(fragment, sk)
+      is_binary(fragment.bytes) -> fragment.bytes
+      true -> raise ArgumentError, Options.bad_fragment_message(fragment)
+    end
+  end
 
-  defp enc(map, false) when is_map(map),
-    do: [<<@map, map_size(map)::32>> | enc_pairs(:maps.to_list(map), false)]
-
-  defp enc(map, true) when is_map(map),
-    do: [<<@map, map_size(map)::32>> | enc_pairs(string_key_pairs(map), true)]
+  defp enc(map, sk) when is_map(map), do: enc_map(map, sk)
 
   # Pids, references, ports and funs: OTP's own encoding.
+
   defp enc(other, _sk) do
     <<@version, bytes::binary>> = :erlang.term_to_binary(other)
     bytes
   end
+
+  defp enc_map(map, false),
+    do: [<<@map, map_size(map)::32>> | enc_pairs(:maps.to_list(map), false)]
+
+  defp enc_map(map, true),
+    do: [<<@map, map_size(map)::32>> | enc_pairs(string_key_pairs(map), true)]
 
   defp enc_big(int) do
     {sign, magnitude} = if int < 0, do: {1, -int}, else: {0, int}
@@ -410,8 +345,7 @@ defmodule Switchboard.Erlpack.Pure do
         renamed = :maps.from_list(for {key, value} <- pairs, do: {string_key(key), value})
 
         if map_size(renamed) != map_size(map) do
-          raise ArgumentError,
-                "string_keys: true makes two keys of this map equal: #{inspect(map, limit: 10)}"
+          raise ArgumentError, Options.string_keys_collision_message(map)
         end
 
         :maps.to_list(renamed)
@@ -470,23 +404,11 @@ defmodule Switchboard.Erlpack.Pure do
 
   ## Options
 
-    * `:atoms` - what to do with atoms:
-      * `:existing` (the default) - only atoms that already exist; any other
-        is refused with `:unknown_atom`, as `binary_to_term(bin, [:safe])` does.
-      * `:binary` - atoms other than `true`, `false` and `nil` are returned
-        as binaries (UTF-8). Nodes of pids, ports and references must still
-        be existing atoms.
-      * `:create` - atoms are created; only for trusted input, as atoms are
-        never garbage collected.
-    * `:max_depth` - the deepest nesting of tuples, lists and maps allowed.
-      Defaults to `512`.
-    * `:max_size` - the largest input accepted, in bytes. Defaults to 64 MiB.
-    * `:max_decompressed` - the largest size a compressed term may inflate
-      to, in bytes, checked against what it actually inflates to (never
-      against the size it declares): inflation goes in small steps and stops
-      as soon as the output passes the limit. Defaults to 64 MiB.
-    * `:trailing` - `:error` (the default) refuses bytes after the term with
-      `:trailing_data`; `:allow` returns them as `{:ok, term, rest}`.
+  The options of `Switchboard.Erlpack.decode/2` (parsed by the same code,
+  with the same defaults), except `:isolation` and `:timeout`: `:atoms`,
+  `:max_new_atoms`, `:plain`, `:max_depth`, `:max_size`,
+  `:max_decompressed` and `:trailing`. Inflation goes in small steps and
+  stops as soon as the output passes `:max_decompressed`.
 
   ## Examples
 
@@ -505,6 +427,7 @@ defmodule Switchboard.Erlpack.Pure do
       iex> Switchboard.Erlpack.Pure.decode(<<131, 70, 0x7FF0000000000000::64>>)
       {:error, {:invalid_float, 1}}
   """
+  @impl true
   @spec decode(binary(), [decode_option()]) ::
           {:ok, term()} | {:ok, term(), binary()} | error()
   def decode(binary, opts \\ [])
@@ -512,18 +435,39 @@ defmodule Switchboard.Erlpack.Pure do
   def decode(binary, []) when is_binary(binary),
     do: decode_with(binary, :existing, 512, 64 * @mib, 64 * @mib, :error)
 
-  def decode(binary, opts) when is_binary(binary) and is_list(opts) do
-    opts = Keyword.validate!(opts, @decode_defaults)
+  def decode(binary, opts) when is_binary(binary) do
+    options = Options.decode!(opts, false)
+    # The decoding loop carries one value for the atoms policy: plain data
+    # wraps it, which only the atom readers and the opaque tags look at.
+    atoms = if options.plain, do: {:plain, options.atoms}, else: options.atoms
 
-    decode_with(
-      binary,
-      fetch_option!(opts, :atoms, &(&1 in [:existing, :binary, :create])),
-      fetch_option!(opts, :max_depth, &non_neg_integer?/1),
-      fetch_option!(opts, :max_size, &non_neg_integer?/1),
-      fetch_option!(opts, :max_decompressed, &non_neg_integer?/1),
-      fetch_option!(opts, :trailing, &(&1 in [:error, :allow]))
-    )
+    run = fn ->
+      decode_with(
+        binary,
+        atoms,
+        options.max_depth,
+        options.max_size,
+        options.max_decompressed,
+        options.trailing
+      )
+    end
+
+    if options.atoms == :create do
+      previous = Process.put(@allowance_key, Options.new_atom_allowance(options.max_new_atoms))
+
+      try do
+        run.()
+      after
+        if previous,
+          do: Process.put(@allowance_key, previous),
+          else: Process.delete(@allowance_key)
+      end
+    else
+      run.()
+    end
   end
+
+  def decode(other, _opts), do: raise(ArgumentError, Options.not_a_binary_message(other))
 
   @doc """
   Like `decode/2` but returns the term (or `{term, rest}` with
@@ -531,9 +475,7 @@ defmodule Switchboard.Erlpack.Pure do
 
   ## Options
 
-  The same as `decode/2`: `:atoms` (default `:existing`), `:max_depth`
-  (default `512`), `:max_size` (default 64 MiB), `:max_decompressed`
-  (default 64 MiB) and `:trailing` (default `:error`).
+  The same as `decode/2`.
 
   ## Examples
 
@@ -544,32 +486,15 @@ defmodule Switchboard.Erlpack.Pure do
       {1, <<97, 2>>}
 
       iex> Switchboard.Erlpack.Pure.decode!(<<131, 97, 1, 0>>)
-      ** (ArgumentError) cannot decode External Term Format: trailing_data at byte 3
+      ** (ArgumentError) cannot decode External Term Format: :trailing_data at byte 3
   """
+  @impl true
   @spec decode!(binary(), [decode_option()]) :: term() | {term(), binary()}
   def decode!(binary, opts \\ []) do
     case decode(binary, opts) do
-      {:ok, term} ->
-        term
-
-      {:ok, term, rest} ->
-        {term, rest}
-
-      {:error, {reason, offset}} ->
-        raise ArgumentError,
-              "cannot decode External Term Format: #{reason} at byte #{offset}"
-    end
-  end
-
-  defp non_neg_integer?(value), do: is_integer(value) and value >= 0
-
-  defp fetch_option!(opts, name, valid?) do
-    value = Keyword.fetch!(opts, name)
-
-    if valid?.(value) do
-      value
-    else
-      raise ArgumentError, "invalid #{inspect(name)} option: #{inspect(value)}"
+      {:ok, term} -> term
+      {:ok, term, rest} -> {term, rest}
+      {:error, reason} -> raise ArgumentError, Options.decode_error_message(reason)
     end
   end
 
@@ -779,6 +704,9 @@ defmodule Switchboard.Erlpack.Pure do
         float = float_ext(text, pos)
         continue(rest, pos + 32, float, kind, count, acc, stack, room, atoms)
 
+      <<tag, _::bits>> when tag in @opaque_tags and is_tuple(atoms) ->
+        fail(:not_plain, pos)
+
       <<tag, _::bits>> when tag in @opaque_tags ->
         {term, size} = opaque(tag, data, pos, room, atoms)
         <<_::binary-size(size), rest::bits>> = data
@@ -851,12 +779,16 @@ defmodule Switchboard.Erlpack.Pure do
   # `atoms: :binary`). The `*_result/2` functions return `{reason}` instead
   # of failing, for callers that report the error at another offset.
 
+  defp latin1_atom(name, {:plain, atoms}, pos), do: latin1_atom(name, atoms, pos)
+
   defp latin1_atom(name, atoms, pos) do
     case latin1_result(name, atoms) do
       {reason} -> fail(reason, pos)
       atom -> atom
     end
   end
+
+  defp utf8_atom(name, {:plain, atoms}, pos), do: utf8_atom(name, atoms, pos)
 
   defp utf8_atom(name, atoms, pos) do
     case utf8_result(name, atoms) do
@@ -874,10 +806,9 @@ defmodule Switchboard.Erlpack.Pure do
   end
 
   defp latin1_result(name, :create) do
-    :erlang.binary_to_atom(name, :latin1)
+    :erlang.binary_to_existing_atom(name, :latin1)
   catch
-    # A full atom table.
-    :error, _ -> {:invalid_term}
+    :error, _ -> new_atom(name, :latin1)
   end
 
   defp latin1_result("true", :binary), do: true
@@ -892,10 +823,9 @@ defmodule Switchboard.Erlpack.Pure do
   end
 
   defp utf8_result(name, :create) do
-    :erlang.binary_to_atom(name, :utf8)
+    :erlang.binary_to_existing_atom(name, :utf8)
   catch
-    # With a valid name, only a full atom table is left.
-    :error, _ -> with :ok <- check_utf8_atom(name), do: {:invalid_term}
+    :error, _ -> with :ok <- check_utf8_atom(name), do: new_atom(name, :utf8)
   end
 
   defp utf8_result(name, :binary) do
@@ -906,6 +836,21 @@ defmodule Switchboard.Erlpack.Pure do
       :ok -> name
       error -> error
     end
+  end
+
+  # A valid name no atom has yet: made while the decode's allowance lasts.
+  defp new_atom(name, encoding) do
+    case Process.get(@allowance_key, 0) do
+      0 ->
+        {:too_many_atoms}
+
+      left ->
+        Process.put(@allowance_key, left - 1)
+        :erlang.binary_to_atom(name, encoding)
+    end
+  catch
+    # A full atom table.
+    :error, _ -> {:invalid_term}
   end
 
   defp check_utf8_atom(name) do
@@ -1109,8 +1054,16 @@ defmodule Switchboard.Erlpack.Pure do
     options = if atoms == :create, do: [:used], else: [:safe, :used]
 
     case safe_binary_to_term(<<@version, slice::binary>>, options) do
-      {term, used} when used == size + 1 -> {term, size}
-      _refused -> fail(:invalid_term, pos)
+      # Decoded data never holds the fragments' seal (Switchboard.Erlpack.Fragment).
+      {term, used} when used == size + 1 and is_reference(term) ->
+        if Fragment.sealed?(%Fragment{bytes: "", seal: term}), do: fail(:invalid_term, pos)
+        {term, size}
+
+      {term, used} when used == size + 1 ->
+        {term, size}
+
+      _refused ->
+        fail(:invalid_term, pos)
     end
   end
 

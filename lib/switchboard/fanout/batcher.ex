@@ -44,6 +44,10 @@ defmodule Switchboard.Fanout.Batcher do
   @doc """
   Starts a batcher linked to the caller.
 
+  Every option is checked here (`:fanout` and `:fanout_opts` included), so
+  a bad one raises `ArgumentError` at start instead of losing the first
+  window's events.
+
   ## Options
 
     * `:receivers` - the pids that get the batches (default `[]`); see
@@ -130,7 +134,7 @@ defmodule Switchboard.Fanout.Batcher do
       iex> Switchboard.Fanout.Batcher.put_receivers(batcher, [self()])
       :ok
       iex> Switchboard.Fanout.Batcher.put_receivers(batcher, :nobody)
-      ** (ArgumentError) expected a list of pids, got: nobody
+      ** (ArgumentError) expected a list of pids, got: :nobody
   """
   @spec put_receivers(batcher(), [Switchboard.Fanout.receiver()]) :: :ok
   def put_receivers(batcher, receivers) do
@@ -192,6 +196,17 @@ defmodule Switchboard.Fanout.Batcher do
       other ->
         raise ArgumentError,
               "expected :coalesce to be a 1-arity function or nil, got: #{inspect(other)}"
+    end
+
+    Switchboard.Fanout.Options.implementation!(opts[:fanout])
+
+    try do
+      Switchboard.Fanout.Options.parse!(opts[:fanout_opts])
+    rescue
+      error in ArgumentError ->
+        reraise ArgumentError,
+                "invalid :fanout_opts: " <> Exception.message(error),
+                __STACKTRACE__
     end
 
     receivers!(opts[:receivers])

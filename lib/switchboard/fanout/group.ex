@@ -33,6 +33,9 @@ defmodule Switchboard.Fanout.Group do
       0
   """
 
+  @behaviour Switchboard.Fanout.GroupBehaviour
+
+  alias Switchboard.Fanout.Receivers
   alias Switchboard.NIF
 
   @enforce_keys [:ref]
@@ -51,18 +54,17 @@ defmodule Switchboard.Fanout.Group do
       ** (ArgumentError) expected a local pid in the group's member list, got: :nope
   """
   @spec new([pid()]) :: t()
+  @impl true
   def new(pids \\ []) do
     case NIF.fanout_group_new(pids) do
       {:bad_member, other} ->
-        raise ArgumentError,
-              "expected a local pid in the group's member list, got: #{inspect(other)}"
+        Receivers.bad_member!(other)
 
       {:improper, tail} ->
-        raise ArgumentError,
-              "expected a proper list of pids, got a list ending in: #{inspect(tail)}"
+        Receivers.improper!(tail)
 
       {:not_list, other} ->
-        raise ArgumentError, "expected a list of pids, got: #{inspect(other)}"
+        Receivers.not_a_list!(other)
 
       ref ->
         %__MODULE__{ref: ref}
@@ -71,6 +73,7 @@ defmodule Switchboard.Fanout.Group do
 
   @doc "Adds a local pid; returns the group."
   @spec add(t(), pid()) :: t()
+  @impl true
   def add(%__MODULE__{ref: ref} = group, pid) do
     NIF.fanout_group_add(ref, check_pid!(pid))
     group
@@ -80,6 +83,7 @@ defmodule Switchboard.Fanout.Group do
 
   @doc "Removes a pid if present; returns the group."
   @spec remove(t(), pid()) :: t()
+  @impl true
   def remove(%__MODULE__{ref: ref} = group, pid) do
     NIF.fanout_group_remove(ref, check_pid!(pid))
     group
@@ -89,28 +93,28 @@ defmodule Switchboard.Fanout.Group do
 
   @doc "Whether `pid` is a member."
   @spec member?(t(), pid()) :: boolean()
+  @impl true
   def member?(%__MODULE__{ref: ref}, pid), do: NIF.fanout_group_member(ref, check_pid!(pid))
   def member?(other, _pid), do: raise_not_a_group(other)
 
   @doc "The number of members."
   @spec size(t()) :: non_neg_integer()
+  @impl true
   def size(%__MODULE__{ref: ref}), do: NIF.fanout_group_size(ref)
   def size(other), do: raise_not_a_group(other)
 
   @doc "The members, in no particular order."
   @spec to_list(t()) :: [pid()]
+  @impl true
   def to_list(%__MODULE__{ref: ref}), do: NIF.fanout_group_to_list(ref)
   def to_list(other), do: raise_not_a_group(other)
 
   defp check_pid!(pid) when is_pid(pid) and node(pid) == node(), do: pid
 
-  defp check_pid!(other),
-    do: raise(ArgumentError, "expected a local pid, got: #{inspect(other)}")
+  defp check_pid!(other), do: Receivers.not_a_local_pid!(other)
 
   @doc false
-  def raise_not_a_group(other) do
-    raise ArgumentError, "expected a Switchboard.Fanout.Group, got: #{inspect(other)}"
-  end
+  def raise_not_a_group(other), do: Receivers.not_a_group!(__MODULE__, other)
 end
 
 defimpl Inspect, for: Switchboard.Fanout.Group do

@@ -17,7 +17,10 @@ defmodule Switchboard.Fanout.Pure do
   delivered here, where `Switchboard.Fanout` counts them as skipped.
   """
 
+  @behaviour Switchboard.Fanout.Behaviour
+
   alias Switchboard.Fanout.Pure.{Group, Sender}
+  alias Switchboard.Fanout.{Options, Receivers}
 
   @ticket_key {__MODULE__, :ticket}
 
@@ -43,6 +46,7 @@ defmodule Switchboard.Fanout.Pure do
   """
   @spec send([Switchboard.Fanout.receiver()] | Group.t(), term(), [Switchboard.Fanout.option()]) ::
           Switchboard.Fanout.summary()
+  @impl true
   def send(receivers, message, opts \\ [])
 
   # A group's members are read by the caller (a snapshot, as the native
@@ -52,7 +56,7 @@ defmodule Switchboard.Fanout.Pure do
   end
 
   def send(pids, message, opts) do
-    {offload, pack, message} = Switchboard.Fanout.options!(opts, message)
+    {offload, pack, message} = Options.prepare!(opts, message)
 
     if offload or pending_offload?() do
       send_queued(pids, message, pack, offload)
@@ -71,28 +75,23 @@ defmodule Switchboard.Fanout.Pure do
       :ok
   """
   @spec sync() :: :ok
+  @impl true
   def sync do
     if pending_offload?(), do: send_queued([], nil, nil, false)
     :ok
   end
 
-  @doc false
-  # Encodes for other nodes; the partitioner's workers decode with unpack/1.
-  def pack(message), do: :erlang.term_to_binary(message)
-
   @doc "Decodes a `deliver: :packed` message; see `Switchboard.Fanout.unpack/1`."
   @spec unpack({:switchboard_packed, binary()} | binary()) :: term()
-  def unpack({:switchboard_packed, binary}) when is_binary(binary), do: unpack(binary)
-  def unpack(binary) when is_binary(binary), do: :erlang.binary_to_term(binary)
+  @impl true
+  def unpack(packed), do: Options.unpack(packed)
 
   @doc false
   # Delivers the local pids of `pids` with send/2; returns
   # {delivered, skipped, remote_pids}. Raises on bad input.
   def deliver(pids, message) when is_list(pids), do: deliver(pids, message, node(), 0, 0, [])
 
-  def deliver(other, _message) do
-    raise ArgumentError, "expected a list of pids, got: #{inspect(other)}"
-  end
+  def deliver(other, _message), do: Receivers.not_a_list!(other)
 
   defp deliver([pid | rest], message, here, delivered, skipped, remote)
        when is_pid(pid) and node(pid) == here do
@@ -108,17 +107,16 @@ defmodule Switchboard.Fanout.Pure do
 
   defp deliver([], _message, _here, delivered, skipped, remote), do: {delivered, skipped, remote}
 
-  defp deliver([other | _], _message, _here, _delivered, _skipped, _remote) do
-    raise ArgumentError,
-          "expected a pid or nil in the receiver list, got: #{inspect(other)}"
-  end
+  defp deliver([other | _], _message, _here, _delivered, _skipped, _remote),
+    do: Receivers.bad_receiver!(other)
 
-  defp deliver(tail, _message, _here, _delivered, _skipped, _remote) do
-    raise ArgumentError,
-          "expected a proper list of pids, got a list ending in: #{inspect(tail)}"
-  end
+  defp deliver(tail, _message, _here, _delivered, _skipped, _remote),
+    do: Receivers.improper!(tail)
 
+  # The list is checked first, as the native fan-out does, so bad input
+  # raises before anything is sent.
   defp send_inline(pids, message, pack) do
+    Receivers.check!(pids)
     {delivered, skipped, remote} = deliver(pids, message)
     %{local: delivered, remote: route_remote(remote, message, pack), skipped: skipped}
   end
@@ -126,7 +124,9 @@ defmodule Switchboard.Fanout.Pure do
   defp route_remote([], _message, _pack), do: 0
 
   defp route_remote(remote, message, pack) do
-    {packed, payload} = if pack == :binary, do: {true, pack(message)}, else: {false, message}
+    {packed, payload} =
+      if pack == :binary, do: {true, Options.pack(message)}, else: {false, message}
+
     Kernel.send(Sender.for_caller!(), {:"$switchboard_fanout_remote", remote, packed, payload})
     length(remote)
   end

@@ -57,4 +57,39 @@ defmodule Switchboard.Fanout.Routing do
     name = elem(names, :erlang.phash2(self(), sender_count()))
     Process.whereis(name) || raise "#{name} is not running (is :switchboard started?)"
   end
+
+  @typedoc "A sender's counters."
+  @type counters :: %{
+          routed: non_neg_integer(),
+          dist_messages: non_neg_integer(),
+          nodes_skipped: non_neg_integer()
+        }
+
+  @doc "A sender's counters at start."
+  @spec new_counters() :: counters()
+  def new_counters, do: %{routed: 0, dist_messages: 0, nodes_skipped: 0}
+
+  @doc "Routes like `route/4` and counts it into a sender's `counters`."
+  @spec route_counted(counters(), [pid()], atom(), boolean(), term()) :: counters()
+  def route_counted(counters, pids, partitioner, packed, payload) do
+    {sent, skipped} = route(pids, partitioner, packed, payload)
+
+    %{
+      counters
+      | routed: counters.routed + 1,
+        dist_messages: counters.dist_messages + sent,
+        nodes_skipped: counters.nodes_skipped + skipped
+    }
+  end
+
+  @doc "The counters of a sender pool's running processes (`names`), summed."
+  @spec pool_stats(tuple()) :: counters()
+  def pool_stats(names) do
+    for index <- 0..(sender_count() - 1),
+        pid = Process.whereis(elem(names, index)),
+        pid != nil,
+        reduce: new_counters() do
+      acc -> Map.merge(acc, GenServer.call(pid, :stats), fn _key, a, b -> a + b end)
+    end
+  end
 end

@@ -24,33 +24,19 @@ defmodule Switchboard.Fanout.Sender do
   def for_caller!, do: Routing.sender_for_caller!(@names)
 
   @doc "Counters summed over this node's senders."
-  def stats do
-    for index <- 0..(Routing.sender_count() - 1),
-        pid = Process.whereis(elem(@names, index)),
-        pid != nil,
-        reduce: %{routed: 0, dist_messages: 0, nodes_skipped: 0} do
-      acc -> Map.merge(acc, GenServer.call(pid, :stats), fn _key, a, b -> a + b end)
-    end
-  end
+  def stats, do: Routing.pool_stats(@names)
 
   @impl true
   def init(_index) do
     # Large pid lists arrive here; keep them off the heap until handled.
     Process.flag(:message_queue_data, :off_heap)
-    {:ok, %{routed: 0, dist_messages: 0, nodes_skipped: 0}}
+    {:ok, Routing.new_counters()}
   end
 
   @impl true
   def handle_info({:"$switchboard_fanout_remote", pids, packed, payload}, state) do
-    {sent, skipped} = Routing.route(pids, Switchboard.Fanout.Partitioner, packed, payload)
-
     {:noreply,
-     %{
-       state
-       | routed: state.routed + 1,
-         dist_messages: state.dist_messages + sent,
-         nodes_skipped: state.nodes_skipped + skipped
-     }}
+     Routing.route_counted(state, pids, Switchboard.Fanout.Partitioner, packed, payload)}
   end
 
   def handle_info(_other, state), do: {:noreply, state}

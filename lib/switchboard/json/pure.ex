@@ -72,17 +72,21 @@ defmodule Switchboard.Json.Pure do
 
   defp elements(_improper, list, _opts), do: error({:improper_list, list})
 
-  # :maps.to_list/1 lists pairs in the order the runtime iterates them,
-  # which is the order the native encoder writes them in.
+  # Pairs in the order the runtime iterates them (:maps.iterator/1, and
+  # enif_map_iterator in the native encoder): :maps.to_list/1's order for a
+  # flat map (up to 32 keys, sorted), the reverse of it for a hash map.
+  defp pairs_in_order(map) when map_size(map) <= 32, do: :maps.to_list(map)
+  defp pairs_in_order(map), do: :lists.reverse(:maps.to_list(map))
+
   defp object(map, {escape, false, _} = opts) do
-    [{key, item} | rest] = :maps.to_list(map)
+    [{key, item} | rest] = pairs_in_order(map)
     [?{, key(key, escape), ?:, value(item, opts) | pairs(rest, opts)]
   end
 
   defp object(map, {escape, true, _} = opts) do
     # Each key, then its value, as the native encoder meets them.
     {body, keys} =
-      Enum.map_reduce(:maps.to_list(map), [], fn {key, item}, keys ->
+      Enum.map_reduce(pairs_in_order(map), [], fn {key, item}, keys ->
         key = IO.iodata_to_binary(key(key, escape))
         {[key, ?: | value(item, opts)], [key | keys]}
       end)

@@ -52,7 +52,11 @@ defmodule Switchboard.SortedSet.Pure do
       3
   """
 
+  @behaviour Switchboard.SortedSet.Behaviour
+
   import Bitwise, only: [>>>: 2]
+
+  alias Switchboard.SortedSet.Common
 
   # Deleting below a quarter full merges with or borrows from a sibling; the
   # slack between min and max/2 keeps alternating add/remove from churning.
@@ -94,7 +98,11 @@ defmodule Switchboard.SortedSet.Pure do
       0
   """
   @spec new(keyword()) :: t()
-  def new(opts \\ []) when is_list(opts), do: %__MODULE__{}
+  @impl true
+  def new(opts \\ []) do
+    Common.capacity!(opts)
+    %__MODULE__{}
+  end
 
   @doc """
   Builds a set from any enumerable, in O(n log n).
@@ -107,7 +115,7 @@ defmodule Switchboard.SortedSet.Pure do
 
   ## Options
 
-    * `:capacity` - accepted and ignored, as in `new/1`.
+    * `:capacity` - checked, and otherwise ignored, as in `new/1`.
 
   ## Examples
 
@@ -120,11 +128,17 @@ defmodule Switchboard.SortedSet.Pure do
       ** (ArgumentError) expected a proper list or an enumerable, got: :not_enumerable
   """
   @spec from_enumerable(Enumerable.t(), keyword()) :: t()
+  @impl true
   def from_enumerable(enumerable, opts \\ [])
-  def from_enumerable(%__MODULE__{} = set, opts) when is_list(opts), do: set
 
-  def from_enumerable(enumerable, opts) when is_list(opts) do
-    enumerable |> to_proper_list!() |> :lists.usort() |> build()
+  def from_enumerable(%__MODULE__{} = set, opts) do
+    Common.capacity!(opts)
+    set
+  end
+
+  def from_enumerable(enumerable, opts) do
+    Common.capacity!(opts)
+    enumerable |> Common.item_list!() |> :lists.usort() |> build()
   end
 
   @doc """
@@ -137,7 +151,7 @@ defmodule Switchboard.SortedSet.Pure do
 
   ## Options
 
-    * `:capacity` - accepted and ignored, as in `new/1`.
+    * `:capacity` - checked, and otherwise ignored, as in `new/1`.
 
   ## Examples
 
@@ -155,11 +169,17 @@ defmodule Switchboard.SortedSet.Pure do
       ** (ArgumentError) from_sorted/2 expects strictly ascending items, got 1 before 1.0
   """
   @spec from_sorted(Enumerable.t(), keyword()) :: t()
+  @impl true
   def from_sorted(enumerable, opts \\ [])
-  def from_sorted(%__MODULE__{} = set, opts) when is_list(opts), do: set
 
-  def from_sorted(enumerable, opts) when is_list(opts) do
-    list = to_proper_list!(enumerable)
+  def from_sorted(%__MODULE__{} = set, opts) do
+    Common.capacity!(opts)
+    set
+  end
+
+  def from_sorted(enumerable, opts) do
+    Common.capacity!(opts)
+    list = Common.item_list!(enumerable)
     check_ascending!(list)
     build(list)
   end
@@ -180,6 +200,7 @@ defmodule Switchboard.SortedSet.Pure do
       ** (ArgumentError) expected a Switchboard.SortedSet.Pure, got: [1, 2]
   """
   @spec add(t(), item()) :: t()
+  @impl true
   def add(%__MODULE__{size: size, height: height, root: root} = set, item) do
     case insert(root, height, item, nil, size) do
       :exists ->
@@ -212,6 +233,7 @@ defmodule Switchboard.SortedSet.Pure do
       {nil, true}
   """
   @spec index_add(t(), item()) :: {non_neg_integer() | nil, t()}
+  @impl true
   def index_add(%__MODULE__{size: size, height: height, root: root} = set, item) do
     case insert(root, height, item, 0, size) do
       :exists ->
@@ -240,6 +262,7 @@ defmodule Switchboard.SortedSet.Pure do
       #Switchboard.SortedSet.Pure<[1, 2, 3]>
   """
   @spec remove(t(), item()) :: t()
+  @impl true
   def remove(%__MODULE__{size: size, height: height, root: root} = set, item) do
     case delete(root, height, item, nil, size) do
       :error -> set
@@ -266,6 +289,7 @@ defmodule Switchboard.SortedSet.Pure do
       {nil, true}
   """
   @spec index_remove(t(), item()) :: {non_neg_integer() | nil, t()}
+  @impl true
   def index_remove(%__MODULE__{size: size, height: height, root: root} = set, item) do
     case delete(root, height, item, 0, size) do
       :error -> {nil, set}
@@ -295,6 +319,7 @@ defmodule Switchboard.SortedSet.Pure do
       ** (ArgumentError) expected an integer index, got: 1.0
   """
   @spec remove_at(t(), index()) :: {item() | nil, t()}
+  @impl true
   def remove_at(%__MODULE__{size: size, height: height, root: root} = set, index)
       when is_integer(index) do
     case normalize(index, size) do
@@ -320,6 +345,7 @@ defmodule Switchboard.SortedSet.Pure do
       #Switchboard.SortedSet.Pure<[]>
   """
   @spec clear(t()) :: t()
+  @impl true
   def clear(%__MODULE__{}), do: %__MODULE__{}
   def clear(set), do: raise_not_set(set)
 
@@ -336,6 +362,7 @@ defmodule Switchboard.SortedSet.Pure do
       true
   """
   @spec copy(t()) :: t()
+  @impl true
   def copy(%__MODULE__{} = set), do: set
   def copy(set), do: raise_not_set(set)
 
@@ -353,6 +380,7 @@ defmodule Switchboard.SortedSet.Pure do
       ** (ArgumentError) expected a Switchboard.SortedSet.Pure, got: MapSet.new([])
   """
   @spec size(t()) :: non_neg_integer()
+  @impl true
   def size(%__MODULE__{size: size}), do: size
   def size(set), do: raise_not_set(set)
 
@@ -369,6 +397,7 @@ defmodule Switchboard.SortedSet.Pure do
       false
   """
   @spec member?(t(), item()) :: boolean()
+  @impl true
   def member?(%__MODULE__{height: height, root: root}, item), do: member(root, height, item)
   def member?(set, _item), do: raise_not_set(set)
 
@@ -387,6 +416,7 @@ defmodule Switchboard.SortedSet.Pure do
       nil
   """
   @spec find_index(t(), item()) :: non_neg_integer() | nil
+  @impl true
   def find_index(%__MODULE__{size: size, height: height, root: root}, item) do
     rank(root, height, item, 0, size)
   end
@@ -409,6 +439,7 @@ defmodule Switchboard.SortedSet.Pure do
       3
   """
   @spec lower_bound(t(), item()) :: non_neg_integer()
+  @impl true
   def lower_bound(%__MODULE__{size: size, height: height, root: root}, item) do
     count_before(root, height, item, false, 0, size)
   end
@@ -435,6 +466,7 @@ defmodule Switchboard.SortedSet.Pure do
       ** (ArgumentError) expected an integer index, got: "0"
   """
   @spec at(t(), index(), default) :: item() | default when default: term()
+  @impl true
   def at(set, index, default \\ nil)
 
   def at(%__MODULE__{size: size, height: height, root: root}, index, default)
@@ -465,6 +497,7 @@ defmodule Switchboard.SortedSet.Pure do
       ** (ArgumentError) expected a non-negative integer index, got: -1
   """
   @spec slice(t(), non_neg_integer(), non_neg_integer()) :: [item()]
+  @impl true
   def slice(%__MODULE__{size: size, height: height, root: root}, start, amount)
       when is_integer(start) and start >= 0 and is_integer(amount) and amount >= 0 do
     stop = min(start + amount, size)
@@ -472,6 +505,30 @@ defmodule Switchboard.SortedSet.Pure do
   end
 
   def slice(set, start, amount), do: raise_bad_arguments(set, index: start, amount: amount)
+
+  @doc """
+  Returns up to `amount` items that come strictly after `item` in term
+  order (an item `==` to it excluded), whether or not `item` is in the set.
+
+  ## Examples
+
+      iex> alias Switchboard.SortedSet.Pure
+      iex> set = Pure.from_sorted(1..10)
+      iex> Pure.slice_after(set, 3, 2)
+      [4, 5]
+      iex> Pure.slice_after(set, 9.5, 5)
+      [10]
+  """
+  @spec slice_after(t(), item(), non_neg_integer()) :: [item()]
+  @impl true
+  def slice_after(%__MODULE__{size: size, height: height, root: root}, item, amount)
+      when is_integer(amount) and amount >= 0 do
+    start = count_before(root, height, item, true, 0, size)
+    stop = min(start + amount, size)
+    if start < stop, do: collect(root, height, start, stop, [], size), else: []
+  end
+
+  def slice_after(set, _item, amount), do: raise_bad_arguments(set, amount: amount)
 
   @doc """
   Returns the items between `min` and `max` inclusive (in term order, so
@@ -489,6 +546,7 @@ defmodule Switchboard.SortedSet.Pure do
       []
   """
   @spec range(t(), item(), item()) :: [item()]
+  @impl true
   def range(%__MODULE__{size: size, height: height, root: root}, min, max) do
     start = count_before(root, height, min, false, 0, size)
     stop = count_before(root, height, max, true, 0, size)
@@ -507,6 +565,7 @@ defmodule Switchboard.SortedSet.Pure do
       [1, {2}, %{}, []]
   """
   @spec to_list(t()) :: [item()]
+  @impl true
   def to_list(%__MODULE__{size: 0}), do: []
 
   def to_list(%__MODULE__{size: size, height: height, root: root}),
@@ -526,28 +585,14 @@ defmodule Switchboard.SortedSet.Pure do
       true
   """
   @spec memory(t()) :: non_neg_integer()
+  @impl true
   def memory(%__MODULE__{} = set), do: :erts_debug.size(set) * :erlang.system_info(:wordsize)
   def memory(set), do: raise_not_set(set)
 
   ## Bulk building
 
-  defp to_proper_list!(list) when is_list(list) and length(list) >= 0, do: list
-
-  defp to_proper_list!(term) do
-    if not is_list(term) and Enumerable.impl_for(term) != nil do
-      Enum.to_list(term)
-    else
-      raise ArgumentError, "expected a proper list or an enumerable, got: #{inspect(term)}"
-    end
-  end
-
   defp check_ascending!([a | [b | _] = rest]) do
-    if a < b do
-      check_ascending!(rest)
-    else
-      raise ArgumentError,
-            "from_sorted/2 expects strictly ascending items, got #{inspect(a)} before #{inspect(b)}"
-    end
+    if a < b, do: check_ascending!(rest), else: Common.not_ascending!(a, b)
   end
 
   defp check_ascending!(_list), do: :ok
@@ -967,27 +1012,11 @@ defmodule Switchboard.SortedSet.Pure do
   ## Errors
 
   @spec raise_not_set(term()) :: no_return()
-  defp raise_not_set(term) do
-    raise ArgumentError, "expected a #{inspect(__MODULE__)}, got: #{inspect(term)}"
-  end
+  defp raise_not_set(term), do: Common.not_a_set!(__MODULE__, term)
 
-  # Raises for the first argument that is wrong.
+  # Raises for the first argument that is wrong (the set first).
   @spec raise_bad_arguments(term(), keyword()) :: no_return()
-  defp raise_bad_arguments(%__MODULE__{}, checks) do
-    Enum.each(checks, fn
-      {name, value} when not is_integer(value) ->
-        raise ArgumentError, "expected an integer #{name}, got: #{inspect(value)}"
-
-      {name, value} when value < 0 ->
-        raise ArgumentError, "expected a non-negative integer #{name}, got: #{inspect(value)}"
-
-      _valid ->
-        :ok
-    end)
-
-    raise ArgumentError, "invalid arguments: #{inspect(checks)}"
-  end
-
+  defp raise_bad_arguments(%__MODULE__{}, checks), do: Common.bad_integers!(checks)
   defp raise_bad_arguments(term, _checks), do: raise_not_set(term)
 end
 
@@ -1068,19 +1097,6 @@ defimpl Collectable, for: Switchboard.SortedSet.Pure do
 end
 
 defimpl Inspect, for: Switchboard.SortedSet.Pure do
-  import Inspect.Algebra
-  alias Switchboard.SortedSet.Pure
-
-  # Only the items inspect can show are fetched: one past the limit is
-  # enough for Inspect.List to print the trailing "...".
-  def inspect(set, opts) do
-    items =
-      case opts.limit do
-        :infinity -> Pure.to_list(set)
-        limit -> Pure.slice(set, 0, limit + 1)
-      end
-
-    opts = %Inspect.Opts{opts | charlists: :as_lists}
-    concat(["#Switchboard.SortedSet.Pure<", Inspect.List.inspect(items, opts), ">"])
-  end
+  def inspect(set, opts),
+    do: Switchboard.SortedSet.Common.inspect_set(Switchboard.SortedSet.Pure, set, opts)
 end

@@ -4,6 +4,7 @@ defmodule Switchboard.Erlpack.PortTest do
   import Bitwise, only: [<<<: 2]
 
   alias Switchboard.Erlpack
+  alias Switchboard.Erlpack.Options
   alias Switchboard.Erlpack.Port, as: PortPool
 
   @vectors_path Path.expand("../../fixtures/erlpack_vectors.json", __DIR__)
@@ -88,7 +89,7 @@ defmodule Switchboard.Erlpack.PortTest do
     end
 
     test "every vector decodes, or is refused, as through the NIF" do
-      vectors = @vectors_path |> File.read!() |> json_decode()
+      vectors = @vectors_path |> File.read!() |> Switchboard.Test.JSON.decode!()
       assert length(vectors) == 115
 
       for vector <- vectors do
@@ -131,7 +132,7 @@ defmodule Switchboard.Erlpack.PortTest do
       bytes = :erlang.term_to_binary(%{"still" => "works"})
 
       for _ <- 1..4 do
-        assert Erlpack.Port.decode(bytes, :existing, 512, 1 <<< 20, 1 <<< 20, :error, pool) ==
+        assert pool_decode(bytes, pool) ==
                  {:ok, %{"still" => "works"}}
       end
     end
@@ -156,7 +157,7 @@ defmodule Switchboard.Erlpack.PortTest do
       queued =
         for _ <- 1..3 do
           Task.async(fn ->
-            Erlpack.Port.decode(bytes, :existing, 512, 1 <<< 20, 1 <<< 20, :error, pool)
+            pool_decode(bytes, pool)
           end)
         end
 
@@ -164,6 +165,60 @@ defmodule Switchboard.Erlpack.PortTest do
       {_, 0} = System.cmd("kill", ["-9", Integer.to_string(busy.os_pid)])
       assert Task.await(sleeper) == {:error, :port_exited}
       assert Enum.map(queued, &Task.await/1) == List.duplicate({:ok, [1, 2, 3]}, 3)
+    end
+  end
+
+  describe "the pool, under load and failure" do
+    test "an input over 64 MiB decodes when :max_size allows it" do
+      big = :binary.copy(<<7>>, 65 * 1024 * 1024)
+      bytes = :erlang.term_to_binary([big])
+      assert port_decode(bytes, max_size: 128 * 1024 * 1024) == {:ok, [big]}
+      assert port_decode(bytes) == {:error, {:too_large, 0}}
+    end
+
+    test "a worker that dies mid-request takes its port's OS process with it" do
+      pool = :"#{__MODULE__}.DyingWorkerPool"
+      start_supervised!({PortPool, name: pool, pool_size: 1})
+      sleeper = Task.async(fn -> PortPool.sleep(30_000, pool) end)
+      busy = wait_for_busy(pool)
+      assert os_process_alive?(busy.os_pid)
+      Process.exit(busy.worker, :kill)
+      assert Task.await(sleeper) == {:error, :port_exited}
+      # The port program notices its stdin close, mid-sleep.
+      assert wait_until(fn -> not os_process_alive?(busy.os_pid) end, 2_000)
+    end
+
+    test "a caller's :timeout answers {:error, :timeout} and replaces the stuck port" do
+      pool = :"#{__MODULE__}.CallerTimeoutPool"
+      start_supervised!({PortPool, name: pool, pool_size: 1})
+      assert :ok = PortPool.sleep(0, pool)
+      [%{os_pid: first}] = PortPool.info(pool)
+
+      # At the port: the caller gives up, the port is killed and replaced.
+      {time, result} = :timer.tc(fn -> PortPool.sleep(30_000, pool, 200) end)
+      assert result == {:error, :timeout}
+      assert time < 2_000_000
+      assert wait_until(fn -> not os_process_alive?(first) end, 2_000)
+      bytes = :erlang.term_to_binary([1, 2, 3])
+      assert pool_decode(bytes, pool) == {:ok, [1, 2, 3]}
+
+      # Queued behind a request stuck for longer than the caller will wait:
+      # the caller gets :timeout, the stuck port is replaced, and the next
+      # caller does not wait for it.
+      stuck = Task.async(fn -> PortPool.sleep(30_000, pool) end)
+      wait_for_busy(pool)
+      Process.sleep(250)
+      assert pool_decode(bytes, pool, timeout: 200) == {:error, :timeout}
+      assert Task.await(stuck) == {:error, :port_exited}
+      {time, result} = :timer.tc(fn -> pool_decode(bytes, pool, timeout: 2_000) end)
+      assert result == {:ok, [1, 2, 3]}
+      assert time < 2_000_000
+    end
+
+    test "the :timeout option is validated" do
+      assert_raise ArgumentError,
+                   "invalid :timeout option: :soon (expected a non-negative integer)",
+                   fn -> Erlpack.decode(<<131, 97, 1>>, isolation: :port, timeout: :soon) end
     end
   end
 
@@ -194,55 +249,19 @@ defmodule Switchboard.Erlpack.PortTest do
     end
   end
 
-  # A JSON decoder, just enough for the vectors file (no escapes beyond \" and \\).
-  defp json_decode(text) do
-    {value, _rest} = json_value(String.trim(text))
-    value
+  defp pool_decode(bytes, pool, opts \\ []),
+    do: PortPool.decode(bytes, Options.decode!(opts, true), pool)
+
+  defp os_process_alive?(os_pid) do
+    {_, status} = System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true)
+    status == 0
   end
 
-  defp json_value("[" <> rest), do: json_list(String.trim_leading(rest), [])
-  defp json_value("{" <> rest), do: json_object(String.trim_leading(rest), %{})
-  defp json_value("\"" <> rest), do: json_string(rest, [])
-  defp json_value("null" <> rest), do: {nil, rest}
-
-  defp json_value(text) do
-    [number] = Regex.run(~r/^-?\d+/, text)
-
-    {String.to_integer(number),
-     binary_part(text, byte_size(number), byte_size(text) - byte_size(number))}
+  defp wait_until(check, deadline_ms) do
+    cond do
+      check.() -> true
+      deadline_ms <= 0 -> false
+      true -> Process.sleep(20) || wait_until(check, deadline_ms - 20)
+    end
   end
-
-  defp json_list("]" <> rest, acc), do: {Enum.reverse(acc), rest}
-
-  defp json_list(text, acc) do
-    {value, rest} = json_value(text)
-    rest = String.trim_leading(rest)
-
-    rest =
-      if String.starts_with?(rest, ","),
-        do: String.trim_leading(binary_part(rest, 1, byte_size(rest) - 1)),
-        else: rest
-
-    json_list(rest, [value | acc])
-  end
-
-  defp json_object("}" <> rest, acc), do: {acc, rest}
-
-  defp json_object(text, acc) do
-    {key, rest} = json_value(text)
-    ":" <> rest = String.trim_leading(rest)
-    {value, rest} = json_value(String.trim_leading(rest))
-    rest = String.trim_leading(rest)
-
-    rest =
-      if String.starts_with?(rest, ","),
-        do: String.trim_leading(binary_part(rest, 1, byte_size(rest) - 1)),
-        else: rest
-
-    json_object(rest, Map.put(acc, key, value))
-  end
-
-  defp json_string("\"" <> rest, acc), do: {IO.iodata_to_binary(Enum.reverse(acc)), rest}
-  defp json_string(<<"\\", char, rest::binary>>, acc), do: json_string(rest, [char | acc])
-  defp json_string(<<char, rest::binary>>, acc), do: json_string(rest, [char | acc])
 end

@@ -154,8 +154,35 @@ defmodule Switchboard.Fanout.BatcherTest do
                  fn -> Batcher.start_link(coalesce: :user) end
 
     assert_raise ArgumentError,
-                 "expected a pid or nil in the receiver list, got: receiver",
+                 "expected a pid or nil in the receiver list, got: :receiver",
                  fn -> Batcher.start_link(receivers: [:receiver]) end
+  end
+
+  # Checked at start: a bad one used to be accepted, and then every event
+  # was lost at the first flush (the batcher crashed inside send/3).
+  test "bad :fanout or :fanout_opts raise at start, naming the option" do
+    assert_raise ArgumentError,
+                 "invalid :fanout_opts: expected :offload to be a boolean, got: :yes",
+                 fn -> Batcher.start_link(fanout_opts: [offload: :yes]) end
+
+    assert_raise ArgumentError,
+                 "invalid :fanout_opts: expected :deliver to be :term or :packed, got: :json",
+                 fn -> Batcher.start_link(fanout_opts: [deliver: :json]) end
+
+    assert_raise ArgumentError, ~r/^invalid :fanout_opts: unknown keys \[:packing\]/, fn ->
+      Batcher.start_link(fanout_opts: [packing: :binary])
+    end
+
+    assert_raise ArgumentError,
+                 "invalid :fanout_opts: expected fan-out options to be a keyword list, got: :offload",
+                 fn -> Batcher.start_link(fanout_opts: :offload) end
+
+    for bad <- [Switchboard.NoSuchFanout, Enum, "Switchboard.Fanout"] do
+      assert_raise ArgumentError,
+                   "expected :fanout to be a module with send/3 (Switchboard.Fanout or " <>
+                     "Switchboard.Fanout.Pure), got: #{inspect(bad)}",
+                   fn -> Batcher.start_link(fanout: bad) end
+    end
   end
 
   describe "properties" do

@@ -15,7 +15,7 @@ defmodule Switchboard.SortedSet.FreeTest do
 
   test "a large set is freed by the reply thread once its last reference is gone" do
     before = Switchboard.native_allocated_bytes()
-    jobs_before = NIF.diag_reply_thread_completed()
+    jobs_before = NIF.library_info().reply_jobs_completed
     parent = self()
 
     {owner, ref} =
@@ -30,7 +30,7 @@ defmodule Switchboard.SortedSet.FreeTest do
     send(owner, :drop)
     assert_receive {:DOWN, ^ref, _, _, _}, 10_000
 
-    assert eventually(fn -> NIF.diag_reply_thread_completed() > jobs_before end)
+    assert eventually(fn -> NIF.library_info().reply_jobs_completed > jobs_before end)
     assert eventually(fn -> Switchboard.native_allocated_bytes() - before < 500_000 end)
   end
 
@@ -41,5 +41,29 @@ defmodule Switchboard.SortedSet.FreeTest do
 
     assert_receive {:DOWN, ^ref, _, _, _}, 10_000
     assert eventually(fn -> Switchboard.native_allocated_bytes() - before < 16_000 end)
+  end
+
+  test "a set held as an item lives while the outer set holds it, and no longer" do
+    before = Switchboard.native_allocated_bytes()
+    outer = SortedSet.new()
+
+    {_, ref} =
+      spawn_monitor(fn -> SortedSet.add(outer, {:inner, SortedSet.from_enumerable(1..50_000)}) end)
+
+    assert_receive {:DOWN, ^ref, _, _, _}, 10_000
+    :erlang.garbage_collect()
+    # The creator is gone and no process holds the inner set: the item does.
+    assert Switchboard.native_allocated_bytes() - before > 500_000
+    assert [{:inner, inner}] = SortedSet.to_list(outer)
+    assert SortedSet.size(inner) == 50_000
+
+    inner = nil
+    _ = inner
+
+    {_, nil} =
+      SortedSet.remove_at(outer, 0) |> then(fn {_, set} -> {set, SortedSet.at(set, 0)} end)
+
+    :erlang.garbage_collect()
+    assert eventually(fn -> Switchboard.native_allocated_bytes() - before < 100_000 end)
   end
 end

@@ -14,12 +14,17 @@ defmodule Switchboard.Fanout.Pure.Group do
       :ok
   """
 
+  @behaviour Switchboard.Fanout.GroupBehaviour
+
   @enforce_keys [:table]
+  alias Switchboard.Fanout.Receivers
+
   defstruct [:table]
 
   @opaque t :: %__MODULE__{table: :ets.tid()}
 
   @spec new([pid()]) :: t()
+  @impl true
   def new(pids \\ [])
 
   def new(pids) when is_list(pids) do
@@ -29,9 +34,10 @@ defmodule Switchboard.Fanout.Pure.Group do
     %__MODULE__{table: table}
   end
 
-  def new(other), do: raise(ArgumentError, "expected a list of pids, got: #{inspect(other)}")
+  def new(other), do: Receivers.not_a_list!(other)
 
   @spec add(t(), pid()) :: t()
+  @impl true
   def add(%__MODULE__{table: table} = group, pid) do
     :ets.insert(table, {check_pid!(pid)})
     group
@@ -40,6 +46,7 @@ defmodule Switchboard.Fanout.Pure.Group do
   def add(other, _pid), do: raise_not_a_group(other)
 
   @spec remove(t(), pid()) :: t()
+  @impl true
   def remove(%__MODULE__{table: table} = group, pid) do
     :ets.delete(table, check_pid!(pid))
     group
@@ -48,14 +55,17 @@ defmodule Switchboard.Fanout.Pure.Group do
   def remove(other, _pid), do: raise_not_a_group(other)
 
   @spec member?(t(), pid()) :: boolean()
+  @impl true
   def member?(%__MODULE__{table: table}, pid), do: :ets.member(table, check_pid!(pid))
   def member?(other, _pid), do: raise_not_a_group(other)
 
   @spec size(t()) :: non_neg_integer()
+  @impl true
   def size(%__MODULE__{table: table}), do: :ets.info(table, :size)
   def size(other), do: raise_not_a_group(other)
 
   @spec to_list(t()) :: [pid()]
+  @impl true
   def to_list(%__MODULE__{table: table}), do: :ets.select(table, [{{:"$1"}, [], [:"$1"]}])
   def to_list(other), do: raise_not_a_group(other)
 
@@ -64,18 +74,11 @@ defmodule Switchboard.Fanout.Pure.Group do
 
   defp rows([], acc), do: acc
 
-  defp rows([other | _], _acc) do
-    raise ArgumentError, "expected a local pid in the group's member list, got: #{inspect(other)}"
-  end
-
-  defp rows(tail, _acc) do
-    raise ArgumentError, "expected a proper list of pids, got a list ending in: #{inspect(tail)}"
-  end
+  defp rows([other | _], _acc), do: Receivers.bad_member!(other)
+  defp rows(tail, _acc), do: Receivers.improper!(tail)
 
   defp check_pid!(pid) when is_pid(pid) and node(pid) == node(), do: pid
-  defp check_pid!(other), do: raise(ArgumentError, "expected a local pid, got: #{inspect(other)}")
+  defp check_pid!(other), do: Receivers.not_a_local_pid!(other)
 
-  defp raise_not_a_group(other) do
-    raise ArgumentError, "expected a Switchboard.Fanout.Pure.Group, got: #{inspect(other)}"
-  end
+  defp raise_not_a_group(other), do: Receivers.not_a_group!(__MODULE__, other)
 end

@@ -19,19 +19,12 @@ defmodule Switchboard.Fanout.Pure.Sender do
   def for_caller!, do: Routing.sender_for_caller!(@names)
 
   @doc "Counters summed over this node's pure senders."
-  def stats do
-    for index <- 0..(Routing.sender_count() - 1),
-        pid = Process.whereis(elem(@names, index)),
-        pid != nil,
-        reduce: %{routed: 0, dist_messages: 0, nodes_skipped: 0} do
-      acc -> Map.merge(acc, GenServer.call(pid, :stats), fn _key, a, b -> a + b end)
-    end
-  end
+  def stats, do: Routing.pool_stats(@names)
 
   @impl true
   def init(_index) do
     Process.flag(:message_queue_data, :off_heap)
-    {:ok, %{routed: 0, dist_messages: 0, nodes_skipped: 0}}
+    {:ok, Routing.new_counters()}
   end
 
   @impl true
@@ -50,7 +43,9 @@ defmodule Switchboard.Fanout.Pure.Sender do
         state
       else
         {packed, payload} =
-          if pack == :binary, do: {true, Pure.pack(message)}, else: {false, message}
+          if pack == :binary,
+            do: {true, Switchboard.Fanout.Options.pack(message)},
+            else: {false, message}
 
         route(state, remote, packed, payload)
       end
@@ -66,14 +61,6 @@ defmodule Switchboard.Fanout.Pure.Sender do
 
   def handle_info(_other, state), do: {:noreply, state}
 
-  defp route(state, pids, packed, payload) do
-    {sent, skipped} = Routing.route(pids, Pure.Partitioner, packed, payload)
-
-    %{
-      state
-      | routed: state.routed + 1,
-        dist_messages: state.dist_messages + sent,
-        nodes_skipped: state.nodes_skipped + skipped
-    }
-  end
+  defp route(state, pids, packed, payload),
+    do: Routing.route_counted(state, pids, Pure.Partitioner, packed, payload)
 end

@@ -1,11 +1,8 @@
-// Erlpack decoding semantics that sit on top of the core EtfDecoder and are
-// shared by the NIF (erlpack_nif.cpp) and the port program (c_src/port/):
-// the public error reasons, and where an error the decoder cannot see sits.
-//
-// The core validates structure; whether an atom exists is a property of the
-// VM that reads the result. The NIF asks the VM directly, the port program is
-// told by the VM; both report the same `{reason, offset}` as
-// Switchboard.Erlpack.Pure. No erl_nif.h here, so the port can use it too.
+// Refusals: where and why an External Term Format input is refused, as one
+// public `{reason, offset}`, on top of the EtfDecoder. The decoder validates
+// structure; whether an atom exists is a property of whoever reads the
+// result (an AtomOracle answers). Shared by the Erlpack NIF and the port
+// program (c_src/port/), which report what Switchboard.Erlpack.Pure does.
 #pragma once
 
 #include <cstddef>
@@ -14,12 +11,11 @@
 #include <span>
 #include <string_view>
 
+#include "core/etf/atom_text.hpp"
 #include "core/etf/containers.hpp"
 #include "core/etf/decode_error.hpp"
 
-namespace switchboard::erlpack {
-
-namespace etf = core::etf;
+namespace switchboard::core::etf {
 
 // decode/2's `:atoms` option.
 enum class AtomMode : std::uint8_t { existing, binary, create };
@@ -42,21 +38,21 @@ struct Refusal {
 // The public reason for a core error (Switchboard.Erlpack.Pure's names): the
 // structural reasons keep their names, the finer ones OTP does not tell apart
 // (bad_creation, bad_fun, ...) become invalid_term.
-std::string_view public_reason(etf::DecodeErrc error) noexcept;
+std::string_view public_reason(DecodeErrc error) noexcept;
 
 // The refusal for a decoder error other than rejected_by_visitor, at the
 // offset Switchboard.Erlpack.Pure reports: errors inside a compressed payload
 // at the compressed tag (1); where a term has two faults, the one the twin
 // meets first (a long atom that is also cut short is truncated; a reference
 // with a bad id count is refused for its node first).
-Refusal structural_refusal(std::span<const std::uint8_t> input, const etf::DecodeStatus& status);
+Refusal structural_refusal(std::span<const std::uint8_t> input, const DecodeStatus& status);
 
 // true, false and nil stay atoms with `atoms: :binary`.
 bool is_literal_atom(std::string_view utf8) noexcept;
 
 // Reads the atom whose tag is at `at` (any of the four atom tags) into `utf8`
 // and returns its size on the wire, or 0 when there is no complete atom there.
-std::size_t read_wire_atom(std::span<const std::uint8_t> bytes, std::size_t at, etf::Text& utf8);
+std::size_t read_wire_atom(std::span<const std::uint8_t> bytes, std::size_t at, Text& utf8);
 
 // For the pid, port, reference, export or fun whose tag is at `at` in
 // `bytes` (already validated by the decoder), the first refusal that `mode`
@@ -66,20 +62,18 @@ std::size_t read_wire_atom(std::span<const std::uint8_t> bytes, std::size_t at, 
 // when one of them would have to be created). nullopt when every atom exists.
 std::optional<Refusal> check_opaque_atoms(std::span<const std::uint8_t> bytes, std::size_t at,
                                           AtomMode mode, AtomOracle& oracle,
-                                          const etf::DecodeLimits& limits);
+                                          const DecodeLimits& limits);
 
 // The first refusal an unknown atom causes anywhere in `input` (a whole
 // encoding, version byte included), or nullopt when every atom exists.
 // Offsets inside a compressed payload are reported as 1, like every error there.
 std::optional<Refusal> locate_unknown_atom(std::span<const std::uint8_t> input, AtomMode mode,
-                                           AtomOracle& oracle, const etf::DecodeLimits& limits);
+                                           AtomOracle& oracle, const DecodeLimits& limits);
 
 // With `atoms: :binary`, `:a` and "a" become equal keys. For the map whose tag
 // is at `at` in `bytes`, the offset of the second occurrence of the smallest
 // key that then occurs twice, or npos when none does.
 std::size_t find_binary_mode_duplicate(std::span<const std::uint8_t> bytes, std::size_t at,
-                                       const etf::DecodeLimits& limits);
+                                       const DecodeLimits& limits);
 
-inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
-
-}  // namespace switchboard::erlpack
+}  // namespace switchboard::core::etf

@@ -1,4 +1,4 @@
-#include "nif/erlpack_glue.hpp"
+#include "core/etf/refusal.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -8,10 +8,7 @@
 #include "core/etf/decoder.hpp"
 #include "core/etf/tags.hpp"
 
-namespace switchboard::erlpack {
-
-using etf::DecodeErrc;
-using etf::Tag;
+namespace switchboard::core::etf {
 
 std::string_view public_reason(DecodeErrc error) noexcept {
   switch (error) {
@@ -25,7 +22,7 @@ std::string_view public_reason(DecodeErrc error) noexcept {
     case DecodeErrc::ok:
       return "invalid_term";
     default:
-      return etf::decode_error_name(error);
+      return decode_error_name(error);
   }
 }
 
@@ -41,8 +38,8 @@ std::uint32_t load_u32(const std::uint8_t* at) noexcept {
 }
 
 bool is_atom_tag(std::uint8_t tag) noexcept {
-  return tag == etf::tag_byte(Tag::atom_latin1) || tag == etf::tag_byte(Tag::small_atom_latin1) ||
-         tag == etf::tag_byte(Tag::atom_utf8) || tag == etf::tag_byte(Tag::small_atom_utf8);
+  return tag == tag_byte(Tag::atom_latin1) || tag == tag_byte(Tag::small_atom_latin1) ||
+         tag == tag_byte(Tag::atom_utf8) || tag == tag_byte(Tag::small_atom_utf8);
 }
 
 // The size of the (validated) integer whose tag is at `at`.
@@ -71,7 +68,7 @@ std::size_t offset_in(std::span<const std::uint8_t> bytes, const std::uint8_t* i
 
 std::optional<Refusal> locate_in_terms(std::span<const std::uint8_t> bytes, std::size_t at,
                                        std::uint32_t count, AtomMode mode, AtomOracle& oracle,
-                                       const etf::DecodeLimits& limits);
+                                       const DecodeLimits& limits);
 
 // Rejects at the first atom `mode` needs and the oracle does not know. Funs
 // are checked whole here; for other opaque terms the caller finds the atom
@@ -79,7 +76,7 @@ std::optional<Refusal> locate_in_terms(std::span<const std::uint8_t> bytes, std:
 struct LocateVisitor {
   AtomMode mode;
   AtomOracle& oracle;
-  const etf::DecodeLimits& limits;
+  const DecodeLimits& limits;
   std::span<const std::uint8_t> bytes;
   std::optional<Refusal> refusal;
 
@@ -97,13 +94,13 @@ struct LocateVisitor {
   bool end_tuple() { return true; }
   bool begin_map(std::uint32_t) { return true; }
   bool end_map() { return true; }
-  bool on_pid(const etf::PidData& pid) { return oracle.exists(pid.node); }
-  bool on_port(const etf::PortData& port) { return oracle.exists(port.node); }
-  bool on_reference(const etf::ReferenceData& reference) { return oracle.exists(reference.node); }
-  bool on_export(const etf::ExportData& exported) {
+  bool on_pid(const PidData& pid) { return oracle.exists(pid.node); }
+  bool on_port(const PortData& port) { return oracle.exists(port.node); }
+  bool on_reference(const ReferenceData& reference) { return oracle.exists(reference.node); }
+  bool on_export(const ExportData& exported) {
     return oracle.exists(exported.module) && oracle.exists(exported.function);
   }
-  bool on_local_fun(const etf::LocalFunData& fun) {
+  bool on_local_fun(const LocalFunData& fun) {
     refusal = check_opaque_atoms(fun.encoded, 0, mode, oracle, limits);
     if (!refusal) return true;
     refusal->offset += offset_in(bytes, fun.encoded.data());
@@ -113,7 +110,7 @@ struct LocateVisitor {
 
 // The refusal for a term the LocateVisitor rejected at `at`.
 Refusal refusal_at(std::span<const std::uint8_t> bytes, std::size_t at, AtomMode mode,
-                   AtomOracle& oracle, const etf::DecodeLimits& limits) {
+                   AtomOracle& oracle, const DecodeLimits& limits) {
   if (is_atom_tag(bytes[at])) return {"unknown_atom", at};
   if (auto refusal = check_opaque_atoms(bytes, at, mode, oracle, limits)) return *refusal;
   return {"invalid_term", at};
@@ -121,13 +118,13 @@ Refusal refusal_at(std::span<const std::uint8_t> bytes, std::size_t at, AtomMode
 
 std::optional<Refusal> locate_in_terms(std::span<const std::uint8_t> bytes, std::size_t at,
                                        std::uint32_t count, AtomMode mode, AtomOracle& oracle,
-                                       const etf::DecodeLimits& limits) {
-  etf::DecodeLimits nested = limits;
+                                       const DecodeLimits& limits) {
+  DecodeLimits nested = limits;
   nested.allow_trailing_data = true;
-  etf::EtfDecoder decoder(nested);
+  EtfDecoder decoder(nested);
   for (std::uint32_t i = 0; i < count; ++i) {
     LocateVisitor visitor{mode, oracle, limits, bytes, std::nullopt};
-    const etf::DecodeStatus status = decoder.decode_body(bytes.subspan(at), visitor);
+    const DecodeStatus status = decoder.decode_body(bytes.subspan(at), visitor);
     if (!status) {
       if (visitor.refusal) return visitor.refusal;
       if (status.error != DecodeErrc::rejected_by_visitor) return std::nullopt;
@@ -140,22 +137,20 @@ std::optional<Refusal> locate_in_terms(std::span<const std::uint8_t> bytes, std:
 
 }  // namespace
 
-Refusal structural_refusal(std::span<const std::uint8_t> input, const etf::DecodeStatus& status) {
+Refusal structural_refusal(std::span<const std::uint8_t> input, const DecodeStatus& status) {
   if (status.in_decompressed) return {public_reason(status.error), 1};
   const std::size_t at = status.offset;
-  const bool reference =
-      at + 3 <= input.size() && (input[at] == etf::tag_byte(Tag::new_reference) ||
-                                 input[at] == etf::tag_byte(Tag::newer_reference));
+  const bool reference = at + 3 <= input.size() && (input[at] == tag_byte(Tag::new_reference) ||
+                                                    input[at] == tag_byte(Tag::newer_reference));
   if (status.error == DecodeErrc::atom_too_long && at + 3 <= input.size() &&
-      (input[at] == etf::tag_byte(Tag::atom_latin1) ||
-       input[at] == etf::tag_byte(Tag::atom_utf8))) {
+      (input[at] == tag_byte(Tag::atom_latin1) || input[at] == tag_byte(Tag::atom_utf8))) {
     // The twin finds a long atom short before it finds it long.
     const std::size_t length = (std::size_t{input[at + 1]} << 8) | input[at + 2];
     if (at + 3 + length > input.size()) return {"truncated", at};
     // ...and a long UTF-8 atom invalid before it finds it long.
     std::size_t characters = 0;
-    if (input[at] == etf::tag_byte(Tag::atom_utf8) &&
-        !etf::validate_utf8(input.data() + at + 3, length, characters)) {
+    if (input[at] == tag_byte(Tag::atom_utf8) &&
+        !validate_utf8(input.data() + at + 3, length, characters)) {
       return {"invalid_utf8", at};
     }
   }
@@ -165,32 +160,31 @@ Refusal structural_refusal(std::span<const std::uint8_t> input, const etf::Decod
   const std::size_t node_at = at + 3;
   if (node_at >= input.size()) return {"truncated", at};
   if (!is_atom_tag(input[node_at])) return {"bad_node", at};
-  etf::Text node;
+  Text node;
   const std::size_t node_size = read_wire_atom(input, node_at, node);
   if (node_size == 0) return {"truncated", at};
-  const bool utf8 = input[node_at] == etf::tag_byte(Tag::atom_utf8) ||
-                    input[node_at] == etf::tag_byte(Tag::small_atom_utf8);
+  const bool utf8 = input[node_at] == tag_byte(Tag::atom_utf8) ||
+                    input[node_at] == tag_byte(Tag::small_atom_utf8);
   std::size_t characters = node.size();
-  if (utf8 && !etf::validate_utf8(reinterpret_cast<const std::uint8_t*>(node.data()), node.size(),
-                                  characters)) {
+  if (utf8 &&
+      !validate_utf8(reinterpret_cast<const std::uint8_t*>(node.data()), node.size(), characters)) {
     return {"invalid_utf8", node_at};
   }
-  if (!utf8) characters = node_size - (input[node_at] == etf::tag_byte(Tag::atom_latin1) ? 3 : 2);
-  if (characters > etf::kMaxAtomCharacters) return {"atom_too_long", node_at};
+  if (!utf8) characters = node_size - (input[node_at] == tag_byte(Tag::atom_latin1) ? 3 : 2);
+  if (characters > kMaxAtomCharacters) return {"atom_too_long", node_at};
   const std::size_t words = (std::size_t{input[at + 1]} << 8) | input[at + 2];
-  const std::size_t creation = input[at] == etf::tag_byte(Tag::newer_reference) ? 4 : 1;
+  const std::size_t creation = input[at] == tag_byte(Tag::newer_reference) ? 4 : 1;
   if (node_at + node_size + creation + 4 * words > input.size()) return {"truncated", at};
   return {"invalid_term", at};
 }
 
-std::size_t read_wire_atom(std::span<const std::uint8_t> bytes, std::size_t at, etf::Text& utf8) {
+std::size_t read_wire_atom(std::span<const std::uint8_t> bytes, std::size_t at, Text& utf8) {
   if (at >= bytes.size()) return 0;
   const std::size_t left = bytes.size() - at;
   const std::uint8_t tag = bytes[at];
   const bool small =
-      tag == etf::tag_byte(Tag::small_atom_latin1) || tag == etf::tag_byte(Tag::small_atom_utf8);
-  const bool latin1 =
-      tag == etf::tag_byte(Tag::atom_latin1) || tag == etf::tag_byte(Tag::small_atom_latin1);
+      tag == tag_byte(Tag::small_atom_latin1) || tag == tag_byte(Tag::small_atom_utf8);
+  const bool latin1 = tag == tag_byte(Tag::atom_latin1) || tag == tag_byte(Tag::small_atom_latin1);
   if (!is_atom_tag(tag)) return 0;
   const std::size_t header = small ? 2 : 3;
   if (left < header) return 0;
@@ -199,7 +193,7 @@ std::size_t read_wire_atom(std::span<const std::uint8_t> bytes, std::size_t at, 
   if (left - header < length) return 0;
   const std::uint8_t* text = bytes.data() + at + header;
   if (latin1) {
-    etf::latin1_to_utf8(text, length, utf8);
+    latin1_to_utf8(text, length, utf8);
   } else {
     utf8.assign(reinterpret_cast<const char*>(text), length);
   }
@@ -208,9 +202,9 @@ std::size_t read_wire_atom(std::span<const std::uint8_t> bytes, std::size_t at, 
 
 std::optional<Refusal> check_opaque_atoms(std::span<const std::uint8_t> bytes, std::size_t at,
                                           AtomMode mode, AtomOracle& oracle,
-                                          const etf::DecodeLimits& limits) {
+                                          const DecodeLimits& limits) {
   if (mode == AtomMode::create || at >= bytes.size()) return std::nullopt;
-  etf::Text text;
+  Text text;
   // The size of the atom at `atom_at`, or 0 after recording that it is unknown.
   std::optional<Refusal> refusal;
   auto check_atom = [&](std::size_t atom_at) -> std::size_t {
@@ -249,20 +243,18 @@ std::optional<Refusal> check_opaque_atoms(std::span<const std::uint8_t> bytes, s
       std::size_t q = at + kModuleAt + module_size;
       q += integer_size(bytes, q);  // OldIndex
       q += integer_size(bytes, q);  // OldUniq
-      // The creator pid: its node, then 9 (PID_EXT) or 12 (NEW_PID_EXT) bytes.
-      const bool old_pid = bytes[q] == etf::tag_byte(Tag::pid);
-      const std::size_t node_size = check_atom(q + 1);
-      if (node_size == 0) return refusal;
-      q += 1 + node_size + (old_pid ? 9 : 12);
+      // The creator (any term to OTP 25, though it writes a pid) and the free
+      // variables follow one another.
+      const std::uint32_t terms = free_count + 1;
       if (mode == AtomMode::existing) {
-        return locate_in_terms(bytes, q, free_count, mode, oracle, limits);
+        return locate_in_terms(bytes, q, terms, mode, oracle, limits);
       }
-      // atoms: :binary reads free variables' atoms as binaries, but OTP must
-      // then rebuild the fun with the atoms themselves, which must exist.
-      if (auto inner = locate_in_terms(bytes, q, free_count, AtomMode::binary, oracle, limits)) {
+      // atoms: :binary reads their atoms as binaries, but OTP must then
+      // rebuild the fun with the atoms themselves, which must exist.
+      if (auto inner = locate_in_terms(bytes, q, terms, AtomMode::binary, oracle, limits)) {
         return inner;
       }
-      if (locate_in_terms(bytes, q, free_count, AtomMode::existing, oracle, limits)) {
+      if (locate_in_terms(bytes, q, terms, AtomMode::existing, oracle, limits)) {
         return Refusal{"invalid_term", at};
       }
       return std::nullopt;
@@ -273,11 +265,11 @@ std::optional<Refusal> check_opaque_atoms(std::span<const std::uint8_t> bytes, s
 }
 
 std::optional<Refusal> locate_unknown_atom(std::span<const std::uint8_t> input, AtomMode mode,
-                                           AtomOracle& oracle, const etf::DecodeLimits& limits) {
+                                           AtomOracle& oracle, const DecodeLimits& limits) {
   if (mode == AtomMode::create) return std::nullopt;
-  etf::EtfDecoder decoder(limits);
+  EtfDecoder decoder(limits);
   LocateVisitor visitor{mode, oracle, limits, input, std::nullopt};
-  const etf::DecodeStatus status = decoder.decode(input, visitor);
+  const DecodeStatus status = decoder.decode(input, visitor);
   if (status || status.error != DecodeErrc::rejected_by_visitor) return std::nullopt;
   if (status.in_decompressed) {
     return Refusal{visitor.refusal ? visitor.refusal->reason : "unknown_atom", 1};
@@ -287,34 +279,34 @@ std::optional<Refusal> locate_unknown_atom(std::span<const std::uint8_t> input, 
 }
 
 std::size_t find_binary_mode_duplicate(std::span<const std::uint8_t> bytes, std::size_t at,
-                                       const etf::DecodeLimits& limits) {
-  if (at + 5 > bytes.size() || bytes[at] != etf::tag_byte(Tag::map)) return npos;
+                                       const DecodeLimits& limits) {
+  if (at + 5 > bytes.size() || bytes[at] != tag_byte(Tag::map)) return npos;
   const std::uint32_t pairs = load_u32(bytes.data() + at + 1);
-  etf::DecodeLimits nested = limits;
+  DecodeLimits nested = limits;
   nested.allow_trailing_data = true;
-  etf::EtfDecoder skipper(nested);
-  etf::NullVisitor ignore;
+  EtfDecoder skipper(nested);
+  NullVisitor ignore;
   auto term_size = [&](std::size_t term_at) -> std::size_t {
-    const etf::DecodeStatus status = skipper.decode_body(bytes.subspan(term_at), ignore);
+    const DecodeStatus status = skipper.decode_body(bytes.subspan(term_at), ignore);
     return status ? status.bytes_used : 0;
   };
 
   struct Key {
-    etf::Text bytes;
+    Text bytes;
     std::size_t offset;
   };
-  etf::Vector<Key> keys;
+  Vector<Key> keys;
   std::size_t p = at + 5;
-  etf::Text text;
+  Text text;
   for (std::uint32_t i = 0; i < pairs; ++i) {
     const std::uint8_t tag = bytes[p];
-    if (tag == etf::tag_byte(Tag::binary)) {
+    if (tag == tag_byte(Tag::binary)) {
       const std::uint32_t size = load_u32(bytes.data() + p + 1);
-      keys.push_back({etf::Text(reinterpret_cast<const char*>(bytes.data() + p + 5), size), p});
-    } else if (tag == etf::tag_byte(Tag::bit_binary)) {
+      keys.push_back({Text(reinterpret_cast<const char*>(bytes.data() + p + 5), size), p});
+    } else if (tag == tag_byte(Tag::bit_binary)) {
       const std::uint32_t size = load_u32(bytes.data() + p + 1);
       if (size == 0 || bytes[p + 5] == 8) {
-        keys.push_back({etf::Text(reinterpret_cast<const char*>(bytes.data() + p + 6), size), p});
+        keys.push_back({Text(reinterpret_cast<const char*>(bytes.data() + p + 6), size), p});
       }
     } else if (read_wire_atom(bytes, p, text) != 0 && !is_literal_atom(text)) {
       keys.push_back({text, p});
@@ -337,4 +329,4 @@ std::size_t find_binary_mode_duplicate(std::span<const std::uint8_t> bytes, std:
   return npos;
 }
 
-}  // namespace switchboard::erlpack
+}  // namespace switchboard::core::etf

@@ -1,0 +1,238 @@
+#include "nif/fanout_glue.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <thread>
+
+#include "nif/term_size.hpp"
+
+namespace switchboard::nif::fanout {
+
+using core::fanout::WorkerPool;
+
+ERL_NIF_TERM& atom_remote_envelope = register_atom("$switchboard_fanout_remote");
+ERL_NIF_TERM& atom_not_list = register_atom("not_list");
+ERL_NIF_TERM& atom_improper = register_atom("improper");
+ERL_NIF_TERM& atom_bad_receiver = register_atom("bad_receiver");
+ERL_NIF_TERM& atom_bad_member = register_atom("bad_member");
+
+namespace {
+// How much nicer than the schedulers the sender threads are.
+constexpr int kNiceOffset = 10;
+}  // namespace
+
+SendPace pace_for(ErlNifEnv* env, ERL_NIF_TERM message) {
+  const std::size_t bytes = term_bytes_up_to(env, message, kDirtyMessageBytes, BinaryBytes::shared);
+  const std::size_t every =
+      std::clamp<std::size_t>(kCheckBytes / std::max<std::size_t>(bytes, 1), 1, kCheckEvery);
+  return {static_cast<unsigned>(every), bytes > kDirtyMessageBytes};
+}
+
+// ---------------------------------------------------------------------------
+// Sender threads: started with the library, stopped before it is unloaded.
+
+WorkerPool& sender_pool() {
+  // Never destroyed, like the reply thread: stop() joins the threads.
+  static WorkerPool* pool = new WorkerPool();
+  return *pool;
+}
+
+namespace {
+
+// One core is left to the schedulers' own work; at most eight threads.
+std::size_t sender_thread_count() {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return std::clamp<std::size_t>(cpus > 1 ? cpus - 1 : 1, 1, 8);
+}
+
+// Sender threads yield the CPU to the schedulers: at the same OS priority a
+// busy sender thread roughly doubles the scheduler probe's p99 wake-up delay
+// on a loaded machine (bench/fanout.exs); at +19 it can starve. Linux
+// applies a thread's nice value to that thread only.
+void lower_thread_priority() {
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  if (errno == 0) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), current + kNiceOffset);
+}
+
+void start_sender_threads() {
+  try {
+    sender_pool().start(sender_thread_count(), &lower_thread_priority);
+  } catch (...) {
+    // Without threads, inline fan-outs still work; offload raises.
+  }
+}
+
+void stop_sender_threads() { sender_pool().stop(); }
+
+const bool sender_threads_registered = [] {
+  register_thread_service({&start_sender_threads, &stop_sender_threads});
+  return true;
+}();
+
+}  // namespace
+
+// Sends a copy of `message` (a term of a process-independent env) from a
+// sender thread. With no message env, enif_send copies the term straight
+// into one new message: about twice as fast as building the copy in a
+// scratch env and handing that over. False when the receiver is not alive.
+bool send_copy(const ErlNifPid& pid, ERL_NIF_TERM message) {
+  return enif_send(nullptr, &pid, nullptr, message) != 0;
+}
+
+// ---------------------------------------------------------------------------
+// Receiver lists
+
+// The words of Switchboard.Fanout.Receivers, which the twins raise.
+BadArgument not_a_list(ErlNifEnv* env, ERL_NIF_TERM term) {
+  return bad_argument(env, "a list of pids", term);
+}
+
+BadArgument improper_list(ErlNifEnv* env, ERL_NIF_TERM tail) {
+  return bad_argument(env, "the end of the list of pids", "[]", tail);
+}
+
+BadArgument bad_receiver(ErlNifEnv* env, ERL_NIF_TERM item) {
+  return bad_argument(env, "a pid or nil in the receiver list", item);
+}
+
+Receiver classify(ErlNifEnv* env, ERL_NIF_TERM item, ErlNifPid& pid) {
+  if (enif_get_local_pid(env, item, &pid)) return Receiver::local;
+  if (enif_is_pid(env, item)) return Receiver::remote;
+  if (enif_is_identical(item, atoms::nil)) return Receiver::none;
+  return Receiver::invalid;
+}
+
+// ---------------------------------------------------------------------------
+// Offloaded fan-outs
+
+SWITCHBOARD_RESOURCE(FanoutTicket, "FanoutTicket");
+
+void OffloadJob::run() noexcept {
+  uint64_t delivered = 0;
+  uint64_t skipped = nils;
+  try {
+    deliver(delivered, skipped);
+  } catch (...) {
+    // Out of memory part-way: what was sent is counted.
+  }
+  ticket_->done.store(true, std::memory_order_release);
+  if (notify) report(delivered, skipped);
+}
+
+void OffloadJob::deliver(uint64_t& delivered, uint64_t& skipped) {
+  // Remote nodes first: their partitioners work while we send locally.
+  if (remote_count > 0 && sender) {
+    ErlNifEnv* f = forward.get();
+    const ERL_NIF_TERM envelope =
+        enif_make_tuple4(f, atom_remote_envelope, remote, packed ? atoms::true_ : atoms::false_,
+                         enif_make_copy(f, packed ? *packed : message));
+    enif_send(nullptr, &*sender, f, envelope);
+  } else {
+    skipped += remote_count;  // nowhere to route them (a partitioner's share)
+  }
+  for (const ErlNifPid& pid : group ? *group : local) {
+    if (send_copy(pid, message)) {
+      ++delivered;
+    } else {
+      ++skipped;
+    }
+  }
+}
+
+void OffloadJob::report(uint64_t delivered, uint64_t skipped) noexcept {
+  try {
+    OwnedEnv reply;
+    ErlNifEnv* r = reply.get();
+    enif_send(nullptr, &notify->pid, r,
+              enif_make_tuple3(r, enif_make_copy(r, notify->ref), enif_make_uint64(r, delivered),
+                               enif_make_uint64(r, skipped)));
+  } catch (...) {
+  }
+}
+
+std::optional<Notify> notify_argument(ErlNifEnv* env, OwnedEnv& into, ERL_NIF_TERM term) {
+  if (enif_is_identical(term, atoms::nil)) return std::nullopt;
+  int arity;
+  const ERL_NIF_TERM* items;
+  ErlNifPid pid;
+  if (!enif_get_tuple(env, term, &arity, &items) || arity != 2 ||
+      !enif_get_local_pid(env, items[0], &pid)) {
+    throw bad_argument(env, "{pid, ref} or nil", term);
+  }
+  return Notify{pid, into.copy(items[1])};
+}
+
+void submit_for_caller(ErlNifEnv* env, std::unique_ptr<OffloadJob> job) {
+  ErlNifPid self;
+  if (!enif_self(env, &self)) throw std::runtime_error("fan-out called outside a process");
+  const ERL_NIF_TERM caller = enif_make_pid(env, &self);
+  sender_pool().submit(enif_hash(ERL_NIF_PHASH2, caller, 0), std::move(job));
+}
+
+// ---------------------------------------------------------------------------
+// Sends to a fixed array of local pids
+
+SWITCHBOARD_RESOURCE(SendCursor, "FanoutSendCursor");
+
+namespace {
+ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
+// Sends from the calling process, yielding when the time slice is spent.
+// argv of a continuation: [Cursor, Message].
+ERL_NIF_TERM run_cursor_inline(ErlNifEnv* env, ResourcePtr<SendCursor> cursor,
+                               ERL_NIF_TERM message) {
+  TimeSlice slice(env, kSendSlice);
+  const PidVector& members = *cursor->members;
+  // On a dirty scheduler (a large message) every member is sent to at once.
+  const unsigned check_every = on_normal_scheduler() ? cursor->check_every : 0;
+  unsigned since_check = 0;
+  while (cursor->next < members.size()) {
+    if (enif_send(env, &members[cursor->next++], nullptr, message)) {
+      ++cursor->delivered;
+    } else {
+      ++cursor->skipped;
+    }
+    if (++since_check == check_every) {
+      since_check = 0;
+      if (cursor->next < members.size() && slice.spent()) {
+        const ERL_NIF_TERM next[] = {cursor.make_term(env), message};
+        return yield(env, "fanout_cursor_send", raw_entry<fanout_cursor_send_continue>, 2, next);
+      }
+    }
+  }
+  return enif_make_tuple2(env, enif_make_uint64(env, cursor->delivered),
+                          enif_make_uint64(env, cursor->skipped));
+}
+
+}  // namespace
+
+ResourcePtr<SendCursor> cursor_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  ResourcePtr<SendCursor> cursor;
+  if (!Decoder<ResourcePtr<SendCursor>>::decode(env, term, cursor) || !cursor->members) {
+    throw bad_argument(env, "a fan-out share", term);
+  }
+  return cursor;
+}
+
+namespace {
+ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  return run_cursor_inline(env, cursor_argument(env, argv[0]), argv[1]);
+}
+
+}  // namespace
+
+Scheduled<ERL_NIF_TERM> send_to_members(Call& call, std::shared_ptr<const PidVector> members,
+                                        ERL_NIF_TERM message) {
+  const SendPace pace = pace_for(call, message);
+  if (pace.dirty && call.on_normal_scheduler()) return call.dirty();
+  auto cursor = make_resource<SendCursor>();
+  cursor->members = std::move(members);
+  cursor->check_every = pace.check_every;
+  return run_cursor_inline(call, std::move(cursor), message);
+}
+
+}  // namespace switchboard::nif::fanout

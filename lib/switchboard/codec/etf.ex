@@ -1,0 +1,47 @@
+defmodule Switchboard.Codec.ETF do
+  @moduledoc """
+  The ETF (erlpack) `Switchboard.Codec`: the frame of an event is exactly
+  `Switchboard.Erlpack.encode(%{"op" => 0, "t" => type, "s" => seq, "d" => data})`,
+  built from bytes encoded once.
+
+  The envelope is a map of four binary keys, which ETF writes in key order
+  (`"d"`, `"op"`, `"s"`, `"t"`), so the sequence number sits between a
+  prefix (version, map header, the payload, the op) and a suffix (the
+  type). `prepare/2` encodes the envelope once with `s` set to 0, checks
+  where that 0 is, and keeps both sides; `frame/2` puts the session's
+  number between them.
+
+      iex> alias Switchboard.Codec.ETF
+      iex> prepared = ETF.prepare("MESSAGE_CREATE", %{"content" => "hi"})
+      iex> IO.iodata_to_binary(ETF.frame(prepared, 300)) ==
+      ...>   :erlang.term_to_binary(%{"op" => 0, "t" => "MESSAGE_CREATE", "s" => 300, "d" => %{"content" => "hi"}})
+      true
+  """
+
+  @behaviour Switchboard.Codec
+
+  @impl true
+  def prepare(type, data), do: prepare(type, data, Switchboard.Erlpack)
+
+  @impl true
+  def frame({prefix, suffix}, seq) when seq in 0..255, do: [prefix, <<97, seq>>, suffix]
+
+  def frame({prefix, suffix}, seq) when seq in 256..2_147_483_647,
+    do: [prefix, <<98, seq::32>>, suffix]
+
+  def frame({prefix, suffix}, seq) do
+    <<131, integer::binary>> = :erlang.term_to_binary(seq)
+    [prefix, integer, suffix]
+  end
+
+  @doc false
+  # Shared with the pure twin: `erlpack` is the module that encodes.
+  def prepare(type, data, erlpack) when is_binary(type) do
+    payload = erlpack.fragment(data, [])
+    whole = erlpack.encode(%{"d" => payload, "op" => 0, "s" => 0, "t" => type}, [])
+    suffix = erlpack.fragment("t", []).bytes <> erlpack.fragment(type, []).bytes
+    prefix_size = byte_size(whole) - byte_size(suffix) - 2
+    <<prefix::binary-size(prefix_size), 97, 0, ^suffix::binary>> = whole
+    {prefix, suffix}
+  end
+end

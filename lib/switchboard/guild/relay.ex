@@ -1,0 +1,60 @@
+defmodule Switchboard.Guild.Relay do
+  @moduledoc false
+  # Between a big guild and its sessions: holds up to the guild's threshold
+  # of local sessions (a fan-out group of all of them and one of the active
+  # ones) and does the final fan-out of what the guild sends it, so the
+  # guild sends one message per relay instead of one per session. Only the
+  # session sets live here, never member data. Linked to its guild.
+
+  use GenServer
+
+  def start_link(modules), do: GenServer.start_link(__MODULE__, modules)
+
+  @impl true
+  def init(modules) do
+    # A backlog of messages must not make every garbage collection copy it.
+    Process.flag(:message_queue_data, :off_heap)
+
+    {:ok,
+     %{
+       fanout: modules.fanout,
+       group: modules.group,
+       all: modules.group.new([]),
+       active: modules.group.new([])
+     }}
+  end
+
+  @impl true
+  def handle_info({:"$sb_relay", :all, message}, state) do
+    state.fanout.send(state.all, message)
+    {:noreply, state}
+  end
+
+  def handle_info({:"$sb_relay", :active, message}, state) do
+    state.fanout.send(state.active, message)
+    {:noreply, state}
+  end
+
+  # A member-list update for some sessions of the guild: this relay's own.
+  def handle_info({:"$sb_relay_to", pids, message}, state) do
+    mine = Enum.filter(pids, &(node(&1) == node() and state.group.member?(state.all, &1)))
+    state.fanout.send(mine, message)
+    {:noreply, state}
+  end
+
+  def handle_info({:"$sb_add", pid, passive}, state) do
+    state.group.add(state.all, pid)
+
+    if passive,
+      do: state.group.remove(state.active, pid),
+      else: state.group.add(state.active, pid)
+
+    {:noreply, state}
+  end
+
+  def handle_info({:"$sb_remove", pid}, state) do
+    state.group.remove(state.all, pid)
+    state.group.remove(state.active, pid)
+    {:noreply, state}
+  end
+end

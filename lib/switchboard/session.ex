@@ -1,0 +1,426 @@
+defmodule Switchboard.Session do
+  @moduledoc """
+  One connected client: a process that turns guild events into numbered frames.
+
+  A guild sends each event to its sessions once, encoded once (see
+  `Switchboard.Codec`); the session gives it the next number of its own
+  sequence, splices that number into the prepared frame
+  (`%{"op" => 0, "t" => type, "s" => seq, "d" => payload}` for ETF), and
+  writes the frame to its `Switchboard.Transport`.
+
+  ## Resuming
+
+  The last `:replay_limit` frames can be replayed: the session keeps only
+  their numbers and their keys in the guild's table of its latest frames
+  (see `Switchboard.Guild`'s `:replay_events`), so a kept frame costs the
+  session a few words and no payload. A client that
+  reconnects with the last sequence number it saw gets the frames it missed,
+  in order, from `resume/2`, or `{:error, :gone}` when some of them have
+  already left the session's buffer or the guild's table, or the guild is
+  gone (the client must then start over).
+
+  ## Back-pressure
+
+  After every frame the session asks its transport how many bytes are still
+  waiting for the client. Past `:buffer_limit` the session closes the
+  transport and stops with `{:shutdown, {:slow_consumer, bytes}}`; every such
+  disconnect is counted (`slow_disconnects/0`). Other sessions are not
+  affected: the guild only ever sends to a session, never waits for one.
+
+  ## Checks
+
+  Every event carries the guild's own sequence of the stream the session
+  is on (all events for an active session, essential events for a passive
+  one), so the session counts what went missing, arrived twice or arrived
+  late (`stats/1`). The simulator adds these up over every session.
+  """
+
+  use GenServer
+
+  alias Switchboard.Session.Metrics
+
+  @counters_key {__MODULE__, :counters}
+  @default_replay_limit 256
+  @default_buffer_limit 4 * 1024 * 1024
+
+  @type stats :: %{
+          seq: non_neg_integer(),
+          frames: non_neg_integer(),
+          lost: non_neg_integer(),
+          duplicated: non_neg_integer(),
+          out_of_order: non_neg_integer(),
+          guilds: [term()],
+          streams: %{term() => {passive :: boolean(), last_seq :: non_neg_integer()}}
+        }
+
+  defmodule State do
+    @moduledoc false
+    defstruct [
+      :id,
+      :transport,
+      :transport_state,
+      :metrics,
+      :replay_limit,
+      :buffer_limit,
+      seq: 0,
+      frames: 0,
+      replay: [],
+      replay_size: 0,
+      replay_older: [],
+      guilds: %{},
+      lost: 0,
+      duplicated: 0,
+      out_of_order: 0
+    ]
+  end
+
+  # ---------------------------------------------------------------------------
+  # API
+
+  @doc """
+  Starts a session.
+
+  ## Options
+
+    * `:id` - the session's id (any term). Defaults to a unique integer.
+    * `:transport` - `{module, opts}` of a `Switchboard.Transport`.
+      Defaults to `{Switchboard.Transport.Sink, []}`.
+    * `:replay_limit` - frames kept for `resume/2`. Defaults to #{@default_replay_limit}.
+    * `:buffer_limit` - transport bytes waiting for the client past which the
+      session disconnects. Defaults to #{@default_buffer_limit}.
+    * `:metrics` - a `Switchboard.Session.Metrics` to count frames and
+      latencies in. Defaults to `nil`.
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts)
+
+  @doc "A child spec under `Switchboard.Session.Supervisor` (temporary: a session that ends stays ended)."
+  def child_spec(opts),
+    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, restart: :temporary}
+
+  @doc """
+  Starts a session under this node's `Switchboard.Session.Supervisor`.
+  """
+  @spec start(keyword()) :: DynamicSupervisor.on_start_child()
+  def start(opts \\ []),
+    do: DynamicSupervisor.start_child(Switchboard.Session.Supervisor, {__MODULE__, opts})
+
+  @doc """
+  Attaches the session to a guild (its pid, or its id when `Switchboard.Cluster` finds it).
+
+  When the guild goes down, a session attached by id looks it up again
+  (its owner may have moved) and re-attaches, with its subscriptions.
+
+  ## Options
+
+    * `:passive` - receive only essential events and no member-list
+      updates until `subscribe/3`. Defaults to `false`.
+    * `:ranges` - member-list ranges to subscribe to at once. Defaults to `[]`.
+  """
+  @spec attach(GenServer.server(), pid() | term(), keyword()) :: :ok | {:error, term()}
+  def attach(session, guild, opts \\ []), do: GenServer.call(session, {:attach, guild, opts})
+
+  @doc "Subscribes the session to member-list `ranges` of an attached guild (by guild id)."
+  @spec subscribe(GenServer.server(), term(), [[non_neg_integer()]]) :: :ok | {:error, term()}
+  def subscribe(session, guild_id, ranges),
+    do: GenServer.call(session, {:subscribe, guild_id, ranges})
+
+  @doc """
+  The frames after `last_seq`, in order, for a client that reconnects.
+
+  `{:error, :gone}` when some of them are no longer kept,
+  `{:error, :invalid_seq}` when `last_seq` is ahead of the session.
+  """
+  @spec resume(GenServer.server(), non_neg_integer()) ::
+          {:ok, [iodata()]} | {:error, :gone | :invalid_seq}
+  def resume(session, last_seq) when is_integer(last_seq) and last_seq >= 0,
+    do: GenServer.call(session, {:resume, last_seq})
+
+  @doc """
+  The session's counters (see the moduledoc's Checks): its `seq`, `frames`
+  written, `lost`/`duplicated`/`out_of_order` stream numbers, and for each
+  attached guild whether it is passive and the last stream number seen.
+  """
+  @spec stats(GenServer.server()) :: stats()
+  def stats(session), do: GenServer.call(session, :stats)
+
+  @doc "Sessions this node disconnected because their client fell behind."
+  @spec slow_disconnects() :: non_neg_integer()
+  def slow_disconnects, do: :counters.get(counters(), 1)
+
+  @doc false
+  # Created once, by the application.
+  def init_counters do
+    :persistent_term.put(@counters_key, :counters.new(1, [:write_concurrency]))
+  end
+
+  defp counters, do: :persistent_term.get(@counters_key)
+
+  # ---------------------------------------------------------------------------
+  # Server
+
+  @impl true
+  def init(opts) do
+    # A backlog of messages must not make every garbage collection copy it.
+    Process.flag(:message_queue_data, :off_heap)
+
+    opts =
+      Keyword.validate!(opts,
+        id: nil,
+        transport: {Switchboard.Transport.Sink, []},
+        replay_limit: @default_replay_limit,
+        buffer_limit: @default_buffer_limit,
+        metrics: nil
+      )
+
+    {transport, transport_opts} = opts[:transport]
+    {:ok, transport_state} = transport.init(transport_opts)
+
+    {:ok,
+     %State{
+       id: opts[:id] || System.unique_integer([:positive]),
+       transport: transport,
+       transport_state: transport_state,
+       metrics: opts[:metrics],
+       replay_limit: opts[:replay_limit],
+       buffer_limit: opts[:buffer_limit]
+     }}
+  end
+
+  @impl true
+  def handle_call({:attach, guild, opts}, _from, state) do
+    passive = Keyword.get(opts, :passive, false)
+    ranges = Keyword.get(opts, :ranges, [])
+
+    case connect(guild, passive, ranges) do
+      {:ok, entry} -> {:reply, :ok, put_guild(state, entry)}
+      {:error, _} = error -> {:reply, error, state}
+    end
+  end
+
+  def handle_call({:subscribe, guild_id, ranges}, _from, state) do
+    case state.guilds do
+      %{^guild_id => entry} ->
+        :ok = Switchboard.Guild.subscribe_member_list(entry.pid, self(), ranges)
+        {:reply, :ok, put_guild(state, %{entry | ranges: ranges})}
+
+      _ ->
+        {:reply, {:error, :not_attached}, state}
+    end
+  end
+
+  def handle_call({:resume, last_seq}, _from, state) do
+    {:reply, replay_after(state, last_seq), state}
+  end
+
+  def handle_call(:stats, _from, state) do
+    stats = %{
+      seq: state.seq,
+      frames: state.frames,
+      lost: state.lost + pending_losses(state),
+      duplicated: state.duplicated,
+      out_of_order: state.out_of_order,
+      guilds: Map.keys(state.guilds),
+      streams: Map.new(state.guilds, fn {id, entry} -> {id, {entry.passive, entry.next - 1}} end)
+    }
+
+    {:reply, stats, state}
+  end
+
+  @impl true
+  def handle_info(
+        {:"$sb_event", guild_id, all_seq, essential_seq, type, codec, prepared, key, at},
+        state
+      ) do
+    case state.guilds do
+      %{^guild_id => entry} ->
+        stream_seq = if entry.passive, do: essential_seq, else: all_seq
+        state = check(state, guild_id, entry, stream_seq)
+        deliver(state, type, codec, prepared, {entry.replay, key}, at, true)
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:"$sb_list", guild_id, codec, prepared, key, at}, state) do
+    case state.guilds do
+      %{^guild_id => entry} ->
+        type = "GUILD_MEMBER_LIST_UPDATE"
+        deliver(state, type, codec, prepared, {entry.replay, key}, at, false)
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:DOWN, _ref, :process, pid, _reason}, state) do
+    case Enum.find(state.guilds, fn {_id, entry} -> entry.pid == pid end) do
+      {guild_id, %{lookup: true} = entry} ->
+        send(self(), {:"$sb_reattach", guild_id, entry, 50})
+        {:noreply, %{state | guilds: Map.delete(state.guilds, guild_id)}}
+
+      {guild_id, _entry} ->
+        {:noreply, %{state | guilds: Map.delete(state.guilds, guild_id)}}
+
+      nil ->
+        {:noreply, state}
+    end
+  end
+
+  # The guild is moving to another node: try again until its new owner has it.
+  def handle_info({:"$sb_reattach", guild_id, entry, tries}, state) do
+    case connect(guild_id, entry.passive, entry.ranges) do
+      {:ok, entry} ->
+        {:noreply, put_guild(state, entry)}
+
+      {:error, _} when tries > 0 ->
+        Process.send_after(self(), {:"$sb_reattach", guild_id, entry, tries - 1}, 100)
+        {:noreply, state}
+
+      {:error, _} ->
+        {:noreply, state}
+    end
+  end
+
+  @impl true
+  def terminate(reason, state) do
+    state.transport.close(state.transport_state, reason)
+  end
+
+  # ---------------------------------------------------------------------------
+
+  defp connect(guild, passive, ranges) do
+    {pid, lookup} =
+      if is_pid(guild), do: {guild, false}, else: {Switchboard.Cluster.lookup_guild(guild), true}
+
+    with true <- is_pid(pid) || {:error, :no_guild},
+         {:ok, guild_id, all_seq, essential_seq, replay} <-
+           Switchboard.Guild.connect(pid, self(), passive: passive, ranges: ranges) do
+      Process.monitor(pid)
+
+      {:ok,
+       %{
+         id: guild_id,
+         pid: pid,
+         lookup: lookup,
+         replay: replay,
+         passive: passive,
+         ranges: ranges,
+         next: if(passive, do: essential_seq, else: all_seq) + 1,
+         gaps: %{}
+       }}
+    end
+  catch
+    :exit, reason -> {:error, {:guild_down, reason}}
+  end
+
+  defp put_guild(state, entry), do: %{state | guilds: Map.put(state.guilds, entry.id, entry)}
+
+  # The stream's next number is expected; a jump leaves gaps (lost unless
+  # they turn up later, which makes them out of order); an old number that
+  # fills no gap arrived twice.
+  defp check(state, _guild_id, %{next: next} = entry, next) when map_size(entry.gaps) == 0 do
+    %{state | guilds: %{state.guilds | entry.id => %{entry | next: next + 1}}}
+  end
+
+  defp check(state, guild_id, %{next: next, gaps: gaps} = entry, seq) do
+    cond do
+      seq == next ->
+        %{state | guilds: %{state.guilds | guild_id => %{entry | next: next + 1}}}
+
+      seq > next ->
+        gaps = Enum.reduce(next..(seq - 1), gaps, &Map.put(&2, &1, true))
+        %{state | guilds: %{state.guilds | guild_id => %{entry | next: seq + 1, gaps: gaps}}}
+
+      Map.has_key?(gaps, seq) ->
+        entry = %{entry | gaps: Map.delete(gaps, seq)}
+
+        %{
+          state
+          | guilds: %{state.guilds | guild_id => entry},
+            out_of_order: state.out_of_order + 1
+        }
+
+      true ->
+        %{state | duplicated: state.duplicated + 1}
+    end
+  end
+
+  defp pending_losses(state),
+    do: Enum.reduce(state.guilds, 0, fn {_, entry}, sum -> sum + map_size(entry.gaps) end)
+
+  defp deliver(state, type, codec, prepared, {store, key}, at, event?) do
+    seq = state.seq + 1
+    frame = codec.frame(prepared, seq)
+    if state.metrics, do: Metrics.record(state.metrics, at, event?, seq)
+    transport = state.transport
+    meta = %{seq: seq, type: type}
+    {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
+    {replay, replay_size, replay_older} = remember(state, {seq, store, key})
+
+    state = %{
+      state
+      | seq: seq,
+        frames: state.frames + 1,
+        transport_state: transport_state,
+        replay: replay,
+        replay_size: replay_size,
+        replay_older: replay_older
+    }
+
+    buffered = transport.buffered_bytes(transport_state)
+
+    if buffered > state.buffer_limit do
+      :counters.add(counters(), 1, 1)
+      {:stop, {:shutdown, {:slow_consumer, buffered}}, state}
+    else
+      {:noreply, state}
+    end
+  end
+
+  # Newest first, as where the guild keeps the frame's parts (the frame is
+  # made again on resume): three immediates and the table, so the session's
+  # heap holds no payload for it. Two batches: when the current one is full
+  # it becomes the older one (the one before is dropped whole), so keeping
+  # a frame is one cons and at least the last `replay_limit` are kept.
+  defp remember(%State{replay_limit: 0}, _entry), do: {[], 0, []}
+
+  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit} = state, entry)
+       when size < limit,
+       do: {[entry | replay], size + 1, state.replay_older}
+
+  defp remember(%State{replay: replay}, entry), do: {[entry], 1, replay}
+
+  defp replay_after(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
+  defp replay_after(%State{seq: seq}, seq), do: {:ok, []}
+
+  defp replay_after(state, last_seq) do
+    kept = Enum.take(state.replay ++ state.replay_older, state.replay_limit)
+
+    case List.last(kept) do
+      {oldest, _, _} when oldest <= last_seq + 1 ->
+        kept
+        |> Enum.take_while(fn {seq, _, _} -> seq > last_seq end)
+        |> Enum.reduce_while({:ok, []}, fn {seq, store, key}, {:ok, frames} ->
+          case kept_frame(store, key) do
+            {codec, prepared} -> {:cont, {:ok, [codec.frame(prepared, seq) | frames]}}
+            nil -> {:halt, {:error, :gone}}
+          end
+        end)
+
+      _ ->
+        {:error, :gone}
+    end
+  end
+
+  # A frame the guild no longer keeps (or a guild that is gone) is gone.
+  defp kept_frame(store, key) do
+    case :ets.lookup(store, key) do
+      [{^key, _type, codec, prepared}] -> {codec, prepared}
+      [] -> nil
+    end
+  rescue
+    ArgumentError -> nil
+  end
+end

@@ -1,0 +1,34 @@
+defmodule Switchboard.Transport do
+  @moduledoc """
+  Where a `Switchboard.Session` writes its frames: a behaviour.
+
+  A transport's state lives inside its session process: the session calls
+  `send_frame/3` for every frame it has encoded and then asks
+  `buffered_bytes/1` how much is still waiting to reach the client. When
+  that passes the session's `:buffer_limit`, the session disconnects the
+  client with `{:slow_consumer, bytes}` (and counts it) rather than let the
+  buffer grow.
+
+  `Switchboard.Transport.Sink` is the in-memory transport used by the
+  simulator and the tests; the WebSocket connection implements the same
+  callbacks.
+  """
+
+  @typedoc "What the session knows about a frame: its sequence number and kind."
+  @type meta :: %{seq: pos_integer(), type: String.t()}
+
+  @typedoc "A transport's own state, kept in the session."
+  @type state :: term()
+
+  @doc "Sets up the transport from the session's `:transport` options."
+  @callback init(opts :: keyword()) :: {:ok, state()}
+
+  @doc "Writes (or queues) one encoded frame."
+  @callback send_frame(state(), frame :: iodata(), meta()) :: {:ok, state()}
+
+  @doc "Bytes accepted by `send_frame/3` and not yet written to the client."
+  @callback buffered_bytes(state()) :: non_neg_integer()
+
+  @doc "Closes the connection; `reason` is why the session ends."
+  @callback close(state(), reason :: term()) :: :ok
+end

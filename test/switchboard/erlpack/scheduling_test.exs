@@ -1,0 +1,51 @@
+defmodule Switchboard.Erlpack.SchedulingTest do
+  # Alone (not async): it installs the VM's one system monitor.
+  use ExUnit.Case, async: false
+
+  alias Switchboard.Erlpack
+  alias Switchboard.Test.HashFlood
+  alias Switchboard.Test.SchedulerHold
+
+  # Each of these inputs held a normal scheduler for about 100 ms or more
+  # before the fix; a call that yields or goes dirty holds it for well under
+  # 1 ms, and this shared machine's own noise (OS preemption, garbage
+  # collection of the result) stays under this threshold.
+  @threshold_ms 50
+
+  describe "no Erlpack call holds a normal scheduler, counting bytes" do
+    test "encoding a large non-byte bitstring" do
+      bits = <<:binary.copy(<<7>>, 100_000_000)::binary, 1::3>>
+      assert SchedulerHold.long_schedules(fn -> Erlpack.encode(bits) end, 1, @threshold_ms) == []
+      assert Erlpack.encode(bits) == :erlang.term_to_binary(bits)
+    end
+
+    test "encoding large binaries, a fun with a large environment and a large bignum" do
+      big = :binary.copy("0123456789", 2_000_000)
+      env = <<:binary.copy(<<1>>, 20_000_000)::binary, 1::3>>
+      fun = fn -> env end
+      bignum = Bitwise.bsl(1, 30_000_000)
+
+      for term <- [[big, big], {fun}, [bignum]] do
+        work = fn -> Erlpack.encode(term) end
+        assert SchedulerHold.long_schedules(work, 2, @threshold_ms) == []
+      end
+    end
+
+    test "decoding a fun whose free variables hold keys crafted to collide" do
+      # Under the dirty threshold (256 KB): this decode starts on a normal
+      # scheduler, and its work budget moves it off.
+      env = Map.new(HashFlood.integer_keys(20_000), &{&1, 0})
+      bytes = :erlang.term_to_binary(fn -> env end)
+      assert byte_size(bytes) < 256 * 1024
+      assert SchedulerHold.long_schedules(fn -> Erlpack.decode(bytes) end, 3, @threshold_ms) == []
+    end
+
+    test "refusing a duplicate among keys crafted to collide" do
+      keys = HashFlood.integer_keys(20_000)
+      bytes = HashFlood.flooding_map(keys, [hd(keys)])
+      assert byte_size(bytes) < 256 * 1024
+      assert {:error, {:duplicate_key, _}} = Erlpack.decode(bytes)
+      assert SchedulerHold.long_schedules(fn -> Erlpack.decode(bytes) end, 3, @threshold_ms) == []
+    end
+  end
+end

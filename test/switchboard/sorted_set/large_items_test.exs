@@ -1,0 +1,67 @@
+defmodule Switchboard.SortedSet.LargeItemsTest do
+  # Not async: SchedulerHold uses the node-wide system monitor.
+  use ExUnit.Case, async: false
+
+  alias Switchboard.SortedSet
+  alias Switchboard.Test.SchedulerHold
+
+  # Work is counted in bytes, not only items: one huge item, or a thousand
+  # large ones, must not hold a normal scheduler any more than a million
+  # small ones do. (Comparing the results happens outside the measured
+  # function: `==` over megabytes of binaries is itself a long BIF call.)
+  describe "large items stay off the normal schedulers" do
+    setup do
+      # 32 MB: tens of ms of key building, or of term making, done inline.
+      %{huge: :binary.copy(<<7, 0, 255, 1>>, 8 * 1024 * 1024)}
+    end
+
+    test "add, find_index, lower_bound, at, remove_at and remove of one 32 MB binary", %{
+      huge: huge
+    } do
+      set = SortedSet.from_enumerable([1, 2])
+
+      {held, results} =
+        SchedulerHold.measure(fn ->
+          {index, _} = SortedSet.index_add(set, huge)
+          at = SortedSet.at(set, -1)
+          found = {SortedSet.find_index(set, huge), SortedSet.lower_bound(set, huge)}
+          {removed, _} = SortedSet.remove_at(set, -1)
+          {again, _} = SortedSet.index_add(set, huge)
+          {index, at, found, removed, again, SortedSet.index_remove(set, huge) |> elem(0)}
+        end)
+
+      assert held == nil
+      assert {2, at, {2, 2}, removed, 2, 2} = results
+      assert at == huge and removed == huge
+    end
+
+    test "from_enumerable, range and slice_after with a 32 MB item", %{huge: huge} do
+      {held, results} =
+        SchedulerHold.measure(fn ->
+          set = SortedSet.from_enumerable([huge, 1])
+
+          {SortedSet.size(set), SortedSet.range(set, 0, huge),
+           SortedSet.slice_after(set, huge, 5)}
+        end)
+
+      assert held == nil
+      assert {2, [1, range_huge], []} = results
+      assert range_huge == huge
+    end
+
+    test "slice, to_list, Enum and copy over 1,000 items of 50 KB" do
+      items = for i <- 1..1000, do: <<i::32, :binary.copy(<<1>>, 50_000)::binary>>
+      set = SortedSet.from_sorted(items)
+
+      {held, {slice, list, enumerated, copy_size}} =
+        SchedulerHold.measure(fn ->
+          {SortedSet.slice(set, 0, 1000), SortedSet.to_list(set), Enum.to_list(set),
+           SortedSet.copy(set) |> SortedSet.size()}
+        end)
+
+      assert held == nil
+      assert slice == items and list == items and enumerated == items
+      assert copy_size == 1000
+    end
+  end
+end
