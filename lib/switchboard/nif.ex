@@ -76,14 +76,12 @@ defmodule Switchboard.NIF do
          )
 
   # Switchboard.Gateway zstd (Switchboard.Zstd)
-  def zstd_compress_new(_level, _window_log, _chain_log, _hash_log),
-    do: :erlang.nif_error(:not_loaded)
-
-  def zstd_compress(_stream, _binary), do: :erlang.nif_error(:not_loaded)
-  def zstd_compress_info(_stream), do: :erlang.nif_error(:not_loaded)
-  def zstd_decompress_new(_window_log_max), do: :erlang.nif_error(:not_loaded)
-  def zstd_decompress(_stream, _binary, _max_output), do: :erlang.nif_error(:not_loaded)
-  def zstd_native_memory, do: :erlang.nif_error(:not_loaded)
+  defnif zstd_compress_new(level, window_log, chain_log, hash_log)
+  defnif zstd_compress(stream, binary)
+  defnif zstd_compress_info(stream)
+  defnif zstd_decompress_new(window_log_max)
+  defnif zstd_decompress(stream, binary, max_output)
+  defnif zstd_native_memory()
 
   # Switchboard.Json
   defnif json_encode(term, escape, strict, seal, iodata)
