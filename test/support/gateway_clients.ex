@@ -26,16 +26,17 @@ defmodule Switchboard.Test.NodeClient do
 
   def command(driver, message), do: GenServer.call(driver, {:command, message})
 
-  # The next event of client `id` (a map with "event" and more).
-  def next(driver, id, timeout \\ 5_000), do: GenServer.call(driver, {:next, id}, timeout)
+  # The next event of client `id` (a map with "event" and more). Timeouts are
+  # generous: CI machines are small and shared.
+  def next(driver, id, timeout \\ 20_000), do: GenServer.call(driver, {:next, id}, timeout)
 
   # Skips events until one matches `fun`; returns it.
-  def until(driver, id, fun, timeout \\ 5_000) do
+  def until(driver, id, fun, timeout \\ 20_000) do
     event = next(driver, id, timeout)
     if fun.(event), do: event, else: until(driver, id, fun, timeout)
   end
 
-  def payload(driver, id, timeout \\ 5_000) do
+  def payload(driver, id, timeout \\ 20_000) do
     case next(driver, id, timeout) do
       %{"event" => "payload", "payload" => payload} -> payload
       other -> raise "expected a payload for #{id}, got #{inspect(other)}"

@@ -1,7 +1,9 @@
 defmodule Switchboard.GatewayTest do
   # Real clients: npm's ws under Node (test/js/driver.js) for the protocol,
   # and a raw :gen_tcp client for frames a library would never send.
-  use ExUnit.Case, async: true
+  # Not async: the Node clients would take the CPU from other suites' timed
+  # tests on a small machine.
+  use ExUnit.Case, async: false
 
   alias Switchboard.Erlpack
   alias Switchboard.Gateway
@@ -199,11 +201,13 @@ defmodule Switchboard.GatewayTest do
     end
 
     test "a heartbeating client stays connected past the interval" do
-      name = start_gateway(heartbeat_interval: 100)
+      # A deadline of 3 s (interval 1 s, grace 3) leaves a loaded machine
+      # time to identify; the client then lives through 3.5 intervals.
+      name = start_gateway(heartbeat_interval: 1_000, heartbeat_grace: 3)
       driver = driver()
       identify(driver, "a", url(name), heartbeat: true)
       guild_creates(driver, "a", 2)
-      Process.sleep(500)
+      Process.sleep(3_500)
       publish_messages(name, first_guild(name), [1])
 
       event =
@@ -217,7 +221,7 @@ defmodule Switchboard.GatewayTest do
     end
 
     test "a zombie is closed with 4009 and its session resumes" do
-      name = start_gateway(heartbeat_interval: 150)
+      name = start_gateway(heartbeat_interval: 2_000)
       driver = driver()
       ready = identify(driver, "a", url(name))
       guild_creates(driver, "a", 2)

@@ -30,7 +30,10 @@ defmodule Switchboard.Gateway.Codec.Etf do
 
   @impl true
   def decode(binary) do
-    with {:ok, term} <- Erlpack.decode(binary, max_depth: @max_depth, max_decompressed: 4096),
+    # plain: true refuses pids, ports, references and funs at their tag,
+    # before any is built; the walk below refuses atom keys and tuples.
+    with {:ok, term} <-
+           Erlpack.decode(binary, plain: true, max_depth: @max_depth, max_decompressed: 4096),
          :ok <- plain(term) do
       {:ok, term}
     end
