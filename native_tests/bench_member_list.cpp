@@ -47,8 +47,9 @@ struct Guild {
     } else {
       group = "\x01";
     }
-    std::string name =
-        "m" + std::to_string((id * 2654435761u + version[id] * 40503u) % 1000000007u);
+    // Built by append: GCC 12's -Wrestrict misreads `"m" + std::to_string(...)`.
+    std::string name = "m";
+    name.append(std::to_string((id * 2654435761u + version[id] * 40503u) % 1000000007u));
     std::string sort = group;
     sort.append(name);
     sort.push_back('\0');

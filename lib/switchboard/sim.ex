@@ -20,7 +20,7 @@ defmodule Switchboard.Sim do
   See `mix help switchboard.sim` for the options and the report's fields.
   """
 
-  alias Switchboard.{Cluster, Guild, Session}
+  alias Switchboard.{Cluster, Guild, Peer, Session}
   alias Switchboard.Session.Metrics
   alias Switchboard.Sim.Node, as: SimNode
 
@@ -561,46 +561,20 @@ defmodule Switchboard.Sim do
   end
 
   defp start_nodes(count, mode) do
-    ensure_distributed!()
+    Peer.ensure_distributed!("switchboard_sim")
+    Cluster.refresh()
     SimNode.setup(mode)
     peers = for _ <- 1..count, do: start_peer(mode)
     {peers, [node() | Enum.map(peers, &elem(&1, 1))]}
   end
 
-  defp ensure_distributed! do
-    unless Node.alive?() do
-      {_, 0} = System.cmd("epmd", ["-daemon"])
-      name = :"switchboard_sim_#{System.os_time(:millisecond)}_#{:os.getpid()}@127.0.0.1"
-      {:ok, _} = :net_kernel.start([name, :longnames])
-    end
-
-    Cluster.refresh()
-  end
-
   defp start_peer(mode) do
-    paths = Enum.reject(:code.get_path(), &List.starts_with?(&1, :code.root_dir()))
-    name = :"switchboard_sim_peer_#{System.unique_integer([:positive])}_#{:os.getpid()}"
-
-    {:ok, peer, node} =
-      :peer.start(%{
-        name: name,
-        host: ~c"127.0.0.1",
-        longnames: true,
-        args: [~c"-connect_all", ~c"false" | Enum.flat_map(paths, &[~c"-pa", &1])]
-      })
-
-    :ok = :erpc.call(node, Application, :load, [:switchboard])
-    :ok = :erpc.call(node, Application, :put_env, [:switchboard, :mode, mode])
-    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:switchboard])
+    {peer, node} = Peer.start("switchboard_sim_peer", mode: mode)
     :ok = :erpc.call(node, SimNode, :setup, [mode])
     {peer, node}
   end
 
-  defp stop_peer({peer, _node}) do
-    :peer.stop(peer)
-  catch
-    :exit, _ -> :ok
-  end
+  defp stop_peer({peer, _node}), do: Peer.stop(peer)
 
   defp wait_for_ring(nodes, tries \\ 100) do
     if Enum.sort(nodes) == Cluster.nodes() or tries == 0 do

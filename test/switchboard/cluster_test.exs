@@ -7,7 +7,7 @@ defmodule Switchboard.ClusterTest do
 
   import Switchboard.Test.RuntimeClient
 
-  alias Switchboard.{Cluster, Guild, Session}
+  alias Switchboard.{Cluster, Guild, Peer, Session}
   alias Switchboard.Cluster.Ring
 
   setup_all do
@@ -140,34 +140,11 @@ defmodule Switchboard.ClusterTest do
   end
 
   defp ensure_distributed! do
-    unless Node.alive?() do
-      {_, 0} = System.cmd("epmd", ["-daemon"])
-      name = :"switchboard_test_#{System.os_time(:millisecond)}_#{:os.getpid()}@127.0.0.1"
-      {:ok, _} = :net_kernel.start([name, :longnames])
-    end
-
+    Peer.ensure_distributed!("switchboard_test")
     Cluster.refresh()
   end
 
-  defp start_peer do
-    paths = Enum.reject(:code.get_path(), &List.starts_with?(&1, :code.root_dir()))
-    name = :"cluster_peer_#{System.unique_integer([:positive])}_#{:os.getpid()}"
+  defp start_peer, do: Peer.start("cluster_peer")
 
-    {:ok, peer, node} =
-      :peer.start(%{
-        name: name,
-        host: ~c"127.0.0.1",
-        longnames: true,
-        args: [~c"-connect_all", ~c"false" | Enum.flat_map(paths, &[~c"-pa", &1])]
-      })
-
-    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:switchboard])
-    {peer, node}
-  end
-
-  defp stop_peer(peer) do
-    :peer.stop(peer)
-  catch
-    :exit, _ -> :ok
-  end
+  defp stop_peer(peer), do: Peer.stop(peer)
 end

@@ -6,7 +6,7 @@ defmodule Switchboard.Fanout.DistributedTest do
   @moduletag :distributed
   @moduletag timeout: 180_000
 
-  alias Switchboard.Fanout
+  alias Switchboard.{Fanout, Peer}
   alias Switchboard.Fanout.{Partitioner, Pure, Sender}
 
   @implementations [
@@ -24,38 +24,11 @@ defmodule Switchboard.Fanout.DistributedTest do
   # ---------------------------------------------------------------------------
   # Nodes and receivers
 
-  defp ensure_distributed! do
-    unless Node.alive?() do
-      # epmd ships with Erlang; -daemon is a no-op when it already runs.
-      {_, 0} = System.cmd("epmd", ["-daemon"])
-      name = :"switchboard_test_#{System.os_time(:millisecond)}_#{:os.getpid()}@127.0.0.1"
-      {:ok, _} = :net_kernel.start([name, :longnames])
-    end
-  end
+  defp ensure_distributed!, do: Peer.ensure_distributed!("switchboard_test")
 
-  defp start_peer do
-    paths = Enum.reject(:code.get_path(), &List.starts_with?(&1, :code.root_dir()))
-    name = :"fanout_peer_#{System.unique_integer([:positive])}_#{:os.getpid()}"
+  defp start_peer, do: Peer.start("fanout_peer")
 
-    {:ok, peer, node} =
-      :peer.start(%{
-        name: name,
-        host: ~c"127.0.0.1",
-        longnames: true,
-        # A star around this node: peers do not mesh, so one going down
-        # does not make `global` disconnect the others.
-        args: [~c"-connect_all", ~c"false" | Enum.flat_map(paths, &[~c"-pa", &1])]
-      })
-
-    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:switchboard])
-    {peer, node}
-  end
-
-  defp stop_peer(peer) do
-    :peer.stop(peer)
-  catch
-    :exit, _ -> :ok
-  end
+  defp stop_peer(peer), do: Peer.stop(peer)
 
   # Receivers that never take a message, so their mailbox is the record.
   defp receivers(node, n) when node == node() do
