@@ -72,27 +72,20 @@ std::optional<Refusal> locate_in_terms(std::span<const std::uint8_t> bytes, std:
 // Rejects at the first atom `mode` needs and the oracle does not know. Funs
 // are checked whole here; for other opaque terms the caller finds the atom
 // from the rejected term's offset.
-struct LocateVisitor {
+// Every event the NullVisitor accepts is accepted here too; only those that
+// name atoms are checked.
+struct LocateVisitor : NullVisitor {
+  LocateVisitor(AtomMode mode, AtomOracle& oracle, const DecodeLimits& limits,
+                std::span<const std::uint8_t> bytes)
+      : mode(mode), oracle(oracle), limits(limits), bytes(bytes) {}
+
   AtomMode mode;
   AtomOracle& oracle;
   const DecodeLimits& limits;
   std::span<const std::uint8_t> bytes;
   std::optional<Refusal> refusal;
 
-  bool on_integer(std::int64_t) { return true; }
-  bool on_big_integer(bool, std::span<const std::uint8_t>) { return true; }
-  bool on_float(double) { return true; }
   bool on_atom(std::string_view text) { return mode != AtomMode::existing || oracle.exists(text); }
-  bool on_binary(std::span<const std::uint8_t>) { return true; }
-  bool on_bitstring(std::span<const std::uint8_t>, std::uint8_t) { return true; }
-  bool on_string(std::span<const std::uint8_t>) { return true; }
-  bool on_nil() { return true; }
-  bool begin_list(std::uint32_t) { return true; }
-  bool end_list() { return true; }
-  bool begin_tuple(std::uint32_t) { return true; }
-  bool end_tuple() { return true; }
-  bool begin_map(std::uint32_t) { return true; }
-  bool end_map() { return true; }
   bool on_pid(const PidData& pid) { return oracle.exists(pid.node); }
   bool on_port(const PortData& port) { return oracle.exists(port.node); }
   bool on_reference(const ReferenceData& reference) { return oracle.exists(reference.node); }
@@ -122,7 +115,7 @@ std::optional<Refusal> locate_in_terms(std::span<const std::uint8_t> bytes, std:
   nested.allow_trailing_data = true;
   EtfDecoder decoder(nested);
   for (std::uint32_t i = 0; i < count; ++i) {
-    LocateVisitor visitor{mode, oracle, limits, bytes, std::nullopt};
+    LocateVisitor visitor(mode, oracle, limits, bytes);
     const DecodeStatus status = decoder.decode_body(bytes.subspan(at), visitor);
     if (!status) {
       if (visitor.refusal) return visitor.refusal;
@@ -267,7 +260,7 @@ std::optional<Refusal> locate_unknown_atom(std::span<const std::uint8_t> input, 
                                            AtomOracle& oracle, const DecodeLimits& limits) {
   if (mode == AtomMode::create) return std::nullopt;
   EtfDecoder decoder(limits);
-  LocateVisitor visitor{mode, oracle, limits, input, std::nullopt};
+  LocateVisitor visitor(mode, oracle, limits, input);
   const DecodeStatus status = decoder.decode(input, visitor);
   if (status || status.error != DecodeErrc::rejected_by_visitor) return std::nullopt;
   if (status.in_decompressed) {

@@ -430,4 +430,17 @@ bool Reader::number(Handler& handler) {
   return true;
 }
 
+// A handler that ignores every value: reading with it only validates.
+struct NullHandler {
+  void null_value() {}
+  void boolean(bool) {}
+  void integer(std::int64_t) {}
+  void floating(double) {}
+  bool big_integer(std::string_view) { return true; }
+  void string(std::string_view, bool, std::size_t) {}
+  bool key(std::string_view, bool, std::size_t) { return true; }
+  void end_array(std::size_t) {}
+  void end_object(std::size_t) {}
+};
+
 }  // namespace switchboard::core::json
