@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -67,6 +68,15 @@ TEST_CASE("concurrent readers see a consistent set while a writer inserts", "[so
   for (std::int64_t i = 0; i < kItems; ++i) {
     const TermKey key = integer_key(i);
     set.write()->insert(key);
+    // Every 1,000 inserts, let a reader in (bounded): on a busy machine the
+    // writer could otherwise finish before any reader thread was scheduled.
+    if (i % 1000 == 999) {
+      const std::uint64_t before = reads.load();
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (reads.load() == before && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+      }
+    }
   }
   done.store(true);
   for (auto& reader : readers) reader.join();
