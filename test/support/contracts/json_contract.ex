@@ -395,12 +395,10 @@ defmodule Switchboard.Json.Contract do
         test "keys: :atoms! takes existing atoms only and never creates one" do
           assert @codec.decode!(~s({"op": {"d": 1}}), keys: :atoms!) == %{op: %{d: 1}}
           name = "json_contract_never_an_atom_#{System.unique_integer([:positive])}"
-          atoms = :erlang.system_info(:atom_count)
-
           assert {:error, %DecodeError{reason: :unknown_atom, position: 8, token: ^name}} =
                    @codec.decode(~s({"op": {"#{name}": 1}}), keys: :atoms!)
 
-          assert :erlang.system_info(:atom_count) == atoms
+          # Not the VM's atom count: other async tests create atoms meanwhile.
           assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
           assert @codec.decode!(~s({"#{name}": 1})) == %{name => 1}
         end
