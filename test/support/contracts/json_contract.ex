@@ -395,6 +395,7 @@ defmodule Switchboard.Json.Contract do
         test "keys: :atoms! takes existing atoms only and never creates one" do
           assert @codec.decode!(~s({"op": {"d": 1}}), keys: :atoms!) == %{op: %{d: 1}}
           name = "json_contract_never_an_atom_#{System.unique_integer([:positive])}"
+
           assert {:error, %DecodeError{reason: :unknown_atom, position: 8, token: ^name}} =
                    @codec.decode(~s({"op": {"#{name}": 1}}), keys: :atoms!)
 
