@@ -14,7 +14,8 @@ defmodule Switchboard.GatewayTest do
     "op" => 2,
     "d" => %{
       "token" => @token,
-      "intents" => 513,
+      # GUILDS, GUILD_MESSAGES and MESSAGE_CONTENT.
+      "intents" => 513 + 32_768,
       "properties" => %{"os" => "linux", "browser" => "test", "device" => "test"}
     }
   }
@@ -131,7 +132,7 @@ defmodule Switchboard.GatewayTest do
     test "PRESENCE_UPDATE (op 3) reaches the guild's sessions" do
       name = start_gateway()
       driver = driver()
-      identify = put_in(@identify, ["d", "intents"], 513 + 256)
+      identify = put_in(@identify, ["d", "intents"], 513 + 256 + 32_768)
       ready = identify(driver, "a", url(name), identify: identify)
       guild_creates(driver, "a", 2)
 
