@@ -169,6 +169,55 @@ defmodule Switchboard.GatewayTest do
       assert names == Enum.sort(expected)
     end
 
+    test "all members in chunks of 1,000: each member exactly once, chunk_index/chunk_count right; then rate limited" do
+      name = start_gateway(guilds: 1, members: 2_498)
+      driver = driver()
+      # GUILD_MEMBERS (1 << 1) is required to ask for every member.
+      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "intents"], 513 + 2))
+      guild_creates(driver, "a", 1)
+      guild_id = first_guild(name)
+      request = %{"guild_id" => guild_id, "query" => "", "limit" => 0, "nonce" => "all"}
+      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => request})
+      chunks = for _ <- 1..3, do: NodeClient.payload(driver, "a", 60_000)
+      assert Enum.map(chunks, & &1["t"]) == List.duplicate("GUILD_MEMBERS_CHUNK", 3)
+      assert Enum.map(chunks, & &1["d"]["chunk_index"]) == [0, 1, 2]
+      assert Enum.all?(chunks, &(&1["d"]["chunk_count"] == 3 and &1["d"]["nonce"] == "all"))
+      assert Enum.map(chunks, &length(&1["d"]["members"])) == [1_000, 1_000, 500]
+      ids = for c <- chunks, m <- c["d"]["members"], do: m["user"]["id"]
+      members = Switchboard.Guild.members(Gateway.guild(name, guild_id))
+      assert Enum.sort(ids) == Enum.sort(Enum.map(members, & &1.id))
+      assert length(Enum.uniq(ids)) == 2_500
+
+      # A second request for every member within the interval.
+      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => %{request | "nonce" => "again"}})
+      assert %{"op" => 0, "t" => "RATE_LIMITED", "d" => limited} = NodeClient.payload(driver, "a")
+      assert %{"opcode" => 8, "meta" => %{"guild_id" => ^guild_id, "nonce" => "again"}} = limited
+      assert limited["retry_after"] > 0 and limited["retry_after"] <= 30
+
+      # Requests by id or by query are not limited.
+      ids = [hd(ids), "123"]
+
+      NodeClient.send_payload(driver, "a", %{
+        "op" => 8,
+        "d" => %{"guild_id" => guild_id, "user_ids" => ids, "nonce" => "ids"}
+      })
+
+      assert %{"t" => "GUILD_MEMBERS_CHUNK", "d" => by_id} = NodeClient.payload(driver, "a")
+      assert Enum.map(by_id["members"], & &1["user"]["id"]) == [hd(ids)]
+      assert by_id["not_found"] == ["123"]
+      assert %{"chunk_index" => 0, "chunk_count" => 1, "nonce" => "ids"} = by_id
+    end
+
+    test "asking for every member without the GUILD_MEMBERS intent closes with 4014" do
+      name = start_gateway()
+      driver = driver()
+      identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      request = %{"guild_id" => first_guild(name), "query" => "", "limit" => 0}
+      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => request})
+      assert close_code(driver, "a") == 4014
+    end
+
     test "events are filtered by intents" do
       name = start_gateway()
       driver = driver()

@@ -101,7 +101,7 @@ defmodule Switchboard.Gateway.Members do
 
     case :ets.lookup(config.member_requests, key) do
       [{_, last}] when now - last < interval ->
-        Switchboard.Metrics.increment("switchboard.gateway.rate_limited", 1, opcode: 8)
+        Switchboard.Metrics.increment("switchboard.gateway.rate_limited")
 
         Connection.dispatch(state, "RATE_LIMITED", %{
           "opcode" => 8,
