@@ -221,11 +221,81 @@ defmodule Switchboard.GatewayTest do
     test "events are filtered by intents" do
       name = start_gateway()
       driver = driver()
-      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "intents"], 1))
+      # GUILDS and GUILD_MESSAGE_TYPING, no GUILD_MESSAGES.
+      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "intents"], 1 + 2_048))
       guild_creates(driver, "a", 2)
       publish_messages(name, first_guild(name), 1..2)
+      :ok = Gateway.publish(name, first_guild(name), "MESSAGE_REACTION_ADD", %{"x" => 0})
       :ok = Gateway.publish(name, first_guild(name), "TYPING_START", %{"x" => 1})
       assert %{"t" => "TYPING_START", "s" => 4} = NodeClient.payload(driver, "a")
+    end
+
+    test "MESSAGE_CONTENT: without it a message not mentioning the bot has its content emptied" do
+      name = start_gateway(guilds: 1, tokens: [@token, "other-token"])
+      driver = driver()
+      identify(driver, "with", url(name))
+      plain = put_in(@identify, ["d", "token"], "other-token") |> put_in(["d", "intents"], 513)
+      bot = identify(driver, "without", url(name), identify: plain)["user"]["id"]
+      for id <- ["with", "without"], do: guild_creates(driver, id, 1)
+
+      message = %{
+        "content" => "secret",
+        "embeds" => [%{"title" => "e"}],
+        "attachments" => [%{"id" => "1"}],
+        "components" => [%{"type" => 1}],
+        "mentions" => [],
+        "author" => %{"id" => "9"}
+      }
+
+      :ok = Gateway.publish(name, first_guild(name), "MESSAGE_CREATE", message)
+      mentioning = %{message | "mentions" => [%{"id" => bot}]}
+      :ok = Gateway.publish(name, first_guild(name), "MESSAGE_CREATE", mentioning)
+
+      assert %{"d" => ^message} = NodeClient.payload(driver, "with")
+      assert %{"d" => ^mentioning} = NodeClient.payload(driver, "with")
+
+      assert %{"d" => redacted} = NodeClient.payload(driver, "without")
+
+      assert redacted == %{
+               message
+               | "content" => "",
+                 "embeds" => [],
+                 "attachments" => [],
+                 "components" => []
+             }
+
+      assert %{"d" => ^mentioning} = NodeClient.payload(driver, "without")
+    end
+
+    test "GUILD_MEMBERS and GUILD_PRESENCES gate member and presence events" do
+      name = start_gateway(guilds: 1)
+      driver = driver()
+      members = put_in(@identify, ["d", "intents"], 513 + 2)
+      identify(driver, "members", url(name), identify: members)
+
+      identify(driver, "presences", url(name),
+        identify: put_in(@identify, ["d", "intents"], 513 + 256)
+      )
+
+      for id <- ["members", "presences"], do: guild_creates(driver, id, 1)
+      guild = Gateway.guild(name, first_guild(name))
+      user = %{"id" => "77", "username" => "newcomer", "bot" => false}
+
+      :ok =
+        Switchboard.Guild.join(guild, Gateway.Payloads.member(Gateway.Demo.member(user), :online))
+
+      :ok = Switchboard.Guild.update_presence(guild, "77", :idle)
+      publish_messages(name, first_guild(name), [1])
+
+      assert %{"t" => "GUILD_MEMBER_ADD", "d" => %{"user" => ^user}} =
+               NodeClient.payload(driver, "members")
+
+      assert %{"t" => "MESSAGE_CREATE"} = NodeClient.payload(driver, "members")
+
+      assert %{"t" => "PRESENCE_UPDATE", "d" => %{"user" => %{"id" => "77"}, "status" => "idle"}} =
+               NodeClient.payload(driver, "presences")
+
+      assert %{"t" => "MESSAGE_CREATE"} = NodeClient.payload(driver, "presences")
     end
   end
 

@@ -16,7 +16,7 @@ defmodule Switchboard.Gateway.Demo do
   different shards, as `(id >> 22) % num_shards` spreads them.
 
       iex> Switchboard.Gateway.Demo.snowflake(0, 1)
-      "1323802873037324288"
+      "1323802873040994304"
   """
   @spec snowflake(0..31, non_neg_integer()) :: String.t()
   def snowflake(kind, index),

@@ -55,6 +55,8 @@ defmodule Switchboard.Gateway.Protocol do
     guild_members: 1 <<< 1,
     guild_presences: 1 <<< 8,
     guild_messages: 1 <<< 9,
+    guild_message_reactions: 1 <<< 10,
+    guild_message_typing: 1 <<< 11,
     message_content: 1 <<< 15
   }
   @intent_guild_messages @intents.guild_messages
@@ -149,7 +151,8 @@ defmodule Switchboard.Gateway.Protocol do
 
   @doc """
   The intent a dispatch needs to be sent to a session, or `nil` when it is
-  always sent.
+  always sent (READY, GUILD_CREATE, the answers to a session's own
+  requests...).
 
       iex> Switchboard.Gateway.Protocol.required_intent("MESSAGE_CREATE")
       512
@@ -162,6 +165,15 @@ defmodule Switchboard.Gateway.Protocol do
   def required_intent("GUILD_MEMBER_ADD"), do: @intent_guild_members
   def required_intent("GUILD_MEMBER_UPDATE"), do: @intent_guild_members
   def required_intent("GUILD_MEMBER_REMOVE"), do: @intent_guild_members
+  def required_intent("TYPING_START"), do: @intents.guild_message_typing
+  def required_intent("MESSAGE_REACTION_" <> _), do: @intents.guild_message_reactions
+
+  def required_intent(type)
+      when type in ~w(GUILD_UPDATE GUILD_DELETE GUILD_ROLE_CREATE GUILD_ROLE_UPDATE GUILD_ROLE_DELETE
+                      CHANNEL_CREATE CHANNEL_UPDATE CHANNEL_DELETE CHANNEL_PINS_UPDATE
+                      THREAD_CREATE THREAD_UPDATE THREAD_DELETE),
+      do: @intents.guilds
+
   def required_intent(_type), do: nil
 
   @doc """

@@ -6,6 +6,9 @@ defmodule Switchboard.Gateway.ProtocolTest do
   alias Switchboard.Gateway.Protocol
 
   doctest Protocol
+  doctest Switchboard.Gateway.Frames
+  doctest Switchboard.Gateway.Payloads
+  doctest Switchboard.Gateway.Demo
 
   @close_names [:decode_error, :unknown_opcode, :invalid_intents, :invalid_shard]
 
