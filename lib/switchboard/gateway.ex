@@ -54,6 +54,10 @@ defmodule Switchboard.Gateway do
     * `:replay_limit` - dispatches kept per session for RESUME (default `1024`).
     * `:member_request_interval` - ms between two REQUEST_GUILD_MEMBERS
       for every member of a guild, per bot (default `30_000`).
+    * `:max_concurrency`, `:session_start_limit`, `:identify_interval`,
+      `:identify_limits` - Discord's limits on IDENTIFY (see
+      `Switchboard.Gateway.IdentifyLimit`; defaults `1`, `1000`, `5_000`,
+      `false`: reported, not enforced).
     * `:max_payload` - largest client payload, bytes; larger is 4002
       (default `4096`).
     * `:rate_limit` - `{commands, window_ms}` per connection; past it 4008
@@ -170,8 +174,8 @@ defmodule Switchboard.Gateway do
   def init(opts) do
     name = Keyword.fetch!(opts, :name)
     config = build_config(name, opts)
-    # Owned by the supervisor: the last all-members request per bot and guild.
-    :ets.new(config.member_requests, [:public, :named_table, :set])
+    # Owned by the supervisor: member requests and identifies per bot.
+    :ets.new(config.limits, [:public, :named_table, :set, write_concurrency: true])
     :persistent_term.put({__MODULE__, name}, config)
 
     guilds =
@@ -250,7 +254,11 @@ defmodule Switchboard.Gateway do
       name: name,
       registry: Module.concat(name, Registry),
       connection_registry: Module.concat(name, ConnectionRegistry),
-      member_requests: Module.concat(name, MemberRequests),
+      limits: Module.concat(name, Limits),
+      identify_limits: Keyword.get(opts, :identify_limits, false),
+      identify_interval: Keyword.get(opts, :identify_interval, 5_000),
+      max_concurrency: Keyword.get(opts, :max_concurrency, 1),
+      session_start_limit: Keyword.get(opts, :session_start_limit, 1000),
       member_request_interval: Keyword.get(opts, :member_request_interval, 30_000),
       sessions: Module.concat(name, Sessions),
       connections: Module.concat(name, Connections),

@@ -798,6 +798,57 @@ defmodule Switchboard.GatewayTest do
     end
   end
 
+  describe "identify limits" do
+    defp try_identify(driver, id, name, shard) do
+      NodeClient.connect(driver, id, url(name))
+      assert %{"event" => "open"} = NodeClient.next(driver, id)
+      assert %{"op" => 10} = NodeClient.payload(driver, id)
+      NodeClient.send_payload(driver, id, put_in(@identify, ["d", "shard"], shard))
+
+      case NodeClient.payload(driver, id) do
+        %{"t" => "READY"} -> :ready
+        %{"op" => 9, "d" => false} -> :invalid_session
+      end
+    end
+
+    test "one IDENTIFY per max_concurrency bucket per interval; remaining counts down to INVALID_SESSION" do
+      name =
+        start_gateway(
+          identify_limits: true,
+          max_concurrency: 4,
+          identify_interval: 600_000,
+          session_start_limit: 3
+        )
+
+      driver = driver()
+      auth = [{"Authorization", "Bot #{@token}"}]
+      {200, %{"session_start_limit" => limit}} = http(name, "GET", "/api/v10/gateway/bot", auth)
+      assert %{"total" => 3, "remaining" => 3, "max_concurrency" => 4} = limit
+
+      # rate_limit_key = shard_id % max_concurrency: shard 4 of 8 is bucket 0 too.
+      assert try_identify(driver, "a", name, [0, 4]) == :ready
+      assert try_identify(driver, "b", name, [4, 8]) == :invalid_session
+      assert try_identify(driver, "c", name, [1, 4]) == :ready
+      assert try_identify(driver, "d", name, [2, 4]) == :ready
+      {200, %{"session_start_limit" => limit}} = http(name, "GET", "/api/v10/gateway/bot", auth)
+      assert %{"remaining" => 0} = limit
+      assert limit["reset_after"] > 0
+      # Bucket 3 is free, but no start remains.
+      assert try_identify(driver, "e", name, [3, 4]) == :invalid_session
+      assert Gateway.config(name).identify_limits
+    end
+
+    test "not enforced by default: every IDENTIFY goes through, remaining is still counted" do
+      name = start_gateway(session_start_limit: 1)
+      driver = driver()
+      assert try_identify(driver, "a", name, [0, 2]) == :ready
+      assert try_identify(driver, "b", name, [0, 2]) == :ready
+      auth = [{"Authorization", "Bot #{@token}"}]
+      {200, %{"session_start_limit" => limit}} = http(name, "GET", "/api/v10/gateway/bot", auth)
+      assert %{"total" => 1, "remaining" => 0, "max_concurrency" => 1} = limit
+    end
+  end
+
   describe "REST" do
     defp http(name, method, path, headers \\ [], body \\ "") do
       {:ok, socket} =

@@ -36,7 +36,8 @@ defmodule Switchboard.Gateway.Connection do
 
   require Logger
 
-  alias Switchboard.Gateway.{Codec, Compressor, Frames, Protocol, Rest, Transport, WebSocket}
+  alias Switchboard.Gateway.{Codec, Compressor, Frames, IdentifyLimit, Protocol, Rest, Transport}
+  alias Switchboard.Gateway.WebSocket
   alias Switchboard.MemberList.Behaviour, as: MemberListContract
 
   @max_headers 64
@@ -447,7 +448,8 @@ defmodule Switchboard.Gateway.Connection do
     with {:ok, bot} <- authenticate(config, identify.token),
          :ok <- intents_allowed(bot, identify.intents),
          guild_ids = Enum.filter(config.guild_ids, &Protocol.in_shard?(&1, identify.shard)),
-         :ok <- shard_size(config, guild_ids) do
+         :ok <- shard_size(config, guild_ids),
+         :ok <- IdentifyLimit.identify(config, strip_bot(identify.token), identify.shard) do
       session_id = Base.encode16(:crypto.strong_rand_bytes(16), case: :lower)
 
       guilds =
@@ -488,6 +490,10 @@ defmodule Switchboard.Gateway.Connection do
       end
 
       {:ok, state}
+    else
+      # Discord's answer to an IDENTIFY over the limits: identify again later.
+      {:error, :rate_limited} -> send_payload(state, Protocol.invalid_session(false))
+      {:error, _} = error -> error
     end
   end
 

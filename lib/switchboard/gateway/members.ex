@@ -96,10 +96,10 @@ defmodule Switchboard.Gateway.Members do
   defp rate_limit(state, guild_id, nonce) do
     config = state.config
     now = System.monotonic_time(:millisecond)
-    key = {state.user["id"], guild_id}
+    key = {:members, state.user["id"], guild_id}
     interval = config.member_request_interval
 
-    case :ets.lookup(config.member_requests, key) do
+    case :ets.lookup(config.limits, key) do
       [{_, last}] when now - last < interval ->
         Switchboard.Metrics.increment("switchboard.gateway.rate_limited")
 
@@ -112,7 +112,7 @@ defmodule Switchboard.Gateway.Members do
         :ignore
 
       _ ->
-        :ets.insert(config.member_requests, {key, now})
+        :ets.insert(config.limits, {key, now})
         :ok
     end
   end
