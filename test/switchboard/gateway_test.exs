@@ -57,6 +57,17 @@ defmodule Switchboard.GatewayTest do
     code
   end
 
+  # A client ready on a fresh gateway sends one command (its data made from
+  # the first guild's id); the close code it gets.
+  defp close_after_ready(op, data) do
+    name = start_gateway()
+    driver = driver()
+    identify(driver, "a", url(name))
+    guild_creates(driver, "a", 2)
+    NodeClient.send_payload(driver, "a", %{"op" => op, "d" => data.(first_guild(name))})
+    close_code(driver, "a")
+  end
+
   defp publish_messages(name, guild_id, range) do
     for n <- range,
         do: :ok = Gateway.publish(name, guild_id, "MESSAGE_CREATE", %{"content" => "m#{n}"})
@@ -209,13 +220,8 @@ defmodule Switchboard.GatewayTest do
     end
 
     test "asking for every member without the GUILD_MEMBERS intent closes with 4014" do
-      name = start_gateway()
-      driver = driver()
-      identify(driver, "a", url(name))
-      guild_creates(driver, "a", 2)
-      request = %{"guild_id" => first_guild(name), "query" => "", "limit" => 0}
-      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => request})
-      assert close_code(driver, "a") == 4014
+      request = &%{"guild_id" => &1, "query" => "", "limit" => 0}
+      assert close_after_ready(8, request) == 4014
     end
 
     test "events are filtered by intents" do
@@ -395,13 +401,8 @@ defmodule Switchboard.GatewayTest do
     end
 
     test "a malformed op 14 is a decode error" do
-      name = start_gateway()
-      driver = driver()
-      identify(driver, "a", url(name))
-      guild_creates(driver, "a", 2)
-      bad = %{"guild_id" => first_guild(name), "channels" => %{"1" => [[5, 2]]}}
-      NodeClient.send_payload(driver, "a", %{"op" => 14, "d" => bad})
-      assert close_code(driver, "a") == 4002
+      bad = &%{"guild_id" => &1, "channels" => %{"1" => [[5, 2]]}}
+      assert close_after_ready(14, bad) == 4002
     end
   end
 
@@ -846,6 +847,49 @@ defmodule Switchboard.GatewayTest do
       auth = [{"Authorization", "Bot #{@token}"}]
       {200, %{"session_start_limit" => limit}} = http(name, "GET", "/api/v10/gateway/bot", auth)
       assert %{"total" => 1, "remaining" => 0, "max_concurrency" => 1} = limit
+    end
+  end
+
+  describe "metrics" do
+    defp counter(snapshot, key), do: Map.get(snapshot.counters, key, 0)
+
+    defp wait_for(fun, tries \\ 200) do
+      cond do
+        fun.() -> :ok
+        tries == 0 -> flunk("condition never held")
+        true -> Process.sleep(25) && wait_for(fun, tries - 1)
+      end
+    end
+
+    test "connections, closes by code, bytes and connected sessions reach Switchboard.Metrics" do
+      before = Switchboard.Metrics.snapshot()
+      name = start_gateway()
+      driver = driver()
+      identify(driver, "a", url(name, "v=10&encoding=json&compress=zstd-stream"))
+      guild_creates(driver, "a", 2)
+      publish_messages(name, first_guild(name), 1..20)
+      for _ <- 1..20, do: NodeClient.payload(driver, "a")
+
+      now = Switchboard.Metrics.snapshot()
+      connections = "switchboard.gateway.connections"
+      assert counter(now, {connections, []}) - counter(before, {connections, []}) == 1
+      raw = counter(now, {"switchboard.gateway.bytes_raw", []})
+      compressed = counter(now, {"switchboard.gateway.bytes_compressed", []})
+      raw = raw - counter(before, {"switchboard.gateway.bytes_raw", []})
+      compressed = compressed - counter(before, {"switchboard.gateway.bytes_compressed", []})
+      # HELLO, READY, two GUILD_CREATEs and 20 messages, compressed as a stream.
+      assert raw > 2_000 and compressed > 0 and raw > compressed
+      assert now.gauges[{"switchboard.sessions.connected", []}] == 1
+
+      NodeClient.command(driver, %{cmd: "close", id: "a", code: 1000})
+      assert close_code(driver, "a") == 1000
+
+      wait_for(fn ->
+        Switchboard.Metrics.snapshot().gauges[{"switchboard.sessions.connected", []}] == 0
+      end)
+
+      closes = {"switchboard.gateway.closes", [code: 1000]}
+      assert counter(Switchboard.Metrics.snapshot(), closes) - counter(before, closes) == 1
     end
   end
 

@@ -39,6 +39,7 @@ defmodule Switchboard.Gateway.Connection do
   alias Switchboard.Gateway.{Codec, Compressor, Frames, IdentifyLimit, Protocol, Rest, Transport}
   alias Switchboard.Gateway.WebSocket
   alias Switchboard.MemberList.Behaviour, as: MemberListContract
+  alias Switchboard.Metrics
 
   @max_headers 64
   @max_line 8192
@@ -72,6 +73,7 @@ defmodule Switchboard.Gateway.Connection do
        guilds: [],
        counter: :atomics.new(1, signed: true),
        last_seq: nil,
+       counted: false,
        rate: {0, 0},
        heartbeat_timer: nil
      }}
@@ -253,6 +255,7 @@ defmodule Switchboard.Gateway.Connection do
       {:ok, answer} ->
         Process.cancel_timer(state.timer)
         :gen_tcp.send(state.socket, answer)
+        Metrics.increment("switchboard.gateway.connections")
         max = state.config.max_payload
 
         state = %{
@@ -365,6 +368,7 @@ defmodule Switchboard.Gateway.Connection do
 
   defp handle_event({:close, code, _reason}, state) do
     # Echo the close; 1000 and 1001 from the client end its session too.
+    Metrics.increment("switchboard.gateway.closes", 1, code: code || 1005)
     :gen_tcp.send(state.socket, WebSocket.close_frame(code || 1000, ""))
     :gen_tcp.close(state.socket)
     if code in [1000, 1001], do: stop_session(state)
@@ -390,9 +394,15 @@ defmodule Switchboard.Gateway.Connection do
     current = div(now, window_ms)
 
     cond do
-      current != window -> {:ok, %{state | rate: {current, 1}}}
-      count < limit -> {:ok, %{state | rate: {window, count + 1}}}
-      true -> {:error, :rate_limited}
+      current != window ->
+        {:ok, %{state | rate: {current, 1}}}
+
+      count < limit ->
+        {:ok, %{state | rate: {window, count + 1}}}
+
+      true ->
+        Metrics.increment("switchboard.gateway.rate_limited")
+        {:error, :rate_limited}
     end
   end
 
@@ -499,6 +509,7 @@ defmodule Switchboard.Gateway.Connection do
 
   defp paired(state, session, session_id, about) do
     {:ok, _} = Registry.register(state.config.connection_registry, session_id, nil)
+    count_connected(state.config, 1)
 
     %{
       state
@@ -507,8 +518,20 @@ defmodule Switchboard.Gateway.Connection do
         session_id: session_id,
         user: about.user,
         intents: about.intents,
-        guilds: about.guilds
+        guilds: about.guilds,
+        counted: true
     }
+  end
+
+  @impl true
+  def terminate(_reason, %{counted: true} = state), do: count_connected(state.config, -1)
+  def terminate(_reason, _state), do: :ok
+
+  # Sessions with a connection, on this gateway: the gauge
+  # switchboard.sessions.connected.
+  defp count_connected(config, delta) do
+    :counters.add(config.connected, 1, delta)
+    Metrics.gauge("switchboard.sessions.connected", :counters.get(config.connected, 1))
   end
 
   @doc false
@@ -606,11 +629,21 @@ defmodule Switchboard.Gateway.Connection do
 
   defp send_payload(state, payload), do: write(state, frame(state, state.codec.encode(payload)))
 
-  defp frame(%{compressor: nil, codec: codec}, payload),
-    do: WebSocket.frame(codec.frame_type(), payload)
+  # Counted in switchboard.gateway.bytes_raw and .bytes_compressed (the
+  # same for an uncompressed connection, so raw / compressed is the ratio).
+  defp frame(%{compressor: nil, codec: codec}, payload) do
+    size = IO.iodata_length(payload)
+    Metrics.increment("switchboard.gateway.bytes_raw", size)
+    Metrics.increment("switchboard.gateway.bytes_compressed", size)
+    WebSocket.frame(codec.frame_type(), payload)
+  end
 
-  defp frame(%{compressor: compressor, compressor_state: z}, payload),
-    do: WebSocket.frame(:binary, compressor.compress(z, payload))
+  defp frame(%{compressor: compressor, compressor_state: z}, payload) do
+    compressed = compressor.compress(z, payload)
+    Metrics.increment("switchboard.gateway.bytes_raw", IO.iodata_length(payload))
+    Metrics.increment("switchboard.gateway.bytes_compressed", IO.iodata_length(compressed))
+    WebSocket.frame(:binary, compressed)
+  end
 
   defp write(%{socket: nil} = state, _iodata), do: {:ok, state}
 
@@ -630,6 +663,8 @@ defmodule Switchboard.Gateway.Connection do
   end
 
   defp close(state, code, text) do
+    Metrics.increment("switchboard.gateway.closes", 1, code: code)
+
     if state.socket do
       :gen_tcp.send(state.socket, WebSocket.close_frame(code, text))
       :gen_tcp.close(state.socket)
@@ -642,6 +677,8 @@ defmodule Switchboard.Gateway.Connection do
 
   # The session (if any) lingers for a RESUME.
   defp socket_lost(state) do
+    # 1006: closed with no close frame.
+    if state.phase != :http, do: Metrics.increment("switchboard.gateway.closes", 1, code: 1006)
     if state.socket, do: :gen_tcp.close(state.socket)
     {:stop, :normal, %{state | socket: nil}}
   end
