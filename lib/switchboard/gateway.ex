@@ -58,6 +58,9 @@ defmodule Switchboard.Gateway do
       `:identify_limits` - Discord's limits on IDENTIFY (see
       `Switchboard.Gateway.IdentifyLimit`; defaults `1`, `1000`, `5_000`,
       `false`: reported, not enforced).
+    * `:buffer_limit` - bytes of a session's frames waiting for its
+      connection to write them, past which the session is ended as a slow
+      consumer (its connection closed with 4000) (default 4 MiB).
     * `:max_payload` - largest client payload, bytes; larger is 4002
       (default `4096`).
     * `:rate_limit` - `{commands, window_ms}` per connection; past it 4008
@@ -277,6 +280,7 @@ defmodule Switchboard.Gateway do
       heartbeat_grace: Keyword.get(opts, :heartbeat_grace, 1.5),
       resume_timeout: Keyword.get(opts, :resume_timeout, 60_000),
       replay_limit: Keyword.get(opts, :replay_limit, 1024),
+      buffer_limit: Keyword.get(opts, :buffer_limit, 4 * 1024 * 1024),
       max_payload: Keyword.get(opts, :max_payload, 4096),
       rate_limit: Keyword.get(opts, :rate_limit, {120, 60_000}),
       max_guilds_per_shard: Keyword.get(opts, :max_guilds_per_shard, 2500),

@@ -469,6 +469,41 @@ defmodule Switchboard.GatewayTest do
     end
   end
 
+  describe "back-pressure" do
+    test "a client that stops reading has its session ended as a slow consumer, others unaffected" do
+      name = start_gateway(guilds: 1, buffer_limit: 1_000_000, send_timeout: 60_000)
+      driver = driver()
+      reader = identify(driver, "reader", url(name))["session_id"]
+      guild_creates(driver, "reader", 1)
+
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=json")
+      {1, _hello, _rest} = RawClient.recv_frame(socket, rest)
+      RawClient.send_frame(socket, 1, Switchboard.Json.encode!(@identify))
+      # It never reads again: the socket's buffers fill, then its
+      # connection's queue of frames.
+      sessions = fn ->
+        Registry.select(Gateway.config(name).registry, [
+          {{{:session, :"$1"}, :_, :_}, [], [:"$1"]}
+        ])
+      end
+
+      wait_for(fn -> length(sessions.()) == 2 end)
+      slow_before = Switchboard.Session.slow_disconnects()
+      content = String.duplicate("x", 20_000)
+
+      # The reader reads each message before the next is published (so it
+      # never falls behind), until the other session is gone.
+      Enum.reduce_while(1..5_000, nil, fn n, _ ->
+        :ok = Gateway.publish(name, first_guild(name), "MESSAGE_CREATE", %{"content" => content})
+        assert NodeClient.payload(driver, "reader")["d"]["content"] == content
+        if sessions.() == [reader], do: {:halt, n}, else: {:cont, n}
+      end)
+
+      assert sessions.() == [reader]
+      assert Switchboard.Session.slow_disconnects() > slow_before
+    end
+  end
+
   describe "resume" do
     test "after a dropped connection the client gets exactly the missed dispatches, in order" do
       name = start_gateway()

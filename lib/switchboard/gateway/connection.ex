@@ -482,6 +482,7 @@ defmodule Switchboard.Gateway.Connection do
            name: Switchboard.Gateway.via(config, {:session, session_id}, about),
            transport: {Transport, conn: self(), counter: state.counter},
            replay_limit: config.replay_limit,
+           buffer_limit: config.buffer_limit,
            select: Frames.selector(state.encoding, identify.intents, bot.user["id"]),
            owner: self(),
            linger: config.resume_timeout}
