@@ -191,6 +191,7 @@ defmodule Switchboard.Gateway do
          register: false,
          members: Enum.with_index(members, &Payloads.member(&1, Demo.status(&2))),
          codec: Frames,
+         codec_options: Map.fetch!(config.needs, data["id"]),
          payloads: Payloads}
       end
 
@@ -274,6 +275,7 @@ defmodule Switchboard.Gateway do
       guild_data: guild_data,
       # GUILD_CREATE, prepared once per guild for both encodings.
       creates: Map.new(guild_data, &{&1["id"], Frames.prepare("GUILD_CREATE", &1)}),
+      needs: Map.new(guild_data, &{&1["id"], Frames.needs()}),
       members: members,
       channels: channels,
       heartbeat_interval: Keyword.get(opts, :heartbeat_interval, 41_250),

@@ -101,6 +101,10 @@ defmodule Switchboard.Guild do
       instead of `:register`. Defaults to none.
     * `:codec` - the `Switchboard.Codec` that prepares its frames.
       Defaults to the mode's (ETF).
+    * `:codec_options` - when set, frames are prepared with
+      `codec.prepare(type, data, codec_options)` (a codec that takes
+      options, e.g. the gateway's, told which variants its sessions need).
+      Defaults to `nil` (`prepare/2`).
     * `:payloads` - a module shaping the data of member events and
       member-list updates (the gateway's Discord shapes):
       `member_event(type, member, guild_id)` and
@@ -322,6 +326,7 @@ defmodule Switchboard.Guild do
         replay_events: @default_replay_events,
         register: true,
         codec: nil,
+        codec_options: nil,
         payloads: nil
       ])
 
@@ -335,6 +340,7 @@ defmodule Switchboard.Guild do
       modules: modules,
       fanout: modules.fanout,
       codec: opts[:codec] || modules.codec,
+      codec_options: opts[:codec_options],
       payloads: opts[:payloads],
       table: table,
       replay: replay,
@@ -689,7 +695,7 @@ defmodule Switchboard.Guild do
   # Delivery
 
   defp publish_event(state, type, data, essential, at) do
-    prepared = state.codec.prepare(type, data)
+    prepared = prepare(state, type, data)
     all_seq = state.all_seq + 1
     {key, state} = keep_frame(state, type, prepared)
 
@@ -703,6 +709,11 @@ defmodule Switchboard.Guild do
     fan_out(state, target, message)
     %{state | all_seq: all_seq, essential_seq: essential_seq}
   end
+
+  defp prepare(%{codec_options: nil, codec: codec}, type, data), do: codec.prepare(type, data)
+
+  defp prepare(%{codec_options: opts, codec: codec}, type, data),
+    do: codec.prepare(type, data, opts)
 
   # The latest frames, shared by every session for resuming: keyed by a
   # counter, the oldest dropped past the limit.
@@ -741,7 +752,7 @@ defmodule Switchboard.Guild do
           else: %{"guild_id" => state.id, "ops" => ops}
 
       type = "GUILD_MEMBER_LIST_UPDATE"
-      prepared = state.codec.prepare(type, data)
+      prepared = prepare(state, type, data)
       {key, state} = keep_frame(state, type, prepared)
       message = {:"$sb_list", state.id, state.codec, prepared, key, at}
 

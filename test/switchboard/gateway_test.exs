@@ -749,10 +749,28 @@ defmodule Switchboard.GatewayTest do
       {2, hello, rest} = RawClient.recv_frame(socket, rest)
       assert {:ok, %{"op" => 10, "d" => %{"heartbeat_interval" => _}}} = Erlpack.decode(hello)
       RawClient.send_frame(socket, 2, Erlpack.encode(@identify))
-      {2, ready, _rest} = RawClient.recv_frame(socket, rest)
+      {2, ready, rest} = RawClient.recv_frame(socket, rest)
 
       assert {:ok, %{"op" => 0, "t" => "READY", "s" => 1, "d" => %{"v" => 10}}} =
                Erlpack.decode(ready)
+
+      # The guild prepares ETF frames while an ETF session is attached (and
+      # content-less variants while a session lacks MESSAGE_CONTENT).
+      {2, _create, rest} = RawClient.recv_frame(socket, rest)
+      {2, _create, rest} = RawClient.recv_frame(socket, rest)
+      needs = Gateway.config(name).needs[first_guild(name)]
+      assert :atomics.get(needs, 1) == 1
+      assert :atomics.get(needs, 2) == 0
+      publish_messages(name, first_guild(name), [1])
+      {2, message, rest} = RawClient.recv_frame(socket, rest)
+
+      assert {:ok, %{"t" => "MESSAGE_CREATE", "s" => 4, "d" => %{"content" => "m1"}}} =
+               Erlpack.decode(message)
+
+      # A session that ends is counted out.
+      RawClient.send_frame(socket, 8, <<1000::16>>)
+      assert {1000, _} = RawClient.await_close(socket, rest)
+      wait_for(fn -> :atomics.get(needs, 1) == 0 end)
     end
 
     test "atom keys are refused with 4002" do

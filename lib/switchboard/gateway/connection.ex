@@ -471,8 +471,15 @@ defmodule Switchboard.Gateway.Connection do
         encoding: state.encoding,
         user: bot.user,
         intents: identify.intents,
-        guilds: guilds
+        guilds: guilds,
+        # What the session needs its guilds to prepare (see Frames.need/3).
+        needs:
+          {for({id, _} <- guilds, do: Map.fetch!(config.needs, id)),
+           {state.encoding, identify.intents}}
       }
+
+      {guild_needs, kind} = about.needs
+      Frames.need(guild_needs, kind, 1)
 
       {:ok, session} =
         DynamicSupervisor.start_child(
@@ -480,7 +487,7 @@ defmodule Switchboard.Gateway.Connection do
           {Switchboard.Session,
            id: session_id,
            name: Switchboard.Gateway.via(config, {:session, session_id}, about),
-           transport: {Transport, conn: self(), counter: state.counter},
+           transport: {Transport, conn: self(), counter: state.counter, needs: about.needs},
            replay_limit: config.replay_limit,
            buffer_limit: config.buffer_limit,
            select: Frames.selector(state.encoding, identify.intents, bot.user["id"]),
@@ -538,7 +545,7 @@ defmodule Switchboard.Gateway.Connection do
   @doc false
   # A dispatch from no guild (READY, a member chunk...), numbered by the session.
   def dispatch(state, type, data) do
-    prepared = Frames.prepare(type, data, state.encoding)
+    prepared = Frames.prepare_for(type, data, state.encoding)
     Switchboard.Session.dispatch(state.session, type, Frames, prepared)
   end
 
@@ -573,10 +580,10 @@ defmodule Switchboard.Gateway.Connection do
 
     with [{session, %{token: ^token, encoding: ^encoding} = about}] <-
            Registry.lookup(config.registry, {:session, resume.session_id}),
-         resumed = Frames.prepare("RESUMED", Protocol.resumed(), encoding),
+         resumed = Frames.prepare_for("RESUMED", Protocol.resumed(), encoding),
          {:ok, _replayed} <-
            resume_session(session, resume.seq,
-             transport: {Transport, conn: self(), counter: state.counter},
+             transport: {Transport, conn: self(), counter: state.counter, needs: about.needs},
              owner: self(),
              greeting: {"RESUMED", Frames, resumed}
            ) do
@@ -594,7 +601,12 @@ defmodule Switchboard.Gateway.Connection do
   end
 
   defp stop_session(%{session: nil}), do: :ok
-  defp stop_session(%{session: session}), do: Process.exit(session, :shutdown)
+  # Stopped (not killed) so that its transport counts it out of its guilds' needs.
+  defp stop_session(%{session: session}) do
+    GenServer.stop(session, :normal, 5_000)
+  catch
+    :exit, _ -> :ok
+  end
 
   # ---------------------------------------------------------------------------
   # Writing

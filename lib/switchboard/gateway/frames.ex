@@ -10,7 +10,14 @@ defmodule Switchboard.Gateway.Frames do
   MESSAGE_UPDATE is also prepared with its content, embeds, attachments
   and components emptied: what a session without the MESSAGE_CONTENT
   intent receives for a message that does not mention its bot (Discord's
-  rule). `prepare/3` prepares one encoding only (a frame for one session).
+  rule). `prepare_for/3` prepares one encoding only (a frame for one
+  session).
+
+  A guild's frames are prepared with `prepare/3` (its `:codec_options`):
+  the guild's `needs/0` counters say how many of its sessions speak ETF
+  and how many lack MESSAGE_CONTENT, and a variant no session needs is
+  not made (a JSON-only guild pays one encode per event). A session
+  counts itself in (`need/3`) before it attaches and out when it ends.
 
   `select/5` also leaves out the events a session's intents do not cover
   (`Switchboard.Gateway.Protocol.required_intent/1`).
@@ -33,24 +40,61 @@ defmodule Switchboard.Gateway.Frames do
   @redacted %{"content" => "", "embeds" => [], "attachments" => [], "components" => []}
 
   @impl true
-  def prepare(type, data), do: prepare(type, data, [:json, :etf])
+  def prepare(type, data), do: prepare_variants(type, data, [:json, :etf], true)
 
-  @doc "Prepares an event for the given encodings only."
-  @spec prepare(String.t(), term(), [:json | :etf] | :json | :etf) :: map()
-  def prepare(type, data, encoding) when is_atom(encoding), do: prepare(type, data, [encoding])
+  @doc "Prepares a guild's event for the variants its sessions need (see `needs/0`)."
+  @spec prepare(String.t(), term(), :atomics.atomics_ref()) :: map()
+  def prepare(type, data, needs) do
+    encodings = if :atomics.get(needs, 1) > 0, do: [:json, :etf], else: [:json]
+    prepare_variants(type, data, encodings, :atomics.get(needs, 2) > 0)
+  end
 
-  def prepare(type, data, encodings) do
+  @doc "Prepares an event for one encoding (a frame for one session)."
+  @spec prepare_for(String.t(), term(), :json | :etf) :: map()
+  def prepare_for(type, data, encoding), do: prepare_variants(type, data, [encoding], true)
+
+  @doc "A guild's counters of what its sessions need (its `:codec_options`)."
+  @spec needs() :: :atomics.atomics_ref()
+  def needs, do: :atomics.new(2, signed: true)
+
+  @doc """
+  Counts a session of `encoding` and `intents` in (`delta` 1, before it
+  attaches) or out (`-1`, once it ended) of each guild's `needs`.
+  """
+  @spec need([:atomics.atomics_ref()], {:json | :etf, non_neg_integer()}, 1 | -1) :: :ok
+  def need(needs, {encoding, intents}, delta) do
+    redacted = (intents &&& Protocol.intent(:message_content)) == 0
+
+    for ref <- needs do
+      if encoding == :etf, do: :atomics.add(ref, 1, delta)
+      if redacted, do: :atomics.add(ref, 2, delta)
+    end
+
+    :ok
+  end
+
+  defp prepare_variants(type, data, encodings, redact) do
     codecs = codecs()
     full = Map.new(encodings, &{&1, {codecs[&1], codecs[&1].prepare(type, data)}})
 
-    if redactable?(type, data) do
-      stripped = Map.merge(data, Map.take(@redacted, Map.keys(data)))
-      redacted = Map.new(encodings, &{&1, {codecs[&1], codecs[&1].prepare(type, stripped)}})
-      mentions = for %{"id" => id} <- Map.get(data, "mentions", []), do: id
-      %{full: full, redacted: redacted, mentions: mentions}
-    else
-      %{full: full, redacted: nil, mentions: []}
+    cond do
+      not redactable?(type, data) ->
+        %{full: full, redacted: nil, mentions: []}
+
+      redact ->
+        stripped = Map.merge(data, Map.take(@redacted, Map.keys(data)))
+        redacted = Map.new(encodings, &{&1, {codecs[&1], codecs[&1].prepare(type, stripped)}})
+        %{full: full, redacted: redacted, mentions: mentions(data)}
+
+      true ->
+        # No session needed it: one that does anyway gets nothing, never
+        # the content (see select/5).
+        %{full: full, redacted: :missing, mentions: mentions(data)}
     end
+  end
+
+  defp mentions(data) do
+    for %{"id" => id} <- List.wrap(Map.get(data, "mentions")), do: id
   end
 
   @impl true
@@ -71,12 +115,15 @@ defmodule Switchboard.Gateway.Frames do
       required != nil and (intents &&& required) == 0 ->
         :skip
 
-      prepared.redacted != nil and (intents &&& Protocol.intent(:message_content)) == 0 and
-          user_id not in prepared.mentions ->
-        Map.fetch!(prepared.redacted, encoding)
+      prepared.redacted == nil or (intents &&& Protocol.intent(:message_content)) != 0 or
+          user_id in prepared.mentions ->
+        Map.fetch!(prepared.full, encoding)
+
+      prepared.redacted == :missing ->
+        :skip
 
       true ->
-        Map.fetch!(prepared.full, encoding)
+        Map.fetch!(prepared.redacted, encoding)
     end
   end
 

@@ -14,14 +14,18 @@ defmodule Switchboard.Gateway.Transport do
 
     * `:conn` - the connection's pid (required).
     * `:counter` - an `:atomics` of one signed integer (required).
+    * `:needs` - `{guild_needs, kind}`: counted out of its guilds'
+      `Switchboard.Gateway.Frames.needs/0` when the session ends (closed
+      for any reason but `:resumed`). Defaults to `nil`.
   """
 
   @behaviour Switchboard.Transport
 
-  defstruct [:conn, :counter]
+  defstruct [:conn, :counter, :needs]
 
   @impl true
-  def init(opts), do: {:ok, %__MODULE__{conn: opts[:conn], counter: opts[:counter]}}
+  def init(opts),
+    do: {:ok, %__MODULE__{conn: opts[:conn], counter: opts[:counter], needs: opts[:needs]}}
 
   @impl true
   def send_frame(%__MODULE__{conn: conn, counter: counter} = transport, frame, meta) do
@@ -37,7 +41,10 @@ defmodule Switchboard.Gateway.Transport do
   end
 
   @impl true
-  def close(%__MODULE__{conn: conn}, reason) do
+  def close(%__MODULE__{conn: conn, needs: needs}, reason) do
+    with {guild_needs, kind} when reason != :resumed <- needs,
+         do: Switchboard.Gateway.Frames.need(guild_needs, kind, -1)
+
     send(conn, {:"$gw_close", reason})
     :ok
   end

@@ -115,6 +115,28 @@ defmodule Switchboard.Gateway.ProtocolTest do
              Etf.decode(:erlang.term_to_binary(%{"op" => 1, "d" => nil}))
   end
 
+  test "a guild prepares only the variants its sessions need, and a missing one is never leaked" do
+    alias Switchboard.Gateway.Frames
+    needs = Frames.needs()
+    message = %{"content" => "secret", "mentions" => [%{"id" => "7"}]}
+    plain = Protocol.intent(:guild_messages)
+    prepared = Frames.prepare("MESSAGE_CREATE", message, needs)
+    assert Map.keys(prepared.full) == [:json]
+    # A session lacking MESSAGE_CONTENT that no counter announced: skipped.
+    assert Frames.select("MESSAGE_CREATE", prepared, :json, plain, "1") == :skip
+    # Mentioned, it may see the content.
+    assert {_, _} = Frames.select("MESSAGE_CREATE", prepared, :json, plain, "7")
+
+    :ok = Frames.need([needs], {:etf, plain}, 1)
+    prepared = Frames.prepare("MESSAGE_CREATE", message, needs)
+    assert Map.keys(prepared.full) == [:etf, :json]
+    {codec, redacted} = Frames.select("MESSAGE_CREATE", prepared, :etf, plain, "1")
+    frame = :erlang.binary_to_term(IO.iodata_to_binary(codec.frame(redacted, 1)))
+    assert frame["d"]["content"] == ""
+    :ok = Frames.need([needs], {:etf, plain}, -1)
+    assert {:atomics.get(needs, 1), :atomics.get(needs, 2)} == {0, 0}
+  end
+
   test "a guild event is prepared once for both encodings, each session framing its own" do
     alias Switchboard.Gateway.Frames
     prepared = Frames.prepare("MESSAGE_CREATE", %{"id" => "1", "content" => "hi"})
