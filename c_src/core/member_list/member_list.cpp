@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -169,6 +170,50 @@ std::optional<std::size_t> MemberList::member_index(std::string_view user_key) c
   if (!member.listed) return std::nullopt;
   const auto current = layout();
   return index_in(current, member.key, prefix_of(member.key, member.group_size));
+}
+
+MemberList::ChangeWork MemberList::change_work(std::string_view user_key,
+                                               const MemberSpec* spec) const {
+  // The first index the change may touch: the member's entry, the header
+  // just above it (updated, or removed with its group), and where the new
+  // entry (and perhaps a new header) goes. A header updated further up only
+  // redraws the ranges that hold it: at most kMaxRangeItems ranges start
+  // within reach of one index, counted by the slack below.
+  std::size_t low = std::numeric_limits<std::size_t>::max();
+  const auto it = by_user_.find(std::string(user_key));
+  if (it != by_user_.end() && members_[it->second].listed) {
+    const Member& member = members_[it->second];
+    const auto rank = tree_.find_index(member.key);
+    if (rank) {
+      low = *rank + headers_up_to(prefix_of(member.key, member.group_size));
+      low = low > 0 ? low - 1 : 0;
+    }
+  }
+  if (spec != nullptr && spec->listed && spec->group_size <= spec->sort_key.size()) {
+    const std::size_t rank = tree_.lower_bound_index(make_tree_key(spec->sort_key, 0));
+    const std::size_t at = rank + headers_up_to(spec->sort_key.substr(0, spec->group_size));
+    low = std::min(low, at > 0 ? at - 1 : 0);
+  }
+  ChangeWork work{0, range_order_.size(), by_session_.size()};
+  if (low == std::numeric_limits<std::size_t>::max()) return work;
+  const std::size_t from = low >= kMaxRangeItems ? low - kMaxRangeItems + 1 : 0;
+  const auto start = std::lower_bound(
+      range_order_.begin(), range_order_.end(),
+      Range{static_cast<std::uint32_t>(std::min<std::size_t>(from, UINT32_MAX)), 0},
+      [](const std::pair<Range, std::uint32_t>& entry, const Range& r) { return entry.first < r; });
+  work.reached_ranges = static_cast<std::size_t>(range_order_.end() - start) +
+                        std::min<std::size_t>(range_order_.size(), 2 * kMaxRangeItems);
+  work.reached_ranges = std::min(work.reached_ranges, range_order_.size());
+  return work;
+}
+
+// Headers at or above the group `key` (its own, if it exists, included),
+// whether or not the group exists.
+std::size_t MemberList::headers_up_to(std::string_view key) const {
+  return static_cast<std::size_t>(
+      std::upper_bound(groups_.begin(), groups_.end(), key,
+                       [](std::string_view k, const Group& group) { return k < group.key; }) -
+      groups_.begin());
 }
 
 std::vector<std::pair<MemberList::Payload, std::uint32_t>> MemberList::groups() const {
