@@ -212,6 +212,7 @@ class MemberList {
   std::uint32_t new_member_slot();
   std::size_t group_position(std::string_view key) const;  // lower bound in groups_
   std::size_t headers_up_to(std::string_view key) const;
+  std::size_t header_index_of(std::string_view key) const;
   static std::size_t header_index(const std::vector<LayoutEntry>& layout, std::string_view key);
   static std::size_t layout_size(const std::vector<LayoutEntry>& layout);
   std::size_t index_in(const std::vector<LayoutEntry>& layout, TermKeyView key,
@@ -275,7 +276,7 @@ class MemberList {
   std::vector<std::uint32_t> touched_sets_;
   std::vector<std::uint32_t> entry_first_set_;
   std::vector<std::uint64_t> entry_first_seq_;
-  std::vector<std::uint32_t> entry_order_;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> entry_order_;    // first seq, entry
   std::vector<std::pair<std::uint64_t, std::uint32_t>> merge_scratch_;  // seq, session slot
   // Every session in subscription order ({seq, slot}; slot UINT32_MAX for a
   // session that left), so a large entry lists its sessions without a sort.
