@@ -2,23 +2,32 @@
 // JSON text to terms through the core Reader with a handler that builds the
 // terms directly (no intermediate document).
 //
-// Scheduling: a call on a normal scheduler counts its work in bytes (read,
-// written, copied) and checks the clock every kUnitsPerClockCheck units; a
-// call that outlasts its slice (kNormalBudget) stops and starts over on a
-// dirty CPU scheduler, so at most one slice of work is done twice. Inputs
-// known to be large (decode of more than kInlineDecodeBytes) go dirty at once.
+// Scheduling, decided before any work so that nothing is done twice: an
+// encode first estimates the bytes it will touch (term_size.hpp, a walk that
+// stops at the limit) and a decode or validate knows its input's size; work
+// larger than an inline share of the one work budget (WorkSlice,
+// scheduling.hpp) reruns on a dirty CPU scheduler at once. The rest runs
+// inline, counted against a WorkSlice: only what the estimate cannot see
+// (a clock overrun on a preempted thread, big integers in a decode) stops
+// and moves dirty. The codec's state holds terms and map iterators of the
+// calling env, which a yield would leave stale, so its continuation is
+// always a dirty rerun, never a yield.
 #include <erl_nif.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "core/json/parse_error.hpp"
@@ -27,12 +36,12 @@
 #include "core/json/writer.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
+#include "nif/term_size.hpp"
 
 namespace switchboard::nif {
 namespace {
 
 namespace json = core::json;
-using Clock = std::chrono::steady_clock;
 
 ERL_NIF_TERM& atom_fragment_struct = register_atom("Elixir.Switchboard.Json.Fragment");
 ERL_NIF_TERM& atom_encoded = register_atom("encoded");
@@ -44,21 +53,102 @@ ERL_NIF_TERM& atom_duplicate_key = register_atom("duplicate_key");
 ERL_NIF_TERM& atom_invalid_fragment = register_atom("invalid_fragment");
 ERL_NIF_TERM& atom_improper_list = register_atom("improper_list");
 ERL_NIF_TERM& atom_unknown_atom = register_atom("unknown_atom");
+ERL_NIF_TERM& atom_json = register_atom("json");
+ERL_NIF_TERM& atom_javascript_safe = register_atom("javascript_safe");
+ERL_NIF_TERM& atom_html_safe = register_atom("html_safe");
+ERL_NIF_TERM& atom_unicode_safe = register_atom("unicode_safe");
 
-// A slice on a normal scheduler: well under the 1 ms the VM asks for, and
-// short because a call that outlasts it starts over on a dirty scheduler:
-// the slice is the work done twice (a quarter of a 300 KB encode at 400 us).
-constexpr auto kNormalBudget = std::chrono::microseconds(100);
-// Work units (bytes) between two clock reads: a few microseconds of work.
-constexpr std::size_t kUnitsPerClockCheck = 16 * 1024;
-// Work units (bytes) that surely fit in a slice at the writer's speed (over
-// 1 GB/s); one piece of work larger than this is done off the normal
-// schedulers.
-constexpr std::size_t kUnitsPerSlice = 128 * 1024;
-// Decode inputs larger than this go straight to a dirty scheduler: at the
-// reader's speed (several hundred MB/s building terms) they need more than
-// a slice anyway.
+// The options, as the tuples Switchboard.Json.Options builds once per call
+// site (a literal for the defaults): read by position, each element by its
+// type, with no atom lookups (a map or keyword list, decoded field by field,
+// costs a few hundred ns per call, a third of a small decode).
+struct EncodeOptions {
+  json::Escape escape = json::Escape::json;
+  bool strict = false;  // maps: :strict
+  static constexpr auto elements = std::tuple{&EncodeOptions::escape, &EncodeOptions::strict};
+};
+
+struct DecodeOptions {
+  bool atom_keys = false;  // keys: :atoms!
+  NonNegative<std::size_t> max_depth;
+  NonNegative<std::size_t> max_size;
+  static constexpr auto elements =
+      std::tuple{&DecodeOptions::atom_keys, &DecodeOptions::max_depth, &DecodeOptions::max_size};
+};
+
+template <class T>
+bool decode_element(ErlNifEnv* env, ERL_NIF_TERM term, T& out) {
+  return Decoder<T>::decode(env, term, out);
+}
+
+// A struct from a tuple of its `elements`, in order.
+template <class S>
+bool decode_tuple_struct(ErlNifEnv* env, ERL_NIF_TERM term, S& out) {
+  constexpr std::size_t size = std::tuple_size_v<decltype(S::elements)>;
+  int arity;
+  const ERL_NIF_TERM* items;
+  if (!enif_get_tuple(env, term, &arity, &items) || arity != static_cast<int>(size)) return false;
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return (decode_element(env, items[I], out.*std::get<I>(S::elements)) && ...);
+  }
+  (std::make_index_sequence<size>{});
+}
+
+}  // namespace
+
+template <>
+struct Decoder<json::Escape> {
+  static constexpr std::string_view expected =
+      "one of :json, :javascript_safe, :html_safe, :unicode_safe";
+  static bool decode(ErlNifEnv*, ERL_NIF_TERM term, json::Escape& out) {
+    // Atoms are immediate: the same atom is the same word.
+    if (term == atom_json) {
+      out = json::Escape::json;
+    } else if (term == atom_javascript_safe) {
+      out = json::Escape::javascript_safe;
+    } else if (term == atom_html_safe) {
+      out = json::Escape::html_safe;
+    } else if (term == atom_unicode_safe) {
+      out = json::Escape::unicode_safe;
+    } else {
+      return false;
+    }
+    return true;
+  }
+};
+
+template <>
+struct Decoder<EncodeOptions> {
+  static constexpr std::string_view expected = "a tuple {escape, strict}";
+  static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, EncodeOptions& out) {
+    return decode_tuple_struct(env, term, out);
+  }
+};
+
+template <>
+struct Decoder<DecodeOptions> {
+  static constexpr std::string_view expected = "a tuple {atom_keys, max_depth, max_size}";
+  static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, DecodeOptions& out) {
+    return decode_tuple_struct(env, term, out);
+  }
+};
+
+namespace {
+
+// Encodes estimated at more than this many bytes (or more than half the
+// WorkSlice's budget, when a test shrinks it) run on a dirty scheduler: at
+// the writer's speed (about 1 GB/s of estimated bytes on gateway payloads)
+// this is some 60 us inline, and the estimate's walk stops here.
+constexpr std::size_t kInlineEncodeBytes = 64 * 1024;
+// Decode inputs longer than this (or than the WorkSlice's budget) run on a
+// dirty scheduler: at the reader's speed building terms (several hundred
+// MB/s) they would hold a normal scheduler for over 100 us.
 constexpr std::size_t kInlineDecodeBytes = 64 * 1024;
+// Validating builds nothing, so four times as much runs inline.
+constexpr std::size_t kInlineValidateBytes = 4 * kInlineDecodeBytes;
+// Inline work the VM is told about: one percent of a timeslice per this
+// many bytes (about 10 us of work), and nothing for less.
+constexpr std::size_t kBytesPerTimeslicePercent = 8 * 1024;
 // Fragments of at least this size are listed as their own binary by
 // encode_to_iodata instead of copied.
 constexpr std::size_t kSpliceMinBytes = 256;
@@ -68,38 +158,23 @@ constexpr std::size_t kHeapBinaryBytes = 64;
 // Thread-local buffers that grew past this are given back after the call.
 constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
 
-bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
+// Calls moved to a dirty scheduler (json_dirty_runs/0, for tests): before
+// any work, and after inline work ran out (work done twice, which the
+// estimate is there to avoid).
+std::atomic<std::uint64_t> g_moved_before_work{0};
+std::atomic<std::uint64_t> g_moved_after_work{0};
 
-class WorkBudget {
- public:
-  explicit WorkBudget(bool limited) : limited_(limited), start_(Clock::now()) {}
+Rescheduled go_dirty(const Call& call, bool after_work = false) {
+  (after_work ? g_moved_after_work : g_moved_before_work).fetch_add(1, std::memory_order_relaxed);
+  return call.dirty();
+}
 
-  // Counts `units` of work about to be done; true once a limited budget's
-  // slice is spent, or when this one piece (a long string) would outlast a
-  // slice by itself: the clock is read between pieces, never inside one.
-  bool charge(std::size_t units) {
-    if (limited_ && units > kUnitsPerSlice) return true;
-    units_ += units;
-    if (units_ < next_check_) return false;
-    next_check_ = units_ + kUnitsPerClockCheck;
-    return limited_ && Clock::now() - start_ > kNormalBudget;
-  }
-  bool limited() const noexcept { return limited_; }
-
-  // Tells the VM how much of its slice the call used (1% per 10 us).
-  void report(ErlNifEnv* env) const {
-    if (units_ < kUnitsPerClockCheck) return;
-    const auto micros =
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
-    enif_consume_timeslice(env, micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1);
-  }
-
- private:
-  bool limited_;
-  Clock::time_point start_;
-  std::size_t units_ = 0;
-  std::size_t next_check_ = kUnitsPerClockCheck;
-};
+// Tells the VM about inline work the WorkSlice did not report.
+void report_inline_work(ErlNifEnv* env, std::size_t bytes) {
+  if (bytes < kBytesPerTimeslicePercent) return;
+  enif_consume_timeslice(
+      env, static_cast<int>(std::min<std::size_t>(100, 1 + bytes / kBytesPerTimeslicePercent)));
+}
 
 template <class T>
 void trim(std::vector<T>& buffer) {
@@ -209,7 +284,9 @@ struct EncodeBuffers {
   }
 };
 
-struct EncodeOptions {
+// What the writer needs besides the term: the options, the seal fragments
+// must carry, and whether large fragments are listed (encode_to_iodata).
+struct WriteSettings {
   json::Escape escape;
   bool strict;
   ERL_NIF_TERM seal;
@@ -219,8 +296,8 @@ struct EncodeOptions {
 // Walks a term without recursion, writing JSON as it goes.
 class TermWriter {
  public:
-  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const EncodeOptions& options,
-             WorkBudget& budget)
+  // `slice` is null off the normal schedulers (unlimited work).
+  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const WriteSettings& options, WorkSlice* slice)
       : env_(env),
         out_(buffers.writer),
         frames_(buffers.frames),
@@ -228,7 +305,7 @@ class TermWriter {
         keys_(buffers.keys),
         buffers_(buffers),
         options_(options),
-        budget_(budget) {
+        slice_(slice) {
     out_.clear();
     frames_.clear();
     splices_.clear();
@@ -297,7 +374,9 @@ class TermWriter {
     status_ = EncodeStatus::out_of_time;
     return false;
   }
-  bool charge(std::size_t units) { return budget_.charge(units) ? out_of_time() : true; }
+  bool charge(std::size_t units) {
+    return slice_ != nullptr && slice_->spend(units) ? out_of_time() : true;
+  }
 
   bool value(ERL_NIF_TERM term) {
     switch (enif_term_type(env_, term)) {
@@ -491,8 +570,8 @@ class TermWriter {
   std::vector<Splice>& splices_;
   std::vector<KeySpan>& keys_;
   EncodeBuffers& buffers_;
-  const EncodeOptions& options_;
-  WorkBudget& budget_;
+  const WriteSettings& options_;
+  WorkSlice* slice_;
   EncodeStatus status_ = EncodeStatus::done;
   ERL_NIF_TERM error_ = 0;
 };
@@ -515,53 +594,47 @@ ERL_NIF_TERM make_iodata(ErlNifEnv* env, std::string_view written,
   return enif_make_list_from_array(env, parts.data(), static_cast<unsigned>(parts.size()));
 }
 
-EncodeOptions encode_options(ErlNifEnv* env, const ERL_NIF_TERM argv[]) {
-  unsigned escape;
-  if (!enif_get_uint(env, argv[1], &escape) || escape > 3) {
-    throw bad_argument(env, "an escape mode 0..3", argv[1]);
-  }
-  EncodeOptions options{static_cast<json::Escape>(escape), argv[2] == atoms::true_, argv[3],
-                        argv[4] == atoms::true_};
-  return options;
-}
+using EncodeResult = std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM>>;
 
-ERL_NIF_TERM json_encode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
-
-// json_encode(Term, Escape, Strict, Seal, Iodata) -> {ok, Binary | Iodata}
+// json_encode(Term, {Escape, Strict}, Seal, Iodata) -> {ok, Binary | Iodata}
 // | {error, Reason}. Reason: {invalid_byte, Byte, String}, {unsupported,
 // Term}, {invalid_key, Key}, {duplicate_key, Text}, {invalid_fragment,
 // Map}, {improper_list, List}.
-ERL_NIF_TERM json_encode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  const EncodeOptions options = encode_options(env, argv);
-  WorkBudget budget(on_normal_scheduler());
+Scheduled<EncodeResult> json_encode(Call& call, Term term, EncodeOptions options, Term seal,
+                                    bool iodata) {
+  std::optional<WorkSlice> slice;
+  if (call.on_normal_scheduler()) {
+    slice.emplace(call);
+    // Half the slice: the writer counts a little more than the estimate
+    // (atom names, floats' digits), and must not run out where it said it fits.
+    const std::size_t limit = std::min(kInlineEncodeBytes, slice->left() / 2);
+    if (term_larger_than(call, term.value, limit, BinaryBytes::copied)) return go_dirty(call);
+  }
+  const WriteSettings settings{options.escape, options.strict, seal.value, iodata};
   EncodeBuffers& buffers = EncodeBuffers::get();
-  ERL_NIF_TERM result = 0;
-  EncodeStatus status;
+  std::optional<EncodeResult> result;
   {
-    TermWriter writer(env, buffers, options, budget);
-    status = writer.write(argv[0]);
-    if (status == EncodeStatus::error) {
-      result = enif_make_tuple2(env, atoms::error, writer.error());
-    } else if (status == EncodeStatus::done) {
-      const std::string_view written = buffers.writer.view();
-      result =
-          enif_make_tuple2(env, atoms::ok,
-                           buffers.splices.empty() ? binary_of(env, written)
-                                                   : make_iodata(env, written, buffers.splices));
+    TermWriter writer(call, buffers, settings, slice ? &*slice : nullptr);
+    switch (writer.write(term.value)) {
+      case EncodeStatus::error:
+        result.emplace(Error{writer.error()});
+        break;
+      case EncodeStatus::done: {
+        const std::string_view written = buffers.writer.view();
+        result.emplace(Ok{buffers.splices.empty() ? binary_of(call, written)
+                                                  : make_iodata(call, written, buffers.splices)});
+        break;
+      }
+      case EncodeStatus::out_of_time:  // the estimate misjudged it (or the thread was preempted)
+        break;
     }
   }
-  budget.report(env);
+  if (slice && result) report_inline_work(call, slice->used());
   buffers.trim_after_call();
-  if (status == EncodeStatus::out_of_time) {
-    return run_dirty_cpu(env, "json_encode_dirty", raw_entry<json_encode_dirty>, argc, argv);
-  }
-  return result;
+  if (!result) return go_dirty(call, true);
+  return std::move(*result);
 }
-SWITCHBOARD_RAW_NIF(json_encode, 5, 0);
-
-ERL_NIF_TERM json_encode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return json_encode(env, argc, argv);  // unlimited budget off the normal schedulers
-}
+SWITCHBOARD_NIF(json_encode, 0);
 
 // ---------------------------------------------------------------------------
 // Decoding
@@ -775,8 +848,11 @@ class TermBuilder {
   ERL_NIF_TERM rejected_key_ = 0;
 };
 
-ERL_NIF_TERM error_term(ErlNifEnv* env, const json::ParseError& error, std::string_view text,
-                        ERL_NIF_TERM rejected_key) {
+using DecodeResult =
+    std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM, NonNegative<std::size_t>, ERL_NIF_TERM>>;
+
+DecodeResult error_result(ErlNifEnv* env, const json::ParseError& error, std::string_view text,
+                          ERL_NIF_TERM rejected_key) {
   ERL_NIF_TERM reason;
   ERL_NIF_TERM token = atoms::nil;
   if (error.reason == json::ParseErrc::rejected) {
@@ -787,77 +863,63 @@ ERL_NIF_TERM error_term(ErlNifEnv* env, const json::ParseError& error, std::stri
     reason = enif_make_atom_len(env, name.data(), name.size());
     if (error.length > 0) token = binary_of(env, text.substr(error.offset, error.length));
   }
-  return enif_make_tuple4(env, atoms::error, reason, enif_make_uint64(env, error.offset), token);
+  return Error{reason, NonNegative<std::size_t>(error.offset), token};
 }
 
-ERL_NIF_TERM json_decode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
-
-// json_decode(Binary, AtomKeys, MaxDepth, MaxSize) -> {ok, Term} |
+// json_decode(Binary, {AtomKeys, MaxDepth, MaxSize}) -> {ok, Term} |
 // {error, Reason, Position, Token}.
-ERL_NIF_TERM json_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ErlNifBinary input;
-  if (!enif_inspect_binary(env, argv[0], &input)) throw bad_argument(env, "a binary", argv[0]);
+Scheduled<DecodeResult> json_decode(Call& call, Binary input, DecodeOptions options) {
   json::ParseLimits limits;
-  ErlNifUInt64 max_depth, max_size;
-  if (!enif_get_uint64(env, argv[2], &max_depth)) {
-    throw bad_argument(env, "a non-negative integer", argv[2]);
+  limits.max_depth = options.max_depth;
+  limits.max_size = options.max_size;
+  const bool normal = call.on_normal_scheduler();
+  if (normal) {
+    const std::size_t inline_bytes = std::min(kInlineDecodeBytes, slice_budget().bytes);
+    // Too long for the limit is refused at once, wherever it runs.
+    if (input.size() > inline_bytes && input.size() <= limits.max_size) return go_dirty(call);
+    // Only big integers make the work exceed the input's size (their
+    // digits cost their count squared); the reader stops on this budget
+    // and the call reruns dirty.
+    limits.work_budget = 4 * inline_bytes;
   }
-  if (!enif_get_uint64(env, argv[3], &max_size)) {
-    throw bad_argument(env, "a non-negative integer", argv[3]);
-  }
-  limits.max_depth = max_depth;
-  limits.max_size = max_size;
-  const bool normal = on_normal_scheduler();
-  if (normal && input.size > kInlineDecodeBytes && input.size <= max_size) {
-    return run_dirty_cpu(env, "json_decode_dirty", raw_entry<json_decode_dirty>, argc, argv);
-  }
-  // Inline inputs are small; only big integers can make their work exceed
-  // a slice, and the budget (in the reader's units, about a byte each)
-  // catches those.
-  if (normal) limits.work_budget = 4 * kInlineDecodeBytes;
-  const std::string_view text(reinterpret_cast<const char*>(input.data), input.size);
+  const std::string_view text = input.view();
   DecodeBuffers& buffers = DecodeBuffers::get();
-  TermBuilder builder(env, argv[0], text, argv[1] == atoms::true_, buffers);
+  TermBuilder builder(call, input.term, text, options.atom_keys, buffers);
   const json::ParseError error = buffers.reader.parse(builder, text, limits);
-  ERL_NIF_TERM result;
-  if (!error) {
-    result = enif_make_tuple2(env, atoms::ok, builder.result());
-  } else if (error.reason == json::ParseErrc::out_of_budget) {
-    buffers.trim_after_call();
-    return run_dirty_cpu(env, "json_decode_dirty", raw_entry<json_decode_dirty>, argc, argv);
-  } else {
-    result = error_term(env, error, text, builder.rejected_key());
-  }
   buffers.trim_after_call();
-  if (normal) enif_consume_timeslice(env, static_cast<int>(1 + input.size / 1024));
-  return result;
+  if (!error) {
+    if (normal) report_inline_work(call, input.size());
+    return Ok{builder.result()};
+  }
+  if (error.reason == json::ParseErrc::out_of_budget) return go_dirty(call, true);
+  return error_result(call, error, text, builder.rejected_key());
 }
-SWITCHBOARD_RAW_NIF(json_decode, 4, 0);
+SWITCHBOARD_NIF(json_decode, 0);
 
-ERL_NIF_TERM json_decode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return json_decode(env, argc, argv);
-}
-
-ERL_NIF_TERM json_validate_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+using ValidateResult =
+    std::variant<Ok<>, Error<ERL_NIF_TERM, NonNegative<std::size_t>, ERL_NIF_TERM>>;
 
 // json_validate(Binary) -> ok | {error, Reason, Position, Token}: whether a
 // fragment's text is one JSON value (default limits).
-ERL_NIF_TERM json_validate(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ErlNifBinary input;
-  if (!enif_inspect_binary(env, argv[0], &input)) throw bad_argument(env, "a binary", argv[0]);
-  if (on_normal_scheduler() && input.size > 4 * kInlineDecodeBytes) {
-    return run_dirty_cpu(env, "json_validate_dirty", raw_entry<json_validate_dirty>, argc, argv);
+Scheduled<ValidateResult> json_validate(Call& call, BinaryView input) {
+  const std::string_view text = input.view();
+  if (call.on_normal_scheduler() &&
+      text.size() > std::min(kInlineValidateBytes, 4 * slice_budget().bytes)) {
+    return go_dirty(call);
   }
-  const std::string_view text(reinterpret_cast<const char*>(input.data), input.size);
   const json::ParseError error = json::validate(text);
-  if (!error) return atoms::ok;
-  return error_term(env, error, text, atoms::nil);
+  if (!error) return Ok{};
+  return std::get<1>(error_result(call, error, text, atoms::nil));
 }
-SWITCHBOARD_RAW_NIF(json_validate, 1, 0);
+SWITCHBOARD_NIF(json_validate, 0);
 
-ERL_NIF_TERM json_validate_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return json_validate(env, argc, argv);
+// json_dirty_runs() -> {Before, After}: calls moved to a dirty scheduler
+// since the library was loaded, before any work and after inline work.
+std::tuple<NonNegative<std::uint64_t>, NonNegative<std::uint64_t>> json_dirty_runs(ErlNifEnv*) {
+  return {g_moved_before_work.load(std::memory_order_relaxed),
+          g_moved_after_work.load(std::memory_order_relaxed)};
 }
+SWITCHBOARD_NIF(json_dirty_runs, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

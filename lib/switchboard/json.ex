@@ -19,17 +19,24 @@ defmodule Switchboard.Json do
 
   ## Scheduling
 
-  A call counts its work in bytes and checks the clock as it goes; one that
-  outlasts about 0.1 ms of a normal scheduler starts over on a dirty CPU
-  scheduler (at most one slice is done twice), and a decode of more than
-  64 KiB goes there at once. So an input of any size holds a normal
-  scheduler for well under a millisecond.
+  Where a call runs is decided before any work, so nothing is done twice:
+  an encode estimates the bytes it will touch (a walk of the term that
+  stops at 64 KiB), a decode knows its input's size, and what is larger
+  (or holds an integer beyond 64 bits, whose digits cost their count
+  squared) runs on a dirty CPU scheduler; the rest runs inline, well under
+  a millisecond, counted against the library's work budget
+  (`Switchboard.NIF.set_work_budget/1`). Only big integers in a small
+  decode can outrun the budget; that decode then reruns dirty.
   """
 
   @behaviour Switchboard.Json.Codec
 
   alias Switchboard.Json.{DecodeError, EncodeError, Fragment, Options}
   alias Switchboard.NIF
+
+  # The options as the NIF reads them (Options.encode/1, Options.decode/1).
+  @default_encode Options.encode([])
+  @default_decode Options.decode([])
 
   @doc """
   Encodes `term` as JSON text.
@@ -138,12 +145,12 @@ defmodule Switchboard.Json do
   def decode(input, opts \\ [])
 
   def decode(input, []) when is_binary(input),
-    do: input |> NIF.json_decode(false, 512, 64 * 1024 * 1024) |> decoded(input)
+    do: input |> NIF.json_decode(@default_decode) |> decoded(input)
 
   def decode(input, opts) do
-    {atom_keys, max_depth, max_size} = Options.decode(opts)
+    options = Options.decode(opts)
     input = IO.iodata_to_binary(input)
-    input |> NIF.json_decode(atom_keys, max_depth, max_size) |> decoded(input)
+    input |> NIF.json_decode(options) |> decoded(input)
   end
 
   @doc """
@@ -163,15 +170,10 @@ defmodule Switchboard.Json do
   def decode!(input, opts \\ []), do: input |> decode(opts) |> unwrap!()
 
   defp run_encode(term, [], iodata),
-    do: term |> NIF.json_encode(0, false, Fragment.seal(), iodata) |> encoded()
+    do: term |> NIF.json_encode(@default_encode, Fragment.seal(), iodata) |> encoded()
 
-  defp run_encode(term, opts, iodata) do
-    {escape, strict} = Options.encode(opts)
-
-    term
-    |> NIF.json_encode(Options.escape_code(escape), strict, Fragment.seal(), iodata)
-    |> encoded()
-  end
+  defp run_encode(term, opts, iodata),
+    do: term |> NIF.json_encode(Options.encode(opts), Fragment.seal(), iodata) |> encoded()
 
   defp encoded({:ok, _} = ok), do: ok
   defp encoded({:error, reason}), do: {:error, EncodeError.new(reason)}
