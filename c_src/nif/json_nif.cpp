@@ -2,16 +2,19 @@
 // JSON text to terms through the core Reader with a handler that builds the
 // terms directly (no intermediate document).
 //
-// Scheduling, decided before any work so that nothing is done twice: an
-// encode first estimates the bytes it will touch (term_size.hpp, a walk that
-// stops at the limit) and a decode or validate knows its input's size; work
-// larger than an inline share of the one work budget (WorkSlice,
-// scheduling.hpp) reruns on a dirty CPU scheduler at once. The rest runs
-// inline, counted against a WorkSlice: only what the estimate cannot see
-// (a clock overrun on a preempted thread, big integers in a decode) stops
-// and moves dirty. The codec's state holds terms and map iterators of the
-// calling env, which a yield would leave stale, so its continuation is
-// always a dirty rerun, never a yield.
+// Scheduling. A decode or validate knows its input's size, and one larger
+// than an inline share of the one work budget (WorkSlice, scheduling.hpp)
+// reruns on a dirty CPU scheduler before any work. An encode cannot know
+// its size without walking the term, and the walk (term_size.hpp) costs as
+// much as the term accesses of the encode itself: 1.1 us of a 2.4 us
+// MESSAGE_CREATE encode, measured. So an encode moves at once only when
+// its root shows it is large (a long binary, map or list); otherwise it
+// runs inline up to kFirstTryBytes of counted work (about 8 us), which
+// every gateway payload fits, and a term that needs more reruns dirty: at
+// most that much is done twice, where a slice on the clock redid 100 us.
+// The codec's state holds terms and map iterators of the calling env,
+// which a yield would leave stale, so its continuation is always a dirty
+// rerun, never a yield.
 #include <erl_nif.h>
 
 #include <algorithm>
@@ -36,7 +39,6 @@
 #include "core/json/writer.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
-#include "nif/term_size.hpp"
 
 namespace switchboard::nif {
 namespace {
@@ -135,11 +137,13 @@ struct Decoder<DecodeOptions> {
 
 namespace {
 
-// Encodes estimated at more than this many bytes (or more than half the
-// WorkSlice's budget, when a test shrinks it) run on a dirty scheduler: at
-// the writer's speed (about 1 GB/s of estimated bytes on gateway payloads)
-// this is some 60 us inline, and the estimate's walk stops here.
-constexpr std::size_t kInlineEncodeBytes = 64 * 1024;
+// Counted work (bytes written, copied or scanned; 8 to 24 per number or
+// container) an encode does inline before it reruns dirty: about 8 us, some
+// 6x a MESSAGE_CREATE. Half the WorkSlice's budget when a test shrinks it.
+constexpr std::size_t kFirstTryBytes = 8 * 1024;
+// The per-item estimate of a root map or list's size: no JSON item is
+// shorter than two bytes, plus the container's bookkeeping.
+constexpr std::size_t kMinItemBytes = 8;
 // Decode inputs longer than this (or than the WorkSlice's budget) run on a
 // dirty scheduler: at the reader's speed building terms (several hundred
 // MB/s) they would hold a normal scheduler for over 100 us.
@@ -296,8 +300,10 @@ struct WriteSettings {
 // Walks a term without recursion, writing JSON as it goes.
 class TermWriter {
  public:
-  // `slice` is null off the normal schedulers (unlimited work).
-  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const WriteSettings& options, WorkSlice* slice)
+  // `slice` is null off the normal schedulers (unlimited work); else the
+  // writer stops once it counted `limit` bytes or the slice ran out.
+  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const WriteSettings& options, WorkSlice* slice,
+             std::size_t limit)
       : env_(env),
         out_(buffers.writer),
         frames_(buffers.frames),
@@ -305,7 +311,8 @@ class TermWriter {
         keys_(buffers.keys),
         buffers_(buffers),
         options_(options),
-        slice_(slice) {
+        slice_(slice),
+        limit_(limit) {
     out_.clear();
     frames_.clear();
     splices_.clear();
@@ -375,7 +382,10 @@ class TermWriter {
     return false;
   }
   bool charge(std::size_t units) {
-    return slice_ != nullptr && slice_->spend(units) ? out_of_time() : true;
+    if (slice_ == nullptr) return true;
+    // Charged before the work: one long string stops before it is copied.
+    if (slice_->used() + units > limit_ || slice_->spend(units)) return out_of_time();
+    return true;
   }
 
   bool value(ERL_NIF_TERM term) {
@@ -572,6 +582,7 @@ class TermWriter {
   EncodeBuffers& buffers_;
   const WriteSettings& options_;
   WorkSlice* slice_;
+  std::size_t limit_;
   EncodeStatus status_ = EncodeStatus::done;
   ERL_NIF_TERM error_ = 0;
 };
@@ -594,6 +605,26 @@ ERL_NIF_TERM make_iodata(ErlNifEnv* env, std::string_view written,
   return enif_make_list_from_array(env, parts.data(), static_cast<unsigned>(parts.size()));
 }
 
+// Whether the root alone shows more than `limit` bytes of work, read in
+// constant time (a list: at most limit / kMinItemBytes cells).
+bool large_root(ErlNifEnv* env, ERL_NIF_TERM term, std::size_t limit) {
+  switch (enif_term_type(env, term)) {
+    case ERL_NIF_TERM_TYPE_BITSTRING: {
+      ErlNifBinary binary;
+      return enif_inspect_binary(env, term, &binary) && binary.size > limit;
+    }
+    case ERL_NIF_TERM_TYPE_MAP: {
+      std::size_t size = 0;
+      enif_get_map_size(env, term, &size);
+      return size > limit / kMinItemBytes;
+    }
+    case ERL_NIF_TERM_TYPE_LIST:
+      return list_longer_than(env, term, limit / kMinItemBytes);
+    default:
+      return false;
+  }
+}
+
 using EncodeResult = std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM>>;
 
 // json_encode(Term, {Escape, Strict}, Seal, Iodata) -> {ok, Binary | Iodata}
@@ -603,18 +634,17 @@ using EncodeResult = std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM>>;
 Scheduled<EncodeResult> json_encode(Call& call, Term term, EncodeOptions options, Term seal,
                                     bool iodata) {
   std::optional<WorkSlice> slice;
+  std::size_t limit = 0;
   if (call.on_normal_scheduler()) {
     slice.emplace(call);
-    // Half the slice: the writer counts a little more than the estimate
-    // (atom names, floats' digits), and must not run out where it said it fits.
-    const std::size_t limit = std::min(kInlineEncodeBytes, slice->left() / 2);
-    if (term_larger_than(call, term.value, limit, BinaryBytes::copied)) return go_dirty(call);
+    limit = std::min(kFirstTryBytes, slice->left() / 2);
+    if (large_root(call, term.value, limit)) return go_dirty(call);
   }
   const WriteSettings settings{options.escape, options.strict, seal.value, iodata};
   EncodeBuffers& buffers = EncodeBuffers::get();
   std::optional<EncodeResult> result;
   {
-    TermWriter writer(call, buffers, settings, slice ? &*slice : nullptr);
+    TermWriter writer(call, buffers, settings, slice ? &*slice : nullptr, limit);
     switch (writer.write(term.value)) {
       case EncodeStatus::error:
         result.emplace(Error{writer.error()});
@@ -625,7 +655,7 @@ Scheduled<EncodeResult> json_encode(Call& call, Term term, EncodeOptions options
                                                   : make_iodata(call, written, buffers.splices)});
         break;
       }
-      case EncodeStatus::out_of_time:  // the estimate misjudged it (or the thread was preempted)
+      case EncodeStatus::out_of_time:  // more than a first try: at most `limit` done twice
         break;
     }
   }

@@ -19,14 +19,17 @@ defmodule Switchboard.Json do
 
   ## Scheduling
 
-  Where a call runs is decided before any work, so nothing is done twice:
-  an encode estimates the bytes it will touch (a walk of the term that
-  stops at 64 KiB), a decode knows its input's size, and what is larger
-  (or holds an integer beyond 64 bits, whose digits cost their count
-  squared) runs on a dirty CPU scheduler; the rest runs inline, well under
-  a millisecond, counted against the library's work budget
-  (`Switchboard.NIF.set_work_budget/1`). Only big integers in a small
-  decode can outrun the budget; that decode then reruns dirty.
+  A decode knows its input's size: one of more than 64 KiB (or than the
+  library's work budget, `Switchboard.NIF.set_work_budget/1`) runs on a
+  dirty CPU scheduler before any work. An encode moves at once when its
+  root shows it is large (a long binary, map or list); otherwise it runs
+  inline up to about 8 KiB of work (some 8 us; every gateway payload fits)
+  and a larger term reruns dirty, so at most that much is done twice.
+  Walking the term first to know its size would cost as much as the
+  encode's own reading of it (measured: 1.1 us of a 2.4 us MESSAGE_CREATE).
+  Big integers in a small decode can outrun the budget; that decode then
+  reruns dirty. An input of any size holds a normal scheduler for well
+  under a millisecond.
   """
 
   @behaviour Switchboard.Json.Codec
