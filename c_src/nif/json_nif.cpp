@@ -141,6 +141,8 @@ namespace {
 // container) an encode does inline before it reruns dirty: about 8 us, some
 // 6x a MESSAGE_CREATE. Half the WorkSlice's budget when a test shrinks it.
 constexpr std::size_t kFirstTryBytes = 8 * 1024;
+// Counted work an encode does before it starts reading the clock.
+constexpr std::size_t kClockFreeBytes = 2 * 1024;
 // The per-item estimate of a root map or list's size: no JSON item is
 // shorter than two bytes, plus the container's bookkeeping.
 constexpr std::size_t kMinItemBytes = 8;
@@ -244,6 +246,40 @@ class AtomNames {
   std::array<Entry, std::size_t{1} << kSlotBits> entries_;
 };
 
+// An encode's first try on a normal scheduler: counted bytes up to
+// kFirstTryBytes (half the library's work budget when a test shrinks it),
+// and past kClockFreeBytes the WorkSlice of that budget watching the clock
+// as well. Below that a call is too short for a clock read (20-30 ns, 5% of
+// a small encode) to tell anything. Off the normal schedulers: unlimited.
+class FirstTry {
+ public:
+  FirstTry(ErlNifEnv* env, bool limited)
+      : env_(env),
+        limited_(limited),
+        limit_(limited ? std::min(kFirstTryBytes, slice_budget().bytes / 2) : SIZE_MAX) {}
+
+  bool limited() const noexcept { return limited_; }
+  std::size_t limit() const noexcept { return limit_; }
+  std::size_t used() const noexcept { return used_; }
+
+  // Counts `bytes` about to be written; false once the try is over.
+  bool spend(std::size_t bytes) {
+    if (!limited_) return true;
+    used_ += bytes;
+    if (used_ > limit_) return false;
+    if (used_ <= kClockFreeBytes) return true;
+    if (!slice_) slice_.emplace(env_);
+    return !slice_->spend(bytes);
+  }
+
+ private:
+  ErlNifEnv* env_;
+  bool limited_;
+  std::size_t limit_;
+  std::size_t used_ = 0;
+  std::optional<WorkSlice> slice_;
+};
+
 struct EncodeFrame {
   bool is_map;
   bool first;
@@ -300,10 +336,7 @@ struct WriteSettings {
 // Walks a term without recursion, writing JSON as it goes.
 class TermWriter {
  public:
-  // `slice` is null off the normal schedulers (unlimited work); else the
-  // writer stops once it counted `limit` bytes or the slice ran out.
-  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const WriteSettings& options, WorkSlice* slice,
-             std::size_t limit)
+  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const WriteSettings& options, FirstTry& budget)
       : env_(env),
         out_(buffers.writer),
         frames_(buffers.frames),
@@ -311,8 +344,7 @@ class TermWriter {
         keys_(buffers.keys),
         buffers_(buffers),
         options_(options),
-        slice_(slice),
-        limit_(limit) {
+        budget_(budget) {
     out_.clear();
     frames_.clear();
     splices_.clear();
@@ -382,10 +414,8 @@ class TermWriter {
     return false;
   }
   bool charge(std::size_t units) {
-    if (slice_ == nullptr) return true;
     // Charged before the work: one long string stops before it is copied.
-    if (slice_->used() + units > limit_ || slice_->spend(units)) return out_of_time();
-    return true;
+    return budget_.spend(units) ? true : out_of_time();
   }
 
   bool value(ERL_NIF_TERM term) {
@@ -412,6 +442,12 @@ class TermWriter {
         if (size == 0) {
           out_.raw("{}");
           return true;
+        }
+        // A fragment (the struct's three keys) is read at once: no iterator,
+        // no frame, nothing written to take back.
+        ERL_NIF_TERM name;
+        if (size == 3 && enif_get_map_value(env_, term, atoms::struct_field, &name)) {
+          return structure(term, name);
         }
         EncodeFrame& frame = frames_.emplace_back();
         frame.is_map = true;
@@ -553,11 +589,15 @@ class TermWriter {
     splices_.resize(frame.splices_base);
     enif_map_iterator_destroy(env_, &frame.iterator);
     frames_.pop_back();
-    ERL_NIF_TERM name, seal, encoded;
-    if (!enif_get_map_value(env_, map, atoms::struct_field, &name) ||
-        name != atom_fragment_struct) {
-      return fail(enif_make_tuple2(env_, atom_unsupported, map));
-    }
+    ERL_NIF_TERM name;
+    enif_get_map_value(env_, map, atoms::struct_field, &name);
+    return structure(map, name);
+  }
+
+  // A struct named `name`, of which only a sealed fragment has a JSON form.
+  bool structure(ERL_NIF_TERM map, ERL_NIF_TERM name) {
+    if (name != atom_fragment_struct) return fail(enif_make_tuple2(env_, atom_unsupported, map));
+    ERL_NIF_TERM seal, encoded;
     ErlNifBinary binary;
     if (!enif_get_map_value(env_, map, atom_seal, &seal) ||
         enif_compare(seal, options_.seal) != 0 ||
@@ -581,8 +621,7 @@ class TermWriter {
   std::vector<KeySpan>& keys_;
   EncodeBuffers& buffers_;
   const WriteSettings& options_;
-  WorkSlice* slice_;
-  std::size_t limit_;
+  FirstTry& budget_;
   EncodeStatus status_ = EncodeStatus::done;
   ERL_NIF_TERM error_ = 0;
 };
@@ -633,18 +672,13 @@ using EncodeResult = std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM>>;
 // Map}, {improper_list, List}.
 Scheduled<EncodeResult> json_encode(Call& call, Term term, EncodeOptions options, Term seal,
                                     bool iodata) {
-  std::optional<WorkSlice> slice;
-  std::size_t limit = 0;
-  if (call.on_normal_scheduler()) {
-    slice.emplace(call);
-    limit = std::min(kFirstTryBytes, slice->left() / 2);
-    if (large_root(call, term.value, limit)) return go_dirty(call);
-  }
+  FirstTry budget(call, call.on_normal_scheduler());
+  if (budget.limited() && large_root(call, term.value, budget.limit())) return go_dirty(call);
   const WriteSettings settings{options.escape, options.strict, seal.value, iodata};
   EncodeBuffers& buffers = EncodeBuffers::get();
   std::optional<EncodeResult> result;
   {
-    TermWriter writer(call, buffers, settings, slice ? &*slice : nullptr, limit);
+    TermWriter writer(call, buffers, settings, budget);
     switch (writer.write(term.value)) {
       case EncodeStatus::error:
         result.emplace(Error{writer.error()});
@@ -655,11 +689,11 @@ Scheduled<EncodeResult> json_encode(Call& call, Term term, EncodeOptions options
                                                   : make_iodata(call, written, buffers.splices)});
         break;
       }
-      case EncodeStatus::out_of_time:  // more than a first try: at most `limit` done twice
+      case EncodeStatus::out_of_time:  // more than a first try: at most its limit done twice
         break;
     }
   }
-  if (slice && result) report_inline_work(call, slice->used());
+  if (budget.limited() && result) report_inline_work(call, budget.used());
   buffers.trim_after_call();
   if (!result) return go_dirty(call, true);
   return std::move(*result);
