@@ -202,14 +202,17 @@ std::optional<ERL_NIF_TERM> item_at(ErlNifEnv* env, SortedSetResource& set, Tree
   const int64_t position = index < 0 ? index + size : index;
   if (position < 0 || position >= size) return atoms::error;
   const auto at = static_cast<std::size_t>(position);
-  if (DecodeBudget budget; !budget.take(tree.at(at))) return std::nullopt;
+  // One descent: the key found is both measured and made (a second
+  // descent of a million-item tree costs as much as making a small item).
+  const core::TermKeyView key = tree.at(at);
+  if (DecodeBudget budget; !budget.take(key)) return std::nullopt;
   if constexpr (Remove) {
     const core::TermKey removed = tree.erase_at(at);
     const ERL_NIF_TERM item = make_term_from_key(env, removed);
     unpin(set.pins, removed);
     return enif_make_tuple2(env, atoms::ok, item);
   } else {
-    return enif_make_tuple2(env, atoms::ok, make_term_from_key(env, tree.at(at)));
+    return enif_make_tuple2(env, atoms::ok, make_term_from_key(env, key));
   }
 }
 
