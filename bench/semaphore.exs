@@ -160,7 +160,7 @@ defmodule SemaphoreBench do
         "reference: 10 MB FNV-1a dirty CPU NIF, in a loop",
         SchedulerProbe.measure(
           fn ->
-            Switchboard.NIF.diag_fnv1a_dirty(
+            Switchboard.Test.NIF.diag_fnv1a_dirty(
               elem(:persistent_term.get(:semaphore_bench_big_name), 1)
             )
           end,

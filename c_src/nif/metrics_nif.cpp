@@ -179,17 +179,20 @@ bool valid_tag_value(ErlNifEnv* env, ERL_NIF_TERM value) {
 bool valid_tags(ErlNifEnv* env, ERL_NIF_TERM tags, std::vector<ERL_NIF_TERM>* pairs) {
   ERL_NIF_TERM head;
   std::size_t cells = 0;
-  std::vector<ERL_NIF_TERM> keys;
+  // On the stack: this runs on every tagged write.
+  std::array<ERL_NIF_TERM, kMaxTags> keys;
   while (enif_get_list_cell(env, tags, &head, &tags)) {
-    if (++cells > kMaxTags) return false;
+    if (cells == kMaxTags) return false;
     int arity;
     const ERL_NIF_TERM* pair;
     if (!enif_get_tuple(env, head, &arity, &pair) || arity != 2 || !enif_is_atom(env, pair[0]) ||
         !valid_tag_value(env, pair[1])) {
       return false;
     }
-    if (std::find(keys.begin(), keys.end(), pair[0]) != keys.end()) return false;
-    keys.push_back(pair[0]);
+    if (std::find(keys.begin(), keys.begin() + cells, pair[0]) != keys.begin() + cells) {
+      return false;
+    }
+    keys[cells++] = pair[0];
     if (pairs != nullptr) pairs->push_back(head);
   }
   return enif_is_empty_list(env, tags);

@@ -24,10 +24,12 @@ defmodule Switchboard.Guard do
   ## Configuration
 
       config :switchboard, :guard,
-        guild: 64, registry: 128, retries: 40, backoff_ms: 1, max_backoff_ms: 100
+        guild: 64, registry: 128, retries: 30, backoff_ms: 1, max_backoff_ms: 100
 
   The n-th retry sleeps a uniformly random time in
-  `[0.5, 1.5) * min(backoff_ms * 2^n, max_backoff_ms)` ms.
+  `[0.5, 1.5) * min(backoff_ms * 2^n, max_backoff_ms)` ms: on the defaults
+  a call gives up after about 2.4 s (3.6 s at most), inside the 5 s that
+  `Switchboard.Session.attach/3`'s caller waits.
   """
 
   import Bitwise
@@ -37,7 +39,7 @@ defmodule Switchboard.Guard do
   @defaults [
     guild: 64,
     registry: 128,
-    retries: 40,
+    retries: 30,
     backoff_ms: 1,
     max_backoff_ms: 100
   ]
