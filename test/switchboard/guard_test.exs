@@ -49,7 +49,11 @@ defmodule Switchboard.GuardTest do
     sessions = for _ <- 1..count, do: start_supervised!({Session, []}, id: make_ref())
     attaching = for s <- sessions, do: Task.async(fn -> Session.attach(s, guild) end)
 
-    wait_until(fn -> Semaphore.count(name) == max end)
+    # The holders' calls reach the mailbox just after their slots are taken.
+    wait_until(fn ->
+      Semaphore.count(name) == max and
+        Process.info(guild, :message_queue_len) == {:message_queue_len, max}
+    end)
 
     # The others back off and retry; while the guild is stuck, exactly
     # `max` of them are waiting on it, never more.
