@@ -29,22 +29,25 @@ defmodule Switchboard.RuntimeMetricsTest do
     end)
   end
 
-  # Gauges follow deaths through the semaphore's monitors: wait for them.
-  defp gauges_settle(expected, tries \\ 100) do
+  # Gauges follow deaths through the semaphore's monitors: wait for them to
+  # agree with the processes alive (recounted each try: a process left by
+  # another test may end meanwhile). Returns {gauges, processes}.
+  defp gauges_settle(tries \\ 100) do
     RuntimeMetrics.refresh()
     gauges = Metrics.snapshot().gauges
     seen = {gauges[{"switchboard.sessions.connected", []}], gauges[{"switchboard.guilds", []}]}
+    alive = {running(Session), running(Guild)}
 
-    if seen == expected or tries == 0 do
-      seen
+    if seen == alive or tries == 0 do
+      {seen, alive}
     else
       Process.sleep(10)
-      gauges_settle(expected, tries - 1)
+      gauges_settle(tries - 1)
     end
   end
 
   test "a small run's metrics match the runtime's own counts exactly" do
-    base = {running(Session), running(Guild)}
+    {sessions_before, guilds_before} = {running(Session), running(Guild)}
     before = Metrics.snapshot()
 
     guilds =
@@ -73,9 +76,9 @@ defmodule Switchboard.RuntimeMetricsTest do
     # Every frame sent is written once each session has answered.
     stats = Enum.map(sessions, &Session.stats/1)
     guild_stats = Enum.map(guilds, &Guild.stats/1)
-    expected = {elem(base, 0) + 30, elem(base, 1) + 2}
-    assert {running(Session), running(Guild)} == expected
-    assert gauges_settle(expected) == expected
+    assert running(Session) >= 30 and running(Guild) >= 2
+    {gauges, alive} = gauges_settle()
+    assert gauges == alive
 
     after_ = Metrics.snapshot()
     delta = fn name, tags -> counter(after_, name, tags) - counter(before, name, tags) end
@@ -108,8 +111,8 @@ defmodule Switchboard.RuntimeMetricsTest do
     # Deaths: the gauges follow the processes.
     stop_supervised!({:guild, 1})
     for n <- 1..15, do: stop_supervised!({:session, 0, n})
-    expected = {elem(base, 0) + 15, elem(base, 1) + 1}
-    assert {running(Session), running(Guild)} == expected
-    assert gauges_settle(expected) == expected
+    {gauges, alive} = gauges_settle()
+    assert gauges == alive
+    assert elem(alive, 0) <= sessions_before + 15 and elem(alive, 1) <= guilds_before + 1
   end
 end
