@@ -54,6 +54,7 @@ defmodule Switchboard.Guild do
   use GenServer
 
   alias Switchboard.Guild.Relay
+  alias Switchboard.RuntimeMetrics
   alias Switchboard.MemberList.Behaviour, as: MemberListContract
   alias Switchboard.Session.Metrics
 
@@ -313,6 +314,7 @@ defmodule Switchboard.Guild do
       ])
 
     modules = Switchboard.Implementation.modules(opts[:mode] || Switchboard.Implementation.mode())
+    RuntimeMetrics.guild_started()
     table = :ets.new(__MODULE__, [:set, :protected, read_concurrency: true])
     replay = :ets.new(__MODULE__.Replay, [:set, :protected, read_concurrency: true])
     list = modules.member_list.new(offline: opts[:offline])
@@ -414,6 +416,7 @@ defmodule Switchboard.Guild do
   def handle_call({:connect, pid, passive, ranges}, _from, state) do
     state = if Map.has_key?(state.sessions, pid), do: drop_session(state, pid), else: state
     state = add_session(state, pid, passive)
+    RuntimeMetrics.guild_connect()
     reply = {:ok, state.id, state.all_seq, state.essential_seq, state.replay}
     # The sync may reach the session before this reply: it waits for the
     # reply first, so it reads the sync as a frame of this guild.
@@ -519,6 +522,7 @@ defmodule Switchboard.Guild do
     result = fun.()
     elapsed = System.monotonic_time() - started
     Metrics.observe(state.list_ns, System.convert_time_unit(elapsed, :native, :nanosecond))
+    RuntimeMetrics.member_list_change(elapsed)
     result
   end
 
@@ -528,6 +532,7 @@ defmodule Switchboard.Guild do
       System.convert_time_unit(System.monotonic_time() - started, :native, :nanosecond)
     )
 
+    RuntimeMetrics.member_op()
     %{state | member_ops: state.member_ops + 1}
   end
 
@@ -654,6 +659,7 @@ defmodule Switchboard.Guild do
   end
 
   defp subscribe(state, pid, ranges) do
+    RuntimeMetrics.member_list_subscribe()
     {updates, list} = state.modules.member_list.subscribe(state.list, pid, ranges)
     send_list_updates(%{state | list: list}, updates, System.system_time(:microsecond))
   end
@@ -674,6 +680,7 @@ defmodule Switchboard.Guild do
        key, at}
 
     fan_out(state, target, message)
+    RuntimeMetrics.event_published(essential)
     %{state | all_seq: all_seq, essential_seq: essential_seq}
   end
 
@@ -705,6 +712,8 @@ defmodule Switchboard.Guild do
   defp send_list_updates(state, [], _at), do: state
 
   defp send_list_updates(state, updates, at) do
+    RuntimeMetrics.member_list_updates(length(updates))
+
     Enum.reduce(updates, state, fn {pids, ops}, state ->
       data = %{"guild_id" => state.id, "ops" => ops}
       type = "GUILD_MEMBER_LIST_UPDATE"
