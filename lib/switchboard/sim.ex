@@ -195,7 +195,9 @@ defmodule Switchboard.Sim do
     }
   end
 
-  defp progress(opts, what, since) do
+  @doc false
+  # Prints `what` and the seconds since `since` (unless `opts[:progress]` is false).
+  def progress(opts, what, since) do
     now = System.monotonic_time(:millisecond)
 
     if opts[:progress],
