@@ -117,17 +117,28 @@ function zstdDecoder() {
 }
 
 function zlibDecoder() {
-  // Node's synchronous inflate path (the one zlib.inflateSync uses), one
-  // context for the stream; a message is complete when it ends 00 00 ff ff.
+  // One inflate context for the stream; a message is complete when it ends
+  // 00 00 ff ff. Node's zlib streams are asynchronous: messages are written
+  // and flushed one after the other, so each output is its message's.
   const inflate = zlib.createInflate();
   let pending = [];
-  return (buf) => {
+  let chunks = [];
+  inflate.on('data', (chunk) => chunks.push(chunk));
+  return (buf, done) => {
     pending.push(buf);
-    if (!(buf.length >= 4 && buf.readUInt32BE(buf.length - 4) === 0x0000ffff)) return null;
-    const message = pending.length === 1 ? pending[0] : Buffer.concat(pending);
+    if (!(buf.length >= 4 && buf.readUInt32BE(buf.length - 4) === 0x0000ffff)) return;
+    inflate.write(pending.length === 1 ? pending[0] : Buffer.concat(pending));
     pending = [];
-    return inflate._processChunk(message, zlib.constants.Z_SYNC_FLUSH);
+    inflate.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+      const bytes = Buffer.concat(chunks);
+      chunks = [];
+      done(bytes);
+    });
   };
+}
+
+function syncDecoder(decompress) {
+  return (buf, done) => done(decompress(buf));
 }
 
 // -- Clients.
@@ -145,7 +156,8 @@ function newClient(index) {
     index, lastS: 0, seen: new Uint8Array(1024), distinct: 0, maxN: -1, received: 0,
     duplicated: 0, outOfOrder: 0, seqGaps: 0, closed: false, ready: false, timer: null,
   };
-  const decompress = compress === 'zstd' ? zstdDecoder() : compress === 'zlib' ? zlibDecoder() : null;
+  const decompress =
+    compress === 'zstd' ? syncDecoder(zstdDecoder()) : compress === 'zlib' ? zlibDecoder() : syncDecoder((b) => b);
   const decode = etf ? etfDecode : (bytes) => JSON.parse(bytes.toString('utf8'));
   const encode = etf ? etfEncode : JSON.stringify;
   const ws = new WebSocket(url, { perMessageDeflate: false });
@@ -155,15 +167,15 @@ function newClient(index) {
   ws.on('message', (data) => {
     wireBytes += data.length;
     if (client.ready && discard) return counted(client);
-    const bytes = decompress ? decompress(data) : data;
-    if (bytes === null) return;
-    const payload = decode(bytes);
+    decompress(data, (bytes) => handle(decode(bytes)));
+  });
+  const handle = (payload) => {
     if (payload.op === 0) dispatch(client, payload);
     else if (payload.op === 10) {
       client.timer = setInterval(() => send({ op: 1, d: client.lastS }), payload.d.heartbeat_interval);
       send({ op: 2, d: { token, intents: 513, properties: { os: 'linux', browser: 'switchboard.sim', device: 'switchboard.sim' } } });
     } else if (payload.op === 1) send({ op: 1, d: client.lastS });
-  });
+  };
   ws.on('close', () => { client.closed = true; if (client.timer) clearInterval(client.timer); });
   ws.on('error', () => {});
   return client;

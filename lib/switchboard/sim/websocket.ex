@@ -347,6 +347,7 @@ defmodule Switchboard.Sim.Websocket do
       out_of_order: out_of_order,
       seq_gaps: seq_gaps,
       clients_closed: closed,
+      clients_complete: sum.("complete"),
       slow_disconnects: closed,
       memory_bytes_per_session: nil,
       memory_bytes_per_member: nil,
