@@ -48,6 +48,11 @@ defmodule Mix.Tasks.Switchboard.Sim do
     * `--client-mode check|discard` - clients decode and check every frame
       (default), or only count frames after GUILD_CREATE (the server's cost
       per frame with clients that do almost nothing; no latency then)
+    * `--server gateway|node` - the gateway (default), or the client-side
+      floor: a Node `ws` server (`test/js/floor_server.js`) pushing
+      pre-built frames (JSON + zstd-stream, built with the gateway's codec
+      and compressor) to the same clients as fast as they take them, so the
+      run measures what the clients alone cost (no latency then)
 
   Every client checks its session's sequence numbers and the published
   message indices, and measures publish-to-client latency against the
@@ -109,10 +114,11 @@ defmodule Mix.Tasks.Switchboard.Sim do
     encoding: :string,
     compress: :string,
     client_procs: :integer,
-    client_mode: :string
+    client_mode: :string,
+    server: :string
   ]
 
-  @websocket_only [:clients, :encoding, :compress, :client_procs, :client_mode]
+  @websocket_only [:clients, :encoding, :compress, :client_procs, :client_mode, :server]
 
   @impl true
   def run(args) do
@@ -187,6 +193,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
             "zstd-stream": :zstd_stream
           ),
         client_mode: choose(opts, :client_mode, "check", check: :check, discard: :discard),
+        server: choose(opts, :server, "gateway", gateway: :gateway, node: :node),
         progress: not Keyword.get(opts, :quiet, false)
       )
 

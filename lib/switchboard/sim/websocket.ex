@@ -23,9 +23,12 @@ defmodule Switchboard.Sim.Websocket do
   """
 
   alias Switchboard.Gateway
+  alias Switchboard.Gateway.Codec.Json
+  alias Switchboard.Gateway.Compressor.Zstd, as: ZstdCompressor
   alias Switchboard.Session.Metrics
 
   @script Path.expand("../../../test/js/sim_clients.js", __DIR__)
+  @floor_server Path.expand("../../../test/js/floor_server.js", __DIR__)
   @token "switchboard-sim"
   @gateway :switchboard_sim_gateway
 
@@ -37,6 +40,8 @@ defmodule Switchboard.Sim.Websocket do
     window: nil,
     client_procs: nil,
     client_mode: :check,
+    server: :gateway,
+    floor_messages: 3_000,
     progress: true,
     seed: 1
   ]
@@ -61,24 +66,9 @@ defmodule Switchboard.Sim.Websocket do
     clients = opts[:clients]
     procs = opts[:client_procs] || min(max(div(clients + 249, 250), 1), 4)
     phase = System.monotonic_time(:millisecond)
-
-    {:ok, sup} =
-      Gateway.start_link(
-        name: @gateway,
-        port: 0,
-        tokens: [@token],
-        guilds: 1,
-        members: 10,
-        heartbeat_interval: 60_000,
-        max_connections: clients + 100
-      )
-
-    Process.unlink(sup)
+    server = start_server(opts, node)
 
     try do
-      guild_id = hd(Gateway.config(@gateway).guild_ids)
-      url = Gateway.url(@gateway) <> query(opts)
-
       ports =
         for share <- split(clients, procs), share > 0 do
           mode = Atom.to_string(opts[:client_mode])
@@ -87,7 +77,7 @@ defmodule Switchboard.Sim.Websocket do
             :binary,
             :exit_status,
             {:line, 1_000_000},
-            args: [@script, url, @token, Integer.to_string(share), mode]
+            args: [@script, server.url, @token, Integer.to_string(share), mode]
           ])
         end
 
@@ -100,12 +90,102 @@ defmodule Switchboard.Sim.Websocket do
           phase
         )
 
-        simulate(opts, ports, guild_id)
+        simulate(opts, ports, server)
       after
         Enum.each(ports, &close_port/1)
       end
     after
-      Supervisor.stop(sup)
+      stop_server(server)
+    end
+  end
+
+  # The gateway, or (`server: :node`) the Node floor server pushing
+  # pre-built frames (test/js/floor_server.js).
+  defp start_server(opts, node) do
+    case opts[:server] do
+      :gateway ->
+        {:ok, sup} =
+          Gateway.start_link(
+            name: @gateway,
+            port: 0,
+            tokens: [@token],
+            guilds: 1,
+            members: 10,
+            heartbeat_interval: 60_000,
+            max_connections: opts[:clients] + 100
+          )
+
+        Process.unlink(sup)
+        guild_id = hd(Gateway.config(@gateway).guild_ids)
+        %{kind: :gateway, sup: sup, guild_id: guild_id, url: Gateway.url(@gateway) <> query(opts)}
+
+      :node ->
+        if opts[:encoding] != :json or opts[:compress] != :zstd_stream,
+          do: raise(ArgumentError, "server: :node pushes JSON over zstd-stream only")
+
+        file =
+          Path.join(
+            System.tmp_dir!(),
+            "switchboard_sim_frames_#{System.unique_integer([:positive])}"
+          )
+
+        File.write!(file, prebuilt_frames(opts[:floor_messages]))
+        window = opts[:window] || 10 * opts[:clients]
+        in_flight = max(div(window, opts[:clients]), 1)
+
+        port =
+          Port.open({:spawn_executable, node}, [
+            :binary,
+            :exit_status,
+            {:line, 1_000_000},
+            args: [
+              @floor_server,
+              file,
+              Integer.to_string(opts[:clients]),
+              Integer.to_string(round(opts[:duration] * 1000)),
+              Integer.to_string(in_flight)
+            ]
+          ])
+
+        listening =
+          receive do
+            {^port, {:data, {:eol, "PORT " <> number}}} -> number
+            {^port, {:exit_status, status}} -> raise "floor server exited: #{status}"
+          after
+            30_000 -> raise "floor server did not start"
+          end
+
+        url = "ws://127.0.0.1:#{listening}" <> query(opts)
+        %{kind: :node, port: port, file: file, url: url, guild_id: nil}
+    end
+  end
+
+  defp stop_server(%{kind: :gateway, sup: sup}), do: Supervisor.stop(sup)
+
+  defp stop_server(%{kind: :node, port: port, file: file}) do
+    close_port(port)
+    File.rm(file)
+  end
+
+  # HELLO, READY, GUILD_CREATE and `count` messages as the gateway would
+  # write them to one JSON + zstd-stream connection (its codec, its
+  # compressor), each a 4-byte length and its bytes.
+  defp prebuilt_frames(count) do
+    stream = ZstdCompressor.new([])
+
+    hello =
+      Json.encode(%{"op" => 10, "s" => nil, "t" => nil, "d" => %{"heartbeat_interval" => 60_000}})
+
+    ready = Json.dispatch(1, "READY", Json.fragment(%{"v" => 10, "session_id" => "floor"}))
+    guild = Json.dispatch(2, "GUILD_CREATE", Json.fragment(%{"id" => "1"}))
+
+    messages =
+      for n <- 0..(count - 1),
+          do: Json.dispatch(n + 3, "MESSAGE_CREATE", Json.fragment(message(n, "1", 0)))
+
+    for payload <- [hello, ready, guild | messages] do
+      compressed = IO.iodata_to_binary(ZstdCompressor.compress(stream, payload))
+      [<<byte_size(compressed)::32>>, compressed]
     end
   end
 
@@ -155,7 +235,7 @@ defmodule Switchboard.Sim.Websocket do
 
   # ---------------------------------------------------------------------------
 
-  defp simulate(opts, ports, guild_id) do
+  defp simulate(opts, ports, server) do
     clients = opts[:clients]
     window = opts[:window] || clients * 10
     :rand.seed(:exsss, {opts[:seed], 3, 5})
@@ -165,7 +245,8 @@ defmodule Switchboard.Sim.Websocket do
     deadline = started + round(opts[:duration] * 1000)
 
     state = %{
-      guild_id: guild_id,
+      server: server,
+      guild_id: server.guild_id,
       clients: clients,
       window: window,
       deadline: deadline,
@@ -178,10 +259,24 @@ defmodule Switchboard.Sim.Websocket do
       last_sample: {started, 0}
     }
 
-    state = publish_loop(state)
+    state =
+      case server.kind do
+        :gateway ->
+          publish_loop(state)
+
+        :node ->
+          Port.command(server.port, "GO\n")
+          floor_loop(state)
+      end
+
     Enum.each(ports, &Port.command(&1, "END #{state.published}\n"))
     {results, state} = collect(ports, %{}, state)
-    cpu_s = (cpu_ms() - cpu_before) / 1000
+
+    cpu_s =
+      if server.kind == :node,
+        do: state.server_cpu_us / 1_000_000,
+        else: (cpu_ms() - cpu_before) / 1000
+
     if state.progress, do: IO.write(:stderr, "\n")
     report(opts, state, Map.values(results), cpu_s, window)
   end
@@ -204,21 +299,70 @@ defmodule Switchboard.Sim.Websocket do
     end
   end
 
+  # The Node floor server pushes on its own; this takes the clients'
+  # reports until it says how many messages each connection got.
+  defp floor_loop(state) do
+    receive do
+      {port, {:data, {:eol, "SENT " <> counts}}} when port == state.server.port ->
+        [sent, cpu_us] = String.split(counts)
+
+        %{state | published: String.to_integer(sent)}
+        |> Map.put(:server_cpu_us, String.to_integer(cpu_us))
+    after
+      0 ->
+        state = drain_reports(state, 5)
+        floor_loop(maybe_progress(state, System.monotonic_time(:millisecond)))
+    end
+  end
+
   defp publish(state) do
     n = state.published
-
-    data = %{
-      "id" => Integer.to_string(1_000_000_000 + n),
-      "channel_id" => "1000",
-      "guild_id" => state.guild_id,
-      "author" => %{"id" => Integer.to_string(2_000 + rem(n, 10)), "username" => "sim"},
-      "content" => Enum.at(@contents, rem(n, 64)),
-      "mention_everyone" => false,
-      "nonce" => "#{n}:#{System.os_time(:microsecond)}"
-    }
-
+    data = message(n, state.guild_id, System.os_time(:microsecond))
     :ok = Gateway.publish(@gateway, state.guild_id, "MESSAGE_CREATE", data)
   end
+
+  @doc false
+  # The n-th published MESSAGE_CREATE's data, its nonce "<n>:<published_us>".
+  def message(n, guild_id, published_us) do
+    author = rem(n * 7919, 500)
+    user_id = Integer.to_string(1_180_000_000_000_000_000 + author * 4_194_304)
+
+    %{
+      "type" => 0,
+      "tts" => false,
+      "timestamp" =>
+        "2026-12-06T00:#{pad(rem(n, 60))}:#{pad(rem(n * 7, 60))}.#{100_000 + rem(n, 900_000)}+00:00",
+      "pinned" => false,
+      "mentions" => [],
+      "mention_roles" => [],
+      "mention_everyone" => false,
+      "member" => %{
+        "roles" => [],
+        "nick" => nil,
+        "joined_at" => "2024-03-01T12:00:00.000000+00:00"
+      },
+      "id" => Integer.to_string(1_313_000_000_000_000_000 + n * 4_194_304),
+      "flags" => 0,
+      "embeds" => [],
+      "edited_timestamp" => nil,
+      "content" => Enum.at(@contents, rem(n, 64)) <> Integer.to_string(n * 7919),
+      "components" => [],
+      "channel_id" => "1000",
+      "guild_id" => guild_id,
+      "author" => %{
+        "username" => "user_#{author}",
+        "public_flags" => 0,
+        "id" => user_id,
+        "global_name" => "User #{author}",
+        "discriminator" => "0",
+        "avatar" => nil
+      },
+      "attachments" => [],
+      "nonce" => "#{n}:#{published_us}"
+    }
+  end
+
+  defp pad(number), do: String.pad_leading(Integer.to_string(number), 2, "0")
 
   defp received(state), do: state.received |> Map.values() |> Enum.sum()
 
@@ -302,7 +446,8 @@ defmodule Switchboard.Sim.Websocket do
     seq_gaps = sum.("seq_gaps")
     closed = sum.("closed")
     clients_cpu_s = sum.("cpu_us") / 1_000_000
-    checked = opts[:client_mode] == :check
+    # Latency means nothing for pre-built frames (their nonces are not fresh).
+    checked = opts[:client_mode] == :check and opts[:server] == :gateway
 
     ok =
       lost == 0 and duplicated == 0 and out_of_order == 0 and seq_gaps == 0 and closed == 0 and
@@ -311,6 +456,7 @@ defmodule Switchboard.Sim.Websocket do
     %{
       mode: "native",
       transport: "websocket",
+      server: Atom.to_string(opts[:server]),
       clients: state.clients,
       client_processes: length(results),
       client_mode: Atom.to_string(opts[:client_mode]),
