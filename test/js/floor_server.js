@@ -18,6 +18,7 @@
 const fs = require('fs');
 const readline = require('readline');
 const WebSocket = require('ws');
+const { performance } = require('perf_hooks');
 
 const [file, clientsArg, durationArg, inFlightArg] = process.argv.slice(2);
 const clients = Number(clientsArg);
@@ -57,7 +58,12 @@ server.on('connection', (ws) => {
   ws.on('error', () => {});
 });
 
+// Write callbacks can follow each other without the event loop reaching
+// its timers, so the deadline is read here as well as set as a timer.
+let deadline = Infinity;
+
 function pump(conn) {
+  if (!stopping && performance.now() >= deadline) stop();
   while (conn.unwritten < inFlight && conn.next < target) {
     conn.unwritten++;
     conn.ws.send(messages[conn.next++], () => {
@@ -73,18 +79,22 @@ function checkDone() {
     const cpu = process.cpuUsage(cpuStart);
     process.stdout.write(`SENT ${target} ${cpu.user + cpu.system}\n`);
     stopping = false;
+    deadline = Infinity;
   }
+}
+
+function stop() {
+  target = Math.max(...connections.map((c) => c.next));
+  stopping = true;
+  connections.forEach(pump);
+  checkDone();
 }
 
 function go() {
   cpuStart = process.cpuUsage();
+  deadline = performance.now() + duration;
   connections.forEach(pump);
-  setTimeout(() => {
-    target = Math.max(...connections.map((c) => c.next));
-    stopping = true;
-    connections.forEach(pump);
-    checkDone();
-  }, duration);
+  setTimeout(() => { if (!stopping) stop(); }, duration);
 }
 
 const rl = readline.createInterface({ input: process.stdin });

@@ -416,7 +416,8 @@ defmodule Switchboard.Sim.Websocket do
         {port, {:data, {:eol, "{" <> _ = line}}} ->
           collect(ports, Map.put(results, port, Switchboard.Json.decode!(line)), state)
 
-        {port, {:exit_status, status}} ->
+        # A client process exits once it has reported.
+        {port, {:exit_status, status}} when not is_map_key(results, port) or status != 0 ->
           raise "Node client #{inspect(port)} exited: #{status}"
       after
         30_000 -> raise "Node clients did not report within 30 s of the end"
