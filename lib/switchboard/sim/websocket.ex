@@ -82,7 +82,7 @@ defmodule Switchboard.Sim.Websocket do
         end
 
       try do
-        await_ready(ports, MapSet.new(), phase + 120_000)
+        await_ready(Map.new(ports, &{&1, false}), phase + 120_000)
 
         Switchboard.Sim.progress(
           opts,
@@ -211,24 +211,27 @@ defmodule Switchboard.Sim.Websocket do
     do:
       for(i <- 0..(parts - 1), do: div(total, parts) + if(i < rem(total, parts), do: 1, else: 0))
 
-  defp await_ready(ports, ready, deadline) do
-    if MapSet.size(ready) == length(ports) do
+  # Only messages from this run's ports are taken (a Node process of an
+  # earlier run may still report its exit).
+  defp await_ready(ports, deadline) do
+    if Enum.all?(ports, fn {_, ready} -> ready end) do
       :ok
     else
       timeout = max(deadline - System.monotonic_time(:millisecond), 0)
 
       receive do
-        {port, {:data, {:eol, "READY " <> _}}} ->
-          await_ready(ports, MapSet.put(ready, port), deadline)
+        {port, {:data, {:eol, "READY " <> _}}} when is_map_key(ports, port) ->
+          await_ready(%{ports | port => true}, deadline)
 
-        {_port, {:data, {:eol, "P " <> _}}} ->
-          await_ready(ports, ready, deadline)
+        {port, {:data, {:eol, "P " <> _}}} when is_map_key(ports, port) ->
+          await_ready(ports, deadline)
 
-        {port, {:exit_status, status}} ->
+        {port, {:exit_status, status}} when is_map_key(ports, port) ->
           raise "Node client #{inspect(port)} exited: #{status}"
       after
         timeout ->
-          raise "clients not ready after 120 s (#{MapSet.size(ready)} of #{length(ports)})"
+          ready = Enum.count(ports, &elem(&1, 1))
+          raise "clients not ready after 120 s (#{ready} of #{map_size(ports)} Node processes)"
       end
     end
   end
@@ -369,11 +372,11 @@ defmodule Switchboard.Sim.Websocket do
   # Takes every progress line waiting; waits up to `timeout` ms for the first.
   defp drain_reports(state, timeout) do
     receive do
-      {port, {:data, {:eol, "P " <> count}}} ->
+      {port, {:data, {:eol, "P " <> count}}} when is_map_key(state.received, port) ->
         state = put_in(state.received[port], String.to_integer(count))
         drain_reports(state, 0)
 
-      {port, {:exit_status, status}} ->
+      {port, {:exit_status, status}} when is_map_key(state.received, port) ->
         raise "Node client #{inspect(port)} exited: #{status}"
     after
       timeout -> state
@@ -410,14 +413,15 @@ defmodule Switchboard.Sim.Websocket do
       {results, state}
     else
       receive do
-        {port, {:data, {:eol, "P " <> count}}} ->
+        {port, {:data, {:eol, "P " <> count}}} when is_map_key(state.received, port) ->
           collect(ports, results, put_in(state.received[port], String.to_integer(count)))
 
-        {port, {:data, {:eol, "{" <> _ = line}}} ->
+        {port, {:data, {:eol, "{" <> _ = line}}} when is_map_key(state.received, port) ->
           collect(ports, Map.put(results, port, Switchboard.Json.decode!(line)), state)
 
         # A client process exits once it has reported.
-        {port, {:exit_status, status}} when not is_map_key(results, port) or status != 0 ->
+        {port, {:exit_status, status}}
+        when is_map_key(state.received, port) and (not is_map_key(results, port) or status != 0) ->
           raise "Node client #{inspect(port)} exited: #{status}"
       after
         30_000 -> raise "Node clients did not report within 30 s of the end"

@@ -57,4 +57,14 @@ defmodule Switchboard.Sim.WebsocketTest do
     assert report.latency_ms == nil
     assert report.frames_delivered == 10 * report.events_published
   end
+
+  test "the Node floor server's pre-built frames reach every client, in order" do
+    report = Websocket.run(clients: 10, duration: 0.5, server: :node, progress: false)
+
+    assert report.server == "node"
+    assert report.verdict == "ok"
+    assert report.events_published > 0
+    assert report.frames_delivered == 10 * report.events_published
+    assert report.clients_complete == 10
+  end
 end
