@@ -15,6 +15,8 @@
 #   clients     a Node ws server pushing pre-built gateway frames to the same
 #               checking clients: the clients' CPU per frame with no BEAM
 #
+# and fzstd's own decoding cost per frame (test/js/decode_bench.js).
+#
 # CPU per frame is measured on each side (the VM's runtime, the Node
 # processes' cpuUsage), so it holds on a shared machine where frames/s does
 # not; "ceiling" is what the machine's cores reach at that cost with nothing
@@ -43,6 +45,14 @@ reports =
     {name, report}
   end
 
+# fzstd's own cost per frame, on the frames the Node floor server pushes.
+frames_file = Path.join(System.tmp_dir!(), "switchboard_bench_frames")
+File.write!(frames_file, Websocket.prebuilt_frames(1_000))
+decode_bench = Path.join(Path.dirname(Websocket.script()), "decode_bench.js")
+{decode_json, 0} = System.cmd("node", [decode_bench, frames_file])
+File.rm(frames_file)
+decode = Switchboard.Json.decode!(decode_json)
+
 ceiling = fn us -> if us > 0, do: round(cores * 1_000_000 / us) end
 p99 = fn report -> if report.latency_ms, do: "#{report.latency_ms.p99} ms", else: "-" end
 
@@ -68,6 +78,13 @@ for {name, r} <- reports do
       "| #{ceiling.(r.server_cpu_us_per_frame + r.client_cpu_us_per_frame)} | #{side} |"
   )
 end
+
+IO.puts("""
+
+fzstd decoding alone (test/js/decode_bench.js, best of 3): one stream \
+#{decode["one_stream_us"]} µs/frame (#{decode["one_stream_parse_us"]} µs with JSON.parse), \
+250 streams interleaved #{decode["streams_250_us"]} µs/frame (#{decode["streams_250_parse_us"]} µs with JSON.parse)\
+""")
 
 target = reports[:target]
 server_us = reports[:server].server_cpu_us_per_frame

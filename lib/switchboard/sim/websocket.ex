@@ -167,10 +167,11 @@ defmodule Switchboard.Sim.Websocket do
     File.rm(file)
   end
 
+  @doc false
   # HELLO, READY, GUILD_CREATE and `count` messages as the gateway would
   # write them to one JSON + zstd-stream connection (its codec, its
   # compressor), each a 4-byte length and its bytes.
-  defp prebuilt_frames(count) do
+  def prebuilt_frames(count) do
     stream = ZstdCompressor.new([])
 
     hello =
