@@ -206,7 +206,9 @@ defmodule Switchboard.Sim do
     end)
   end
 
-  defp progress(opts, what, since) do
+  @doc false
+  # Prints `what` and the seconds since `since` (unless `opts[:progress]` is false).
+  def progress(opts, what, since) do
     now = System.monotonic_time(:millisecond)
 
     if opts[:progress],
