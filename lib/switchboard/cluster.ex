@@ -251,7 +251,8 @@ defmodule Switchboard.Cluster do
         members = Guild.members(pid)
         opts = :sys.get_state(pid) |> guild_opts()
         {:ok, _} = :erpc.call(owner, __MODULE__, :start_local, [id, [members: members] ++ opts])
-        Guild.stop(pid)
+        # Not Guild.stop/1: a guild that moved keeps its replica.
+        GenServer.stop(pid, {:shutdown, :moved})
     end
   end
 

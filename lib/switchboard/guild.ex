@@ -94,7 +94,9 @@ defmodule Switchboard.Guild do
     * `:offline` - `:listed` or `:hidden`, as `Switchboard.MemberList.new/1`.
       Defaults to `:listed`.
     * `:on_change` - a function called with `{:put, member}` or
-      `{:delete, user_id}` after each change (replication). Defaults to `nil`.
+      `{:delete, user_id}` after each change, and with `:stopped` when the
+      guild is stopped on purpose (`stop/1`), so a replica can be dropped
+      (replication). Defaults to `nil`.
     * `:replay_events` - how many of its latest frames (events and
       member-list updates) the guild keeps for sessions that resume (see
       `Switchboard.Session.resume/2`). Defaults to #{@default_replay_events}.
@@ -487,6 +489,13 @@ defmodule Switchboard.Guild do
   end
 
   def handle_info(_other, state), do: {:noreply, state}
+
+  # Stopped on purpose (stop/1): its replica goes too, or the backup node
+  # would bring the guild back when this node leaves. A guild handed over
+  # to another node stops with {:shutdown, :moved} and keeps it.
+  @impl true
+  def terminate(:normal, state), do: replicate(state, :stopped)
+  def terminate(_reason, _state), do: :ok
 
   defp register(id) do
     case Registry.register(@registry, id, nil) do

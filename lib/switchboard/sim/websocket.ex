@@ -177,18 +177,21 @@ defmodule Switchboard.Sim.Websocket do
     hello =
       Json.encode(%{"op" => 10, "s" => nil, "t" => nil, "d" => %{"heartbeat_interval" => 60_000}})
 
-    ready = Json.dispatch(1, "READY", Json.fragment(%{"v" => 10, "session_id" => "floor"}))
-    guild = Json.dispatch(2, "GUILD_CREATE", Json.fragment(%{"id" => "1"}))
+    ready = dispatch(1, "READY", %{"v" => 10, "session_id" => "floor"})
+    guild = dispatch(2, "GUILD_CREATE", %{"id" => "1"})
 
-    messages =
-      for n <- 0..(count - 1),
-          do: Json.dispatch(n + 3, "MESSAGE_CREATE", Json.fragment(message(n, "1", 0)))
+    messages = for n <- 0..(count - 1), do: dispatch(n + 3, "MESSAGE_CREATE", message(n, "1", 0))
 
     for payload <- [hello, ready, guild | messages] do
       compressed = IO.iodata_to_binary(ZstdCompressor.compress(stream, payload))
       [<<byte_size(compressed)::32>>, compressed]
     end
   end
+
+  # A dispatch frame as a gateway session writes it: prepared once, its
+  # sequence number spliced in (Switchboard.Codec.JSON).
+  defp dispatch(seq, type, data),
+    do: Switchboard.Codec.JSON.frame(Switchboard.Codec.JSON.prepare(type, data), seq)
 
   # Closing stdin ends a Node process; a port already closed is fine.
   defp close_port(port) do
