@@ -54,6 +54,7 @@ defmodule Switchboard.Guild do
   use GenServer
 
   alias Switchboard.Guild.Relay
+  alias Switchboard.RuntimeMetrics
   alias Switchboard.MemberList.Behaviour, as: MemberListContract
   alias Switchboard.Session.Metrics
 
@@ -93,7 +94,9 @@ defmodule Switchboard.Guild do
     * `:offline` - `:listed` or `:hidden`, as `Switchboard.MemberList.new/1`.
       Defaults to `:listed`.
     * `:on_change` - a function called with `{:put, member}` or
-      `{:delete, user_id}` after each change (replication). Defaults to `nil`.
+      `{:delete, user_id}` after each change, and with `:stopped` when the
+      guild is stopped on purpose (`stop/1`), so a replica can be dropped
+      (replication). Defaults to `nil`.
     * `:replay_events` - how many of its latest frames (events and
       member-list updates) the guild keeps for sessions that resume (see
       `Switchboard.Session.resume/2`). Defaults to #{@default_replay_events}.
@@ -331,6 +334,7 @@ defmodule Switchboard.Guild do
       ])
 
     modules = Switchboard.Implementation.modules(opts[:mode] || Switchboard.Implementation.mode())
+    RuntimeMetrics.guild_started()
     table = :ets.new(__MODULE__, [:set, :protected, read_concurrency: true])
     replay = :ets.new(__MODULE__.Replay, [:set, :protected, read_concurrency: true])
     list = modules.member_list.new(offline: opts[:offline])
@@ -434,6 +438,7 @@ defmodule Switchboard.Guild do
   def handle_call({:connect, pid, passive, ranges}, _from, state) do
     state = if Map.has_key?(state.sessions, pid), do: drop_session(state, pid), else: state
     state = add_session(state, pid, passive)
+    RuntimeMetrics.guild_connect()
     reply = {:ok, state.id, state.all_seq, state.essential_seq, state.replay}
     # The sync may reach the session before this reply: it waits for the
     # reply first, so it reads the sync as a frame of this guild.
@@ -490,6 +495,13 @@ defmodule Switchboard.Guild do
   end
 
   def handle_info(_other, state), do: {:noreply, state}
+
+  # Stopped on purpose (stop/1): its replica goes too, or the backup node
+  # would bring the guild back when this node leaves. A guild handed over
+  # to another node stops with {:shutdown, :moved} and keeps it.
+  @impl true
+  def terminate(:normal, state), do: replicate(state, :stopped)
+  def terminate(_reason, _state), do: :ok
 
   defp register(id) do
     case Registry.register(@registry, id, nil) do
@@ -552,6 +564,7 @@ defmodule Switchboard.Guild do
     result = fun.()
     elapsed = System.monotonic_time() - started
     Metrics.observe(state.list_ns, System.convert_time_unit(elapsed, :native, :nanosecond))
+    RuntimeMetrics.member_list_change(elapsed)
     result
   end
 
@@ -561,6 +574,7 @@ defmodule Switchboard.Guild do
       System.convert_time_unit(System.monotonic_time() - started, :native, :nanosecond)
     )
 
+    RuntimeMetrics.member_op()
     %{state | member_ops: state.member_ops + 1}
   end
 
@@ -687,6 +701,7 @@ defmodule Switchboard.Guild do
   end
 
   defp subscribe(state, pid, ranges) do
+    RuntimeMetrics.member_list_subscribe()
     {updates, list} = state.modules.member_list.subscribe(state.list, pid, ranges)
     send_list_updates(%{state | list: list}, updates, System.system_time(:microsecond))
   end
@@ -707,6 +722,7 @@ defmodule Switchboard.Guild do
        key, at}
 
     fan_out(state, target, message)
+    RuntimeMetrics.event_published(essential)
     %{state | all_seq: all_seq, essential_seq: essential_seq}
   end
 
@@ -743,6 +759,7 @@ defmodule Switchboard.Guild do
   defp send_list_updates(state, [], _at), do: state
 
   defp send_list_updates(state, updates, at) do
+    RuntimeMetrics.member_list_updates(length(updates))
     counts = if state.payloads, do: state.modules.member_list.counts(state.list)
 
     Enum.reduce(updates, state, fn {pids, ops}, state ->

@@ -37,6 +37,7 @@ defmodule Switchboard.Session do
 
   use GenServer
 
+  alias Switchboard.{Guard, RuntimeMetrics}
   alias Switchboard.Session.Metrics
 
   @counters_key {__MODULE__, :counters}
@@ -229,6 +230,7 @@ defmodule Switchboard.Session do
 
     {transport, transport_opts} = opts[:transport]
     {:ok, transport_state} = transport.init(transport_opts)
+    RuntimeMetrics.session_started()
 
     {:ok,
      %State{
@@ -284,8 +286,12 @@ defmodule Switchboard.Session do
   def handle_call({:subscribe, guild_id, ranges}, _from, state) do
     case state.guilds do
       %{^guild_id => entry} ->
-        :ok = Switchboard.Guild.subscribe_member_list(entry.pid, self(), ranges)
-        {:reply, :ok, put_guild(state, %{entry | ranges: ranges})}
+        case Guard.call(:guild, entry.pid, fn ->
+               Switchboard.Guild.subscribe_member_list(entry.pid, self(), ranges)
+             end) do
+          :ok -> {:reply, :ok, put_guild(state, %{entry | ranges: ranges})}
+          {:error, _} = error -> {:reply, error, state}
+        end
 
       _ ->
         {:reply, {:error, :not_attached}, state}
@@ -397,9 +403,10 @@ defmodule Switchboard.Session do
     {pid, lookup} =
       if is_pid(guild), do: {guild, false}, else: {Switchboard.Cluster.lookup_guild(guild), true}
 
+    connect = fn -> Switchboard.Guild.connect(pid, self(), passive: passive, ranges: ranges) end
+
     with true <- is_pid(pid) || {:error, :no_guild},
-         {:ok, guild_id, all_seq, essential_seq, replay} <-
-           Switchboard.Guild.connect(pid, self(), passive: passive, ranges: ranges) do
+         {:ok, guild_id, all_seq, essential_seq, replay} <- Guard.call(:guild, pid, connect) do
       Process.monitor(pid)
 
       {:ok,
@@ -488,6 +495,7 @@ defmodule Switchboard.Session do
     transport = state.transport
     meta = %{seq: seq, type: type}
     {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
+    RuntimeMetrics.frame_delivered(at, seq)
     {replay, replay_size, replay_older} = remember(state, {seq, store, key})
 
     state = %{
@@ -504,6 +512,7 @@ defmodule Switchboard.Session do
 
     if buffered > state.buffer_limit do
       :counters.add(counters(), 1, 1)
+      RuntimeMetrics.slow_disconnect()
       {:stop, {:shutdown, {:slow_consumer, buffered}}, state}
     else
       {:noreply, state}
