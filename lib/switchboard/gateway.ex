@@ -259,7 +259,6 @@ defmodule Switchboard.Gateway do
       registry: Module.concat(name, Registry),
       connection_registry: Module.concat(name, ConnectionRegistry),
       limits: Module.concat(name, Limits),
-      connected: :counters.new(1, [:write_concurrency]),
       identify_limits: Keyword.get(opts, :identify_limits, false),
       identify_interval: Keyword.get(opts, :identify_interval, 5_000),
       max_concurrency: Keyword.get(opts, :max_concurrency, 1),

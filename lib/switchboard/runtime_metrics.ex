@@ -71,13 +71,15 @@ defmodule Switchboard.RuntimeMetrics do
 
   @doc """
   One frame written by a session: its sequence number `seq` and the time
-  its event was published, `at` (`System.system_time(:microsecond)`).
+  its event was published, `at` (`System.system_time(:microsecond)`), or
+  `nil` for a frame of no event (the gateway's READY, a member chunk...),
+  which is counted but not timed.
   """
-  @spec frame_delivered(integer(), non_neg_integer()) :: :ok
+  @spec frame_delivered(integer() | nil, non_neg_integer()) :: :ok
   def frame_delivered(at, seq) do
     Metrics.increment("switchboard.frames.delivered")
 
-    if (seq &&& @sample_mask) == 0 do
+    if at != nil and (seq &&& @sample_mask) == 0 do
       latency = System.system_time(:microsecond) - at
       Metrics.histogram("switchboard.publish_to_frame_us", max(latency, 0))
     end

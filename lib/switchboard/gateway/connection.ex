@@ -73,7 +73,6 @@ defmodule Switchboard.Gateway.Connection do
        guilds: [],
        counter: :atomics.new(1, signed: true),
        last_seq: nil,
-       counted: false,
        rate: {0, 0},
        heartbeat_timer: nil
      }}
@@ -517,7 +516,6 @@ defmodule Switchboard.Gateway.Connection do
 
   defp paired(state, session, session_id, about) do
     {:ok, _} = Registry.register(state.config.connection_registry, session_id, nil)
-    count_connected(state.config, 1)
 
     %{
       state
@@ -526,20 +524,8 @@ defmodule Switchboard.Gateway.Connection do
         session_id: session_id,
         user: about.user,
         intents: about.intents,
-        guilds: about.guilds,
-        counted: true
+        guilds: about.guilds
     }
-  end
-
-  @impl true
-  def terminate(_reason, %{counted: true} = state), do: count_connected(state.config, -1)
-  def terminate(_reason, _state), do: :ok
-
-  # Sessions with a connection, on this gateway: the gauge
-  # switchboard.sessions.connected.
-  defp count_connected(config, delta) do
-    :counters.add(config.connected, 1, delta)
-    Metrics.gauge("switchboard.sessions.connected", :counters.get(config.connected, 1))
   end
 
   @doc false
