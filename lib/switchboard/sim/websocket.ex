@@ -506,7 +506,7 @@ defmodule Switchboard.Sim.Websocket do
       window_frames: window,
       verdict: if(ok, do: "ok", else: "failed"),
       floor: nil,
-      latency_histogram_us: histogram,
+      latency_histogram_us: if(checked, do: histogram, else: []),
       throughput: Enum.reverse(state.samples)
     }
   end
