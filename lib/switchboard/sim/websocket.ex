@@ -17,6 +17,9 @@ defmodule Switchboard.Sim.Websocket do
   of order) and measures publish-to-client latency against the same wall
   clock. The clients report counts, a latency histogram and their CPU time.
 
+  `zstd:` takes `Switchboard.Zstd.compress_stream/1` options for the
+  gateway's zstd-stream (Discord's parameters by default).
+
   `client_mode: :discard` makes the clients count frames only after
   GUILD_CREATE (no decompression, no decoding): what the server side costs
   per frame with clients that do almost nothing.
@@ -42,6 +45,7 @@ defmodule Switchboard.Sim.Websocket do
     client_mode: :check,
     server: :gateway,
     floor_messages: 3_000,
+    zstd: [],
     progress: true,
     seed: 1
   ]
@@ -112,7 +116,8 @@ defmodule Switchboard.Sim.Websocket do
             guilds: 1,
             members: 10,
             heartbeat_interval: 60_000,
-            max_connections: opts[:clients] + 100
+            max_connections: opts[:clients] + 100,
+            zstd: opts[:zstd]
           )
 
         Process.unlink(sup)
@@ -129,7 +134,7 @@ defmodule Switchboard.Sim.Websocket do
             "switchboard_sim_frames_#{System.unique_integer([:positive])}"
           )
 
-        File.write!(file, prebuilt_frames(opts[:floor_messages]))
+        File.write!(file, prebuilt_frames(opts[:floor_messages], opts[:zstd]))
         window = opts[:window] || 10 * opts[:clients]
         in_flight = max(div(window, opts[:clients]), 1)
 
@@ -171,8 +176,8 @@ defmodule Switchboard.Sim.Websocket do
   # HELLO, READY, GUILD_CREATE and `count` messages as the gateway would
   # write them to one JSON + zstd-stream connection (its codec, its
   # compressor), each a 4-byte length and its bytes.
-  def prebuilt_frames(count) do
-    stream = ZstdCompressor.new([])
+  def prebuilt_frames(count, zstd \\ []) do
+    stream = ZstdCompressor.new(zstd)
 
     hello =
       Json.encode(%{"op" => 10, "s" => nil, "t" => nil, "d" => %{"heartbeat_interval" => 60_000}})
