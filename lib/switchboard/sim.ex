@@ -142,6 +142,7 @@ defmodule Switchboard.Sim do
     %{
       mode: Atom.to_string(opts[:mode]),
       nodes: length(nodes),
+      placement: placement(nodes, guilds, totals),
       guilds: opts[:guilds],
       members: members_per_guild * opts[:guilds],
       sessions: opts[:sessions],
@@ -193,6 +194,16 @@ defmodule Switchboard.Sim do
       latency_histogram_us: histogram,
       throughput: samples
     }
+  end
+
+  # Where the guilds and the sessions ran: node name => counts.
+  defp placement(nodes, guilds, totals) do
+    nodes
+    |> Enum.zip(totals)
+    |> Map.new(fn {node, totals} ->
+      owned = Enum.count(guilds, fn {_id, pid, _} -> node(pid) == node end)
+      {Atom.to_string(node), %{guilds: owned, sessions: totals.sessions}}
+    end)
   end
 
   @doc false

@@ -19,4 +19,25 @@ defmodule Switchboard.MetricsTest do
     pure = Switchboard.Metrics.Pure.snapshot(buckets: bounds, values: true).histograms[{name, []}]
     assert native == pure
   end
+
+  # A name with no tags is found by its term word first: a binary's word is
+  # reused for other binaries once the first is garbage, so every hit must
+  # check the bytes too. Fresh binaries each pass, collected in between.
+  test "names built at run time, whose words are reused, count under their own bytes" do
+    prefix = "reuse.#{System.unique_integer([:positive])}."
+    names = fn -> for i <- 1..500, do: prefix <> Integer.to_string(i) end
+
+    for pass <- 1..4 do
+      for {name, i} <- Enum.with_index(names.()),
+          do: Switchboard.Metrics.increment(name, i + pass)
+
+      :erlang.garbage_collect()
+    end
+
+    counters = Switchboard.Metrics.snapshot().counters
+
+    for i <- 0..499 do
+      assert counters[{prefix <> Integer.to_string(i + 1), []}] == 4 * i + 10
+    end
+  end
 end

@@ -24,6 +24,11 @@ defmodule Mix.Tasks.Switchboard.Sim do
     * `--floor S` - seconds of the send/2 floor measured after the run (2; 0: none)
     * `--json PATH`, `--html PATH` - also write the report there
     * `--quiet` - no progress line
+    * `--dashboard PORT` - serve the live metrics page at
+      `http://127.0.0.1:PORT/dashboard` during the run
+      (`Switchboard.Metrics.Prometheus`; `0` picks a free port): sessions,
+      guilds, frames per second and publish-to-frame latency as the runtime
+      reports them (see `Switchboard.RuntimeMetrics`)
     * `--transport memory|websocket` - sessions on in-memory transports
       (default), or real WebSocket clients through `Switchboard.Gateway`
       (see below)
@@ -110,6 +115,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
     json: :string,
     html: :string,
     quiet: :boolean,
+    dashboard: :integer,
     compare: :boolean,
     transport: :string,
     clients: :integer,
@@ -149,6 +155,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
       end
 
     Mix.Task.run("app.start")
+    if port = opts[:dashboard], do: start_dashboard(port)
 
     case Keyword.get(opts, :transport, "memory") do
       "memory" ->
@@ -168,10 +175,16 @@ defmodule Mix.Tasks.Switchboard.Sim do
   defp memory(opts, mode) do
     sim_opts =
       opts
-      |> Keyword.drop([:json, :html, :quiet, :mode, :compare])
+      |> Keyword.drop([:json, :html, :quiet, :mode, :compare, :dashboard])
       |> Keyword.merge(mode: mode, progress: not Keyword.get(opts, :quiet, false))
 
     if opts[:compare], do: compare(sim_opts, opts), else: single(sim_opts, opts)
+  end
+
+  defp start_dashboard(port) do
+    {:ok, server} = Switchboard.Metrics.Prometheus.start_link(port: port)
+    url = "http://127.0.0.1:#{Switchboard.Metrics.Prometheus.port(server)}/dashboard"
+    Mix.shell().info("switchboard.sim: dashboard at #{url}")
   end
 
   @websocket_options [:clients, :duration, :window, :client_procs, :seed]
