@@ -26,7 +26,7 @@ defmodule Switchboard.Sim.Websocket do
   """
 
   alias Switchboard.Gateway
-  alias Switchboard.Gateway.Codec.Json
+  alias Switchboard.Codec.JSON
   alias Switchboard.Gateway.Compressor.Zstd, as: ZstdCompressor
   alias Switchboard.Session.Metrics
 
@@ -180,14 +180,19 @@ defmodule Switchboard.Sim.Websocket do
     stream = ZstdCompressor.new(zstd)
 
     hello =
-      Json.encode(%{"op" => 10, "s" => nil, "t" => nil, "d" => %{"heartbeat_interval" => 60_000}})
+      Switchboard.Json.encode!(%{
+        "op" => 10,
+        "s" => nil,
+        "t" => nil,
+        "d" => %{"heartbeat_interval" => 60_000}
+      })
 
-    ready = Json.dispatch(1, "READY", Json.fragment(%{"v" => 10, "session_id" => "floor"}))
-    guild = Json.dispatch(2, "GUILD_CREATE", Json.fragment(%{"id" => "1"}))
+    ready = JSON.frame(JSON.prepare("READY", %{"v" => 10, "session_id" => "floor"}), 1)
+    guild = JSON.frame(JSON.prepare("GUILD_CREATE", %{"id" => "1"}), 2)
 
     messages =
       for n <- 0..(count - 1),
-          do: Json.dispatch(n + 3, "MESSAGE_CREATE", Json.fragment(message(n, "1", 0)))
+          do: JSON.frame(JSON.prepare("MESSAGE_CREATE", message(n, "1", 0)), n + 3)
 
     for payload <- [hello, ready, guild | messages] do
       compressed = IO.iodata_to_binary(ZstdCompressor.compress(stream, payload))
