@@ -27,6 +27,15 @@ defmodule Switchboard.Session do
   disconnect is counted (`slow_disconnects/0`). Other sessions are not
   affected: the guild only ever sends to a session, never waits for one.
 
+  ## Metrics and guards
+
+  Each session counts itself in `switchboard.sessions.connected` and each
+  frame it writes in `switchboard.frames.delivered` (one frame in 8 also
+  in `switchboard.publish_to_frame_us`), see `Switchboard.RuntimeMetrics`.
+  Its calls to a guild (attach, re-attach, subscribe) go through
+  `Switchboard.Guard`, so thousands of sessions attaching at once back off
+  instead of flooding the guild.
+
   ## Checks
 
   Every event carries the guild's own sequence of the stream the session
