@@ -128,12 +128,15 @@ defmodule Switchboard.Session do
     * `:ranges` - member-list ranges to subscribe to at once. Defaults to `[]`.
   """
   @spec attach(GenServer.server(), pid() | term(), keyword()) :: :ok | {:error, term()}
-  def attach(session, guild, opts \\ []), do: GenServer.call(session, {:attach, guild, opts})
+  # No call timeout: the session's own calls are bounded (the guild call's
+  # 5 s, Switchboard.Guard's retries).
+  def attach(session, guild, opts \\ []),
+    do: GenServer.call(session, {:attach, guild, opts}, :infinity)
 
   @doc "Subscribes the session to member-list `ranges` of an attached guild (by guild id)."
   @spec subscribe(GenServer.server(), term(), [[non_neg_integer()]]) :: :ok | {:error, term()}
   def subscribe(session, guild_id, ranges),
-    do: GenServer.call(session, {:subscribe, guild_id, ranges})
+    do: GenServer.call(session, {:subscribe, guild_id, ranges}, :infinity)
 
   @doc """
   The frames after `last_seq`, in order, for a client that reconnects.
