@@ -12,6 +12,8 @@
 #   latency     the same with 1,000 frames in flight at most (one message)
 #   server      the gateway, clients only count frames: the BEAM's CPU per frame
 #   server_raw  the same without compression
+#   small_zstd  as target, with a smaller zstd context than Discord's (level 3,
+#               window log 16, chain and hash log 14): what the context costs
 #   clients     a Node ws server pushing pre-built gateway frames to the same
 #               checking clients: the clients' CPU per frame with no BEAM
 #
@@ -35,6 +37,7 @@ runs = [
   latency: [window: 1_000],
   server: [client_mode: :discard],
   server_raw: [client_mode: :discard, compress: :none],
+  small_zstd: [zstd: [level: 3, window_log: 16, chain_log: 14, hash_log: 14]],
   clients: [server: :node]
 ]
 

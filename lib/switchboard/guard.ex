@@ -28,8 +28,7 @@ defmodule Switchboard.Guard do
 
   The n-th retry sleeps a uniformly random time in
   `[0.5, 1.5) * min(backoff_ms * 2^n, max_backoff_ms)` ms: on the defaults
-  a call gives up after about 2.4 s (3.6 s at most), inside the 5 s that
-  `Switchboard.Session.attach/3`'s caller waits.
+  a call gives up after about 2.4 s of waiting (3.6 s at most).
   """
 
   import Bitwise

@@ -43,6 +43,12 @@ defmodule Switchboard.Guild do
   essential, of essential events, so each session can check that it got
   its stream complete and in order.
 
+  ## Metrics
+
+  Guilds, events published, sessions connected, member changes (and the
+  member list's time for each) and member-list updates are reported
+  through `Switchboard.Metrics`, see `Switchboard.RuntimeMetrics`.
+
   ## Resuming
 
   The guild keeps its latest `:replay_events` frames (events and

@@ -27,6 +27,15 @@ defmodule Switchboard.Session do
   disconnect is counted (`slow_disconnects/0`). Other sessions are not
   affected: the guild only ever sends to a session, never waits for one.
 
+  ## Metrics and guards
+
+  Each session counts itself in `switchboard.sessions.connected` and each
+  frame it writes in `switchboard.frames.delivered` (one frame in 8 also
+  in `switchboard.publish_to_frame_us`), see `Switchboard.RuntimeMetrics`.
+  Its calls to a guild (attach, re-attach, subscribe) go through
+  `Switchboard.Guard`, so thousands of sessions attaching at once back off
+  instead of flooding the guild.
+
   ## Checks
 
   Every event carries the guild's own sequence of the stream the session
@@ -140,12 +149,15 @@ defmodule Switchboard.Session do
       of the guild (the gateway's GUILD_CREATE). Defaults to `nil`.
   """
   @spec attach(GenServer.server(), pid() | term(), keyword()) :: :ok | {:error, term()}
-  def attach(session, guild, opts \\ []), do: GenServer.call(session, {:attach, guild, opts})
+  # No call timeout: the session's own calls are bounded (the guild call's
+  # 5 s, Switchboard.Guard's retries).
+  def attach(session, guild, opts \\ []),
+    do: GenServer.call(session, {:attach, guild, opts}, :infinity)
 
   @doc "Subscribes the session to member-list `ranges` of an attached guild (by guild id)."
   @spec subscribe(GenServer.server(), term(), [[non_neg_integer()]]) :: :ok | {:error, term()}
   def subscribe(session, guild_id, ranges),
-    do: GenServer.call(session, {:subscribe, guild_id, ranges})
+    do: GenServer.call(session, {:subscribe, guild_id, ranges}, :infinity)
 
   @doc """
   The frames after `last_seq`, in order, for a client that reconnects.

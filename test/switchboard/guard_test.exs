@@ -39,7 +39,8 @@ defmodule Switchboard.GuardTest do
   test "a stampede of sessions attaching at once: never more than max calls at the guild, all attached" do
     max = 8
     count = 2_000
-    Application.put_env(:switchboard, :guard, guild: max, retries: 60, max_backoff_ms: 50)
+    # Retries enough for a loaded machine: the test is about the bound.
+    Application.put_env(:switchboard, :guard, guild: max, retries: 400, max_backoff_ms: 50)
     guild = start_supervised!({Guild, id: {:stampede, System.unique_integer([:positive])}})
     name = Guard.name(:guild, guild)
     busy_before = busy(:guild)
@@ -57,7 +58,7 @@ defmodule Switchboard.GuardTest do
 
     # The others back off and retry; while the guild is stuck, exactly
     # `max` of them are waiting on it, never more.
-    for _ <- 1..20 do
+    for _ <- 1..10 do
       assert {:message_queue_len, max} == Process.info(guild, :message_queue_len)
       assert Semaphore.count(name) == max
       Process.sleep(10)

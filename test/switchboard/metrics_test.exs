@@ -40,4 +40,22 @@ defmodule Switchboard.MetricsTest do
       assert counters[{prefix <> Integer.to_string(i + 1), []}] == 4 * i + 10
     end
   end
+
+  test "one name with no tags is a separate metric for each kind, atom or string" do
+    for name <- [
+          :"kinds.#{System.unique_integer([:positive])}",
+          "kinds.#{System.unique_integer()}"
+        ] do
+      for _ <- 1..3 do
+        Switchboard.Metrics.increment(name, 2)
+        Switchboard.Metrics.gauge(name, 7)
+        Switchboard.Metrics.histogram(name, 40)
+      end
+
+      snapshot = Switchboard.Metrics.snapshot()
+      assert snapshot.counters[{name, []}] == 6
+      assert snapshot.gauges[{name, []}] == 7
+      assert %{count: 3, min: 40, max: 40} = snapshot.histograms[{name, []}]
+    end
+  end
 end

@@ -58,6 +58,8 @@ defmodule Mix.Tasks.Switchboard.Sim do
       pre-built frames (JSON + zstd-stream, built with the gateway's codec
       and compressor) to the same clients as fast as they take them, so the
       run measures what the clients alone cost (no latency then)
+    * `--zstd-level N`, `--zstd-window-log N` - the gateway's zstd-stream
+      parameters (Discord's: level 6, window log 18)
 
   Every client checks its session's sequence numbers and the published
   message indices, and measures publish-to-client latency against the
@@ -121,10 +123,21 @@ defmodule Mix.Tasks.Switchboard.Sim do
     compress: :string,
     client_procs: :integer,
     client_mode: :string,
-    server: :string
+    server: :string,
+    zstd_level: :integer,
+    zstd_window_log: :integer
   ]
 
-  @websocket_only [:clients, :encoding, :compress, :client_procs, :client_mode, :server]
+  @websocket_only [
+    :clients,
+    :encoding,
+    :compress,
+    :client_procs,
+    :client_mode,
+    :server,
+    :zstd_level,
+    :zstd_window_log
+  ]
 
   @impl true
   def run(args) do
@@ -207,6 +220,11 @@ defmodule Mix.Tasks.Switchboard.Sim do
           ),
         client_mode: choose(opts, :client_mode, "check", check: :check, discard: :discard),
         server: choose(opts, :server, "gateway", gateway: :gateway, node: :node),
+        zstd:
+          Enum.reject(
+            [level: opts[:zstd_level], window_log: opts[:zstd_window_log]],
+            &(elem(&1, 1) == nil)
+          ),
         progress: not Keyword.get(opts, :quiet, false)
       )
 

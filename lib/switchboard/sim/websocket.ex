@@ -17,13 +17,16 @@ defmodule Switchboard.Sim.Websocket do
   of order) and measures publish-to-client latency against the same wall
   clock. The clients report counts, a latency histogram and their CPU time.
 
+  `zstd:` takes `Switchboard.Zstd.compress_stream/1` options for the
+  gateway's zstd-stream (Discord's parameters by default).
+
   `client_mode: :discard` makes the clients count frames only after
   GUILD_CREATE (no decompression, no decoding): what the server side costs
   per frame with clients that do almost nothing.
   """
 
   alias Switchboard.Gateway
-  alias Switchboard.Gateway.Codec.Json
+  alias Switchboard.Codec.JSON
   alias Switchboard.Gateway.Compressor.Zstd, as: ZstdCompressor
   alias Switchboard.Session.Metrics
 
@@ -42,6 +45,7 @@ defmodule Switchboard.Sim.Websocket do
     client_mode: :check,
     server: :gateway,
     floor_messages: 3_000,
+    zstd: [],
     progress: true,
     seed: 1
   ]
@@ -112,7 +116,8 @@ defmodule Switchboard.Sim.Websocket do
             guilds: 1,
             members: 10,
             heartbeat_interval: 60_000,
-            max_connections: opts[:clients] + 100
+            max_connections: opts[:clients] + 100,
+            zstd: opts[:zstd]
           )
 
         Process.unlink(sup)
@@ -129,7 +134,7 @@ defmodule Switchboard.Sim.Websocket do
             "switchboard_sim_frames_#{System.unique_integer([:positive])}"
           )
 
-        File.write!(file, prebuilt_frames(opts[:floor_messages]))
+        File.write!(file, prebuilt_frames(opts[:floor_messages], opts[:zstd]))
         window = opts[:window] || 10 * opts[:clients]
         in_flight = max(div(window, opts[:clients]), 1)
 
@@ -171,27 +176,29 @@ defmodule Switchboard.Sim.Websocket do
   # HELLO, READY, GUILD_CREATE and `count` messages as the gateway would
   # write them to one JSON + zstd-stream connection (its codec, its
   # compressor), each a 4-byte length and its bytes.
-  def prebuilt_frames(count) do
-    stream = ZstdCompressor.new([])
+  def prebuilt_frames(count, zstd \\ []) do
+    stream = ZstdCompressor.new(zstd)
 
     hello =
-      Json.encode(%{"op" => 10, "s" => nil, "t" => nil, "d" => %{"heartbeat_interval" => 60_000}})
+      Switchboard.Json.encode!(%{
+        "op" => 10,
+        "s" => nil,
+        "t" => nil,
+        "d" => %{"heartbeat_interval" => 60_000}
+      })
 
-    ready = dispatch(1, "READY", %{"v" => 10, "session_id" => "floor"})
-    guild = dispatch(2, "GUILD_CREATE", %{"id" => "1"})
+    ready = JSON.frame(JSON.prepare("READY", %{"v" => 10, "session_id" => "floor"}), 1)
+    guild = JSON.frame(JSON.prepare("GUILD_CREATE", %{"id" => "1"}), 2)
 
-    messages = for n <- 0..(count - 1), do: dispatch(n + 3, "MESSAGE_CREATE", message(n, "1", 0))
+    messages =
+      for n <- 0..(count - 1),
+          do: JSON.frame(JSON.prepare("MESSAGE_CREATE", message(n, "1", 0)), n + 3)
 
     for payload <- [hello, ready, guild | messages] do
       compressed = IO.iodata_to_binary(ZstdCompressor.compress(stream, payload))
       [<<byte_size(compressed)::32>>, compressed]
     end
   end
-
-  # A dispatch frame as a gateway session writes it: prepared once, its
-  # sequence number spliced in (Switchboard.Codec.JSON).
-  defp dispatch(seq, type, data),
-    do: Switchboard.Codec.JSON.frame(Switchboard.Codec.JSON.prepare(type, data), seq)
 
   # Closing stdin ends a Node process; a port already closed is fine.
   defp close_port(port) do
@@ -509,7 +516,7 @@ defmodule Switchboard.Sim.Websocket do
       window_frames: window,
       verdict: if(ok, do: "ok", else: "failed"),
       floor: nil,
-      latency_histogram_us: histogram,
+      latency_histogram_us: if(checked, do: histogram, else: []),
       throughput: Enum.reverse(state.samples)
     }
   end

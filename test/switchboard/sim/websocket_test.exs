@@ -66,5 +66,51 @@ defmodule Switchboard.Sim.WebsocketTest do
     assert report.events_published > 0
     assert report.frames_delivered == 10 * report.events_published
     assert report.clients_complete == 10
+    assert report.latency_ms == nil
+    assert Report.html(report) =~ "No frames."
+  end
+
+  test "mix switchboard.sim refuses websocket options without --transport websocket, and the reverse" do
+    Mix.shell(Mix.Shell.Process)
+    on_exit(fn -> Mix.shell(Mix.Shell.IO) end)
+
+    assert_raise Mix.Error, "--clients needs --transport websocket", fn ->
+      Mix.Tasks.Switchboard.Sim.run(["--clients", "5"])
+    end
+
+    assert_raise Mix.Error, "--sessions is not supported with --transport websocket", fn ->
+      Mix.Tasks.Switchboard.Sim.run(["--transport", "websocket", "--sessions", "5"])
+    end
+
+    assert_raise Mix.Error, "--compress must be none|zlib-stream|zstd-stream, got: gzip", fn ->
+      Mix.Tasks.Switchboard.Sim.run(["--transport", "websocket", "--compress", "gzip"])
+    end
+
+    assert_raise Mix.Error, "--transport must be memory or websocket, got: udp", fn ->
+      Mix.Tasks.Switchboard.Sim.run(["--transport", "udp"])
+    end
+  end
+
+  @tag timeout: 120_000
+  test "mix switchboard.sim --transport websocket prints the report and writes --json and --html" do
+    Mix.shell(Mix.Shell.Process)
+    on_exit(fn -> Mix.shell(Mix.Shell.IO) end)
+    dir = Path.join(System.tmp_dir!(), "switchboard_sim_ws_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf!(dir) end)
+
+    Mix.Tasks.Switchboard.Sim.run(
+      ~w(--transport websocket --clients 8 --duration 0.5 --encoding etf --quiet) ++
+        ["--json", Path.join(dir, "r.json"), "--html", Path.join(dir, "r.html")]
+    )
+
+    assert_received {:mix_shell, :info, ["switchboard.sim: " <> _]}
+    assert_received {:mix_shell, :info, [text]}
+    assert text =~ ~r/verdict\s+ok/
+    assert text =~ ~r/encoding\s+etf/
+
+    json = Switchboard.Json.decode!(File.read!(Path.join(dir, "r.json")))
+    assert %{"transport" => "websocket", "clients" => 8, "verdict" => "ok"} = json
+    assert File.read!(Path.join(dir, "r.html")) =~ "<svg"
   end
 end
