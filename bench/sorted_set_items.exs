@@ -6,7 +6,8 @@
 #
 #   MIX_ENV=prod elixir --erl "+sbwt none +sbwtdcpu none +sbwtdio none" \
 #     -S mix run bench/sorted_set_items.exs
-#   SORTED_SET_ITEMS_SIZE=100000 ... (default 1000000), SORTED_SET_ITEMS_ROUNDS=7
+#   SORTED_SET_ITEMS_SIZE=100000 ... (default 1000000), SORTED_SET_ITEMS_ROUNDS=7,
+#   SORTED_SET_ITEMS_ONLY=at (the jobs whose name starts so)
 #
 # Busy-waiting schedulers bill CPU time too; `+sbwt none` keeps them out.
 defmodule SortedSetItemsBench do
@@ -67,7 +68,10 @@ defmodule SortedSetItemsBench do
     IO.puts("| op | Pure (CPU ns/call) | NIF (CPU ns/call) | NIF speed vs Pure |")
     IO.puts("|---|---:|---:|---:|")
 
-    for {name, calls, fun} <- jobs(size, sample) do
+    only = System.get_env("SORTED_SET_ITEMS_ONLY")
+
+    for {name, calls, fun} <- jobs(size, sample),
+        only == nil or String.starts_with?(name, only) do
       impls = [{Pure, pure}, {SortedSet, native}]
 
       times =

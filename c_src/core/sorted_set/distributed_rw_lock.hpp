@@ -74,7 +74,10 @@ class DistributedRwLock {
 
   std::size_t mask_;
   std::unique_ptr<Slot[]> slots_;
-  alignas(64) std::atomic<std::uint32_t> writer_{0};  // 1 while a writer holds or waits
+  // 1 while a writer holds or waits. Not on a line of its own: the lock
+  // lives inside objects whose memory is only 16-byte aligned (NIF
+  // resources), and readers only read it; the slots carry the writes.
+  std::atomic<std::uint32_t> writer_{0};
 };
 
 }  // namespace switchboard::core
