@@ -61,7 +61,9 @@ Result run(int threads, std::size_t ops, const std::vector<TermKey>& keys, Read 
       while (!go.load()) std::this_thread::yield();
       const double start = thread_seconds();
       std::size_t found = 0;
-      for (std::size_t i = 0; i < ops; ++i) found += read(keys[(i * 7919 + t) % keys.size()]);
+      for (std::size_t i = 0; i < ops; ++i)
+        found += static_cast<std::size_t>(
+            read(keys[(i * 7919 + static_cast<std::size_t>(t)) % keys.size()]));
       cpu[static_cast<std::size_t>(t)] = thread_seconds() - start;
       if (found == 0) std::abort();
     });

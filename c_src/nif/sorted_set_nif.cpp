@@ -185,8 +185,9 @@ std::optional<ERL_NIF_TERM> make_slice(ErlNifEnv* env, const core::OrderStatisti
   DecodeBudget budget;
   for (auto cursor = tree.cursor_at(start); !cursor.done() && keys.size() < count;
        cursor.advance()) {
-    if (!budget.take(cursor.key())) return std::nullopt;
-    keys.push_back(cursor.key());
+    const core::TermKeyView key = cursor.key();
+    if (!budget.take(key)) return std::nullopt;
+    keys.push_back(key);
   }
   std::vector<ERL_NIF_TERM> items(keys.size());
   make_terms_from_keys(env, keys, items.data());
