@@ -29,7 +29,8 @@ defmodule Switchboard.Bench.Scaling do
       process; an operation is one send call.
 
   Options (keyword list, or environment variables for `bench/scaling.exs`):
-  `:size` (`SCALING_SIZE`, items, default 1,000,000), `:seconds`
+  `:size` (`SCALING_SIZE`, items, default 1,000,000, or 100,000 when
+  `SWITCHBOARD_BENCH_QUICK` is set), `:seconds`
   (`SCALING_SECONDS`, per job and P, default 2), `:rounds` (`SCALING_ROUNDS`,
   passes over every P, interleaved, reporting medians; default 1), `:max_schedulers`
   (`SCALING_MAX_SCHEDULERS`, default the cores the machine has), `:jobs`
@@ -101,8 +102,12 @@ defmodule Switchboard.Bench.Scaling do
     cores = :erlang.system_info(:logical_processors_available)
     cores = if is_integer(cores), do: cores, else: System.schedulers_online()
 
+    # Quick mode (SWITCHBOARD_BENCH_QUICK, as `make bench BENCH_QUICK=1`
+    # and bench/all.exs use it): 100k items.
+    quick? = env.("SWITCHBOARD_BENCH_QUICK", "") not in ["", "0"]
+
     defaults = [
-      size: String.to_integer(env.("SCALING_SIZE", "1000000")),
+      size: String.to_integer(env.("SCALING_SIZE", if(quick?, do: "100000", else: "1000000"))),
       seconds: String.to_integer(env.("SCALING_SECONDS", "2")),
       rounds: String.to_integer(env.("SCALING_ROUNDS", "1")),
       max_schedulers: String.to_integer(env.("SCALING_MAX_SCHEDULERS", Integer.to_string(cores))),
