@@ -124,8 +124,9 @@ bool large_input(const Call& call, ERL_NIF_TERM term) {
 
 // Runs `body(tree)` under the set's lock (shared for Read, exclusive for
 // Write); the body may reach the set's pins too. On a normal scheduler the
-// lock is only tried; when it is taken the whole call is re-run on a dirty
-// CPU scheduler that may wait for it. A body returns nothing when its work
+// lock is only tried (a bounded spin, DistributedRwLock::kDefaultSpins);
+// when it stays taken the whole call is re-run on a dirty CPU scheduler
+// that may wait for it. A body returns nothing when its work
 // turns out too large for a normal scheduler: the call is then re-run dirty,
 // after the lock is released.
 template <bool Write, class Body>
