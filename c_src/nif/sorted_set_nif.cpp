@@ -6,7 +6,7 @@
 //
 // Scheduling rules, with work counted in bytes as well as items:
 //   * single-item calls run on the normal scheduler and only try the lock,
-//     spinning a bounded few microseconds (core::DistributedRwLock: readers
+//     spinning a bounded tens of microseconds (core::DistributedRwLock: readers
 //     write only their own slot, so reads scale with schedulers); a set
 //     that stays busy (a long reader, a queue of writers) sends the call to
 //     a dirty CPU scheduler, where waiting for the lock is allowed;

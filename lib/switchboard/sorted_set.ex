@@ -16,7 +16,7 @@ defmodule Switchboard.SortedSet do
   scheduler for long. Work is counted in bytes as well as items: a call
   whose items are large (a 100 MB binary, a slice of a thousand 50 KB
   items) runs on a dirty scheduler like a bulk operation over a large set,
-  and a call that finds the set busy for more than a few microseconds waits
+  and a call that finds the set busy for more than tens of microseconds waits
   on a dirty scheduler instead of blocking a normal one.
 
   Like ETS, the set keeps what its items refer to alive: an item holding a
