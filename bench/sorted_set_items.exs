@@ -6,7 +6,9 @@
 #
 #   MIX_ENV=prod elixir --erl "+sbwt none +sbwtdcpu none +sbwtdio none" \
 #     -S mix run bench/sorted_set_items.exs
-#   SORTED_SET_ITEMS_SIZE=100000 ... (default 1000000), SORTED_SET_ITEMS_ROUNDS=7
+#   SORTED_SET_ITEMS_SIZE=100000 ... (default 1000000; 100000 with
+#   SWITCHBOARD_BENCH_QUICK set), SORTED_SET_ITEMS_ROUNDS=7,
+#   SORTED_SET_ITEMS_ONLY=at (the jobs whose name starts so)
 #
 # Busy-waiting schedulers bill CPU time too; `+sbwt none` keeps them out.
 defmodule SortedSetItemsBench do
@@ -55,7 +57,9 @@ defmodule SortedSetItemsBench do
   def median(list), do: Enum.at(Enum.sort(list), div(length(list), 2))
 
   def run do
-    size = String.to_integer(System.get_env("SORTED_SET_ITEMS_SIZE", "1000000"))
+    quick? = System.get_env("SWITCHBOARD_BENCH_QUICK", "") not in ["", "0"]
+    default_size = if quick?, do: "100000", else: "1000000"
+    size = String.to_integer(System.get_env("SORTED_SET_ITEMS_SIZE", default_size))
     rounds = String.to_integer(System.get_env("SORTED_SET_ITEMS_ROUNDS", "7"))
     keys = keys(size)
     native = SortedSet.from_enumerable(keys)
@@ -67,7 +71,10 @@ defmodule SortedSetItemsBench do
     IO.puts("| op | Pure (CPU ns/call) | NIF (CPU ns/call) | NIF speed vs Pure |")
     IO.puts("|---|---:|---:|---:|")
 
-    for {name, calls, fun} <- jobs(size, sample) do
+    only = System.get_env("SORTED_SET_ITEMS_ONLY")
+
+    for {name, calls, fun} <- jobs(size, sample),
+        only == nil or String.starts_with?(name, only) do
       impls = [{Pure, pure}, {SortedSet, native}]
 
       times =

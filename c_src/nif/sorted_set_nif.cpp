@@ -6,7 +6,7 @@
 //
 // Scheduling rules, with work counted in bytes as well as items:
 //   * single-item calls run on the normal scheduler and only try the lock,
-//     spinning a bounded few microseconds (core::DistributedRwLock: readers
+//     spinning a bounded tens of microseconds (core::DistributedRwLock: readers
 //     write only their own slot, so reads scale with schedulers); a set
 //     that stays busy (a long reader, a queue of writers) sends the call to
 //     a dirty CPU scheduler, where waiting for the lock is allowed;
@@ -124,8 +124,9 @@ bool large_input(const Call& call, ERL_NIF_TERM term) {
 
 // Runs `body(tree)` under the set's lock (shared for Read, exclusive for
 // Write); the body may reach the set's pins too. On a normal scheduler the
-// lock is only tried; when it is taken the whole call is re-run on a dirty
-// CPU scheduler that may wait for it. A body returns nothing when its work
+// lock is only tried (a bounded spin, DistributedRwLock::kDefaultSpins);
+// when it stays taken the whole call is re-run on a dirty CPU scheduler
+// that may wait for it. A body returns nothing when its work
 // turns out too large for a normal scheduler: the call is then re-run dirty,
 // after the lock is released.
 template <bool Write, class Body>
@@ -185,8 +186,9 @@ std::optional<ERL_NIF_TERM> make_slice(ErlNifEnv* env, const core::OrderStatisti
   DecodeBudget budget;
   for (auto cursor = tree.cursor_at(start); !cursor.done() && keys.size() < count;
        cursor.advance()) {
-    if (!budget.take(cursor.key())) return std::nullopt;
-    keys.push_back(cursor.key());
+    const core::TermKeyView key = cursor.key();
+    if (!budget.take(key)) return std::nullopt;
+    keys.push_back(key);
   }
   std::vector<ERL_NIF_TERM> items(keys.size());
   make_terms_from_keys(env, keys, items.data());

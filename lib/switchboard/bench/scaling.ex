@@ -29,8 +29,10 @@ defmodule Switchboard.Bench.Scaling do
       process; an operation is one send call.
 
   Options (keyword list, or environment variables for `bench/scaling.exs`):
-  `:size` (`SCALING_SIZE`, items, default 1,000,000), `:seconds`
-  (`SCALING_SECONDS`, per job and P, default 2), `:max_schedulers`
+  `:size` (`SCALING_SIZE`, items, default 1,000,000, or 100,000 when
+  `SWITCHBOARD_BENCH_QUICK` is set), `:seconds`
+  (`SCALING_SECONDS`, per job and P, default 2), `:rounds` (`SCALING_ROUNDS`,
+  passes over every P, interleaved, reporting medians; default 1), `:max_schedulers`
   (`SCALING_MAX_SCHEDULERS`, default the cores the machine has), `:jobs`
   (`SCALING_JOBS`, comma separated names, default all), `:out`
   (`SCALING_OUT`, directory for the JSON, default `bench/results`).
@@ -60,11 +62,16 @@ defmodule Switchboard.Bench.Scaling do
     machine = machine()
     IO.puts(:stderr, "scaling: #{inspect(counts)} schedulers, #{opts[:seconds]} s per job")
 
-    results =
-      for count <- counts do
-        IO.puts(:stderr, "scaling: starting a VM with +S #{count}")
+    # Rounds go through every P in turn (1, 2, 4, ... then again), so a
+    # burst of load from the rest of the machine falls on all of them alike;
+    # each figure is the median over the rounds.
+    runs =
+      for round <- 1..opts[:rounds], count <- counts do
+        IO.puts(:stderr, "scaling: round #{round}, starting a VM with +S #{count}")
         {count, run_child(count, opts)}
       end
+
+    results = for count <- counts, do: {count, median_jobs(for {^count, jobs} <- runs, do: jobs)}
 
     table = table(results, opts, machine)
     IO.puts(table)
@@ -95,15 +102,46 @@ defmodule Switchboard.Bench.Scaling do
     cores = :erlang.system_info(:logical_processors_available)
     cores = if is_integer(cores), do: cores, else: System.schedulers_online()
 
+    # Quick mode (SWITCHBOARD_BENCH_QUICK, as `make bench BENCH_QUICK=1`
+    # and bench/all.exs use it): 100k items.
+    quick? = env.("SWITCHBOARD_BENCH_QUICK", "") not in ["", "0"]
+
     defaults = [
-      size: String.to_integer(env.("SCALING_SIZE", "1000000")),
+      size: String.to_integer(env.("SCALING_SIZE", if(quick?, do: "100000", else: "1000000"))),
       seconds: String.to_integer(env.("SCALING_SECONDS", "2")),
+      rounds: String.to_integer(env.("SCALING_ROUNDS", "1")),
       max_schedulers: String.to_integer(env.("SCALING_MAX_SCHEDULERS", Integer.to_string(cores))),
       jobs: env.("SCALING_JOBS", Enum.map_join(@jobs, ",", &elem(&1, 0))) |> String.split(","),
       out: env.("SCALING_OUT", "bench/results")
     ]
 
     Keyword.merge(defaults, opts)
+  end
+
+  # Per job, the median of each figure over the rounds' results.
+  defp median_jobs([jobs | _] = rounds) do
+    Map.new(jobs, fn {name, job} ->
+      figures = for %{^name => round} <- rounds, do: round
+      median = fn key -> figures |> Enum.map(&Map.fetch!(&1, key)) |> median() end
+
+      {name,
+       %{
+         job
+         | ops: median.(:ops),
+           ops_per_s: median.(:ops_per_s),
+           cpu_ns_per_op: median.(:cpu_ns_per_op)
+       }}
+    end)
+  end
+
+  defp median(values) do
+    sorted = Enum.sort(values)
+    count = length(sorted)
+    middle = div(count, 2)
+
+    if rem(count, 2) == 1,
+      do: Enum.at(sorted, middle),
+      else: (Enum.at(sorted, middle - 1) + Enum.at(sorted, middle)) / 2
   end
 
   defp scheduler_counts(max) do
@@ -320,7 +358,7 @@ defmodule Switchboard.Bench.Scaling do
     """
     #### Scaling: P processes on P schedulers (#{machine.description}, #{machine.date})
 
-    #{opts[:size]} items, #{opts[:seconds]} s per job and P, each P in a fresh VM.
+    #{opts[:size]} items, #{opts[:seconds]} s per job and P, each P in a fresh VM; median of #{opts[:rounds]} round(s).
 
     #{header}
     #{Enum.join(rows, "\n")}
@@ -337,6 +375,7 @@ defmodule Switchboard.Bench.Scaling do
       machine: machine,
       size: opts[:size],
       seconds: opts[:seconds],
+      rounds: opts[:rounds],
       runs:
         for {count, jobs} <- results do
           %{schedulers: count, jobs: for({name, job} <- jobs, do: Map.put(job, :job, name))}

@@ -68,7 +68,7 @@ defmodule Switchboard.SortedSet.LargeItemsTest do
   describe "waiting for the lock stays off the normal schedulers" do
     # Readers of a million items hold the set for tens of ms on dirty
     # schedulers; a writer or reader on a normal scheduler spins a bounded
-    # few microseconds for the lock, then continues on a dirty scheduler.
+    # tens of microseconds for the lock, then continues on a dirty scheduler.
     test "writers and readers racing long to_list calls" do
       set = SortedSet.from_enumerable(1..1_000_000)
 
