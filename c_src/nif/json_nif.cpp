@@ -627,18 +627,19 @@ class TermWriter {
 // are listed as they are (shared, not copied).
 ERL_NIF_TERM make_iodata(ErlNifEnv* env, std::string_view written,
                          const std::vector<Splice>& splices) {
-  std::vector<ERL_NIF_TERM> parts;
-  parts.reserve(2 * splices.size() + 1);
-  std::size_t from = 0;
-  for (const Splice& splice : splices) {
-    if (splice.offset > from) {
-      parts.push_back(binary_of(env, written.substr(from, splice.offset - from)));
+  // Built from the end, cell by cell: no array to allocate per call.
+  ERL_NIF_TERM list = enif_make_list(env, 0);
+  std::size_t to = written.size();
+  for (auto splice = splices.rbegin(); splice != splices.rend(); ++splice) {
+    if (to > splice->offset) {
+      list = enif_make_list_cell(
+          env, binary_of(env, written.substr(splice->offset, to - splice->offset)), list);
     }
-    parts.push_back(splice.bytes);
-    from = splice.offset;
+    list = enif_make_list_cell(env, splice->bytes, list);
+    to = splice->offset;
   }
-  if (written.size() > from) parts.push_back(binary_of(env, written.substr(from)));
-  return enif_make_list_from_array(env, parts.data(), static_cast<unsigned>(parts.size()));
+  if (to > 0) list = enif_make_list_cell(env, binary_of(env, written.substr(0, to)), list);
+  return list;
 }
 
 // Whether the root alone shows more than `limit` bytes of work, read in
