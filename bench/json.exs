@@ -6,7 +6,7 @@
 # scheduler latency while multi-MB inputs are encoded and decoded.
 #
 # Times are CPU time (the VM's, :erlang.statistics(:runtime)), robust on a
-# shared machine where wall time is not: blocks of about 40 ms of one
+# shared machine where wall time is not: blocks of about 100 ms of one
 # implementation, the implementations taking turns in each round, the
 # median of the rounds kept; ratios are the median of each round's ratio.
 # Start the VM so that idle schedulers sleep instead of spinning:
@@ -225,7 +225,7 @@ defmodule CpuRounds do
 end
 
 rounds = Harness.pick(9, 5)
-block_ms = Harness.pick(40, 30)
+block_ms = Harness.pick(100, 40)
 
 fmt_ns = fn ns -> Harness.format_ns(ns) end
 fmt_x = fn x -> "#{Float.round(x * 1.0, 2)}x" end
