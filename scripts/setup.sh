@@ -18,11 +18,13 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 # The gateway's tests and bench drive real WebSocket clients under Node (npm's
-# ws and fzstd, pinned by test/js/package-lock.json).
+# ws and fzstd, and an unmodified discord.js bot; pinned by
+# test/js/package-lock.json).
 install_js_clients() {
   local dir
   dir="$(cd "$(dirname "$0")/.." && pwd)/test/js"
-  if [ ! -d "$dir/node_modules/ws" ] || [ ! -d "$dir/node_modules/fzstd" ]; then
+  if [ ! -d "$dir/node_modules/ws" ] || [ ! -d "$dir/node_modules/fzstd" ] ||
+    [ ! -d "$dir/node_modules/discord.js" ]; then
     echo "setup: npm ci in test/js"
     (cd "$dir" && npm ci --no-audit --no-fund --silent)
   fi
