@@ -231,19 +231,23 @@ ERL_NIF_TERM& atom_instances = register_atom("instances");
 ERL_NIF_TERM& atom_upgrades = register_atom("upgrades");
 ERL_NIF_TERM& atom_allocated_bytes = register_atom("allocated_bytes");
 ERL_NIF_TERM& atom_reply_jobs_completed = register_atom("reply_jobs_completed");
+ERL_NIF_TERM& atom_work_slices_ended = register_atom("work_slices_ended");
 
-// %{instances:, upgrades:, allocated_bytes:, reply_jobs_completed:}: module
-// instances holding the library, reloads, bytes the core holds, and jobs the
-// reply thread finished (replies and detached frees).
+// %{instances:, upgrades:, allocated_bytes:, reply_jobs_completed:,
+// work_slices_ended:}: module instances holding the library, reloads, bytes
+// the core holds, jobs the reply thread finished (replies and detached
+// frees), and WorkSlices that ran out (each one a yield or a move to a dirty
+// scheduler).
 ERL_NIF_TERM library_info(ErlNifEnv* env) {
   ERL_NIF_TERM keys[] = {atom_instances, atom_upgrades, atom_allocated_bytes,
-                         atom_reply_jobs_completed};
+                         atom_reply_jobs_completed, atom_work_slices_ended};
   ERL_NIF_TERM values[] = {enif_make_int(env, instance_count()),
                            enif_make_int(env, upgrade_count()),
                            enif_make_uint64(env, core::allocated_bytes()),
-                           enif_make_uint64(env, ReplyThread::instance().completed())};
+                           enif_make_uint64(env, ReplyThread::instance().completed()),
+                           enif_make_uint64(env, WorkSlice::ended_count())};
   ERL_NIF_TERM map;
-  if (!enif_make_map_from_arrays(env, keys, values, 4, &map)) throw std::bad_alloc();
+  if (!enif_make_map_from_arrays(env, keys, values, std::size(keys), &map)) throw std::bad_alloc();
   return map;
 }
 SWITCHBOARD_NIF(library_info, 0);
