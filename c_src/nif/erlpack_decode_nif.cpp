@@ -742,24 +742,11 @@ ERL_NIF_TERM decode_error(ErlNifEnv* env, const Refusal& refusal) {
       enif_make_tuple2(env, reason_atom(refusal.reason), enif_make_uint64(env, refusal.offset)));
 }
 
-// erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain,
-//                NewAtomAllowance, FragmentSeal)
-//   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
-// A decode that spends its slice (or its work units, kNormalDecodeWork) on
-// a normal scheduler starts again dirty (call.dirty(): same arguments).
-Scheduled<ERL_NIF_TERM> erlpack_decode(Call& call, Binary binary, AtomMode mode,
-                                       NonNegative<std::size_t> max_depth,
-                                       NonNegative<std::size_t> max_size,
-                                       NonNegative<std::size_t> max_decompressed,
-                                       bool allow_trailing, bool plain,
-                                       NonNegative<std::size_t> new_atom_allowance, Term seal) {
+// One decode with these limits (see erlpack_decode).
+Scheduled<ERL_NIF_TERM> decode_with(Call& call, Binary binary, AtomMode mode,
+                                    etf::DecodeLimits limits, std::size_t new_atom_allowance,
+                                    Term seal) {
   ErlNifEnv* env = call;
-  etf::DecodeLimits limits;
-  limits.max_depth = max_depth;
-  limits.max_input_bytes = max_size;
-  limits.max_decompressed_bytes = max_decompressed;
-  limits.allow_trailing_data = allow_trailing;
-  limits.plain_only = plain;
   const std::span<const std::uint8_t> input(
       reinterpret_cast<const std::uint8_t*>(binary.bytes.data()), binary.size());
   if (mode != AtomMode::create) {
@@ -807,7 +794,42 @@ Scheduled<ERL_NIF_TERM> erlpack_decode(Call& call, Binary binary, AtomMode mode,
       enif_make_sub_binary(env, binary.term, status.bytes_used, input.size() - status.bytes_used);
   return enif_make_tuple3(env, atoms::ok, builder.result(), rest);
 }
+
+// erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain,
+//                NewAtomAllowance, FragmentSeal)
+//   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
+// A decode that spends its slice (or its work units, kNormalDecodeWork) on
+// a normal scheduler starts again dirty (call.dirty(): same arguments).
+Scheduled<ERL_NIF_TERM> erlpack_decode(Call& call, Binary binary, AtomMode mode,
+                                       NonNegative<std::size_t> max_depth,
+                                       NonNegative<std::size_t> max_size,
+                                       NonNegative<std::size_t> max_decompressed,
+                                       bool allow_trailing, bool plain,
+                                       NonNegative<std::size_t> new_atom_allowance, Term seal) {
+  etf::DecodeLimits limits;
+  limits.max_depth = max_depth;
+  limits.max_input_bytes = max_size;
+  limits.max_decompressed_bytes = max_decompressed;
+  limits.allow_trailing_data = allow_trailing;
+  limits.plain_only = plain;
+  return decode_with(call, binary, mode, limits, new_atom_allowance, seal);
+}
 SWITCHBOARD_NIF(erlpack_decode, 0);
+
+// erlpack_decode_default(Binary, FragmentSeal): decode/1, every option at its
+// default (Switchboard.Erlpack.Options; the core's DecodeLimits defaults are
+// the same): two arguments to read where erlpack_decode has nine, on the
+// call that decodes every gateway payload.
+Scheduled<ERL_NIF_TERM> erlpack_decode_default(Call& call, Binary binary, Term seal) {
+  etf::DecodeLimits limits;
+  limits.max_depth = 512;
+  limits.max_input_bytes = std::size_t{64} << 20;
+  limits.max_decompressed_bytes = std::size_t{64} << 20;
+  limits.allow_trailing_data = false;
+  limits.plain_only = false;
+  return decode_with(call, binary, AtomMode::existing, limits, 0, seal);
+}
+SWITCHBOARD_NIF(erlpack_decode_default, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -73,8 +73,6 @@ defmodule Switchboard.Erlpack do
   @type reason :: Switchboard.Erlpack.Codec.reason()
   @type error :: Switchboard.Erlpack.Codec.error()
 
-  @mib 1024 * 1024
-
   ## Encoding
 
   @doc """
@@ -313,19 +311,10 @@ defmodule Switchboard.Erlpack do
           | {:error, :port_exited | :timeout}
   def decode(binary, opts \\ [])
 
+  # Every option at its default (atoms: :existing, max_depth: 512, 64 MiB
+  # limits, trailing: :error, plain: false), fixed in the NIF.
   def decode(binary, []) when is_binary(binary),
-    do:
-      NIF.erlpack_decode(
-        binary,
-        :existing,
-        512,
-        64 * @mib,
-        64 * @mib,
-        false,
-        false,
-        0,
-        Fragment.seal()
-      )
+    do: NIF.erlpack_decode_default(binary, Fragment.seal())
 
   def decode(binary, opts) when is_binary(binary) do
     options = Options.decode!(opts, true)
