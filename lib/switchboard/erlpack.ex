@@ -163,14 +163,10 @@ defmodule Switchboard.Erlpack do
   @impl true
   @spec encode_iodata(term(), [encode_option()]) :: iodata()
   def encode_iodata(term, opts \\ []) do
+    # The NIF's walk at once: this is the call for frames around fragments,
+    # where encode/2's try with term_to_binary would find the seal and
+    # encode the term a second time.
     case Options.encode!(opts) do
-      {0, false} ->
-        encoded = :erlang.term_to_binary(term)
-
-        if Fragment.may_hold_seal?(encoded),
-          do: check_encoded(NIF.erlpack_encode_iodata(term, false, Fragment.seal())),
-          else: encoded
-
       {0, string_keys} ->
         check_encoded(NIF.erlpack_encode_iodata(term, string_keys, Fragment.seal()))
 
