@@ -130,6 +130,11 @@ defmodule Switchboard.Erlpack do
   # fragment holds the seal, whose id words then appear in the output: only
   # then (or on a chance match inside a binary) is the term encoded again by
   # the NIF, which splices the fragment's bytes.
+  # The gateway's envelope around a fragment (`%{"op" => 0, "d" => fragment,
+  # ...}`, see Switchboard.Erlpack.Fragment): the NIF's walk at once, where
+  # term_to_binary would only find the seal and the walk encode it again.
+  defp vm_encode(%{"d" => %Fragment{}} = term), do: native_encode(term, 0, false)
+
   defp vm_encode(term) do
     encoded = :erlang.term_to_binary(term)
 
