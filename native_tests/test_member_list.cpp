@@ -47,21 +47,35 @@ MemberList::Payload group_payload(const Member& m) {
   return 1000 + static_cast<MemberList::Payload>(m.role);
 }
 
-void put(MemberList& list, const Member& m, bool hide_offline = false) {
+// Built by append: GCC 12's -Wrestrict misreads `"m" + std::to_string(...)`.
+std::string name_of(const char* prefix, std::uint64_t number) {
+  std::string name = prefix;
+  name.append(std::to_string(number));
+  return name;
+}
+
+// Calls `use(spec)` with the member as the list takes it.
+template <class Use>
+void with_spec(const Member& m, bool hide_offline, Use&& use) {
   const std::string group = group_key(m);
   std::string sort = group;
   sort.append(m.name);
   sort.push_back('\0');
   sort.append(user_key(m.id));
   const std::string user = user_key(m.id);
-  MemberList::MemberSpec spec{user,
-                              sort,
-                              group.size(),
-                              m.name.size() + 1,
-                              static_cast<std::uint8_t>(m.online ? 1 : 0),
-                              m.online,
-                              m.online || !hide_offline};
-  list.put(spec, m.id, group_payload(m));
+  const MemberList::MemberSpec spec{user,
+                                    sort,
+                                    group.size(),
+                                    m.name.size() + 1,
+                                    static_cast<std::uint8_t>(m.online ? 1 : 0),
+                                    m.online,
+                                    m.online || !hide_offline};
+  use(spec);
+}
+
+void put(MemberList& list, const Member& m, bool hide_offline = false) {
+  with_spec(m, hide_offline,
+            [&](const MemberList::MemberSpec& spec) { list.put(spec, m.id, group_payload(m)); });
   (void)list.take_released();
 }
 
@@ -227,4 +241,71 @@ TEST_CASE("member list: random changes keep every client's windows equal to the 
     }
     list.check_invariants();
   }
+}
+
+TEST_CASE("member list: change_work bounds the ranges a change gives ops to") {
+  // One session per range, so the sessions told are the ranges with ops.
+  std::mt19937 random(7);
+  for (const bool hide : {false, true}) {
+    MemberList list;
+    std::map<std::uint32_t, Member> members;
+    for (std::uint32_t id = 1; id <= 400; ++id) {
+      const Member m{id, name_of("n", random() % 1000), random() % 3 != 0,
+                     random() % 4 == 0 ? static_cast<int>(random() % 3) : -1};
+      members[id] = m;
+      put(list, m, hide);
+    }
+    for (std::uint32_t s = 0; s < 60; ++s) {
+      const std::uint32_t first = s * 7;  // distinct ranges
+      const Range range{first, first + static_cast<std::uint32_t>(random() % 100)};
+      list.subscribe(user_key(s), s, std::span<const Range>(&range, 1));
+      (void)list.take_released();
+    }
+    for (int c = 0; c < 400; ++c) {
+      const auto id = static_cast<std::uint32_t>(1 + random() % 420);
+      MemberList::ChangeWork work{};
+      if (random() % 5 == 0) {
+        work = list.change_work(user_key(id), nullptr);
+        list.erase(user_key(id));
+        members.erase(id);
+      } else {
+        const Member m{id, name_of("n", random() % 1000), random() % 3 != 0,
+                       random() % 4 == 0 ? static_cast<int>(random() % 3) : -1};
+        with_spec(m, hide, [&](const MemberList::MemberSpec& spec) {
+          work = list.change_work(user_key(id), &spec);
+        });
+        members[id] = m;
+        put(list, m, hide);
+      }
+      std::size_t told = 0;
+      for (const auto& entry : list.entries()) told += entry.session_count;
+      REQUIRE(work.reached_ranges >= told);
+      REQUIRE(work.ranges == list.session_count());  // one distinct range each
+      REQUIRE(work.sessions == list.session_count());
+      (void)list.take_released();
+    }
+  }
+}
+
+TEST_CASE("member list: change_work of a change at the end reaches only the last ranges") {
+  MemberList list;
+  for (std::uint32_t id = 1; id <= 1000; ++id) put(list, {id, name_of("m", id + 1000), true, -1});
+  for (std::uint32_t s = 0; s < 10; ++s) {
+    const Range range{s * 100, s * 100 + 99};
+    list.subscribe(user_key(s), s, std::span<const Range>(&range, 1));
+  }
+  // "m1500x" goes in the middle: the five ranges from there on shift, and
+  // the one holding the header (index 0) sees its count. "z" goes last: only
+  // the header's range.
+  Member middle{5000, "m1500x", true, -1};
+  with_spec(middle, false, [&](const MemberList::MemberSpec& spec) {
+    const auto work = list.change_work(user_key(5000), &spec);
+    CHECK(work.reached_ranges == 6);
+    CHECK(work.ranges == 10);
+  });
+  Member last{5001, "z", true, -1};
+  with_spec(last, false, [&](const MemberList::MemberSpec& spec) {
+    CHECK(list.change_work(user_key(5001), &spec).reached_ranges == 1);
+  });
+  CHECK(list.change_work(user_key(4242), nullptr).reached_ranges == 0);
 }

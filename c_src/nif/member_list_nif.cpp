@@ -4,9 +4,12 @@
 // TermStore, builds the updates as terms, and picks the scheduler.
 //
 // Scheduling: a change costs O(log n) plus the ops and session lists it
-// returns (a few hundred microseconds with 10k sessions), a subscribe at most
-// five 100-item syncs: plain NIFs. Only items/1 of a large list and the
-// release of a large list go elsewhere (dirty scheduler, reply thread).
+// returns, which grow with the subscribed ranges it shifts. Before changing
+// anything it counts that work (MemberList::change_work, O(log n)) and goes
+// dirty when it would hold a normal scheduler for more than about half a
+// millisecond. A subscribe is at most five 100-item syncs. items/1 of a
+// large list, large ids and a busy list go dirty; a large list is freed on
+// the reply thread.
 #include <algorithm>
 #include <memory>
 #include <mutex>
@@ -17,6 +20,7 @@
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
 #include "nif/term_key_glue.hpp"
+#include "nif/term_size.hpp"
 
 namespace switchboard::nif {
 namespace {
@@ -150,40 +154,36 @@ struct MemberListResource {
     }
   }
 };
-SWITCHBOARD_RESOURCE(MemberListResource, "MemberList");
+SWITCHBOARD_RESOURCE(MemberListResource, "MemberList", "a Switchboard.MemberList reference");
 
-MemberListResource* list_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  auto* list = borrow_resource<MemberListResource>(env, term);
-  if (list == nullptr) throw bad_argument(env, "a Switchboard.MemberList reference", term);
-  return list;
-}
-
-bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
+using ListArgument = Borrowed<MemberListResource>;
+using Result = Scheduled<ERL_NIF_TERM>;
 
 // Runs `body(state)` under the list's lock. A normal scheduler only tries
 // the lock; a list busy in another process re-runs the call dirty, where
-// waiting is allowed.
+// waiting is allowed. A body returns nothing when its work turns out too
+// large for a normal scheduler (it must decide before changing anything):
+// the call is then re-run dirty, after the lock is released.
 template <class Body>
-ERL_NIF_TERM with_list(ErlNifEnv* env, RawNif self, int argc, const ERL_NIF_TERM argv[],
-                       Body&& body) {
-  MemberListResource* resource = list_argument(env, argv[0]);
-  State& state = *resource->state;
-  if (on_normal_scheduler()) {
-    std::unique_lock<std::mutex> guard(resource->lock, std::try_to_lock);
-    if (!guard.owns_lock()) return run_dirty_cpu(env, "member_list_wait", self, argc, argv);
+Result with_list(Call& call, MemberListResource& resource, Body&& body) {
+  State& state = *resource.state;
+  if (call.on_normal_scheduler()) {
+    std::unique_lock<std::mutex> guard(resource.lock, std::try_to_lock);
+    if (!guard.owns_lock()) return call.dirty();
     if (state.terms.compaction_due()) {
       // Copying many live terms would hold the scheduler: the call goes dirty.
-      if (state.terms.live_boxed() > kDirtyItems) {
-        guard.unlock();
-        return run_dirty_cpu(env, "member_list_compact", self, argc, argv);
-      }
+      if (state.terms.live_boxed() > kDirtyItems) return call.dirty();
       state.terms.compact();
     }
-    return body(state);
+    const std::optional<ERL_NIF_TERM> made = body(state);
+    if (!made) return call.dirty();
+    return *made;
   }
-  std::lock_guard<std::mutex> guard(resource->lock);
+  std::lock_guard<std::mutex> guard(resource.lock);
   if (state.terms.compaction_due()) state.terms.compact();
-  return body(state);
+  const std::optional<ERL_NIF_TERM> made = body(state);
+  if (!made) throw std::logic_error("member list work refused on a dirty scheduler");
+  return *made;
 }
 
 std::string_view bytes_of(const core::TermKey& key) {
@@ -250,56 +250,85 @@ ERL_NIF_TERM make_items(ErlNifEnv* env, const State& state, std::size_t first, s
   return enif_make_list_from_array(env, terms.data(), static_cast<unsigned>(terms.size()));
 }
 
-std::uint32_t uint32_argument(ErlNifEnv* env, ERL_NIF_TERM term, std::string_view what) {
-  unsigned value;
-  if (!enif_get_uint(env, term, &value)) throw bad_argument(env, what, term);
-  return value;
+// The work of a change, counted in bytes like every slice budget
+// (scheduling.hpp: 1 MiB is about 400 us, so a byte is about 0.4 ns): each
+// range that gets ops costs its op generation, its entry and the terms of
+// both (about 450 ns at 1M members and 10k sessions, 340 ns at 100k:
+// bench/member_list.exs); the walk over all ranges and each session told
+// cost less. A change cannot be split: one that counts more than two slices
+// (about 800 us) runs dirty. Tests shrink the budget (set_work_budget/1) to
+// send every change there.
+constexpr std::size_t kBytesPerReachedRange = 1200;
+constexpr std::size_t kBytesPerRange = 40;
+constexpr std::size_t kBytesPerSession = 26;
+
+bool change_fits_normal(const MemberList& list, std::string_view user_key,
+                        const MemberList::MemberSpec* spec) {
+  const auto work = list.change_work(user_key, spec);
+  return work.reached_ranges * kBytesPerReachedRange + work.ranges * kBytesPerRange +
+             work.sessions * kBytesPerSession <=
+         2 * slice_budget().bytes;
+}
+
+// Ids become keys (and are copied into the store): a large one is work.
+constexpr std::size_t kDirtyKeyBytes = 64 * 1024;
+
+bool large_key(const Call& call, ERL_NIF_TERM term) {
+  return call.on_normal_scheduler() &&
+         term_larger_than(call, term, kDirtyKeyBytes, BinaryBytes::copied);
 }
 
 // ---------------------------------------------------------------------------
 
-ERL_NIF_TERM member_list_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  bool hidden;
-  if (!Decoder<bool>::decode(env, argv[0], hidden)) throw bad_argument(env, "a boolean", argv[0]);
+ResourcePtr<MemberListResource> member_list_new(ErlNifEnv*, bool hidden) {
   auto resource = make_resource<MemberListResource>();
   resource->state->hidden = hidden;
-  return resource.make_term(env);
+  return resource;
 }
-SWITCHBOARD_RAW_NIF(member_list_new, 1, 0);
+SWITCHBOARD_NIF(member_list_new, 0);
 
 // member_list_put(List, Id, Name, Status, Class, GroupTuple, GroupId): Status
 // 0..3 (3 offline), Class 0 (hoisted: GroupTuple = {-Position, RoleId}), 1
 // (online) or 2 (offline); GroupId is the header's group id.
-ERL_NIF_TERM member_list_put(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  BinaryView name;
-  if (!Decoder<BinaryView>::decode(env, argv[2], name)) {
-    throw bad_argument(env, "a binary name", argv[2]);
+Result member_list_put(Call& call, ListArgument list, Term id, BinaryView name,
+                       NonNegative<std::uint32_t> status, NonNegative<std::uint32_t> group_class,
+                       Term group_tuple, Term group_id) {
+  if (status > 3) throw bad_argument(call, "argument 4", "a status code 0..3", call.arguments()[3]);
+  if (group_class > 2) {
+    throw bad_argument(call, "argument 5", "a group class 0..2", call.arguments()[4]);
   }
-  const std::uint32_t status = uint32_argument(env, argv[3], "a status code");
-  const std::uint32_t group_class = uint32_argument(env, argv[4], "a group class");
-  if (status > 3 || group_class > 2) throw bad_argument(env, "a status and class", argv[3]);
+  if (large_key(call, id.value) || large_key(call, group_tuple.value) ||
+      large_key(call, group_id.value) ||
+      (call.on_normal_scheduler() && name.binary.size > kDirtyKeyBytes)) {
+    return call.dirty();
+  }
   auto& builder = thread_term_key_builder();
-  const core::TermKey user_key = make_term_key(env, argv[1], builder);
-  const core::TermKey name_key = make_term_key(env, argv[2], builder);
-  std::string group_key(1, static_cast<char>(group_class));
-  if (group_class == 0) group_key.append(comparable_of(make_term_key(env, argv[5], builder)));
+  const core::TermKey user_key = make_term_key(call, id.value, builder);
+  const core::TermKey name_key = make_term_key(call, call.arguments()[2], builder);
+  std::string group_key(1, static_cast<char>(group_class.value));
+  if (group_class == 0) {
+    group_key.append(comparable_of(make_term_key(call, group_tuple.value, builder)));
+  }
   std::string sort_key = group_key;
   sort_key.append(comparable_of(name_key));
   sort_key.append(comparable_of(user_key));
 
-  return with_list(env, raw_entry<member_list_put>, argc, argv, [&](State& state) {
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
     const bool offline = status == 3;
     const MemberList::MemberSpec spec{bytes_of(user_key),
                                       sort_key,
                                       group_key.size(),
                                       name_key.comparable_size(),
-                                      static_cast<std::uint8_t>(status),
+                                      static_cast<std::uint8_t>(status.value),
                                       !offline,
                                       !(offline && state.hidden)};
+    if (call.on_normal_scheduler() && !change_fits_normal(state.list, spec.user_key, &spec)) {
+      return std::nullopt;
+    }
     const auto known_user = state.list.user_payload(spec.user_key);
-    const Payload user = known_user ? *known_user : state.terms.store(env, argv[1]);
+    const Payload user = known_user ? *known_user : state.terms.store(call, id.value);
     const auto known_group = state.list.group_payload(group_key);
-    const Payload group = known_group ? *known_group : state.terms.store(env, argv[6]);
+    const Payload group = known_group ? *known_group : state.terms.store(call, group_id.value);
     try {
       state.list.put(spec, user, group);
     } catch (...) {
@@ -307,137 +336,140 @@ ERL_NIF_TERM member_list_put(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]
       if (!known_group) state.terms.release(group);
       throw;
     }
-    const ERL_NIF_TERM updates = make_updates(env, state);
+    const ERL_NIF_TERM updates = make_updates(call, state);
     state.release_payloads();
     return updates;
   });
 }
-SWITCHBOARD_RAW_NIF(member_list_put, 7, 0);
+SWITCHBOARD_NIF(member_list_put, 0);
 
-ERL_NIF_TERM member_list_delete(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  const core::TermKey user_key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_list(env, raw_entry<member_list_delete>, argc, argv, [&](State& state) {
+Result member_list_delete(Call& call, ListArgument list, Term id) {
+  if (large_key(call, id.value)) return call.dirty();
+  const core::TermKey user_key = make_term_key(call, id.value, thread_term_key_builder());
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
+    if (call.on_normal_scheduler() &&
+        !change_fits_normal(state.list, bytes_of(user_key), nullptr)) {
+      return std::nullopt;
+    }
     state.list.erase(bytes_of(user_key));
-    const ERL_NIF_TERM updates = make_updates(env, state);
+    const ERL_NIF_TERM updates = make_updates(call, state);
     state.release_payloads();
     return updates;
   });
 }
-SWITCHBOARD_RAW_NIF(member_list_delete, 2, 0);
+SWITCHBOARD_NIF(member_list_delete, 0);
 
 // member_list_subscribe(List, Session, Ranges): Ranges sorted {First, Last}
 // tuples, checked by the caller (the core checks again and throws).
-ERL_NIF_TERM member_list_subscribe(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+Result member_list_subscribe(Call& call, ListArgument list, Term session, Term ranges_term) {
+  if (large_key(call, session.value)) return call.dirty();
   std::vector<MemberList::Range> ranges;
-  ERL_NIF_TERM rest = argv[2], head;
-  while (enif_get_list_cell(env, rest, &head, &rest)) {
+  ERL_NIF_TERM rest = ranges_term.value, head;
+  while (enif_get_list_cell(call, rest, &head, &rest)) {
     int arity;
     const ERL_NIF_TERM* pair;
-    if (ranges.size() >= MemberList::kMaxRanges || !enif_get_tuple(env, head, &arity, &pair) ||
-        arity != 2) {
-      throw bad_argument(env, "ranges as {first, last} tuples", argv[2]);
+    unsigned first, last;
+    if (ranges.size() >= MemberList::kMaxRanges || !enif_get_tuple(call, head, &arity, &pair) ||
+        arity != 2 || !enif_get_uint(call, pair[0], &first) ||
+        !enif_get_uint(call, pair[1], &last)) {
+      throw bad_argument(call, "argument 3", "ranges as {first, last} tuples", ranges_term.value);
     }
-    ranges.push_back({uint32_argument(env, pair[0], "a range start"),
-                      uint32_argument(env, pair[1], "a range end")});
+    ranges.push_back({first, last});
   }
-  const core::TermKey session_key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_list(env, raw_entry<member_list_subscribe>, argc, argv, [&](State& state) {
+  const core::TermKey session_key = make_term_key(call, session.value, thread_term_key_builder());
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
     const auto known = state.list.session_payload(bytes_of(session_key));
-    const Payload payload = known ? *known : state.terms.store(env, argv[1]);
+    const Payload payload = known ? *known : state.terms.store(call, session.value);
     MemberList::Subscription result;
     try {
       result = state.list.subscribe(bytes_of(session_key), payload, ranges);
     } catch (const std::invalid_argument&) {
       if (!known) state.terms.release(payload);
-      throw bad_argument(env, "sorted, non-overlapping ranges of at most 100 items", argv[2]);
+      throw bad_argument(call, "argument 3", "sorted, non-overlapping ranges of at most 100 items",
+                         ranges_term.value);
     }
     std::vector<ERL_NIF_TERM> ops;
     for (const auto& range : result.dropped) {
-      ops.push_back(enif_make_tuple2(env, atom_invalidate, make_range(env, range)));
+      ops.push_back(enif_make_tuple2(call, atom_invalidate, make_range(call, range)));
     }
     for (const auto& range : result.added) {
-      ops.push_back(enif_make_tuple3(env, atom_sync, make_range(env, range),
-                                     make_items(env, state, range.first, range.last)));
+      ops.push_back(enif_make_tuple3(call, atom_sync, make_range(call, range),
+                                     make_items(call, state, range.first, range.last)));
     }
     state.release_payloads();
-    if (ops.empty()) return enif_make_list(env, 0);
+    if (ops.empty()) return enif_make_list(call, 0);
     const ERL_NIF_TERM op_list =
-        enif_make_list_from_array(env, ops.data(), static_cast<unsigned>(ops.size()));
-    return enif_make_list1(env, enif_make_tuple2(env, enif_make_list1(env, argv[1]), op_list));
+        enif_make_list_from_array(call, ops.data(), static_cast<unsigned>(ops.size()));
+    return enif_make_list1(call,
+                           enif_make_tuple2(call, enif_make_list1(call, session.value), op_list));
   });
 }
-SWITCHBOARD_RAW_NIF(member_list_subscribe, 3, 0);
+SWITCHBOARD_NIF(member_list_subscribe, 0);
 
-ERL_NIF_TERM member_list_unsubscribe(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  const core::TermKey session_key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_list(env, raw_entry<member_list_unsubscribe>, argc, argv, [&](State& state) {
+Result member_list_unsubscribe(Call& call, ListArgument list, Term session) {
+  if (large_key(call, session.value)) return call.dirty();
+  const core::TermKey session_key = make_term_key(call, session.value, thread_term_key_builder());
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
     state.list.unsubscribe(bytes_of(session_key));
     state.release_payloads();
     return atoms::ok;
   });
 }
-SWITCHBOARD_RAW_NIF(member_list_unsubscribe, 2, 0);
+SWITCHBOARD_NIF(member_list_unsubscribe, 0);
 
-ERL_NIF_TERM member_list_items(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  bool too_long = false;
-  const bool dirty = !on_normal_scheduler();
-  const ERL_NIF_TERM result =
-      with_list(env, raw_entry<member_list_items>, argc, argv, [&](State& state) {
-        const std::size_t size = state.list.size();
-        if (size > kDirtyItems && !dirty) {
-          too_long = true;
-          return atoms::undefined;
-        }
-        if (size == 0) return enif_make_list(env, 0);
-        return make_items(env, state, 0, size - 1);
-      });
-  if (too_long)
-    return run_dirty_cpu(env, "member_list_items", raw_entry<member_list_items>, argc, argv);
-  return result;
+Result member_list_items(Call& call, ListArgument list) {
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
+    const std::size_t size = state.list.size();
+    if (size > kDirtyItems && call.on_normal_scheduler()) return std::nullopt;
+    if (size == 0) return enif_make_list(call, 0);
+    return make_items(call, state, 0, size - 1);
+  });
 }
-SWITCHBOARD_RAW_NIF(member_list_items, 1, 0);
+SWITCHBOARD_NIF(member_list_items, 0);
 
-ERL_NIF_TERM member_list_size(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return with_list(env, raw_entry<member_list_size>, argc, argv,
-                   [&](State& state) { return enif_make_uint64(env, state.list.size()); });
+Result member_list_size(Call& call, ListArgument list) {
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
+    return enif_make_uint64(call, state.list.size());
+  });
 }
-SWITCHBOARD_RAW_NIF(member_list_size, 1, 0);
+SWITCHBOARD_NIF(member_list_size, 0);
 
-ERL_NIF_TERM member_list_counts(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return with_list(env, raw_entry<member_list_counts>, argc, argv, [&](State& state) {
+Result member_list_counts(Call& call, ListArgument list) {
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
     std::vector<ERL_NIF_TERM> groups;
     for (const auto& [payload, count] : state.list.groups()) {
       groups.push_back(
-          enif_make_tuple2(env, state.terms.get(env, payload), enif_make_uint(env, count)));
+          enif_make_tuple2(call, state.terms.get(call, payload), enif_make_uint(call, count)));
     }
     ERL_NIF_TERM keys[] = {atom_member_count, atom_online_count, atom_groups};
     ERL_NIF_TERM values[] = {
-        enif_make_uint64(env, state.list.member_count()),
-        enif_make_uint64(env, state.list.online_count()),
-        enif_make_list_from_array(env, groups.data(), static_cast<unsigned>(groups.size()))};
+        enif_make_uint64(call, state.list.member_count()),
+        enif_make_uint64(call, state.list.online_count()),
+        enif_make_list_from_array(call, groups.data(), static_cast<unsigned>(groups.size()))};
     ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, values, 3, &map);
+    enif_make_map_from_arrays(call, keys, values, 3, &map);
     return map;
   });
 }
-SWITCHBOARD_RAW_NIF(member_list_counts, 1, 0);
+SWITCHBOARD_NIF(member_list_counts, 0);
 
-ERL_NIF_TERM member_list_member_index(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  const core::TermKey user_key = make_term_key(env, argv[1], thread_term_key_builder());
-  return with_list(env, raw_entry<member_list_member_index>, argc, argv, [&](State& state) {
+Result member_list_member_index(Call& call, ListArgument list, Term id) {
+  if (large_key(call, id.value)) return call.dirty();
+  const core::TermKey user_key = make_term_key(call, id.value, thread_term_key_builder());
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
     const auto index = state.list.member_index(bytes_of(user_key));
-    return index ? enif_make_uint64(env, *index) : atoms::nil;
+    return index ? enif_make_uint64(call, *index) : atoms::nil;
   });
 }
-SWITCHBOARD_RAW_NIF(member_list_member_index, 2, 0);
+SWITCHBOARD_NIF(member_list_member_index, 0);
 
-ERL_NIF_TERM member_list_memory(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return with_list(env, raw_entry<member_list_memory>, argc, argv, [&](State& state) {
-    return enif_make_uint64(env, sizeof(MemberListResource) + sizeof(State) +
-                                     state.list.memory_bytes() + state.terms.memory_bytes());
+Result member_list_memory(Call& call, ListArgument list) {
+  return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
+    return enif_make_uint64(call, sizeof(MemberListResource) + sizeof(State) +
+                                      state.list.memory_bytes() + state.terms.memory_bytes());
   });
 }
-SWITCHBOARD_RAW_NIF(member_list_memory, 1, 0);
+SWITCHBOARD_NIF(member_list_memory, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -30,10 +30,10 @@ defmodule Switchboard.Metrics do
 
   | name | kind | meaning |
   |---|---|---|
-  | `switchboard.sessions.connected` | gauge | gateway sessions connected now |
-  | `switchboard.guilds` | gauge | guild processes running |
-  | `switchboard.frames.delivered` | counter | frames written to sessions' sockets (the dashboard's frames per second) |
-  | `switchboard.publish_to_frame_us` | histogram | µs from a guild publishing an event to the frame leaving for a session |
+  | `switchboard.sessions.connected` | gauge | `Switchboard.Session` processes alive (wired) |
+  | `switchboard.guilds` | gauge | guild processes running (wired) |
+  | `switchboard.frames.delivered` | counter | frames written to sessions' sockets (the dashboard's frames per second; wired) |
+  | `switchboard.publish_to_frame_us` | histogram | µs from a guild publishing an event to the frame leaving for a session, one frame in 8 (wired) |
   | `switchboard.gateway.bytes_raw` | counter | payload bytes before compression |
   | `switchboard.gateway.bytes_compressed` | counter | the same payloads' bytes after compression (ratio = raw / compressed) |
   | `switchboard.gateway.connections` | counter | connections accepted |
@@ -41,6 +41,13 @@ defmodule Switchboard.Metrics do
   | `switchboard.gateway.rate_limited` | counter | frames refused by a rate limit |
   | `switchboard.fanout.sends` | counter | `Switchboard.Fanout.send/3` calls (wired) |
   | `switchboard.fanout.deliveries` | counter | messages delivered by fan-out (wired) |
+  | `switchboard.guild.events` | counter | events published by guilds, tag `essential:` (wired) |
+  | `switchboard.member_list.ops` | counter | member changes: joins, leaves, presence, updates (wired) |
+  | `switchboard.member_list.change_us` | histogram | µs the member list took for one change (wired) |
+  | `switchboard.guard.busy` | counter | guarded calls refused for a full semaphore, tag `kind:` (wired) |
+
+  `Switchboard.RuntimeMetrics` lists every name the runtime reports and
+  where; `Switchboard.Guard` the semaphores around guild and registry calls.
 
   ## Examples
 

@@ -14,7 +14,8 @@ defmodule Switchboard.GatewayTest do
     "op" => 2,
     "d" => %{
       "token" => @token,
-      "intents" => 513,
+      # GUILDS, GUILD_MESSAGES and MESSAGE_CONTENT.
+      "intents" => 513 + 32_768,
       "properties" => %{"os" => "linux", "browser" => "test", "device" => "test"}
     }
   }
@@ -131,7 +132,7 @@ defmodule Switchboard.GatewayTest do
     test "PRESENCE_UPDATE (op 3) reaches the guild's sessions" do
       name = start_gateway()
       driver = driver()
-      identify = put_in(@identify, ["d", "intents"], 513 + 256)
+      identify = put_in(@identify, ["d", "intents"], 513 + 256 + 32_768)
       ready = identify(driver, "a", url(name), identify: identify)
       guild_creates(driver, "a", 2)
 
@@ -176,6 +177,112 @@ defmodule Switchboard.GatewayTest do
       publish_messages(name, first_guild(name), 1..2)
       :ok = Gateway.publish(name, first_guild(name), "TYPING_START", %{"x" => 1})
       assert %{"t" => "TYPING_START", "s" => 4} = NodeClient.payload(driver, "a")
+    end
+  end
+
+  describe "lazy member list (op 14)" do
+    defp list_keys(guild) do
+      list = Switchboard.Guild.member_list(guild)
+
+      for item <- Switchboard.Implementation.modules().member_list.items(list) do
+        case item do
+          {:group, id, count} -> "g:#{id}:#{count}"
+          {:member, id} -> "m:#{id}:#{Switchboard.Guild.member(guild, id).status}"
+        end
+      end
+    end
+
+    # Waits until the client has read everything the guild sent before now.
+    defp barrier(name, driver, id, guild_id, tag) do
+      :ok = Gateway.publish(name, guild_id, "MESSAGE_CREATE", %{"content" => tag})
+      NodeClient.until(driver, id, &(&1["payload"]["d"]["content"] == tag))
+    end
+
+    defp assert_same_list(name, driver, id, guild_id) do
+      guild = Gateway.guild(name, guild_id)
+      barrier(name, driver, id, guild_id, "barrier-#{System.unique_integer()}")
+      NodeClient.command(driver, %{cmd: "list", id: id})
+      event = NodeClient.until(driver, id, &(&1["event"] == "list"))
+      expected = list_keys(guild)
+      # Subscribed to [0, 99]: every item of the list, nothing past its end.
+      {shown, past_end} = Enum.split(event["slots"], length(expected))
+      assert shown == expected
+      assert Enum.all?(past_end, &is_nil/1)
+
+      counts =
+        Switchboard.Implementation.modules().member_list.counts(
+          Switchboard.Guild.member_list(guild)
+        )
+
+      assert event["member_count"] == counts.member_count
+      assert event["online_count"] == counts.online_count
+      assert event["groups"] == for({g, n} <- counts.groups, do: %{"id" => g, "count" => n})
+    end
+
+    test "GUILD_MEMBER_LIST_UPDATE ops keep a client's list equal to the guild's through presence changes" do
+      name = start_gateway(guilds: 1, members: 12, tokens: [@token, "other-token"])
+      driver = driver()
+      guild_id = first_guild(name)
+      identify(driver, "a", url(name))
+      [create] = guild_creates(driver, "a", 1)
+      channel = hd(create["d"]["channels"])["id"]
+
+      NodeClient.send_payload(driver, "a", %{
+        "op" => 14,
+        "d" => %{"guild_id" => guild_id, "channels" => %{channel => [[0, 99]]}}
+      })
+
+      assert %{"t" => "GUILD_MEMBER_LIST_UPDATE", "d" => sync} = NodeClient.payload(driver, "a")
+
+      assert %{
+               "id" => "everyone",
+               "guild_id" => ^guild_id,
+               "ops" => [%{"op" => "SYNC", "range" => [0, 99]}]
+             } = sync
+
+      assert_same_list(name, driver, "a", guild_id)
+
+      # Another bot changes its presence (op 3); it sees its own PRESENCE_UPDATE.
+      other =
+        identify(driver, "b", url(name),
+          identify:
+            put_in(@identify, ["d", "token"], "other-token") |> put_in(["d", "intents"], 1 + 256)
+        )["user"]["id"]
+
+      guild_creates(driver, "b", 1)
+
+      for status <- ["dnd", "invisible", "online", "idle", "invisible"] do
+        NodeClient.send_payload(driver, "b", %{
+          "op" => 3,
+          "d" => %{"status" => status, "since" => nil, "activities" => [], "afk" => false}
+        })
+
+        assert %{"t" => "PRESENCE_UPDATE", "d" => %{"user" => %{"id" => ^other}}} =
+                 NodeClient.payload(driver, "b")
+
+        assert_same_list(name, driver, "a", guild_id)
+      end
+
+      # Members joining and leaving move everything below them.
+      guild = Gateway.guild(name, guild_id)
+      user = %{"id" => "5", "username" => "aaa-first", "bot" => false}
+
+      :ok =
+        Switchboard.Guild.join(guild, Gateway.Payloads.member(Gateway.Demo.member(user), :online))
+
+      assert_same_list(name, driver, "a", guild_id)
+      :ok = Switchboard.Guild.leave(guild, other)
+      assert_same_list(name, driver, "a", guild_id)
+    end
+
+    test "a malformed op 14 is a decode error" do
+      name = start_gateway()
+      driver = driver()
+      identify(driver, "a", url(name))
+      guild_creates(driver, "a", 2)
+      bad = %{"guild_id" => first_guild(name), "channels" => %{"1" => [[5, 2]]}}
+      NodeClient.send_payload(driver, "a", %{"op" => 14, "d" => bad})
+      assert close_code(driver, "a") == 4002
     end
   end
 

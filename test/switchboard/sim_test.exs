@@ -38,4 +38,30 @@ defmodule Switchboard.SimTest do
       assert Report.text(report) =~ "verdict"
     end
   end
+
+  @tag timeout: 120_000
+  test "--nodes 1: a peer node shares the guilds and the sessions, and nothing is lost" do
+    report =
+      Sim.run(
+        nodes: 1,
+        guilds: 4,
+        members: 300,
+        sessions: 80,
+        passive: 0.5,
+        duration: 0.5,
+        progress: false
+      )
+
+    assert report.nodes == 2
+    assert report.guilds == 4
+    assert report.sessions == 80
+    assert report.verdict == "ok"
+    assert %{lost: 0, duplicated: 0, out_of_order: 0} = report
+    assert report.frames_delivered > 0
+    # Both nodes own guilds (the ring spreads 4 guilds over 2 nodes with
+    # 512 replicas each) and both host sessions (round-robin).
+    assert map_size(report.placement) == 2
+    assert Enum.all?(Map.values(report.placement), &(&1.guilds > 0 and &1.sessions > 0))
+    assert Report.json(report) =~ ~s("placement":{)
+  end
 end

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -169,6 +170,78 @@ std::optional<std::size_t> MemberList::member_index(std::string_view user_key) c
   if (!member.listed) return std::nullopt;
   const auto current = layout();
   return index_in(current, member.key, prefix_of(member.key, member.group_size));
+}
+
+MemberList::ChangeWork MemberList::change_work(std::string_view user_key,
+                                               const MemberSpec* spec) const {
+  // A change shifts or redraws every index from the first it removes or
+  // inserts (the member's entry on either side, a header that comes or goes
+  // just above it); further up it only updates headers, which reach just the
+  // ranges that hold them.
+  std::size_t low = std::numeric_limits<std::size_t>::max();
+  std::size_t headers[2];
+  std::size_t header_count = 0;
+  const auto it = by_user_.find(std::string(user_key));
+  if (it != by_user_.end() && members_[it->second].listed) {
+    const Member& member = members_[it->second];
+    const std::string_view group = prefix_of(member.key, member.group_size);
+    const std::size_t header = header_index_of(group);
+    if (const auto rank = tree_.find_index(member.key)) {
+      low = *rank + headers_up_to(group);
+      // The header goes too when the member is its group's last.
+      low = low > 0 ? low - 1 : 0;
+    }
+    headers[header_count++] = header;
+  }
+  if (spec != nullptr && spec->listed && spec->group_size <= spec->sort_key.size()) {
+    const std::string_view group = spec->sort_key.substr(0, spec->group_size);
+    const std::size_t rank = tree_.lower_bound_index(make_tree_key(spec->sort_key, 0));
+    const std::size_t at = rank + headers_up_to(group);
+    low = std::min(low, at > 0 ? at - 1 : 0);
+    headers[header_count++] = header_index_of(group);
+  }
+  ChangeWork work{0, range_order_.size(), by_session_.size()};
+  if (low == std::numeric_limits<std::size_t>::max()) return work;
+  const auto first_at_or_after = [&](std::size_t index) {
+    return std::lower_bound(
+        range_order_.begin(), range_order_.end(),
+        Range{static_cast<std::uint32_t>(std::min<std::size_t>(index, UINT32_MAX)), 0},
+        [](const std::pair<Range, std::uint32_t>& entry, const Range& r) {
+          return entry.first < r;
+        });
+  };
+  const auto from = [](std::size_t index) {
+    return index >= kMaxRangeItems ? index - kMaxRangeItems + 1 : 0;
+  };
+  const auto shifted = first_at_or_after(from(low));
+  work.reached_ranges = static_cast<std::size_t>(range_order_.end() - shifted);
+  for (std::size_t h = 0; h < header_count; ++h) {
+    if (headers[h] >= from(low)) continue;
+    for (auto range = first_at_or_after(from(headers[h]));
+         range != range_order_.end() && range->first.first <= headers[h]; ++range) {
+      work.reached_ranges += range->first.last >= headers[h] ? 1u : 0u;
+    }
+  }
+  return work;
+}
+
+// Headers at or above the group `key` (its own, if it exists, included),
+// whether or not the group exists.
+std::size_t MemberList::headers_up_to(std::string_view key) const {
+  return static_cast<std::size_t>(
+      std::upper_bound(groups_.begin(), groups_.end(), key,
+                       [](std::string_view k, const Group& group) { return k < group.key; }) -
+      groups_.begin());
+}
+
+// Where the header of group `key` is, or would go.
+std::size_t MemberList::header_index_of(std::string_view key) const {
+  std::size_t index = 0;
+  for (const auto& group : groups_) {
+    if (group.key >= key) break;
+    index += group.count + 1;
+  }
+  return index;
 }
 
 std::vector<std::pair<MemberList::Payload, std::uint32_t>> MemberList::groups() const {
@@ -689,13 +762,15 @@ void MemberList::build_updates(std::size_t step_count) {
     set_next_[set] = UINT32_MAX;
   }
 
-  entry_order_.resize(entry_ops_.size());
-  for (std::uint32_t e = 0; e < entry_order_.size(); ++e) entry_order_[e] = e;
-  std::sort(entry_order_.begin(), entry_order_.end(), [&](std::uint32_t x, std::uint32_t y) {
-    return entry_first_seq_[x] < entry_first_seq_[y];
-  });
+  // By first session: seqs are distinct, so sorting the pairs themselves
+  // (no indirection through the entry tables) gives the order.
+  entry_order_.clear();
+  for (std::uint32_t e = 0; e < entry_ops_.size(); ++e) {
+    entry_order_.emplace_back(entry_first_seq_[e], e);
+  }
+  std::sort(entry_order_.begin(), entry_order_.end());
   entries_.reserve(entry_order_.size());
-  for (const std::uint32_t e : entry_order_) {
+  for (const auto& [first_seq, e] : entry_order_) {
     const auto session_begin = static_cast<std::uint32_t>(session_out_.size());
     const std::uint32_t first = entry_first_set_[e];
     if (set_next_[first] == UINT32_MAX) {

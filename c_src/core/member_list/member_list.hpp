@@ -122,6 +122,17 @@ class MemberList {
   // Removes the session silently; false when absent.
   bool unsubscribe(std::string_view session_key);
 
+  // Before a put (`spec`) or an erase (`spec` null) of this user, an upper
+  // bound on its work, in O(log n): the ranges that may get ops (every range
+  // that can reach past the first index the change shifts or redraws), all
+  // ranges (the walk that finds them), and the sessions that may be told.
+  struct ChangeWork {
+    std::size_t reached_ranges;
+    std::size_t ranges;
+    std::size_t sessions;
+  };
+  ChangeWork change_work(std::string_view user_key, const MemberSpec* spec) const;
+
   // Items at indexes [first, last] clipped to the list, appended to `out`.
   void items(std::size_t first, std::size_t last, std::vector<Item>& out) const;
   std::optional<std::size_t> member_index(std::string_view user_key) const;
@@ -200,6 +211,8 @@ class MemberList {
 
   std::uint32_t new_member_slot();
   std::size_t group_position(std::string_view key) const;  // lower bound in groups_
+  std::size_t headers_up_to(std::string_view key) const;
+  std::size_t header_index_of(std::string_view key) const;
   static std::size_t header_index(const std::vector<LayoutEntry>& layout, std::string_view key);
   static std::size_t layout_size(const std::vector<LayoutEntry>& layout);
   std::size_t index_in(const std::vector<LayoutEntry>& layout, TermKeyView key,
@@ -263,7 +276,7 @@ class MemberList {
   std::vector<std::uint32_t> touched_sets_;
   std::vector<std::uint32_t> entry_first_set_;
   std::vector<std::uint64_t> entry_first_seq_;
-  std::vector<std::uint32_t> entry_order_;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> entry_order_;    // first seq, entry
   std::vector<std::pair<std::uint64_t, std::uint32_t>> merge_scratch_;  // seq, session slot
   // Every session in subscription order ({seq, slot}; slot UINT32_MAX for a
   // session that left), so a large entry lists its sessions without a sort.

@@ -153,6 +153,19 @@ defmodule Switchboard.Gateway.Demo do
     }
   end
 
+  @doc """
+  The status of the `index`th member of a demo guild (the bots come
+  first): every fifth offline (not the first), else every third idle
+  (from the third), the rest online.
+
+      iex> Enum.map(0..5, &Switchboard.Gateway.Demo.status/1)
+      [:online, :online, :idle, :online, :online, :offline]
+  """
+  @spec status(non_neg_integer()) :: :online | :idle | :offline
+  def status(index) when rem(index, 5) == 0 and index > 0, do: :offline
+  def status(index) when rem(index, 3) == 2, do: :idle
+  def status(_index), do: :online
+
   @doc "A guild member object for a user."
   @spec member(map()) :: map()
   def member(user) do

@@ -21,7 +21,14 @@ defmodule Switchboard.Gateway.ProtocolTest do
     forall payload <- oneof([command_shaped(), Switchboard.Property.any_term()]) do
       case Protocol.parse_command(payload) do
         {:ok, {kind, _}} ->
-          kind in [:heartbeat, :identify, :resume, :presence_update, :request_guild_members]
+          kind in [
+            :heartbeat,
+            :identify,
+            :resume,
+            :presence_update,
+            :request_guild_members,
+            :member_list_subscribe
+          ]
 
         {:ok, {:other, op, _}} ->
           op in [4, 14, 31]
@@ -105,23 +112,29 @@ defmodule Switchboard.Gateway.ProtocolTest do
              Etf.decode(:erlang.term_to_binary(%{"op" => 1, "d" => nil}))
   end
 
-  test "dispatch envelopes splice the encoded data" do
-    json = IO.iodata_to_binary(Json.dispatch(7, "MESSAGE_CREATE", Json.fragment(%{"id" => "1"})))
+  test "a guild event is prepared once for both encodings, each session framing its own" do
+    alias Switchboard.Gateway.Frames
+    prepared = Frames.prepare("MESSAGE_CREATE", %{"id" => "1", "content" => "hi"})
+    intents = Protocol.intent(:guild_messages) + Protocol.intent(:message_content)
 
-    assert Switchboard.Json.decode!(json) == %{
-             "op" => 0,
-             "s" => 7,
-             "t" => "MESSAGE_CREATE",
-             "d" => %{"id" => "1"}
-           }
+    {codec, json} = Frames.select("MESSAGE_CREATE", prepared, :json, intents, "9")
 
-    etf = IO.iodata_to_binary(Etf.dispatch(7, "READY", Etf.fragment(%{"v" => 10})))
+    assert Switchboard.Json.decode!(IO.iodata_to_binary(codec.frame(json, 7))) ==
+             %{
+               "op" => 0,
+               "s" => 7,
+               "t" => "MESSAGE_CREATE",
+               "d" => %{"id" => "1", "content" => "hi"}
+             }
 
-    assert :erlang.binary_to_term(etf) == %{
-             "op" => 0,
-             "s" => 7,
-             "t" => "READY",
-             "d" => %{"v" => 10}
-           }
+    {codec, etf} = Frames.select("MESSAGE_CREATE", prepared, :etf, intents, "9")
+
+    assert :erlang.binary_to_term(IO.iodata_to_binary(codec.frame(etf, 7))) ==
+             %{
+               "op" => 0,
+               "s" => 7,
+               "t" => "MESSAGE_CREATE",
+               "d" => %{"id" => "1", "content" => "hi"}
+             }
   end
 end
