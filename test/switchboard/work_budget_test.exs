@@ -98,6 +98,27 @@ defmodule Switchboard.WorkBudgetTest do
     end
   end
 
+  describe "Zstd" do
+    # Typed NIFs that rerun themselves dirty (call.dirty()) above 32 KiB of
+    # input or 128 KiB of output: large calls hold no normal scheduler.
+    test "large compress and decompress calls run dirty, with the same bytes" do
+      # Hex of random bytes: zstd entropy-codes it (about 300 ms for 24 MB
+      # compressed here, 70 ms decompressed), where repeated text is a few ms.
+      data = Base.encode16(:crypto.strong_rand_bytes(12_000_000))
+      frame = Switchboard.Zstd.compress(Switchboard.Zstd.compress_stream(), data)
+
+      work = fn ->
+        stream = Switchboard.Zstd.compress_stream()
+        ^frame = Switchboard.Zstd.compress(stream, data)
+
+        {:ok, ^data} =
+          Switchboard.Zstd.decompress(Switchboard.Zstd.decompress_stream(), frame, 32_000_000)
+      end
+
+      assert Switchboard.Test.SchedulerHold.long_schedules(work, 2, 40) == []
+    end
+  end
+
   describe "Fanout.send" do
     # A send of a small message counts 1 KiB of work: a 4 KiB budget ends a
     # slice after every fourth receiver, and the send yields there.
