@@ -7,8 +7,9 @@
 #   SWITCHBOARD_BENCH_QUICK=1 mix run bench/erlpack.exs
 #
 # Each sample times a loop of `ops` calls in a fresh process; figures are per
-# call. Targets (issue 4): encode <= 1.0x term_to_binary, decode (atoms:
-# :existing) <= 1.3x binary_to_term, envelope >= 5x re-encoding.
+# call. Targets (issues 4 and 15): encode <= 1.0x term_to_binary, decode
+# (atoms: :existing) <= 1.1x binary_to_term, envelope >= 5x re-encoding.
+# SWITCHBOARD_BENCH_CPU=1 measures only the encode/decode ratios, in CPU time.
 Code.require_file("support/harness.ex", __DIR__)
 Code.require_file("support/scheduler_probe.ex", __DIR__)
 Code.require_file("../test/support/test_nif.ex", __DIR__)
@@ -420,9 +421,9 @@ target_rows =
         {"met", if(encode <= 1.0, do: "yes", else: "no")}
       ],
       [
-        {"target", "#{name} decode <= 1.3x binary_to_term"},
+        {"target", "#{name} decode <= 1.1x binary_to_term"},
         {"measured", "#{Float.round(decode, 2)}x"},
-        {"met", if(decode <= 1.3, do: "yes", else: "no")}
+        {"met", if(decode <= 1.1, do: "yes", else: "no")}
       ]
     ]
   end

@@ -31,15 +31,36 @@
 
 namespace switchboard::nif {
 namespace {
+ERL_NIF_TERM& atom_existing = register_atom("existing");
+ERL_NIF_TERM& atom_binary = register_atom("binary");
+ERL_NIF_TERM& atom_create = register_atom("create");
+}  // namespace
+
+// The :atoms option, read by comparing atom terms (an atom is the same word
+// in every env): cheaper than reading its text, on every decode.
+template <>
+struct Decoder<core::etf::AtomMode> {
+  static constexpr std::string_view expected = "one of :existing, :binary, :create";
+  static bool decode(ErlNifEnv*, ERL_NIF_TERM term, core::etf::AtomMode& out) {
+    if (term == atom_existing) {
+      out = core::etf::AtomMode::existing;
+    } else if (term == atom_binary) {
+      out = core::etf::AtomMode::binary;
+    } else if (term == atom_create) {
+      out = core::etf::AtomMode::create;
+    } else {
+      return false;
+    }
+    return true;
+  }
+};
+
+namespace {
 
 namespace etf = core::etf;
 using etf::AtomMode;
 using etf::Refusal;
 using namespace erlpack;  // the Erlpack NIFs' scheduling (erlpack_shared.hpp)
-
-ERL_NIF_TERM& atom_existing = register_atom("existing");
-ERL_NIF_TERM& atom_binary = register_atom("binary");
-ERL_NIF_TERM& atom_create = register_atom("create");
 
 // Every reason decode/2 can return, made at load.
 struct ReasonAtom {
@@ -172,28 +193,6 @@ class KeyCache {
   std::array<Entry, kEntries> entries_{};
 };
 
-// A non-negative integer argument, remembered by its term. Small integers
-// are immediate terms, equal exactly when their values are, so a term seen
-// before need not be read again; a term is remembered only once it is known
-// to be one (the VM makes the same term from its value), never a bignum,
-// which lives on a heap that may later hold another.
-class SizeArgument {
- public:
-  std::uint64_t read(ErlNifEnv* env, ERL_NIF_TERM term) {
-    if (term == term_ && term_ != 0) return value_;
-    const std::uint64_t value = size_argument(env, term);
-    if (enif_make_uint64(env, value) == term) {
-      term_ = term;
-      value_ = value;
-    }
-    return value;
-  }
-
- private:
-  ERL_NIF_TERM term_ = 0;
-  std::uint64_t value_ = 0;
-};
-
 // An open container: where its items start, and whether it is a map (whose
 // even items are keys).
 struct DecodeFrame {
@@ -215,8 +214,6 @@ struct DecodeBuffers {
   // are asked for once per thread, not on every call.
   std::optional<bool> normal_scheduler;
   ERL_NIF_TERM nil = 0;
-  // The size arguments of the last call (the defaults, nearly always).
-  std::array<SizeArgument, 4> sizes;
 
   // The buffers themselves need a guard and a destructor, which cost a
   // second __tls_get_addr per lookup; a plain pointer to them costs one.
@@ -353,7 +350,7 @@ class TermBuilder {
  public:
   TermBuilder(ErlNifEnv* env, DecodeBuffers& buffers, AtomMode mode, ERL_NIF_TERM input,
               std::span<const std::uint8_t> bytes, bool cache_keys, ERL_NIF_TERM seal,
-              WorkBudget& budget)
+              CodecSlice& slice)
       : env_(env),
         seal_(seal),
         buffers_(buffers),
@@ -361,7 +358,7 @@ class TermBuilder {
         input_(input),
         bytes_(bytes),
         cache_keys_(cache_keys),
-        budget_(budget),
+        slice_(slice),
         items_(buffers.items),
         frames_(buffers.frames),
         nil_(buffers.empty_list(env)) {
@@ -395,7 +392,7 @@ class TermBuilder {
       if (text == "nil") return put(atoms::nil);
     }
     if (mode_ == AtomMode::binary) {
-      if (budget_.charge(text.size() / 256)) return out_of_time();
+      if (text.size() > kHeapBinaryBytes && slice_.bytes(text.size())) return out_of_time();
       return put(make_binary(env_, text));
     }
     const auto atom = lookup_atom(env_, buffers_, text, mode_ == AtomMode::create);
@@ -415,7 +412,8 @@ class TermBuilder {
     if (input_ != 0 && bytes.size() > kHeapBinaryBytes) {
       return put(enif_make_sub_binary(env_, input_, offset_of(bytes.data()), bytes.size()));
     }
-    if (budget_.charge(bytes.size() / 256)) return out_of_time();
+    // A small binary counts as the term it is (put), large ones their bytes.
+    if (bytes.size() > kHeapBinaryBytes && slice_.bytes(bytes.size())) return out_of_time();
     return put(copy_binary(bytes));
   }
 
@@ -573,7 +571,7 @@ class TermBuilder {
 
   bool open(bool map) {
     frames_.push_back({items_.size(), map});
-    return !budget_.charge() || out_of_time();
+    return !slice_.term() || out_of_time();
   }
   std::size_t close() {
     const std::size_t first = frames_.back().first;
@@ -598,7 +596,7 @@ class TermBuilder {
     } else {
       items_.push_back(term);
     }
-    return !budget_.charge() || out_of_time();
+    return !slice_.term() || out_of_time();
   }
 
   // The map of the `pairs` keys and values from items_[first]; false when two
@@ -631,7 +629,7 @@ class TermBuilder {
   ERL_NIF_TERM input_;  // the input binary when spans point into it, else 0
   std::span<const std::uint8_t> bytes_;
   bool cache_keys_;  // binary map keys go through buffers_.keys
-  WorkBudget& budget_;
+  CodecSlice& slice_;
   std::vector<ERL_NIF_TERM>& items_;
   std::vector<DecodeFrame>& frames_;
   ERL_NIF_TERM nil_;
@@ -639,13 +637,6 @@ class TermBuilder {
   Stop stop_ = Stop::none;
   Refusal refusal_{"invalid_term", 0};
 };
-
-AtomMode mode_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  if (term == atom_existing) return AtomMode::existing;
-  if (term == atom_binary) return AtomMode::binary;
-  if (term == atom_create) return AtomMode::create;
-  throw bad_argument(env, "one of :existing, :binary, :create", term);
-}
 
 // The size a compressed input declares it inflates to (0 when not compressed).
 std::size_t declared_inflated_size(std::span<const std::uint8_t> input) {
@@ -751,71 +742,94 @@ ERL_NIF_TERM decode_error(ErlNifEnv* env, const Refusal& refusal) {
       enif_make_tuple2(env, reason_atom(refusal.reason), enif_make_uint64(env, refusal.offset)));
 }
 
-// erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain,
-//                NewAtomAllowance, FragmentSeal)
-//   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
-ERL_NIF_TERM erlpack_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ErlNifBinary binary;
-  if (!enif_inspect_binary(env, argv[0], &binary)) throw bad_argument(env, "a binary", argv[0]);
-  const AtomMode mode = mode_argument(env, argv[1]);
-  etf::DecodeLimits limits;
-  DecodeBuffers& buffers = DecodeBuffers::get();
-  limits.max_depth = buffers.sizes[0].read(env, argv[2]);
-  limits.max_input_bytes = buffers.sizes[1].read(env, argv[3]);
-  limits.max_decompressed_bytes = buffers.sizes[2].read(env, argv[4]);
-  limits.allow_trailing_data = bool_argument(env, argv[5]);
-  limits.plain_only = bool_argument(env, argv[6]);
-  const std::span<const std::uint8_t> input(binary.data, binary.size);
+// One decode with these limits (see erlpack_decode).
+Scheduled<ERL_NIF_TERM> decode_with(Call& call, Binary binary, AtomMode mode,
+                                    etf::DecodeLimits limits, std::size_t new_atom_allowance,
+                                    Term seal) {
+  ErlNifEnv* env = call;
+  const std::span<const std::uint8_t> input(
+      reinterpret_cast<const std::uint8_t*>(binary.bytes.data()), binary.size());
   if (mode != AtomMode::create) {
-    if (const auto plain = decode_plain(env, argv[0], input, mode, limits)) return *plain;
+    if (const auto decoded = decode_plain(env, binary.term, input, mode, limits)) return *decoded;
   }
 
+  DecodeBuffers& buffers = DecodeBuffers::get();
   const std::size_t term_bytes = std::max(input.size(), declared_inflated_size(input));
   const bool normal = buffers.on_normal_scheduler();
   // atoms: :create reads the input twice (the allowance check, then the decode).
   const std::size_t dirty_bytes =
       mode == AtomMode::create ? kDirtyDecodeBytes / 2 : kDirtyDecodeBytes;
-  if (normal && term_bytes > dirty_bytes) {
-    return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
-  }
+  if (normal && term_bytes > dirty_bytes) return call.dirty();
   if (mode == AtomMode::create) {
     // No atom is made before the allowance is known to hold for the whole
     // input, up to the first structural error.
-    AtomAllowance allowance(env, buffers, buffers.sizes[3].read(env, argv[7]));
+    AtomAllowance allowance(env, buffers, new_atom_allowance);
     const auto excess = etf::locate_unknown_atom(input, AtomMode::existing, allowance, limits);
     if (excess && excess->reason == std::string_view("unknown_atom")) {
       return decode_error(env, {"too_many_atoms", excess->offset});
     }
   }
   if (normal) limits.max_work = kNormalDecodeWork;
-  WorkBudget budget(normal);
+  CodecSlice slice(env, normal);
   const bool compressed = declared_inflated_size(input) != 0;
-  TermBuilder builder(env, buffers, mode, compressed ? 0 : argv[0], input,
-                      term_bytes >= kKeyCacheMinBytes, argv[8], budget);
+  TermBuilder builder(env, buffers, mode, compressed ? 0 : binary.term, input,
+                      term_bytes >= kKeyCacheMinBytes, seal.value, slice);
   // TermBuilder::end_map has the VM refuse equal keys, so the decoder need
   // not hash every key to find them first.
   etf::DecodeLimits unchecked = limits;
   unchecked.check_duplicate_keys = false;
   const etf::DecodeStatus status = buffers.decoder_for(unchecked).decode(input, builder);
   buffers.trim_after_call(term_bytes);
+  slice.report();
   if (builder.stop() == Stop::out_of_time || status.error == etf::DecodeErrc::work_exceeded) {
-    budget.report(env);
-    return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
+    return call.dirty();
   }
-  budget.report(env);
   if (!status) {
     const Refusal refusal = refusal_for(status, builder, input, mode, env, buffers, limits);
-    if (refusal.reason == std::string_view("work_exceeded")) {
-      return run_dirty_cpu(env, "erlpack_decode", raw_entry<erlpack_decode>, argc, argv);
-    }
+    if (refusal.reason == std::string_view("work_exceeded")) return call.dirty();
     return decode_error(env, refusal);
   }
   if (!limits.allow_trailing_data) return enif_make_tuple2(env, atoms::ok, builder.result());
   const ERL_NIF_TERM rest =
-      enif_make_sub_binary(env, argv[0], status.bytes_used, input.size() - status.bytes_used);
+      enif_make_sub_binary(env, binary.term, status.bytes_used, input.size() - status.bytes_used);
   return enif_make_tuple3(env, atoms::ok, builder.result(), rest);
 }
-SWITCHBOARD_RAW_NIF(erlpack_decode, 9, 0);
+
+// erlpack_decode(Binary, Atoms, MaxDepth, MaxSize, MaxDecompressed, AllowTrailing, Plain,
+//                NewAtomAllowance, FragmentSeal)
+//   -> {ok, Term} | {ok, Term, Rest} | {error, {Reason, Offset}}
+// A decode that spends its slice (or its work units, kNormalDecodeWork) on
+// a normal scheduler starts again dirty (call.dirty(): same arguments).
+Scheduled<ERL_NIF_TERM> erlpack_decode(Call& call, Binary binary, AtomMode mode,
+                                       NonNegative<std::size_t> max_depth,
+                                       NonNegative<std::size_t> max_size,
+                                       NonNegative<std::size_t> max_decompressed,
+                                       bool allow_trailing, bool plain,
+                                       NonNegative<std::size_t> new_atom_allowance, Term seal) {
+  etf::DecodeLimits limits;
+  limits.max_depth = max_depth;
+  limits.max_input_bytes = max_size;
+  limits.max_decompressed_bytes = max_decompressed;
+  limits.allow_trailing_data = allow_trailing;
+  limits.plain_only = plain;
+  return decode_with(call, binary, mode, limits, new_atom_allowance, seal);
+}
+SWITCHBOARD_NIF(erlpack_decode, 0);
+
+// erlpack_decode_default(Binary, FragmentSeal): decode/1, every option at its
+// default (Switchboard.Erlpack.Options; the core's DecodeLimits defaults are
+// the same): two arguments to read where erlpack_decode has nine, on the
+// call that decodes every gateway payload.
+Scheduled<ERL_NIF_TERM> erlpack_decode_default(Call& call, Binary binary, Term seal) {
+  etf::DecodeLimits limits;
+  limits.max_depth = 512;
+  limits.max_input_bytes = std::size_t{64} << 20;
+  limits.max_decompressed_bytes = std::size_t{64} << 20;
+  limits.allow_trailing_data = false;
+  limits.plain_only = false;
+  return decode_with(call, binary, AtomMode::existing, limits, 0, seal);
+}
+SWITCHBOARD_NIF(erlpack_decode_default, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

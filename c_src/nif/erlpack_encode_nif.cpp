@@ -175,7 +175,7 @@ class TermEncoder {
   // `seal` is Switchboard.Erlpack.Fragment's seal: only a fragment struct
   // holding it is spliced, any other is an ordinary map.
   TermEncoder(ErlNifEnv* env, EncodeBuffers& buffers, etf::EtfEncoder& out, bool string_keys,
-              ERL_NIF_TERM seal, WorkBudget& budget, std::vector<Splice>* splices = nullptr)
+              ERL_NIF_TERM seal, CodecSlice& slice, std::vector<Splice>* splices = nullptr)
       : env_(env),
         seal_(seal),
         out_(out),
@@ -183,7 +183,7 @@ class TermEncoder {
         pending_(buffers.pending),
         buffers_(buffers),
         string_keys_(string_keys),
-        budget_(budget),
+        slice_(slice),
         splices_(splices) {
     frames_.clear();
     pending_.clear();
@@ -271,10 +271,10 @@ class TermEncoder {
   // Writes the children of the open containers until none is left.
   EncodeStatus run() {
     while (!frames_.empty()) {
-      if (budget_.charge()) return EncodeStatus::out_of_time;
+      if (slice_.term()) return EncodeStatus::out_of_time;
       // Past a megabyte of output, growing and finally copying the buffer
       // would take milliseconds of a slice: the rest is written dirty.
-      if (budget_.limited() && out_.size() > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
+      if (slice_.limited() && out_.size() > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
       EncodeFrame& frame = frames_.back();
       ERL_NIF_TERM child;
       switch (frame.kind) {
@@ -370,15 +370,17 @@ class TermEncoder {
   // 100 MB, a fun whose environment holds anything, a bignum of megabytes):
   // on a normal scheduler they are not encoded at all, but go dirty first.
   EncodeStatus append_unsized_external(ERL_NIF_TERM term) {
-    if (budget_.limited()) return EncodeStatus::needs_dirty;
+    if (slice_.limited()) return EncodeStatus::needs_dirty;
     append_external(term);
     return EncodeStatus::done;
   }
 
   EncodeStatus encode_binary(const ErlNifBinary& binary) {
-    if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
+    if (slice_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.binary(std::span<const std::uint8_t>(binary.data, binary.size));
-    budget_.charge(binary.size / 256);  // written: the next node finds the slice spent
+    // Written: the next node finds the slice spent. A small binary counts
+    // as the term it is (batched), not as a spend of its own.
+    if (binary.size > kHeapBinaryBytes) slice_.bytes(binary.size);
     return EncodeStatus::done;
   }
 
@@ -458,7 +460,7 @@ class TermEncoder {
       ++length;
       // Most lists hold maps or binaries: no need to ask whether they are strings.
       if (length == 1) bytes = enif_term_type(env_, head) == ERL_NIF_TERM_TYPE_INTEGER;
-      if ((length & 255) == 0 && budget_.charge(256)) return EncodeStatus::needs_dirty;
+      if ((length & 255) == 0 && slice_.terms(256)) return EncodeStatus::needs_dirty;
     }
     if (bytes && length <= etf::kMaxStringExtLength && enif_is_empty_list(env_, rest)) {
       std::string& chars = buffers_.chars;
@@ -486,7 +488,7 @@ class TermEncoder {
       pending_.push_back({key, false});
       pending_.push_back({value, false});
       fragment = fragment || (key == atoms::struct_field && value == atom_fragment_struct);
-      if ((pending_.size() & 511) == 0 && budget_.charge(256)) {
+      if ((pending_.size() & 511) == 0 && slice_.terms(256)) {
         enif_map_iterator_destroy(env_, &iterator);
         pending_.resize(base);
         return EncodeStatus::needs_dirty;
@@ -531,9 +533,9 @@ class TermEncoder {
       splices_->push_back({out_.size(), bytes});
       return EncodeStatus::done;
     }
-    if (budget_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
+    if (slice_.limited() && binary.size > kDirtyCopyBytes) return EncodeStatus::needs_dirty;
     out_.raw({binary.data, binary.size});
-    budget_.charge(binary.size / 256);  // written: the next node finds the slice spent
+    if (binary.size > kHeapBinaryBytes) slice_.bytes(binary.size);  // as encode_binary
     return EncodeStatus::done;
   }
 
@@ -614,7 +616,7 @@ class TermEncoder {
   std::vector<Pending>& pending_;
   EncodeBuffers& buffers_;
   bool string_keys_;
-  WorkBudget& budget_;
+  CodecSlice& slice_;
   ERL_NIF_TERM offending_ = 0;
   std::optional<ERL_NIF_TERM> current_;
   std::vector<Splice>* splices_;
@@ -633,24 +635,22 @@ ERL_NIF_TERM take_binary(ErlNifEnv* env, etf::EtfEncoder& encoder) {
   return binary_of(env, encoder.bytes());
 }
 
-// erlpack_compress(Plain, Level), dirty: compresses a finished encoding.
-ERL_NIF_TERM erlpack_compress(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  ErlNifBinary plain;
-  int level;
-  if (!enif_inspect_binary(env, argv[0], &plain) || !enif_get_int(env, argv[1], &level)) {
-    throw std::invalid_argument("corrupt erlpack_compress continuation");
-  }
+// erlpack_compress(Plain, Level), a continuation on a dirty scheduler:
+// compresses a finished encoding.
+ERL_NIF_TERM erlpack_compress(ErlNifEnv* env, std::span<const std::byte> plain,
+                              CompressionLevel level) {
   EncodeBuffers& buffers = EncodeBuffers::get();
   etf::EtfEncoder& encoder = buffers.encoder;
   encoder.clear();
-  encoder.buffer().append(plain.data, plain.size);
-  encoder.compress(level);
+  encoder.buffer().append(reinterpret_cast<const std::uint8_t*>(plain.data()), plain.size());
+  encoder.compress(level.value);
   const ERL_NIF_TERM result = take_binary(env, encoder);
   buffers.trim_after_call();
   return result;
 }
 
-ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+Scheduled<ERL_NIF_TERM> erlpack_encode_resume(Call& call, CompressionLevel level, bool string_keys,
+                                              Term output, Term position, Term seal);
 
 // The output with the spliced fragments' bytes copied in at their offsets:
 // what a walk that continues in a later call (where the fragments' terms are
@@ -694,12 +694,13 @@ ERL_NIF_TERM make_iodata(ErlNifEnv* env, const etf::EtfEncoder& out,
 
 // What an encode walk that returned leads to: the binary (compressed, on a
 // dirty scheduler if large), {error, Reason, Term}, or the walk's
-// continuation on a dirty scheduler, from where it stopped. `output` is the resource holding `out`
-// when the walk already continued from an earlier call.
-ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker,
-                        etf::EtfEncoder& out, std::optional<ERL_NIF_TERM> output, int level,
-                        ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, ERL_NIF_TERM seal,
-                        WorkBudget& budget, EncodeBuffers& buffers) {
+// continuation on a dirty scheduler, from where it stopped. `output` is the
+// resource holding `out` when the walk already continued from an earlier call.
+Scheduled<ERL_NIF_TERM> after_walk(Call& call, EncodeStatus status, TermEncoder& walker,
+                                   etf::EtfEncoder& out, std::optional<ERL_NIF_TERM> output,
+                                   CompressionLevel level, bool string_keys, ERL_NIF_TERM seal,
+                                   CodecSlice& slice, EncodeBuffers& buffers) {
+  ErlNifEnv* env = call;
   switch (status) {
     case EncodeStatus::done:
       break;
@@ -710,30 +711,30 @@ ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker
         std::swap(saved->encoder, out);
         output = saved.make_term(env);
       }
-      const ERL_NIF_TERM next[] = {level_term, string_keys_term, *output, walker.position(), seal};
-      budget.report(env);
+      const Term position{walker.position()};
+      slice.report();
       buffers.trim_after_call();
       // Dirty in both cases: yielding in 400 us slices on this scheduler was
       // measured too (the scheduler probe's p99 doubled, 1.1 -> 2.4 ms, while
       // 13 MB encodes ran), and the walk needs no restart either way.
-      return run_dirty_cpu(env, "erlpack_encode_resume", raw_entry<erlpack_encode_resume>, 5, next);
+      return call.continue_dirty<&erlpack_encode_resume>(level, string_keys, Term{*output},
+                                                         position, Term{seal});
     }
     case EncodeStatus::string_keys_collision:
       return enif_make_tuple3(env, atoms::error, atom_string_keys_collision, walker.offending());
     case EncodeStatus::bad_fragment:
       return enif_make_tuple3(env, atoms::error, atom_bad_fragment, walker.offending());
   }
-  if (level > 0 && budget.limited() && out.size() > kDirtyCompressBytes) {
-    const ERL_NIF_TERM plain = take_binary(env, out);
+  if (level.value > 0 && slice.limited() && out.size() > kDirtyCompressBytes) {
+    const Term plain{take_binary(env, out)};
     buffers.trim_after_call();
-    const ERL_NIF_TERM next[] = {plain, level_term};
-    budget.report(env);
-    return run_dirty_cpu(env, "erlpack_compress", raw_entry<erlpack_compress>, 2, next);
+    slice.report();
+    return call.continue_dirty<&erlpack_compress>(plain, level);
   }
-  if (level > 0) out.compress(level);
+  if (level.value > 0) out.compress(level.value);
   const ERL_NIF_TERM result = take_binary(env, out);
   buffers.trim_after_call();
-  budget.report(env);
+  slice.report();
   return result;
 }
 
@@ -745,72 +746,66 @@ ERL_NIF_TERM after_walk(ErlNifEnv* env, EncodeStatus status, TermEncoder& walker
 // bad_fragment, Term} for the Elixir side to raise with the term inspected.
 // A walk that outlasts its slice continues where it stopped
 // (erlpack_encode_resume) on a dirty scheduler: nothing is encoded twice.
-ERL_NIF_TERM start_encode(ErlNifEnv* env, ERL_NIF_TERM term, bool with_version, int level,
-                          ERL_NIF_TERM level_term, ERL_NIF_TERM string_keys_term, ERL_NIF_TERM seal,
-                          bool iodata) {
-  const bool string_keys = bool_argument(env, string_keys_term);
-  WorkBudget budget(on_normal_scheduler());
+Scheduled<ERL_NIF_TERM> start_encode(Call& call, ERL_NIF_TERM term, bool with_version,
+                                     CompressionLevel level, bool string_keys, ERL_NIF_TERM seal,
+                                     bool iodata) {
+  ErlNifEnv* env = call;
+  CodecSlice slice(env, call.on_normal_scheduler());
   EncodeBuffers& buffers = EncodeBuffers::get();
   etf::EtfEncoder& encoder = buffers.encoder;
   encoder.clear();
   if (with_version) encoder.version();
   std::vector<Splice>& splices = buffers.splices;
   splices.clear();
-  TermEncoder walker(env, buffers, encoder, string_keys, seal, budget, iodata ? &splices : nullptr);
+  TermEncoder walker(env, buffers, encoder, string_keys, seal, slice, iodata ? &splices : nullptr);
   const EncodeStatus status = walker.encode(term);
   if (status == EncodeStatus::done && !splices.empty()) {
     const ERL_NIF_TERM result = make_iodata(env, encoder, splices);
     buffers.trim_after_call();
-    budget.report(env);
+    slice.report();
     return result;
   }
   if (status == EncodeStatus::out_of_time || status == EncodeStatus::needs_dirty) {
     copy_splices(env, encoder, splices);
   }
-  return after_walk(env, status, walker, encoder, std::nullopt, level, level_term, string_keys_term,
-                    seal, budget, buffers);
+  return after_walk(call, status, walker, encoder, std::nullopt, level, string_keys, seal, slice,
+                    buffers);
 }
 
 // erlpack_encode_iodata(Term, StringKeys, Seal) -> iodata: encode/2's bytes,
 // with large fragments shared (see start_encode).
-ERL_NIF_TERM erlpack_encode_iodata(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  return start_encode(env, argv[0], true, 0, enif_make_int(env, 0), argv[1], argv[2], true);
+Scheduled<ERL_NIF_TERM> erlpack_encode_iodata(Call& call, Term term, bool string_keys, Term seal) {
+  return start_encode(call, term.value, true, CompressionLevel{0}, string_keys, seal.value, true);
 }
-SWITCHBOARD_RAW_NIF(erlpack_encode_iodata, 3, 0);
+SWITCHBOARD_NIF(erlpack_encode_iodata, 0);
 
-// erlpack_encode_resume(Level, StringKeys, Output, Position, Seal): the rest of a
-// walk (see TermEncoder::position), appended to the Output resource.
-ERL_NIF_TERM erlpack_encode_resume(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  int level;
-  bool string_keys;
-  EncodeOutput* output = borrow_resource<EncodeOutput>(env, argv[2]);
-  if (!enif_get_int(env, argv[0], &level) || !Decoder<bool>::decode(env, argv[1], string_keys) ||
-      output == nullptr) {
-    throw std::invalid_argument("corrupt erlpack_encode continuation");
-  }
-  WorkBudget budget(on_normal_scheduler());
+// erlpack_encode_resume(Level, StringKeys, Output, Position, Seal), a
+// continuation: the rest of a walk (see TermEncoder::position), appended to
+// the Output resource.
+Scheduled<ERL_NIF_TERM> erlpack_encode_resume(Call& call, CompressionLevel level, bool string_keys,
+                                              Term output, Term position, Term seal) {
+  EncodeOutput* saved = borrow_resource<EncodeOutput>(call, output.value);
+  if (saved == nullptr) throw std::invalid_argument("corrupt erlpack_encode continuation");
+  CodecSlice slice(call, call.on_normal_scheduler());
   EncodeBuffers& buffers = EncodeBuffers::get();
-  TermEncoder walker(env, buffers, output->encoder, string_keys, argv[4], budget);
-  const EncodeStatus status = walker.resume(argv[3]);
-  return after_walk(env, status, walker, output->encoder, argv[2], level, argv[0], argv[1], argv[4],
-                    budget, buffers);
+  TermEncoder walker(call, buffers, saved->encoder, string_keys, seal.value, slice);
+  const EncodeStatus status = walker.resume(position.value);
+  return after_walk(call, status, walker, saved->encoder, output.value, level, string_keys,
+                    seal.value, slice, buffers);
 }
 
 // erlpack_encode(Term, Level, StringKeys, Seal) -> binary with the version byte.
-ERL_NIF_TERM erlpack_encode(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  int level;
-  if (!enif_get_int(env, argv[1], &level) || level < 0 || level > 9) {
-    throw bad_argument(env, "a compression level 0..9", argv[1]);
-  }
-  return start_encode(env, argv[0], true, level, argv[1], argv[2], argv[3], false);
+Scheduled<ERL_NIF_TERM> erlpack_encode(Call& call, Term term, CompressionLevel level,
+                                       bool string_keys, Term seal) {
+  return start_encode(call, term.value, true, level, string_keys, seal.value, false);
 }
-SWITCHBOARD_RAW_NIF(erlpack_encode, 4, 0);
+SWITCHBOARD_NIF(erlpack_encode, 0);
 
 // erlpack_fragment(Term, StringKeys, Seal) -> the encoding without the version byte.
-ERL_NIF_TERM erlpack_fragment(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  return start_encode(env, argv[0], false, 0, enif_make_int(env, 0), argv[1], argv[2], false);
+Scheduled<ERL_NIF_TERM> erlpack_fragment(Call& call, Term term, bool string_keys, Term seal) {
+  return start_encode(call, term.value, false, CompressionLevel{0}, string_keys, seal.value, false);
 }
-SWITCHBOARD_RAW_NIF(erlpack_fragment, 3, 0);
+SWITCHBOARD_NIF(erlpack_fragment, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -1,34 +1,23 @@
 // What the Erlpack NIFs (erlpack_encode_nif.cpp, erlpack_decode_nif.cpp)
-// share: what a call may spend on a normal scheduler, the sizes past which
-// work starts dirty, the budget that decides when a call moves, and the
-// readers of their plain arguments.
+// share: the sizes past which work starts dirty, how their work is counted
+// in the one slice budget (WorkSlice, scheduling.hpp), and their options.
 //
-// Every call starts on the normal scheduler with a work budget of about
-// half a millisecond (checked every few hundred terms). Decodes of inputs
-// larger than kDirtyDecodeBytes go to a dirty CPU scheduler at once; any
-// other call that spends its budget gives up its partial result and runs
+// Every call starts on the normal scheduler with a WorkSlice (1 MiB of work
+// or 400 us by default; tests shrink it with set_work_budget/1). Decodes of
+// inputs larger than kDirtyDecodeBytes go to a dirty CPU scheduler at once;
+// any other call that spends its slice gives up its partial result and runs
 // again on a dirty CPU scheduler (an encode continues where it stopped).
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "nif/nif.hpp"
+#include "nif/scheduling.hpp"
 
 namespace switchboard::nif::erlpack {
 
-using Clock = std::chrono::steady_clock;
-
-// What a call may spend on a normal scheduler before it moves to a dirty one.
-constexpr auto kNormalBudget = std::chrono::microseconds(400);
-// Reading the clock costs tens of nanoseconds on these machines, as much as
-// encoding a small term, so small calls never read it: the clock starts after
-// this much work (terms, or 256 bytes copied; well under 100 us of it) and is
-// read every kUnitsPerClockCheck units after that.
-constexpr std::size_t kUnitsBeforeClock = 1024;
-constexpr std::size_t kUnitsPerClockCheck = 256;
 // Decoding runs at a few hundred MB/s here: inputs above this size would
 // outlast the budget anyway, so they start dirty.
 constexpr std::size_t kDirtyDecodeBytes = std::size_t{256} << 10;
@@ -56,42 +45,50 @@ constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
 
 inline bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
 
-class WorkBudget {
+// A term walked or built counts as its size in memory, about two words, in
+// WorkSlice bytes; binaries and atom text count their bytes. Terms are spent
+// in batches of kTermsPerSpend, so that a small call pays an increment per
+// term and never reads the clock (the slice's clock is lazy: it starts
+// after 64 batches).
+constexpr std::size_t kTermBytes = 16;
+constexpr unsigned kTermsPerSpend = 16;
+
+// The WorkSlice of one encode or decode call: limited on a normal
+// scheduler, unlimited on a dirty one (the same walk runs to the end).
+class CodecSlice {
  public:
-  explicit WorkBudget(bool limited) : limited_(limited) {}
+  explicit CodecSlice(ErlNifEnv* env, bool normal)
+      : slice_(env, normal ? SliceClock::lazy : SliceClock::unlimited) {}
 
-  // Counts `units` of work; true once the budget is spent (never when unlimited).
-  bool charge(std::size_t units = 1) {
-    units_ += units;
-    return units_ >= next_check_ && check();
+  // One term walked or built; true once the slice is over.
+  bool term() {
+    if (++terms_ < kTermsPerSpend) return false;
+    terms_ = 0;
+    return slice_.spend(kTermsPerSpend * kTermBytes);
   }
-  bool limited() const noexcept { return limited_; }
-
-  // Tells the VM how much of its slice a long call used (1% per 10 us).
-  void report(ErlNifEnv* env) const {
-    if (!started_) return;
-    const auto micros =
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
-    enif_consume_timeslice(env, micros >= 900 ? 100 : static_cast<int>(micros / 10) + 10);
-  }
+  // `count` terms at once (list cells, map pairs).
+  bool terms(std::size_t count) { return over_if(slice_.spend(count * kTermBytes)); }
+  // `count` bytes copied (a binary, atom text).
+  bool bytes(std::size_t count) { return over_if(slice_.spend(count)); }
+  bool limited() const noexcept { return slice_.limited(); }
+  // Tells the VM the time a call used when its slice did not end.
+  void report() const { slice_.report(); }
 
  private:
-  bool check() {
-    next_check_ = units_ + kUnitsPerClockCheck;
-    if (!limited_) return false;
-    if (!started_) {
-      started_ = true;
-      start_ = Clock::now();
-      return false;
-    }
-    return Clock::now() - start_ > kNormalBudget;
+  // A slice that ended on bytes also ends the next term(): work whose result
+  // is ignored ("written: the next node finds the slice spent") stops there.
+  bool over_if(bool over) {
+    if (over) terms_ = kTermsPerSpend - 1;
+    return over;
   }
 
-  bool limited_;
-  bool started_ = false;
-  std::size_t units_ = 0;
-  std::size_t next_check_ = kUnitsBeforeClock;
-  Clock::time_point start_;
+  WorkSlice slice_;
+  unsigned terms_ = 0;
+};
+
+// A zlib compression level, 0..9 (0: not compressed).
+struct CompressionLevel {
+  int value = 0;
 };
 
 template <class T>
@@ -99,18 +96,20 @@ void trim(std::vector<T>& buffer) {
   if (buffer.capacity() * sizeof(T) > kKeepBufferBytes) std::vector<T>().swap(buffer);
 }
 
-inline bool bool_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  bool value;
-  if (!Decoder<bool>::decode(env, term, value)) throw bad_argument(env, "a boolean", term);
-  return value;
-}
-
-inline std::uint64_t size_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  ErlNifUInt64 value;
-  if (!enif_get_uint64(env, term, &value)) {
-    throw bad_argument(env, "a non-negative integer", term);
-  }
-  return value;
-}
-
 }  // namespace switchboard::nif::erlpack
+
+namespace switchboard::nif {
+template <>
+struct Decoder<erlpack::CompressionLevel> {
+  static constexpr std::string_view expected = "a compression level 0..9";
+  static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, erlpack::CompressionLevel& out) {
+    return enif_get_int(env, term, &out.value) && out.value >= 0 && out.value <= 9;
+  }
+};
+template <>
+struct Encoder<erlpack::CompressionLevel> {
+  static ERL_NIF_TERM encode(ErlNifEnv* env, erlpack::CompressionLevel level) {
+    return enif_make_int(env, level.value);
+  }
+};
+}  // namespace switchboard::nif

@@ -185,20 +185,18 @@ ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int argc, const ERL_NIF
 // argv of a continuation: [Cursor, Message].
 ERL_NIF_TERM run_cursor_inline(ErlNifEnv* env, ResourcePtr<SendCursor> cursor,
                                ERL_NIF_TERM message) {
-  TimeSlice slice(env, kSendSlice);
-  const PidVector& members = *cursor->members;
   // On a dirty scheduler (a large message) every member is sent to at once.
-  const unsigned check_every = on_normal_scheduler() ? cursor->check_every : 0;
-  unsigned since_check = 0;
+  WorkSlice slice(env, on_normal_scheduler() ? SliceClock::from_start : SliceClock::unlimited);
+  const PidVector& members = *cursor->members;
+  const std::size_t send_bytes = bytes_per_receiver(cursor->check_every);
   while (cursor->next < members.size()) {
     if (enif_send(env, &members[cursor->next++], nullptr, message)) {
       ++cursor->delivered;
     } else {
       ++cursor->skipped;
     }
-    if (++since_check == check_every) {
-      since_check = 0;
-      if (cursor->next < members.size() && slice.spent()) {
+    if (slice.spend(send_bytes)) {
+      if (cursor->next < members.size()) {
         const ERL_NIF_TERM next[] = {cursor.make_term(env), message};
         return yield(env, "fanout_cursor_send", raw_entry<fanout_cursor_send_continue>, 2, next);
       }

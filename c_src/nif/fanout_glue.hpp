@@ -49,27 +49,32 @@ extern ERL_NIF_TERM& atom_bad_member;
 
 inline bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
 
-// Receivers walked (or small messages sent) between two looks at the clock.
+// A fan-out's work is counted in WorkSlice bytes (scheduling.hpp, the one
+// budget of every NIF), kCheckBytes per `check_every` receivers: a send of a
+// small message counts 1 KiB (kCheckBytes / kCheckEvery: a send, with its
+// allocation and the receiver's wake-up, costs about as much as copying
+// that), a send of a larger one what it copies (pace_for), and a receiver
+// only walked (classified, not sent to) a list cell's 16 bytes (kWalkOnly).
 inline constexpr unsigned kCheckEvery = 16;
-// Message bytes copied between two looks at the clock: a send copies the
-// message into its receiver, so a larger message is checked more often,
-// after every send from about 1 KB on.
 inline constexpr std::size_t kCheckBytes = 16 * 1024;
+inline constexpr unsigned kWalkOnly = kCheckBytes / 16;
 // A message whose one copy could take most of a time slice by itself (about
 // 0.1 ms per 256 KB) is sent from a dirty CPU scheduler: a 1M-element
 // message copied to 32 receivers is tens of ms however often the clock is
 // read.
 inline constexpr std::size_t kDirtyMessageBytes = 256 * 1024;
-// How long a fan-out holds its scheduler before yielding: short, because a
-// process woken on the same scheduler (the receivers, a timer) waits for it.
-inline constexpr std::chrono::microseconds kSendSlice{200};
 
 // How a fan-out of one message paces itself, from the bytes a send copies
 // (binaries over 64 bytes are shared, not copied).
 struct SendPace {
-  unsigned check_every;  // sends between two looks at the clock
+  unsigned check_every;  // sends per kCheckBytes of work (1..kCheckEvery)
   bool dirty;            // too large for a normal scheduler at all
 };
+
+// The WorkSlice bytes one receiver counts for at this pace.
+inline std::size_t bytes_per_receiver(unsigned check_every) {
+  return kCheckBytes / std::max(check_every, 1u);
+}
 
 SendPace pace_for(ErlNifEnv* env, ERL_NIF_TERM message);
 
@@ -96,26 +101,23 @@ enum class Receiver { local, remote, none, invalid };
 Receiver classify(ErlNifEnv* env, ERL_NIF_TERM item, ErlNifPid& pid);
 
 // The one walk over a receiver list: calls visit(kind, item, pid) for each
-// entry (raising on a bad one) and looks at the clock every `check_every`
-// entries. Returns the tail still to walk once the time slice is spent (the
-// caller yields with it), or nothing when the whole proper list is done. On
-// a dirty scheduler it walks the whole list.
+// entry (raising on a bad one) and counts each entry's work in a WorkSlice,
+// `check_every` entries per kCheckBytes (a visit that sends passes its
+// SendPace's; one that only collects, kWalkOnly). Returns the tail still to
+// walk once the slice is spent (the caller yields with it), or nothing when
+// the whole proper list is done. On a dirty scheduler it walks the whole list.
 template <class Visit>
 std::optional<ERL_NIF_TERM> walk_receivers(ErlNifEnv* env, ERL_NIF_TERM list, Visit&& visit,
-                                           unsigned check_every = kCheckEvery) {
-  TimeSlice slice(env, kSendSlice);
-  if (!on_normal_scheduler()) check_every = 0;  // never equal to a count from 1
-  unsigned since_check = 0;
+                                           unsigned check_every = kWalkOnly) {
+  WorkSlice slice(env, on_normal_scheduler() ? SliceClock::from_start : SliceClock::unlimited);
+  const std::size_t entry_bytes = bytes_per_receiver(check_every);
   ERL_NIF_TERM head;
   while (enif_get_list_cell(env, list, &head, &list)) {
     ErlNifPid pid;
     const Receiver kind = classify(env, head, pid);
     if (kind == Receiver::invalid) throw bad_receiver(env, head);
     visit(kind, head, pid);
-    if (++since_check == check_every) {
-      since_check = 0;
-      if (slice.spent()) return list;
-    }
+    if (slice.spend(entry_bytes)) return list;
   }
   if (!enif_is_empty_list(env, list)) throw improper_list(env, list);
   return std::nullopt;

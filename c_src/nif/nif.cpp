@@ -2,9 +2,12 @@
 // and error helpers.
 #include "nif/nif.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <string>
+#include <string_view>
 
 #include "core/memory.hpp"
 #include "nif/scheduling.hpp"
@@ -78,6 +81,89 @@ void make_atoms(ErlNifEnv* env) {
   for (auto& [name, slot] : extra_atoms()) slot = make_atom(env, name);
 }
 
+// ---------------------------------------------------------------------------
+// Resource types of this copy of the library and of other copies (nif.hpp,
+// note_resource_type). Fixed arrays with a published count: decoders read
+// them on any scheduler while a later load appends.
+
+constexpr int kMaxKnownTypes = 256;
+constexpr std::size_t kMaxTypeName = 63;
+constexpr std::string_view kTokenMagic = "switchboard-resource-types/1";
+
+struct KnownType {
+  char name[kMaxTypeName + 1];
+  ErlNifResourceType* type;
+};
+KnownType g_own_types[kMaxKnownTypes];
+std::atomic<int> g_own_count{0};
+KnownType g_foreign_types[kMaxKnownTypes];
+std::atomic<int> g_foreign_count{0};
+
+bool listed(const KnownType* types, const std::atomic<int>& count, ErlNifResourceType* type) {
+  const int n = count.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    if (types[i].type == type) return true;
+  }
+  return false;
+}
+
+// Loads run one at a time (the code server), so appends do not race each other.
+void append_type(KnownType* types, std::atomic<int>& count, std::string_view name,
+                 ErlNifResourceType* type) {
+  const int n = count.load(std::memory_order_relaxed);
+  if (n >= kMaxKnownTypes || listed(types, count, type)) return;
+  const std::size_t length = std::min(name.size(), kMaxTypeName);
+  std::memcpy(types[n].name, name.data(), length);
+  types[n].name[length] = '\0';
+  types[n].type = type;
+  count.store(n + 1, std::memory_order_release);
+}
+
+// load_info: the token library_info/0 gave in the copy loaded before (or
+// anything else, ignored): [magic, then per type: name length (1 byte),
+// name, the type's address (8 bytes)]. Types this copy opened are its own;
+// the others belong to copies that were unloaded.
+void learn_foreign_types(ErlNifEnv* env, ERL_NIF_TERM load_info) {
+  ErlNifBinary token;
+  if (!enif_inspect_binary(env, load_info, &token) || token.size < kTokenMagic.size() ||
+      std::memcmp(token.data, kTokenMagic.data(), kTokenMagic.size()) != 0) {
+    return;
+  }
+  std::size_t at = kTokenMagic.size();
+  while (at < token.size) {
+    const std::size_t length = token.data[at++];
+    if (at + length + sizeof(void*) > token.size) return;
+    const std::string_view name(reinterpret_cast<const char*>(token.data + at), length);
+    ErlNifResourceType* type;
+    std::memcpy(&type, token.data + at + length, sizeof type);
+    at += length + sizeof type;
+    if (!listed(g_own_types, g_own_count, type)) {
+      append_type(g_foreign_types, g_foreign_count, name, type);
+    }
+  }
+}
+
+void append_entries(std::string& token, const KnownType* types, const std::atomic<int>& count) {
+  const int n = count.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    const std::string_view name(types[i].name);
+    token.push_back(static_cast<char>(name.size()));
+    token.append(name);
+    token.append(reinterpret_cast<const char*>(&types[i].type), sizeof types[i].type);
+  }
+}
+
+// The token for the next load: this copy's types and the ones it learnt of.
+std::string resource_types_token() {
+  std::string token(kTokenMagic);
+  append_entries(token, g_own_types, g_own_count);
+  append_entries(token, g_foreign_types, g_foreign_count);
+  return token;
+}
+
+// "Elixir.Switchboard.NIF" -> "Switchboard.NIF"
+std::string_view library_module_name();
+
 bool open_resources(ErlNifEnv* env, ErlNifResourceFlags flags) {
   for (ResourceOpener opener : resource_openers()) {
     if (!opener(env, flags)) return false;
@@ -85,7 +171,7 @@ bool open_resources(ErlNifEnv* env, ErlNifResourceFlags flags) {
   return true;
 }
 
-int on_load(ErlNifEnv* env, void**, ERL_NIF_TERM) {
+int on_load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
   try {
     make_atoms(env);
     // TAKEOVER as well: a type still listed from an earlier load is taken
@@ -93,6 +179,7 @@ int on_load(ErlNifEnv* env, void**, ERL_NIF_TERM) {
     if (!open_resources(env,
                         static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER)))
       return 1;
+    learn_foreign_types(env, load_info);
     if (g_instances.fetch_add(1) == 0) ReplyThread::instance().start();
     return 0;
   } catch (...) {
@@ -100,7 +187,7 @@ int on_load(ErlNifEnv* env, void**, ERL_NIF_TERM) {
   }
 }
 
-int on_upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM) {
+int on_upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM load_info) {
   try {
     make_atoms(env);
     // TAKEOVER: resources created by the old instance stay valid and their
@@ -108,6 +195,7 @@ int on_upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM) {
     if (!open_resources(env,
                         static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER)))
       return 1;
+    learn_foreign_types(env, load_info);
     if (g_instances.fetch_add(1) == 0) ReplyThread::instance().start();
     g_upgrades.fetch_add(1);
     return 0;
@@ -129,6 +217,31 @@ ERL_NIF_TERM& register_atom(const char* name) {
 }
 
 void register_resource_opener(ResourceOpener opener) { resource_openers().push_back(opener); }
+
+void note_resource_type(const char* name, ErlNifResourceType* type) {
+  append_type(g_own_types, g_own_count, name, type);
+}
+
+bool belongs_to_unloaded_library(ErlNifEnv* env, ERL_NIF_TERM term, const char* name) {
+  const int n = g_foreign_count.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    void* object;
+    if (std::strcmp(g_foreign_types[i].name, name) == 0 &&
+        enif_get_resource(env, term, g_foreign_types[i].type, &object)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+BadArgument unloaded_library_resource(ErlNifEnv* env, std::string_view description,
+                                      ERL_NIF_TERM term) {
+  std::string expected(description);
+  expected += " of the loaded library (this one belongs to a ";
+  expected += library_module_name();
+  expected += " library that was unloaded)";
+  return bad_argument(env, expected, term);
+}
 
 void register_nif(const char* name, unsigned arity, RawNif function, unsigned flags) {
   const std::string& vm_name = nif_names().emplace_back(std::string("nif_") + name);
@@ -231,19 +344,27 @@ ERL_NIF_TERM& atom_instances = register_atom("instances");
 ERL_NIF_TERM& atom_upgrades = register_atom("upgrades");
 ERL_NIF_TERM& atom_allocated_bytes = register_atom("allocated_bytes");
 ERL_NIF_TERM& atom_reply_jobs_completed = register_atom("reply_jobs_completed");
+ERL_NIF_TERM& atom_work_slices_ended = register_atom("work_slices_ended");
+ERL_NIF_TERM& atom_resource_types = register_atom("resource_types");
 
-// %{instances:, upgrades:, allocated_bytes:, reply_jobs_completed:}: module
-// instances holding the library, reloads, bytes the core holds, and jobs the
-// reply thread finished (replies and detached frees).
+// %{instances:, upgrades:, allocated_bytes:, reply_jobs_completed:,
+// work_slices_ended:}: module instances holding the library, reloads, bytes
+// the core holds, jobs the reply thread finished (replies and detached
+// frees), WorkSlices that ran out (each one a yield or a move to a dirty
+// scheduler), and the token of this copy's resource types for the next load
+// (see note_resource_type in nif.hpp).
 ERL_NIF_TERM library_info(ErlNifEnv* env) {
-  ERL_NIF_TERM keys[] = {atom_instances, atom_upgrades, atom_allocated_bytes,
-                         atom_reply_jobs_completed};
+  ERL_NIF_TERM keys[] = {atom_instances,         atom_upgrades,
+                         atom_allocated_bytes,   atom_reply_jobs_completed,
+                         atom_work_slices_ended, atom_resource_types};
   ERL_NIF_TERM values[] = {enif_make_int(env, instance_count()),
                            enif_make_int(env, upgrade_count()),
                            enif_make_uint64(env, core::allocated_bytes()),
-                           enif_make_uint64(env, ReplyThread::instance().completed())};
+                           enif_make_uint64(env, ReplyThread::instance().completed()),
+                           enif_make_uint64(env, WorkSlice::ended_count()),
+                           make_binary(env, resource_types_token())};
   ERL_NIF_TERM map;
-  if (!enif_make_map_from_arrays(env, keys, values, 4, &map)) throw std::bad_alloc();
+  if (!enif_make_map_from_arrays(env, keys, values, std::size(keys), &map)) throw std::bad_alloc();
   return map;
 }
 SWITCHBOARD_NIF(library_info, 0);
@@ -256,6 +377,16 @@ SWITCHBOARD_NIF(library_info, 0);
 #ifndef SWITCHBOARD_NIF_MODULE
 #define SWITCHBOARD_NIF_MODULE "Elixir.Switchboard.NIF"
 #endif
+
+namespace switchboard::nif {
+namespace {
+std::string_view library_module_name() {
+  constexpr std::string_view module = SWITCHBOARD_NIF_MODULE;
+  constexpr std::string_view prefix = "Elixir.";
+  return module.starts_with(prefix) ? module.substr(prefix.size()) : module;
+}
+}  // namespace
+}  // namespace switchboard::nif
 
 extern "C" {
 // The VM looks this symbol up by name; it is the only visible one.

@@ -243,6 +243,28 @@ ResourcePtr<T> make_resource(Args&&... args) {
   return owner;
 }
 
+// Other copies of this library. A reload of the owning module from another
+// .so file (a copy at another path, a rebuild: the VM maps it anew, with its
+// own statics) opens new resource types, and resources of the old copy's
+// types are not ones this copy may read: their layout may differ. So that
+// the error says why, every copy lists the types it opened (and those it
+// learnt of) in library_info/0's :resource_types token; the owning module
+// hands the last token to the next load as load_info
+// (lib/switchboard/nif/library.ex). The types listed are pinned, never
+// freed (see open_resource_type).
+//
+// Records a type this copy opened (open_resource_type calls it).
+void note_resource_type(const char* name, ErlNifResourceType* type);
+// True when `term` is a resource of a type named `name` that another copy
+// of the library opened.
+bool belongs_to_unloaded_library(ErlNifEnv* env, ERL_NIF_TERM term, const char* name);
+// The ArgumentError for such a term, where `description` was expected:
+//   "expected argument 1 to be a Switchboard.SortedSet reference of the
+//    loaded library (this one belongs to a Switchboard.NIF library that was
+//    unloaded), got: #Reference<...>"
+BadArgument unloaded_library_resource(ErlNifEnv* env, std::string_view description,
+                                      ERL_NIF_TERM term);
+
 // Called for each registered resource type in load and upgrade.
 using ResourceOpener = bool (*)(ErlNifEnv* env, ErlNifResourceFlags flags);
 void register_resource_opener(ResourceOpener opener);
@@ -291,6 +313,7 @@ bool open_resource_type(ErlNifEnv* env, ErlNifResourceFlags flags) {
     pin->alive = false;
   }
   ResourceTraits<T>::type = type;
+  note_resource_type(ResourceTraits<T>::name, type);
   return true;
 }
 
@@ -439,7 +462,11 @@ struct Decoder<ResourcePtr<T>> {
   static std::string_view expected() { return ResourceTraits<T>::description; }
   static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, ResourcePtr<T>& out) {
     ResourceBox<T>* box = resource_box<T>(env, term);
-    if (box == nullptr) return false;
+    if (box == nullptr) {
+      if (belongs_to_unloaded_library(env, term, ResourceTraits<T>::name))
+        throw unloaded_library_resource(env, expected(), term);
+      return false;
+    }
     out = ResourcePtr<T>::share(box);
     return true;
   }
@@ -461,6 +488,8 @@ struct Decoder<Borrowed<T>> {
   static std::string_view expected() { return ResourceTraits<T>::description; }
   static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, Borrowed<T>& out) {
     out.object = borrow_resource<T>(env, term);
+    if (out.object == nullptr && belongs_to_unloaded_library(env, term, ResourceTraits<T>::name))
+      throw unloaded_library_resource(env, expected(), term);
     return out.object != nullptr;
   }
 };
@@ -1017,8 +1046,11 @@ class Call {
 };
 
 // Decodes argument `index` (0-based) or throws a BadArgument that names it.
+// Inlined into each NIF's entry: a call per argument is a measurable part
+// of a NIF that takes several (erlpack_decode takes nine) and does little.
 template <class T>
-void decode_argument(ErlNifEnv* env, const ERL_NIF_TERM argv[], std::size_t index, T& out) {
+[[gnu::always_inline]] inline void decode_argument(ErlNifEnv* env, const ERL_NIF_TERM argv[],
+                                                   std::size_t index, T& out) {
   bool decoded;
   try {
     decoded = Decoder<T>::decode(env, argv[index], out);

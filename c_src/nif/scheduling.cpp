@@ -11,7 +11,20 @@ namespace switchboard::nif {
 namespace {
 std::atomic<std::size_t> g_slice_bytes{kDefaultSliceBudget.bytes};
 std::atomic<std::int64_t> g_slice_micros{kDefaultSliceBudget.time.count()};
+std::atomic<std::uint64_t> g_slices_ended{0};
 }  // namespace
+
+bool WorkSlice::finish() {
+  over_ = true;
+  next_check_ = 0;
+  enif_consume_timeslice(env_, percent_of_timeslice());
+  g_slices_ended.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+std::uint64_t WorkSlice::ended_count() noexcept {
+  return g_slices_ended.load(std::memory_order_relaxed);
+}
 
 SliceBudget slice_budget() noexcept {
   return {g_slice_bytes.load(std::memory_order_relaxed),

@@ -18,7 +18,8 @@
 
 namespace switchboard::nif {
 
-// The one budget of a slice on a normal scheduler, for every NIF: work is
+// The one budget of a slice on a normal scheduler, for every NIF (Erlpack's
+// encode and decode, Fanout's sends and walks, the typed NIFs' yields): work is
 // counted in bytes touched (read, hashed, copied, encoded; an item that is
 // not bytes counts its size in memory), as jiffy counts bytes_per_red, and
 // a clock bounds what the byte count misjudges. By default a slice ends at
@@ -36,74 +37,104 @@ inline constexpr SliceBudget kDefaultSliceBudget{std::size_t{1} << 20,
 SliceBudget slice_budget() noexcept;
 void set_slice_budget(SliceBudget budget) noexcept;
 
+// How a WorkSlice keeps time.
+enum class SliceClock {
+  // The clock starts with the slice (the default).
+  from_start,
+  // The clock starts at the first look (after kCallsPerClock spends or
+  // kBytesPerClock bytes): a call that ends sooner never reads it. For NIFs
+  // whose small calls cost less than two clock reads (the Erlpack codec);
+  // the work before the first look (tens of us at most) is not timed.
+  lazy,
+  // No budget at all: for work already on a dirty scheduler, where the same
+  // code runs to the end. spend() never returns true.
+  unlimited,
+};
+
 // One slice of work on the current scheduler. Call `spend(bytes)` after each
 // piece of work; once it returns true the slice is over (and reported to the
-// VM): save progress and `call.yield<&next>(...)`, or go dirty.
+// VM): save progress and `call.yield<&next>(...)`, or go dirty. Once over,
+// every later spend() returns true too, and the slice is reported once.
 class WorkSlice {
  public:
-  explicit WorkSlice(ErlNifEnv* env) : env_(env), budget_(slice_budget()), start_(Clock::now()) {}
+  explicit WorkSlice(ErlNifEnv* env, SliceClock clock = SliceClock::from_start)
+      : env_(env), budget_(slice_budget()), clock_(clock) {
+    if (clock == SliceClock::from_start) start_clock();
+    if (clock == SliceClock::unlimited) next_check_ = kNever;
+  }
 
   bool spend(std::size_t bytes) {
     used_ += bytes;
-    if (used_ >= budget_.bytes) return finish();
-    // The clock costs tens of ns: read it every 64 calls or 64 KiB of work.
-    if (++calls_ < kCallsPerClock && used_ < next_clock_) return false;
-    calls_ = 0;
-    next_clock_ = used_ + kBytesPerClock;
-    if (Clock::now() - start_ >= budget_.time) return finish();
-    return false;
+    // The clock costs tens of ns: looked at every 64 calls or 64 KiB of work.
+    if (used_ < next_check_ && ++calls_ < kCallsPerClock) return false;
+    return check();
   }
   // How many more bytes this slice allows: the size of the next piece.
   std::size_t left() const noexcept { return used_ < budget_.bytes ? budget_.bytes - used_ : 0; }
   std::size_t used() const noexcept { return used_; }
+  // False for a SliceClock::unlimited slice.
+  bool limited() const noexcept { return clock_ != SliceClock::unlimited; }
+  bool over() const noexcept { return over_; }
+
+  // Tells the VM what a call whose slice did not end used of its timeslice
+  // (a slice that ended has already reported itself). Nothing when the
+  // clock never started: the call was short.
+  void report() const {
+    if (over_ || !started_) return;
+    enif_consume_timeslice(env_, percent_of_timeslice());
+  }
+
+  // Slices ended since the library loaded, in every NIF: tests compare it
+  // before and after a call to count that call's yields (library_info/0).
+  static std::uint64_t ended_count() noexcept;
 
  private:
   using Clock = std::chrono::steady_clock;
   static constexpr unsigned kCallsPerClock = 64;
   static constexpr std::size_t kBytesPerClock = std::size_t{64} << 10;
+  static constexpr std::size_t kNever = static_cast<std::size_t>(-1);
 
-  bool finish() {
+  void start_clock() {
+    started_ = true;
+    start_ = Clock::now();
+  }
+
+  bool check() {
+    calls_ = 0;
+    if (over_) return true;
+    if (clock_ == SliceClock::unlimited) {
+      next_check_ = kNever;
+      return false;
+    }
+    if (used_ >= budget_.bytes) return finish();
+    next_check_ = std::min(budget_.bytes, used_ + kBytesPerClock);
+    if (!started_) {
+      start_clock();
+      return false;
+    }
+    if (Clock::now() - start_ >= budget_.time) return finish();
+    return false;
+  }
+
+  int percent_of_timeslice() const {
+    if (!started_) return 1;
     const auto micros =
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
     // One percent of a timeslice is roughly 10 us of a 1 ms slice.
-    enif_consume_timeslice(env_, micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1);
-    return true;
+    return micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1;
   }
+
+  bool finish();
 
   ErlNifEnv* env_;
   SliceBudget budget_;
+  SliceClock clock_;
+  bool started_ = false;
+  bool over_ = false;
   Clock::time_point start_;
   std::size_t used_ = 0;
-  std::size_t next_clock_ = kBytesPerClock;
+  std::size_t next_check_ = std::min(budget_.bytes, kBytesPerClock);
   unsigned calls_ = 0;
-};
-
-// Deprecated: a clock-only slice with its own length. New code uses
-// WorkSlice (one budget, in bytes, that tests can shrink).
-// Measures one scheduler slice. `spent()` is cheap enough to call every few
-// hundred work items; once it returns true the caller saves its progress and
-// yields. The elapsed time is reported to the VM so reductions stay honest.
-class TimeSlice {
- public:
-  explicit TimeSlice(ErlNifEnv* env,
-                     std::chrono::microseconds budget = std::chrono::microseconds(500))
-      : env_(env), budget_(budget), start_(Clock::now()) {}
-
-  bool spent() {
-    const auto elapsed = Clock::now() - start_;
-    if (elapsed < budget_) return false;
-    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
-    // One percent of a timeslice is roughly 10 us of a 1 ms slice.
-    const int percent = micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1;
-    enif_consume_timeslice(env_, percent);
-    return true;
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  ErlNifEnv* env_;
-  std::chrono::microseconds budget_;
-  Clock::time_point start_;
 };
 
 // Raw forms of Call::yield / Call::dirty, for raw NIFs.

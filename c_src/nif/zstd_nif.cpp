@@ -37,7 +37,8 @@ struct ZstdCompressResource {
   compress::ZstdCompressStream stream;
   std::vector<std::uint8_t> scratch;
 };
-SWITCHBOARD_RESOURCE(ZstdCompressResource, "ZstdCompressStream");
+SWITCHBOARD_RESOURCE(ZstdCompressResource, "ZstdCompressStream",
+                     "a Switchboard.Zstd compress stream");
 
 struct ZstdDecompressResource {
   explicit ZstdDecompressResource(int window_log_max) : stream(window_log_max) {}
@@ -45,22 +46,10 @@ struct ZstdDecompressResource {
   compress::ZstdDecompressStream stream;
   std::vector<std::uint8_t> scratch;
 };
-SWITCHBOARD_RESOURCE(ZstdDecompressResource, "ZstdDecompressStream");
+SWITCHBOARD_RESOURCE(ZstdDecompressResource, "ZstdDecompressStream",
+                     "a Switchboard.Zstd decompress stream");
 
 ERL_NIF_TERM& atom_zstd_error = register_atom("zstd_error");
-
-template <class Resource>
-Resource* stream_argument(ErlNifEnv* env, ERL_NIF_TERM term, const char* expected) {
-  Resource* stream = borrow_resource<Resource>(env, term);
-  if (stream == nullptr) throw bad_argument(env, expected, term);
-  return stream;
-}
-
-ErlNifBinary binary_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
-  ErlNifBinary binary;
-  if (!enif_inspect_binary(env, term, &binary)) throw bad_argument(env, "a binary", term);
-  return binary;
-}
 
 std::unique_lock<std::mutex> take(std::mutex& lock) {
   std::unique_lock<std::mutex> held(lock, std::try_to_lock);
@@ -78,8 +67,8 @@ ERL_NIF_TERM scratch_to_binary(ErlNifEnv* env, std::vector<std::uint8_t>& scratc
   return result;
 }
 
-std::span<const std::uint8_t> span_of(const ErlNifBinary& binary) {
-  return {binary.data, binary.size};
+std::span<const std::uint8_t> span_of(std::span<const std::byte> bytes) {
+  return {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()};
 }
 
 ResourcePtr<ZstdCompressResource> zstd_compress_new(ErlNifEnv*, int64_t level, int64_t window_log,
@@ -95,10 +84,12 @@ ResourcePtr<ZstdCompressResource> zstd_compress_new(ErlNifEnv*, int64_t level, i
 }
 SWITCHBOARD_NIF(zstd_compress_new, 0);
 
-ERL_NIF_TERM zstd_compress_run(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  auto* resource =
-      stream_argument<ZstdCompressResource>(env, argv[0], "a Switchboard.Zstd compress stream");
-  const ErlNifBinary message = binary_argument(env, argv[1]);
+// zstd_compress(Stream, Message) -> the compressed message; reruns itself
+// dirty above kInlineBytes of input.
+Scheduled<ERL_NIF_TERM> zstd_compress(Call& call, Borrowed<ZstdCompressResource> resource,
+                                      std::span<const std::byte> message) {
+  const bool normal = call.on_normal_scheduler();
+  if (normal && message.size() > kInlineBytes) return call.dirty();
   auto held = take(resource->lock);
   try {
     resource->stream.compress_message(span_of(message), resource->scratch);
@@ -106,24 +97,15 @@ ERL_NIF_TERM zstd_compress_run(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     resource->scratch.clear();
     throw std::runtime_error(error.what());
   }
-  return scratch_to_binary(env, resource->scratch);
-}
-
-ERL_NIF_TERM zstd_compress(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  stream_argument<ZstdCompressResource>(env, argv[0], "a Switchboard.Zstd compress stream");
-  if (binary_argument(env, argv[1]).size > kInlineBytes) {
-    return run_dirty_cpu(env, "zstd_compress", raw_entry<zstd_compress_run>, argc, argv);
-  }
-  ERL_NIF_TERM result = zstd_compress_run(env, argc, argv);
-  report_work(env, binary_argument(env, argv[1]).size);
+  const ERL_NIF_TERM result = scratch_to_binary(call, resource->scratch);
+  if (normal) report_work(call, message.size());
   return result;
 }
-SWITCHBOARD_RAW_NIF(zstd_compress, 2, 0);
+SWITCHBOARD_NIF(zstd_compress, 0);
 
 // {context_bytes, bytes_in, bytes_out}
-std::tuple<int64_t, int64_t, int64_t> zstd_compress_info(ErlNifEnv* env, Term stream) {
-  auto* resource = stream_argument<ZstdCompressResource>(env, stream.value,
-                                                         "a Switchboard.Zstd compress stream");
+std::tuple<int64_t, int64_t, int64_t> zstd_compress_info(ErlNifEnv*,
+                                                         Borrowed<ZstdCompressResource> resource) {
   auto held = take(resource->lock);
   return {static_cast<int64_t>(resource->stream.memory_bytes()),
           static_cast<int64_t>(resource->stream.bytes_in()),
@@ -140,38 +122,28 @@ ResourcePtr<ZstdDecompressResource> zstd_decompress_new(ErlNifEnv*, int64_t wind
 }
 SWITCHBOARD_NIF(zstd_decompress_new, 0);
 
-ERL_NIF_TERM zstd_decompress_run(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  auto* resource =
-      stream_argument<ZstdDecompressResource>(env, argv[0], "a Switchboard.Zstd decompress stream");
-  const ErlNifBinary input = binary_argument(env, argv[1]);
-  ErlNifUInt64 max_output;
-  if (!enif_get_uint64(env, argv[2], &max_output)) {
-    throw bad_argument(env, "a non-negative integer output limit", argv[2]);
+// zstd_decompress(Stream, Input, MaxOutput) -> {ok, Binary} | {error, {zstd_error, Message}};
+// reruns itself dirty when the input or the output it may grow to is large.
+Scheduled<std::variant<Ok<ERL_NIF_TERM>, Error<std::tuple<ERL_NIF_TERM, std::string>>>>
+zstd_decompress(Call& call, Borrowed<ZstdDecompressResource> resource,
+                std::span<const std::byte> input, NonNegative<uint64_t> max_output) {
+  const bool normal = call.on_normal_scheduler();
+  // Output grows with the input (and is bounded by the limit): both count.
+  if (normal && (input.size() > kInlineBytes / 4 || max_output > 4 * kInlineBytes)) {
+    return call.dirty();
   }
   auto held = take(resource->lock);
   try {
     resource->stream.decompress(span_of(input), resource->scratch, max_output);
   } catch (const compress::ZstdError& error) {
     resource->scratch.clear();
-    return enif_make_tuple2(env, atoms::error,
-                            enif_make_tuple2(env, atom_zstd_error, make_binary(env, error.what())));
+    return Error{std::tuple<ERL_NIF_TERM, std::string>{atom_zstd_error, error.what()}};
   }
-  return enif_make_tuple2(env, atoms::ok, scratch_to_binary(env, resource->scratch));
+  const ERL_NIF_TERM result = scratch_to_binary(call, resource->scratch);
+  if (normal) report_work(call, max_output);
+  return Ok{result};
 }
-
-ERL_NIF_TERM zstd_decompress(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  stream_argument<ZstdDecompressResource>(env, argv[0], "a Switchboard.Zstd decompress stream");
-  // Output grows with the input (and is bounded by the limit): both count.
-  ErlNifUInt64 max_output = 0;
-  enif_get_uint64(env, argv[2], &max_output);
-  if (binary_argument(env, argv[1]).size > kInlineBytes / 4 || max_output > 4 * kInlineBytes) {
-    return run_dirty_cpu(env, "zstd_decompress", raw_entry<zstd_decompress_run>, argc, argv);
-  }
-  ERL_NIF_TERM result = zstd_decompress_run(env, argc, argv);
-  report_work(env, max_output);
-  return result;
-}
-SWITCHBOARD_RAW_NIF(zstd_decompress, 3, 0);
+SWITCHBOARD_NIF(zstd_decompress, 0);
 
 // {bytes held by every zstd context, live contexts}: native memory outside
 // the VM's allocators.

@@ -73,8 +73,6 @@ defmodule Switchboard.Erlpack do
   @type reason :: Switchboard.Erlpack.Codec.reason()
   @type error :: Switchboard.Erlpack.Codec.error()
 
-  @mib 1024 * 1024
-
   ## Encoding
 
   @doc """
@@ -132,6 +130,11 @@ defmodule Switchboard.Erlpack do
   # fragment holds the seal, whose id words then appear in the output: only
   # then (or on a chance match inside a binary) is the term encoded again by
   # the NIF, which splices the fragment's bytes.
+  # The gateway's envelope around a fragment (`%{"op" => 0, "d" => fragment,
+  # ...}`, see Switchboard.Erlpack.Fragment): the NIF's walk at once, where
+  # term_to_binary would only find the seal and the walk encode it again.
+  defp vm_encode(%{"d" => %Fragment{}} = term), do: native_encode(term, 0, false)
+
   defp vm_encode(term) do
     encoded = :erlang.term_to_binary(term)
 
@@ -165,14 +168,10 @@ defmodule Switchboard.Erlpack do
   @impl true
   @spec encode_iodata(term(), [encode_option()]) :: iodata()
   def encode_iodata(term, opts \\ []) do
+    # The NIF's walk at once: this is the call for frames around fragments,
+    # where encode/2's try with term_to_binary would find the seal and
+    # encode the term a second time.
     case Options.encode!(opts) do
-      {0, false} ->
-        encoded = :erlang.term_to_binary(term)
-
-        if Fragment.may_hold_seal?(encoded),
-          do: check_encoded(NIF.erlpack_encode_iodata(term, false, Fragment.seal())),
-          else: encoded
-
       {0, string_keys} ->
         check_encoded(NIF.erlpack_encode_iodata(term, string_keys, Fragment.seal()))
 
@@ -313,19 +312,10 @@ defmodule Switchboard.Erlpack do
           | {:error, :port_exited | :timeout}
   def decode(binary, opts \\ [])
 
+  # Every option at its default (atoms: :existing, max_depth: 512, 64 MiB
+  # limits, trailing: :error, plain: false), fixed in the NIF.
   def decode(binary, []) when is_binary(binary),
-    do:
-      NIF.erlpack_decode(
-        binary,
-        :existing,
-        512,
-        64 * @mib,
-        64 * @mib,
-        false,
-        false,
-        0,
-        Fragment.seal()
-      )
+    do: NIF.erlpack_decode_default(binary, Fragment.seal())
 
   def decode(binary, opts) when is_binary(binary) do
     options = Options.decode!(opts, true)

@@ -75,6 +75,8 @@ defmodule Switchboard.NIF do
            fragment_seal
          )
 
+  defnif erlpack_decode_default(binary, fragment_seal)
+
   # Switchboard.Gateway zstd (Switchboard.Zstd)
   defnif zstd_compress_new(level, window_log, chain_log, hash_log)
 

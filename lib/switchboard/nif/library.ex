@@ -53,10 +53,19 @@ defmodule Switchboard.NIF.Library do
       def __load_nif__ do
         {dir, library} = @switchboard_library
         path = Path.join([:code.lib_dir(:switchboard), dir, library])
+        # The resource types of the copy of the library loaded before (a
+        # token from its library_info/0): a copy from another file tells
+        # their resources apart, to say in its errors that they belong to
+        # an unloaded library (c_src/nif/nif.hpp, note_resource_type).
+        token_key = {__MODULE__, :switchboard_resource_types}
         # load_nif must be called from the module that owns the library.
-        result = :erlang.load_nif(String.to_charlist(path), 0)
+        result = :erlang.load_nif(String.to_charlist(path), :persistent_term.get(token_key, 0))
+
         # A local call: the module is not callable from outside until on_load returns.
         functions = if result == :ok, do: nif_library_functions(), else: []
+
+        if result == :ok,
+          do: :persistent_term.put(token_key, nif_library_info().resource_types)
 
         Switchboard.NIF.Library.loaded(
           __MODULE__,

@@ -31,6 +31,23 @@ defmodule Switchboard.Erlpack.SchedulingTest do
       end
     end
 
+    test "encoding a 10 MB term of small nodes, by the VM's encoder and by the NIF's walk" do
+      # Plain options: term_to_binary/1, a BIF that yields; string_keys or a
+      # fragment: the NIF's walk, which moves to a dirty scheduler when its
+      # slice ends.
+      term = for i <- 1..200_000, do: %{"id" => i, "name" => "member #{i}", "ok" => true}
+      framed = [Erlpack.fragment(%{"op" => 0}) | term]
+
+      for work <- [
+            fn -> Erlpack.encode(term) end,
+            fn -> Erlpack.encode(term, string_keys: true) end,
+            fn -> Erlpack.encode(framed) end,
+            fn -> Erlpack.encode_iodata(framed) end
+          ] do
+        assert SchedulerHold.long_schedules(work, 2, @threshold_ms) == []
+      end
+    end
+
     test "decoding a fun whose free variables hold keys crafted to collide" do
       # Under the dirty threshold (256 KB): this decode starts on a normal
       # scheduler, and its work budget moves it off.
