@@ -11,6 +11,8 @@
 // large list, large ids and a busy list go dirty; a large list is freed on
 // the reply thread.
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -164,10 +166,35 @@ using Result = Scheduled<ERL_NIF_TERM>;
 // waiting is allowed. A body returns nothing when its work turns out too
 // large for a normal scheduler (it must decide before changing anything):
 // the call is then re-run dirty, after the lock is released.
+//
+// On a normal scheduler the call's time is reported to the VM (one percent
+// of a timeslice per started 10 us): a NIF call otherwise counts as one
+// reduction, and a process looping over changes (each ~100 us) or
+// subscribes would keep its scheduler for thousands of them, milliseconds,
+// before the VM let anyone else run.
+class TimesliceReport {
+ public:
+  explicit TimesliceReport(ErlNifEnv* env) : env_(env), start_(Clock::now()) {}
+  TimesliceReport(const TimesliceReport&) = delete;
+  TimesliceReport& operator=(const TimesliceReport&) = delete;
+  ~TimesliceReport() {
+    const auto nanos =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
+    const auto percent = std::clamp<std::int64_t>((nanos + 9'999) / 10'000, 1, 100);
+    enif_consume_timeslice(env_, static_cast<int>(percent));
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  ErlNifEnv* env_;
+  Clock::time_point start_;
+};
+
 template <class Body>
 Result with_list(Call& call, MemberListResource& resource, Body&& body) {
   State& state = *resource.state;
   if (call.on_normal_scheduler()) {
+    const TimesliceReport report(call);
     std::unique_lock<std::mutex> guard(resource.lock, std::try_to_lock);
     if (!guard.owns_lock()) return call.dirty();
     if (state.terms.compaction_due()) {
