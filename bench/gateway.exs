@@ -15,7 +15,6 @@ Code.require_file("support/scheduler_probe.ex", __DIR__)
 
 alias Switchboard.Bench.{Harness, SchedulerProbe}
 alias Switchboard.Gateway
-alias Switchboard.Gateway.Codec.Json
 alias Switchboard.Gateway.Compressor.{Zlib, Zstd}
 
 defmodule GatewayBench do
@@ -89,7 +88,8 @@ defmodule GatewayBench do
 
   def payloads(count) do
     for n <- 1..count do
-      IO.iodata_to_binary(Json.dispatch(n, "MESSAGE_CREATE", Json.fragment(message_create(n))))
+      prepared = Switchboard.Codec.JSON.prepare("MESSAGE_CREATE", message_create(n))
+      IO.iodata_to_binary(Switchboard.Codec.JSON.frame(prepared, n))
     end
   end
 

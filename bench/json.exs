@@ -5,8 +5,15 @@
 # envelope with a fragment against re-encoding the event per session; and
 # scheduler latency while multi-MB inputs are encoded and decoded.
 #
-#   MIX_ENV=prod mix run bench/json.exs
-#   SWITCHBOARD_BENCH_QUICK=1 MIX_ENV=prod mix run bench/json.exs
+# Times are CPU time (the VM's, :erlang.statistics(:runtime)), robust on a
+# shared machine where wall time is not: blocks of about 40 ms of one
+# implementation, the implementations taking turns in each round, the
+# median of the rounds kept; ratios are the median of each round's ratio.
+# Start the VM so that idle schedulers sleep instead of spinning:
+#
+#   ELIXIR_ERL_OPTIONS="+sbwt none +sbwtdcpu none +sbwtdio none" \
+#     MIX_ENV=prod mix run bench/json.exs
+#   (SWITCHBOARD_BENCH_QUICK=1: fewer rounds, about a minute)
 #
 # Targets (issue 11): encode >= 2x jiffy's speed and decode >= 3x on each
 # payload; native >= 5x the twin; envelope with a fragment >= 5x re-encoding.
@@ -128,20 +135,12 @@ defmodule JsonBench do
   def frame(seq, d), do: %{"op" => 0, "s" => seq, "t" => "MESSAGE_CREATE", "d" => d}
 
   def frames(encode, event, sessions), do: for(seq <- 1..sessions, do: encode.(frame(seq, event)))
-
-  def timed(ops, {label, fun}) do
-    {label,
-     fn input ->
-       repeat(ops - 1, fun, input)
-       fun.(input)
-     end}
-  end
 end
 
 payloads = [
-  {"MESSAGE_CREATE", JsonBench.message_create(1), Harness.pick(2000, 400)},
-  {"PRESENCE_UPDATE", JsonBench.presence_update(1), Harness.pick(5000, 1000)},
-  {"GUILD_CREATE (1,000 members)", JsonBench.guild_create(1000), Harness.pick(8, 3)}
+  {"MESSAGE_CREATE", JsonBench.message_create(1), nil},
+  {"PRESENCE_UPDATE", JsonBench.presence_update(1), nil},
+  {"GUILD_CREATE (1,000 members)", JsonBench.guild_create(1000), nil}
 ]
 
 size_rows =
@@ -153,125 +152,205 @@ size_rows =
     ]
   end
 
-codec_jobs =
-  for {name, term, ops} <- payloads do
+defmodule CpuRounds do
+  # CPU ns per op of each implementation: each block (ops in a fresh
+  # process, about `block_ms` long) is timed with the VM's CPU clock (ms),
+  # the implementations take turns in each round; per implementation the
+  # median over rounds, and per candidate the median of its ratio to the
+  # baseline within each round.
+  def measure(impls, input, rounds, block_ms) do
+    counts = for {label, fun} <- impls, do: {label, fun, ops_per_block(fun, input, block_ms)}
+
+    per_round =
+      for _ <- 1..rounds do
+        for {label, fun, ops} <- counts, do: {label, cpu_ns(fun, input, ops) / ops}
+      end
+
+    labels = Enum.map(counts, &elem(&1, 0))
+    [base | _] = labels
+
+    for label <- labels do
+      times = Enum.map(per_round, &List.keyfind(&1, label, 0)) |> Enum.map(&elem(&1, 1))
+
+      ratios =
+        Enum.map(per_round, fn round ->
+          elem(List.keyfind(round, base, 0), 1) / max(elem(List.keyfind(round, label, 0), 1), 1.0)
+        end)
+
+      {label, median(times), median(ratios)}
+    end
+  end
+
+  defp ops_per_block(fun, input, block_ms) do
+    max(div(calibrate(fun, input, 1) * block_ms, 10), 1)
+  end
+
+  # Ops that take about 10 ms of wall time.
+  defp calibrate(fun, input, ops) do
+    {us, _} = :timer.tc(fn -> run_block(fun, input, ops) end)
+
+    if us >= 10_000 or ops > 10_000_000,
+      do: trunc(ops * 10_000 / max(us, 1)),
+      else: calibrate(fun, input, ops * 4)
+  end
+
+  defp cpu_ns(fun, input, ops) do
+    {before, _} = :erlang.statistics(:runtime)
+    run_block(fun, input, ops)
+    {after_, _} = :erlang.statistics(:runtime)
+    (after_ - before) * 1.0e6
+  end
+
+  defp run_block(fun, input, ops) do
+    {pid, ref} = spawn_monitor(fn -> JsonBench.repeat(ops, fun, input) end)
+    receive do: ({:DOWN, ^ref, :process, ^pid, reason} -> reason == :normal || exit(reason))
+  end
+
+  defp median(list) do
+    sorted = Enum.sort(list)
+    n = length(sorted)
+
+    if rem(n, 2) == 1,
+      do: Enum.at(sorted, div(n, 2)),
+      else: (Enum.at(sorted, div(n, 2) - 1) + Enum.at(sorted, div(n, 2))) / 2
+  end
+end
+
+rounds = Harness.pick(9, 5)
+block_ms = Harness.pick(40, 30)
+
+fmt_ns = fn ns -> Harness.format_ns(ns) end
+fmt_x = fn x -> "#{Float.round(x * 1.0, 2)}x" end
+
+# Checks first: every implementation gives the right answer.
+for {_name, term, _} <- payloads do
+  text = Json.encode!(term)
+  ^term = JsonBench.jiffy_decode(text)
+  ^term = Json.decode!(text)
+  ^term = Pure.decode!(text)
+  ^term = Json.decode!(Pure.encode!(term))
+  ^term = Json.decode!(JsonBench.jiffy_encode(term))
+end
+
+codec_results =
+  for {name, term, _} <- payloads, op <- [:encode, :decode] do
+    IO.write(:stderr, "  json: #{name} #{op}\n")
     text = Json.encode!(term)
     etf = :erlang.term_to_binary(term)
-    ^term = JsonBench.jiffy_decode(text)
 
+    {input, impls} =
+      case op do
+        :encode ->
+          {term,
+           [
+             {"jiffy", &JsonBench.jiffy_encode/1},
+             {"Switchboard.Json", &Json.encode!/1},
+             {"Switchboard.Json.Pure", &Pure.encode!/1},
+             {"term_to_binary (VM floor)", &:erlang.term_to_binary/1}
+           ]}
+
+        :decode ->
+          {text,
+           [
+             {"jiffy", &JsonBench.jiffy_decode/1},
+             {"Switchboard.Json", &JsonBench.json_decode/1},
+             {"Switchboard.Json.Pure", &JsonBench.pure_decode/1},
+             {"binary_to_term (VM floor)", fn _ -> :erlang.binary_to_term(etf) end}
+           ]}
+      end
+
+    {"#{name} #{op}", op, CpuRounds.measure(impls, input, rounds, block_ms)}
+  end
+
+codec_rows =
+  for {job, _, results} <- codec_results, {label, ns, ratio} <- results do
     [
-      [
-        name: "#{name} encode",
-        ops: ops,
-        setup: fn -> term end,
-        baseline: JsonBench.timed(ops, {"jiffy", &JsonBench.jiffy_encode/1}),
-        candidates:
-          Enum.map(
-            [
-              {"Switchboard.Json", &Json.encode!/1},
-              {"Switchboard.Json.Pure", &Pure.encode!/1},
-              {"term_to_binary (VM floor)", &:erlang.term_to_binary/1}
-            ],
-            &JsonBench.timed(ops, &1)
-          ),
-        check: fn _, out -> out == etf or JsonBench.jiffy_decode(out) == term end
-      ],
-      [
-        name: "#{name} decode",
-        ops: ops,
-        setup: fn -> text end,
-        baseline: JsonBench.timed(ops, {"jiffy", &JsonBench.jiffy_decode/1}),
-        candidates:
-          Enum.map(
-            [
-              {"Switchboard.Json", &JsonBench.json_decode/1},
-              {"Switchboard.Json.Pure", &JsonBench.pure_decode/1},
-              {"binary_to_term (VM floor, of the ETF)", fn _ -> :erlang.binary_to_term(etf) end}
-            ],
-            &JsonBench.timed(ops, &1)
-          ),
-        check: fn _, out -> out == term end
-      ]
+      {"job", job},
+      {"implementation", label},
+      {"CPU/op", fmt_ns.(ns)},
+      {"speed vs jiffy", fmt_x.(ratio)}
     ]
   end
-  |> Enum.concat()
 
 sessions = 1000
 event = JsonBench.message_create(7)
+IO.write(:stderr, "  json: envelope\n")
 
-envelope_job = [
-  name: "MESSAGE_CREATE to #{sessions} sessions",
-  ops: sessions,
-  baseline:
-    {"re-encode event per session (Json.encode!)",
-     fn _ -> JsonBench.frames(&Json.encode!/1, event, sessions) end},
-  candidates: [
-    {"fragment once + envelope (Json.encode!)",
-     fn _ -> JsonBench.frames(&Json.encode!/1, Json.fragment(event), sessions) end},
-    {"fragment once + envelope as iodata (Json.encode_to_iodata!)",
-     fn _ -> JsonBench.frames(&Json.encode_to_iodata!/1, Json.fragment(event), sessions) end},
-    # The floor of any envelope: the frame's own four keys, no payload.
-    {"envelope with no payload (floor)",
-     fn _ -> JsonBench.frames(&Json.encode!/1, nil, sessions) end},
-    {"re-encode per session (jiffy)",
-     fn _ -> JsonBench.frames(&JsonBench.jiffy_encode/1, event, sessions) end},
-    {"fragment once + envelope (Pure.encode_to_iodata!)",
-     fn _ -> JsonBench.frames(&Pure.encode_to_iodata!/1, Pure.fragment(event), sessions) end}
-  ],
-  check: fn _, frames ->
-    frame = frames |> List.last() |> IO.iodata_to_binary() |> Json.decode!()
-    frame in [JsonBench.frame(sessions, event), JsonBench.frame(sessions, nil)]
+envelope_results =
+  CpuRounds.measure(
+    [
+      {"re-encode event per session (Json.encode!)",
+       fn _ -> JsonBench.frames(&Json.encode!/1, event, sessions) end},
+      {"fragment once + envelope (Json.encode!)",
+       fn _ -> JsonBench.frames(&Json.encode!/1, Json.fragment(event), sessions) end},
+      {"fragment once + envelope as iodata (Json.encode_to_iodata!)",
+       fn _ -> JsonBench.frames(&Json.encode_to_iodata!/1, Json.fragment(event), sessions) end},
+      # The floor of any envelope: the frame's own four keys, no payload.
+      {"envelope with no payload (floor)",
+       fn _ -> JsonBench.frames(&Json.encode!/1, nil, sessions) end},
+      {"re-encode per session (jiffy)",
+       fn _ -> JsonBench.frames(&JsonBench.jiffy_encode/1, event, sessions) end},
+      {"fragment once + envelope (Pure.encode_to_iodata!)",
+       fn _ -> JsonBench.frames(&Pure.encode_to_iodata!/1, Pure.fragment(event), sessions) end}
+    ],
+    nil,
+    rounds,
+    block_ms
+  )
+
+envelope_rows =
+  for {label, ns, ratio} <- envelope_results do
+    [
+      {"MESSAGE_CREATE to #{sessions} sessions", label},
+      {"CPU per session", fmt_ns.(ns / sessions)},
+      {"speed vs re-encoding", fmt_x.(ratio)}
+    ]
   end
-]
 
-rows = Harness.run("json", codec_jobs ++ [envelope_job], size_rows)
-
-speedup = fn job, label ->
-  row = Enum.find(rows, &(&1.job == job))
-  Enum.find(row.candidates, &(&1.label == label)).ratio
-end
+ratio_of = fn results, label -> results |> List.keyfind(label, 0) |> elem(2) end
+ns_of = fn results, label -> results |> List.keyfind(label, 0) |> elem(1) end
 
 target_row = fn target, measured, floor, met ->
   [
     {"target", target},
-    {"measured", "#{Float.round(measured, 2)}x"},
+    {"measured", fmt_x.(measured)},
     {"floor", floor},
     {"met", if(met, do: "yes", else: "no")}
   ]
 end
 
 target_rows =
-  for {name, _, _} <- payloads, {op, min} <- [{"encode", 2}, {"decode", 3}] do
-    job = "#{name} #{op}"
-    native = speedup.(job, "Switchboard.Json")
-    twin = speedup.(job, "Switchboard.Json.Pure")
-    floor_label = Enum.find(rows, &(&1.job == job)).candidates |> List.last() |> Map.get(:label)
-    floor = speedup.(job, floor_label)
+  for {job, op, results} <- codec_results do
+    min = if op == :encode, do: 2, else: 3
+    native = ratio_of.(results, "Switchboard.Json")
+    floor_label = results |> List.last() |> elem(0)
+    floor = ratio_of.(results, floor_label)
+    twin = ns_of.(results, "Switchboard.Json.Pure") / ns_of.(results, "Switchboard.Json")
 
     [
       target_row.(
         "#{job} >= #{min}x jiffy",
         native,
-        "VM's ETF codec: #{Float.round(floor, 2)}x jiffy",
+        "VM's ETF codec: #{fmt_x.(floor)} jiffy",
         native >= min
       ),
-      target_row.("#{job} native >= 5x twin", native / twin, "", native / twin >= 5)
+      target_row.("#{job} native >= 5x twin", twin, "", twin >= 5)
     ]
   end
   |> Enum.concat()
 
-envelope_rows =
+envelope_target_rows =
   for label <- [
         "fragment once + envelope (Json.encode!)",
         "fragment once + envelope as iodata (Json.encode_to_iodata!)"
       ] do
-    measured = speedup.(envelope_job[:name], label)
-    floor = speedup.(envelope_job[:name], "envelope with no payload (floor)")
+    measured = ratio_of.(envelope_results, label)
+    floor = ratio_of.(envelope_results, "envelope with no payload (floor)")
 
     target_row.(
       "#{label} >= 5x re-encoding",
       measured,
-      "no payload at all: #{Float.round(floor, 2)}x",
+      "no payload at all: #{fmt_x.(floor)}",
       measured >= 5
     )
   end
@@ -309,4 +388,8 @@ probe_rows = [
   )
 ]
 
-Harness.run("json-targets", [], target_rows ++ envelope_rows ++ probe_rows)
+Harness.run(
+  "json",
+  [],
+  size_rows ++ codec_rows ++ envelope_rows ++ target_rows ++ envelope_target_rows ++ probe_rows
+)

@@ -9,6 +9,7 @@
 # processes. The floor row is two calls of an empty NIF (diag_add), what any
 # NIF pair costs.
 Code.require_file("support/harness.ex", __DIR__)
+Code.require_file("../test/support/test_nif.ex", __DIR__)
 Code.require_file("support/concurrency.ex", __DIR__)
 Code.require_file("support/scheduler_probe.ex", __DIR__)
 
@@ -70,8 +71,8 @@ defmodule SemaphoreBench do
   def floor_loop(0), do: :ok
 
   def floor_loop(n) do
-    3 = Switchboard.NIF.diag_add(1, 2)
-    3 = Switchboard.NIF.diag_add(1, 2)
+    3 = Switchboard.Test.NIF.diag_add(1, 2)
+    3 = Switchboard.Test.NIF.diag_add(1, 2)
     floor_loop(n - 1)
   end
 
@@ -159,7 +160,7 @@ defmodule SemaphoreBench do
         "reference: 10 MB FNV-1a dirty CPU NIF, in a loop",
         SchedulerProbe.measure(
           fn ->
-            Switchboard.NIF.diag_fnv1a_dirty(
+            Switchboard.Test.NIF.diag_fnv1a_dirty(
               elem(:persistent_term.get(:semaphore_bench_big_name), 1)
             )
           end,

@@ -84,3 +84,41 @@ TEST_CASE("concurrent readers see a consistent set while a writer inserts", "[so
   REQUIRE(reads.load() > 0);
   set.read()->check_invariants();
 }
+
+TEST_CASE("readers, writers and erasers at once keep the tree whole", "[sorted_set]") {
+  SortedSet set;
+  for (std::int64_t i = 0; i < 2000; ++i) set.write()->insert(integer_key(i * 2));
+  std::atomic<bool> broken{false};
+  std::vector<std::thread> threads;
+  // Two writers own disjoint odd keys, add and remove them; readers check
+  // that the even keys are always there at their rank plus the odd ones.
+  for (int w = 0; w < 2; ++w) {
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 3000; ++round) {
+        const TermKey key = integer_key((round % 1000) * 4 + 1 + w * 2);
+        if (auto access = set.try_write(100)) {
+          if (round % 2 == 0) {
+            (*access)->insert(key);
+          } else {
+            (*access)->erase(key);
+          }
+        } else {
+          set.write()->insert(key);
+        }
+      }
+    });
+  }
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&] {
+      for (int round = 0; round < 3000; ++round) {
+        auto access = set.read();
+        const auto index = access->find_index(integer_key((round % 2000) * 2));
+        const std::size_t size = access->size();
+        if (!index || size < 2000 || size > 4000) broken = true;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  REQUIRE(!broken.load());
+  set.read()->check_invariants();
+}

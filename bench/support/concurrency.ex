@@ -18,13 +18,18 @@ defmodule Switchboard.Bench.Concurrency do
   Runs `rounds` interleaved rounds of every `{label, loop}` in `impls`;
   `loop.(ops)` does `ops` operations in the calling process. Returns
   `%{label => [ns per operation, one per round]}`.
+
+  `clock` (a function returning ns) is what is read before and after each
+  round: wall time by default; a CPU clock of the whole VM (e.g.
+  `Switchboard.Test.NIF.diag_process_cpu_ns/0`) gives CPU time per
+  operation, which other programs on a shared machine do not inflate.
   """
-  def interleaved(impls, procs, total_ops, rounds) do
+  def interleaved(impls, procs, total_ops, rounds, clock \\ &wall_ns/0) do
     per_process = max(div(total_ops, procs), 1)
 
     results =
       for round <- 1..rounds, {label, loop} <- rotate(impls, round) do
-        {label, ns_per_op(loop, procs, per_process)}
+        {label, ns_per_op(loop, procs, per_process, clock)}
       end
 
     Enum.group_by(results, &elem(&1, 0), &elem(&1, 1))
@@ -35,7 +40,9 @@ defmodule Switchboard.Bench.Concurrency do
     Enum.drop(list, shift) ++ Enum.take(list, shift)
   end
 
-  defp ns_per_op(loop, procs, per_process) do
+  defp wall_ns, do: System.monotonic_time(:nanosecond)
+
+  defp ns_per_op(loop, procs, per_process, clock) do
     parent = self()
 
     pids =
@@ -52,7 +59,7 @@ defmodule Switchboard.Bench.Concurrency do
 
     # Let every process reach its receive before the clock starts.
     Process.sleep(5)
-    start = System.monotonic_time(:nanosecond)
+    start = clock.()
     Enum.each(pids, &send(&1, :go))
 
     for pid <- pids do
@@ -61,7 +68,7 @@ defmodule Switchboard.Bench.Concurrency do
       end
     end
 
-    (System.monotonic_time(:nanosecond) - start) / (procs * per_process)
+    (clock.() - start) / (procs * per_process)
   end
 
   @doc """

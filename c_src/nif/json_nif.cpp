@@ -2,23 +2,35 @@
 // JSON text to terms through the core Reader with a handler that builds the
 // terms directly (no intermediate document).
 //
-// Scheduling: a call on a normal scheduler counts its work in bytes (read,
-// written, copied) and checks the clock every kUnitsPerClockCheck units; a
-// call that outlasts its slice (kNormalBudget) stops and starts over on a
-// dirty CPU scheduler, so at most one slice of work is done twice. Inputs
-// known to be large (decode of more than kInlineDecodeBytes) go dirty at once.
+// Scheduling. A decode or validate knows its input's size, and one larger
+// than an inline share of the one work budget (WorkSlice, scheduling.hpp)
+// reruns on a dirty CPU scheduler before any work. An encode cannot know
+// its size without walking the term, and the walk (term_size.hpp) costs as
+// much as the term accesses of the encode itself: 1.1 us of a 2.4 us
+// MESSAGE_CREATE encode, measured. So an encode moves at once only when
+// its root shows it is large (a long binary, map or list); otherwise it
+// runs inline up to kFirstTryBytes of counted work (about 8 us), which
+// every gateway payload fits, and a term that needs more reruns dirty: at
+// most that much is done twice, where a slice on the clock redid 100 us.
+// The codec's state holds terms and map iterators of the calling env,
+// which a yield would leave stale, so its continuation is always a dirty
+// rerun, never a yield.
 #include <erl_nif.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "core/json/parse_error.hpp"
@@ -32,7 +44,6 @@ namespace switchboard::nif {
 namespace {
 
 namespace json = core::json;
-using Clock = std::chrono::steady_clock;
 
 ERL_NIF_TERM& atom_fragment_struct = register_atom("Elixir.Switchboard.Json.Fragment");
 ERL_NIF_TERM& atom_encoded = register_atom("encoded");
@@ -44,21 +55,106 @@ ERL_NIF_TERM& atom_duplicate_key = register_atom("duplicate_key");
 ERL_NIF_TERM& atom_invalid_fragment = register_atom("invalid_fragment");
 ERL_NIF_TERM& atom_improper_list = register_atom("improper_list");
 ERL_NIF_TERM& atom_unknown_atom = register_atom("unknown_atom");
+ERL_NIF_TERM& atom_json = register_atom("json");
+ERL_NIF_TERM& atom_javascript_safe = register_atom("javascript_safe");
+ERL_NIF_TERM& atom_html_safe = register_atom("html_safe");
+ERL_NIF_TERM& atom_unicode_safe = register_atom("unicode_safe");
 
-// A slice on a normal scheduler: well under the 1 ms the VM asks for, and
-// short because a call that outlasts it starts over on a dirty scheduler:
-// the slice is the work done twice (a quarter of a 300 KB encode at 400 us).
-constexpr auto kNormalBudget = std::chrono::microseconds(100);
-// Work units (bytes) between two clock reads: a few microseconds of work.
-constexpr std::size_t kUnitsPerClockCheck = 16 * 1024;
-// Work units (bytes) that surely fit in a slice at the writer's speed (over
-// 1 GB/s); one piece of work larger than this is done off the normal
-// schedulers.
-constexpr std::size_t kUnitsPerSlice = 128 * 1024;
-// Decode inputs larger than this go straight to a dirty scheduler: at the
-// reader's speed (several hundred MB/s building terms) they need more than
-// a slice anyway.
+// The options, as the tuples Switchboard.Json.Options builds once per call
+// site (a literal for the defaults): read by position, each element by its
+// type, with no atom lookups (a map or keyword list, decoded field by field,
+// costs a few hundred ns per call, a third of a small decode).
+struct EncodeOptions {
+  json::Escape escape = json::Escape::json;
+  bool strict = false;  // maps: :strict
+  static constexpr auto elements = std::tuple{&EncodeOptions::escape, &EncodeOptions::strict};
+};
+
+struct DecodeOptions {
+  bool atom_keys = false;  // keys: :atoms!
+  NonNegative<std::size_t> max_depth;
+  NonNegative<std::size_t> max_size;
+  static constexpr auto elements =
+      std::tuple{&DecodeOptions::atom_keys, &DecodeOptions::max_depth, &DecodeOptions::max_size};
+};
+
+template <class T>
+bool decode_element(ErlNifEnv* env, ERL_NIF_TERM term, T& out) {
+  return Decoder<T>::decode(env, term, out);
+}
+
+// A struct from a tuple of its `elements`, in order.
+template <class S>
+bool decode_tuple_struct(ErlNifEnv* env, ERL_NIF_TERM term, S& out) {
+  constexpr std::size_t size = std::tuple_size_v<decltype(S::elements)>;
+  int arity;
+  const ERL_NIF_TERM* items;
+  if (!enif_get_tuple(env, term, &arity, &items) || arity != static_cast<int>(size)) return false;
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return (decode_element(env, items[I], out.*std::get<I>(S::elements)) && ...);
+  }
+  (std::make_index_sequence<size>{});
+}
+
+}  // namespace
+
+template <>
+struct Decoder<json::Escape> {
+  static constexpr std::string_view expected =
+      "one of :json, :javascript_safe, :html_safe, :unicode_safe";
+  static bool decode(ErlNifEnv*, ERL_NIF_TERM term, json::Escape& out) {
+    // Atoms are immediate: the same atom is the same word.
+    if (term == atom_json) {
+      out = json::Escape::json;
+    } else if (term == atom_javascript_safe) {
+      out = json::Escape::javascript_safe;
+    } else if (term == atom_html_safe) {
+      out = json::Escape::html_safe;
+    } else if (term == atom_unicode_safe) {
+      out = json::Escape::unicode_safe;
+    } else {
+      return false;
+    }
+    return true;
+  }
+};
+
+template <>
+struct Decoder<EncodeOptions> {
+  static constexpr std::string_view expected = "a tuple {escape, strict}";
+  static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, EncodeOptions& out) {
+    return decode_tuple_struct(env, term, out);
+  }
+};
+
+template <>
+struct Decoder<DecodeOptions> {
+  static constexpr std::string_view expected = "a tuple {atom_keys, max_depth, max_size}";
+  static bool decode(ErlNifEnv* env, ERL_NIF_TERM term, DecodeOptions& out) {
+    return decode_tuple_struct(env, term, out);
+  }
+};
+
+namespace {
+
+// Counted work (bytes written, copied or scanned; 8 to 24 per number or
+// container) an encode does inline before it reruns dirty: about 8 us, some
+// 6x a MESSAGE_CREATE. Half the WorkSlice's budget when a test shrinks it.
+constexpr std::size_t kFirstTryBytes = 8 * 1024;
+// Counted work an encode does before it starts reading the clock.
+constexpr std::size_t kClockFreeBytes = 2 * 1024;
+// The per-item estimate of a root map or list's size: no JSON item is
+// shorter than two bytes, plus the container's bookkeeping.
+constexpr std::size_t kMinItemBytes = 8;
+// Decode inputs longer than this (or than the WorkSlice's budget) run on a
+// dirty scheduler: at the reader's speed building terms (several hundred
+// MB/s) they would hold a normal scheduler for over 100 us.
 constexpr std::size_t kInlineDecodeBytes = 64 * 1024;
+// Validating builds nothing, so four times as much runs inline.
+constexpr std::size_t kInlineValidateBytes = 4 * kInlineDecodeBytes;
+// Inline work the VM is told about: one percent of a timeslice per this
+// many bytes (about 10 us of work), and nothing for less.
+constexpr std::size_t kBytesPerTimeslicePercent = 8 * 1024;
 // Fragments of at least this size are listed as their own binary by
 // encode_to_iodata instead of copied.
 constexpr std::size_t kSpliceMinBytes = 256;
@@ -68,38 +164,23 @@ constexpr std::size_t kHeapBinaryBytes = 64;
 // Thread-local buffers that grew past this are given back after the call.
 constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
 
-bool on_normal_scheduler() { return enif_thread_type() == ERL_NIF_THR_NORMAL_SCHEDULER; }
+// Calls moved to a dirty scheduler (json_dirty_runs/0, for tests): before
+// any work, and after inline work ran out (work done twice, which the
+// estimate is there to avoid).
+std::atomic<std::uint64_t> g_moved_before_work{0};
+std::atomic<std::uint64_t> g_moved_after_work{0};
 
-class WorkBudget {
- public:
-  explicit WorkBudget(bool limited) : limited_(limited), start_(Clock::now()) {}
+Rescheduled go_dirty(const Call& call, bool after_work = false) {
+  (after_work ? g_moved_after_work : g_moved_before_work).fetch_add(1, std::memory_order_relaxed);
+  return call.dirty();
+}
 
-  // Counts `units` of work about to be done; true once a limited budget's
-  // slice is spent, or when this one piece (a long string) would outlast a
-  // slice by itself: the clock is read between pieces, never inside one.
-  bool charge(std::size_t units) {
-    if (limited_ && units > kUnitsPerSlice) return true;
-    units_ += units;
-    if (units_ < next_check_) return false;
-    next_check_ = units_ + kUnitsPerClockCheck;
-    return limited_ && Clock::now() - start_ > kNormalBudget;
-  }
-  bool limited() const noexcept { return limited_; }
-
-  // Tells the VM how much of its slice the call used (1% per 10 us).
-  void report(ErlNifEnv* env) const {
-    if (units_ < kUnitsPerClockCheck) return;
-    const auto micros =
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
-    enif_consume_timeslice(env, micros >= 1000 ? 100 : static_cast<int>(micros / 10) + 1);
-  }
-
- private:
-  bool limited_;
-  Clock::time_point start_;
-  std::size_t units_ = 0;
-  std::size_t next_check_ = kUnitsPerClockCheck;
-};
+// Tells the VM about inline work the WorkSlice did not report.
+void report_inline_work(ErlNifEnv* env, std::size_t bytes) {
+  if (bytes < kBytesPerTimeslicePercent) return;
+  enif_consume_timeslice(
+      env, static_cast<int>(std::min<std::size_t>(100, 1 + bytes / kBytesPerTimeslicePercent)));
+}
 
 template <class T>
 void trim(std::vector<T>& buffer) {
@@ -165,6 +246,40 @@ class AtomNames {
   std::array<Entry, std::size_t{1} << kSlotBits> entries_;
 };
 
+// An encode's first try on a normal scheduler: counted bytes up to
+// kFirstTryBytes (half the library's work budget when a test shrinks it),
+// and past kClockFreeBytes the WorkSlice of that budget watching the clock
+// as well. Below that a call is too short for a clock read (20-30 ns, 5% of
+// a small encode) to tell anything. Off the normal schedulers: unlimited.
+class FirstTry {
+ public:
+  FirstTry(ErlNifEnv* env, bool limited)
+      : env_(env),
+        limited_(limited),
+        limit_(limited ? std::min(kFirstTryBytes, slice_budget().bytes / 2) : SIZE_MAX) {}
+
+  bool limited() const noexcept { return limited_; }
+  std::size_t limit() const noexcept { return limit_; }
+  std::size_t used() const noexcept { return used_; }
+
+  // Counts `bytes` about to be written; false once the try is over.
+  bool spend(std::size_t bytes) {
+    if (!limited_) return true;
+    used_ += bytes;
+    if (used_ > limit_) return false;
+    if (used_ <= kClockFreeBytes) return true;
+    if (!slice_) slice_.emplace(env_);
+    return !slice_->spend(bytes);
+  }
+
+ private:
+  ErlNifEnv* env_;
+  bool limited_;
+  std::size_t limit_;
+  std::size_t used_ = 0;
+  std::optional<WorkSlice> slice_;
+};
+
 struct EncodeFrame {
   bool is_map;
   bool first;
@@ -209,7 +324,9 @@ struct EncodeBuffers {
   }
 };
 
-struct EncodeOptions {
+// What the writer needs besides the term: the options, the seal fragments
+// must carry, and whether large fragments are listed (encode_to_iodata).
+struct WriteSettings {
   json::Escape escape;
   bool strict;
   ERL_NIF_TERM seal;
@@ -219,8 +336,7 @@ struct EncodeOptions {
 // Walks a term without recursion, writing JSON as it goes.
 class TermWriter {
  public:
-  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const EncodeOptions& options,
-             WorkBudget& budget)
+  TermWriter(ErlNifEnv* env, EncodeBuffers& buffers, const WriteSettings& options, FirstTry& budget)
       : env_(env),
         out_(buffers.writer),
         frames_(buffers.frames),
@@ -297,7 +413,10 @@ class TermWriter {
     status_ = EncodeStatus::out_of_time;
     return false;
   }
-  bool charge(std::size_t units) { return budget_.charge(units) ? out_of_time() : true; }
+  bool charge(std::size_t units) {
+    // Charged before the work: one long string stops before it is copied.
+    return budget_.spend(units) ? true : out_of_time();
+  }
 
   bool value(ERL_NIF_TERM term) {
     switch (enif_term_type(env_, term)) {
@@ -323,6 +442,12 @@ class TermWriter {
         if (size == 0) {
           out_.raw("{}");
           return true;
+        }
+        // A fragment (the struct's three keys) is read at once: no iterator,
+        // no frame, nothing written to take back.
+        ERL_NIF_TERM name;
+        if (size == 3 && enif_get_map_value(env_, term, atoms::struct_field, &name)) {
+          return structure(term, name);
         }
         EncodeFrame& frame = frames_.emplace_back();
         frame.is_map = true;
@@ -464,11 +589,15 @@ class TermWriter {
     splices_.resize(frame.splices_base);
     enif_map_iterator_destroy(env_, &frame.iterator);
     frames_.pop_back();
-    ERL_NIF_TERM name, seal, encoded;
-    if (!enif_get_map_value(env_, map, atoms::struct_field, &name) ||
-        name != atom_fragment_struct) {
-      return fail(enif_make_tuple2(env_, atom_unsupported, map));
-    }
+    ERL_NIF_TERM name;
+    enif_get_map_value(env_, map, atoms::struct_field, &name);
+    return structure(map, name);
+  }
+
+  // A struct named `name`, of which only a sealed fragment has a JSON form.
+  bool structure(ERL_NIF_TERM map, ERL_NIF_TERM name) {
+    if (name != atom_fragment_struct) return fail(enif_make_tuple2(env_, atom_unsupported, map));
+    ERL_NIF_TERM seal, encoded;
     ErlNifBinary binary;
     if (!enif_get_map_value(env_, map, atom_seal, &seal) ||
         enif_compare(seal, options_.seal) != 0 ||
@@ -491,8 +620,8 @@ class TermWriter {
   std::vector<Splice>& splices_;
   std::vector<KeySpan>& keys_;
   EncodeBuffers& buffers_;
-  const EncodeOptions& options_;
-  WorkBudget& budget_;
+  const WriteSettings& options_;
+  FirstTry& budget_;
   EncodeStatus status_ = EncodeStatus::done;
   ERL_NIF_TERM error_ = 0;
 };
@@ -515,53 +644,61 @@ ERL_NIF_TERM make_iodata(ErlNifEnv* env, std::string_view written,
   return enif_make_list_from_array(env, parts.data(), static_cast<unsigned>(parts.size()));
 }
 
-EncodeOptions encode_options(ErlNifEnv* env, const ERL_NIF_TERM argv[]) {
-  unsigned escape;
-  if (!enif_get_uint(env, argv[1], &escape) || escape > 3) {
-    throw bad_argument(env, "an escape mode 0..3", argv[1]);
+// Whether the root alone shows more than `limit` bytes of work, read in
+// constant time (a list: at most limit / kMinItemBytes cells).
+bool large_root(ErlNifEnv* env, ERL_NIF_TERM term, std::size_t limit) {
+  switch (enif_term_type(env, term)) {
+    case ERL_NIF_TERM_TYPE_BITSTRING: {
+      ErlNifBinary binary;
+      return enif_inspect_binary(env, term, &binary) && binary.size > limit;
+    }
+    case ERL_NIF_TERM_TYPE_MAP: {
+      std::size_t size = 0;
+      enif_get_map_size(env, term, &size);
+      return size > limit / kMinItemBytes;
+    }
+    case ERL_NIF_TERM_TYPE_LIST:
+      return list_longer_than(env, term, limit / kMinItemBytes);
+    default:
+      return false;
   }
-  EncodeOptions options{static_cast<json::Escape>(escape), argv[2] == atoms::true_, argv[3],
-                        argv[4] == atoms::true_};
-  return options;
 }
 
-ERL_NIF_TERM json_encode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+using EncodeResult = std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM>>;
 
-// json_encode(Term, Escape, Strict, Seal, Iodata) -> {ok, Binary | Iodata}
+// json_encode(Term, {Escape, Strict}, Seal, Iodata) -> {ok, Binary | Iodata}
 // | {error, Reason}. Reason: {invalid_byte, Byte, String}, {unsupported,
 // Term}, {invalid_key, Key}, {duplicate_key, Text}, {invalid_fragment,
 // Map}, {improper_list, List}.
-ERL_NIF_TERM json_encode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  const EncodeOptions options = encode_options(env, argv);
-  WorkBudget budget(on_normal_scheduler());
+Scheduled<EncodeResult> json_encode(Call& call, Term term, EncodeOptions options, Term seal,
+                                    bool iodata) {
+  FirstTry budget(call, call.on_normal_scheduler());
+  if (budget.limited() && large_root(call, term.value, budget.limit())) return go_dirty(call);
+  const WriteSettings settings{options.escape, options.strict, seal.value, iodata};
   EncodeBuffers& buffers = EncodeBuffers::get();
-  ERL_NIF_TERM result = 0;
-  EncodeStatus status;
+  std::optional<EncodeResult> result;
   {
-    TermWriter writer(env, buffers, options, budget);
-    status = writer.write(argv[0]);
-    if (status == EncodeStatus::error) {
-      result = enif_make_tuple2(env, atoms::error, writer.error());
-    } else if (status == EncodeStatus::done) {
-      const std::string_view written = buffers.writer.view();
-      result =
-          enif_make_tuple2(env, atoms::ok,
-                           buffers.splices.empty() ? binary_of(env, written)
-                                                   : make_iodata(env, written, buffers.splices));
+    TermWriter writer(call, buffers, settings, budget);
+    switch (writer.write(term.value)) {
+      case EncodeStatus::error:
+        result.emplace(Error{writer.error()});
+        break;
+      case EncodeStatus::done: {
+        const std::string_view written = buffers.writer.view();
+        result.emplace(Ok{buffers.splices.empty() ? binary_of(call, written)
+                                                  : make_iodata(call, written, buffers.splices)});
+        break;
+      }
+      case EncodeStatus::out_of_time:  // more than a first try: at most its limit done twice
+        break;
     }
   }
-  budget.report(env);
+  if (budget.limited() && result) report_inline_work(call, budget.used());
   buffers.trim_after_call();
-  if (status == EncodeStatus::out_of_time) {
-    return run_dirty_cpu(env, "json_encode_dirty", raw_entry<json_encode_dirty>, argc, argv);
-  }
-  return result;
+  if (!result) return go_dirty(call, true);
+  return std::move(*result);
 }
-SWITCHBOARD_RAW_NIF(json_encode, 5, 0);
-
-ERL_NIF_TERM json_encode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return json_encode(env, argc, argv);  // unlimited budget off the normal schedulers
-}
+SWITCHBOARD_NIF(json_encode, 0);
 
 // ---------------------------------------------------------------------------
 // Decoding
@@ -579,35 +716,57 @@ class KeyCache {
       generation_ = 1;
     }
   }
-  ERL_NIF_TERM* find(std::string_view text) noexcept {
-    Entry& entry = entries_[slot(text)];
-    if (entry.generation == generation_ && entry.length == text.size() &&
-        std::memcmp(entry.bytes, text.data(), text.size()) == 0) {
-      return &entry.term;
-    }
-    return nullptr;
-  }
-  void put(std::string_view text, ERL_NIF_TERM term) noexcept {
-    Entry& entry = entries_[slot(text)];
-    entry = {text.data(), text.size(), generation_, term};
-  }
-
- private:
-  static constexpr unsigned kSlotBits = 8;
   struct Entry {
     const char* bytes = nullptr;
     std::size_t length = 0;
     std::uint32_t generation = 0;
     ERL_NIF_TERM term = 0;
   };
+
+  // The slot of `text`: `hit` says it holds text's term; else the caller
+  // may `put` the term it makes there.
+  Entry& slot_of(std::string_view text, bool& hit) noexcept {
+    Entry& entry = entries_[slot(text)];
+    hit = entry.generation == generation_ && entry.length == text.size() &&
+          std::memcmp(entry.bytes, text.data(), text.size()) == 0;
+    return entry;
+  }
+  void put(Entry& entry, std::string_view text, ERL_NIF_TERM term) noexcept {
+    entry = {text.data(), text.size(), generation_, term};
+  }
+
+ private:
+  static constexpr unsigned kSlotBits = 8;
+
+  // Fixed-size loads only: a memcpy of a variable length is a library call,
+  // and reading its bytes back as one word stalls on store forwarding (it
+  // was a third of a small decode's time).
+  static std::uint64_t load64(const char* p) noexcept {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    return word;
+  }
+  static std::uint32_t load32(const char* p) noexcept {
+    std::uint32_t word;
+    std::memcpy(&word, p, 4);
+    return word;
+  }
   static std::size_t slot(std::string_view text) noexcept {
-    std::uint64_t head = 0, tail = 0;
-    std::memcpy(&head, text.data(), std::min<std::size_t>(text.size(), 8));
-    if (text.size() > 8) {
-      std::memcpy(&tail, text.data() + text.size() - std::min<std::size_t>(text.size(), 8),
-                  std::min<std::size_t>(text.size(), 8));
+    const char* p = text.data();
+    const std::size_t n = text.size();
+    std::uint64_t bits;
+    if (n >= 8) {
+      bits = load64(p) ^ (load64(p + n - 8) * 31);
+    } else if (n >= 4) {
+      bits = load32(p) | (std::uint64_t{load32(p + n - 4)} << 32);
+    } else if (n > 0) {
+      bits = static_cast<std::uint8_t>(p[0]) |
+             (std::uint64_t{static_cast<std::uint8_t>(p[n / 2])} << 8) |
+             (std::uint64_t{static_cast<std::uint8_t>(p[n - 1])} << 16);
+    } else {
+      bits = 0;
     }
-    const std::uint64_t mixed = (head ^ (tail * 31) ^ text.size()) * 0x9e3779b97f4a7c15ULL;
+    const std::uint64_t mixed = (bits ^ n) * 0x9e3779b97f4a7c15ULL;
     return static_cast<std::size_t>(mixed >> (64 - kSlotBits));
   }
 
@@ -671,9 +830,12 @@ class TermBuilder {
   }
   bool key(std::string_view text, bool in_input, std::size_t) {
     const bool cacheable = in_input && text.size() <= KeyCache::kMaxKeyBytes;
+    KeyCache::Entry* entry = nullptr;
     if (cacheable) {
-      if (ERL_NIF_TERM* cached = cache_.find(text)) {
-        keys_.push_back(*cached);
+      bool hit;
+      entry = &cache_.slot_of(text, hit);
+      if (hit) {
+        keys_.push_back(entry->term);
         return true;
       }
     }
@@ -686,7 +848,7 @@ class TermBuilder {
     } else {
       term = binary_of(env_, text);
     }
-    if (cacheable) cache_.put(text, term);
+    if (entry != nullptr) cache_.put(*entry, text, term);
     keys_.push_back(term);
     return true;
   }
@@ -775,8 +937,11 @@ class TermBuilder {
   ERL_NIF_TERM rejected_key_ = 0;
 };
 
-ERL_NIF_TERM error_term(ErlNifEnv* env, const json::ParseError& error, std::string_view text,
-                        ERL_NIF_TERM rejected_key) {
+using DecodeResult =
+    std::variant<Ok<ERL_NIF_TERM>, Error<ERL_NIF_TERM, NonNegative<std::size_t>, ERL_NIF_TERM>>;
+
+DecodeResult error_result(ErlNifEnv* env, const json::ParseError& error, std::string_view text,
+                          ERL_NIF_TERM rejected_key) {
   ERL_NIF_TERM reason;
   ERL_NIF_TERM token = atoms::nil;
   if (error.reason == json::ParseErrc::rejected) {
@@ -787,77 +952,63 @@ ERL_NIF_TERM error_term(ErlNifEnv* env, const json::ParseError& error, std::stri
     reason = enif_make_atom_len(env, name.data(), name.size());
     if (error.length > 0) token = binary_of(env, text.substr(error.offset, error.length));
   }
-  return enif_make_tuple4(env, atoms::error, reason, enif_make_uint64(env, error.offset), token);
+  return Error{reason, NonNegative<std::size_t>(error.offset), token};
 }
 
-ERL_NIF_TERM json_decode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
-
-// json_decode(Binary, AtomKeys, MaxDepth, MaxSize) -> {ok, Term} |
+// json_decode(Binary, {AtomKeys, MaxDepth, MaxSize}) -> {ok, Term} |
 // {error, Reason, Position, Token}.
-ERL_NIF_TERM json_decode(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ErlNifBinary input;
-  if (!enif_inspect_binary(env, argv[0], &input)) throw bad_argument(env, "a binary", argv[0]);
+Scheduled<DecodeResult> json_decode(Call& call, Binary input, DecodeOptions options) {
   json::ParseLimits limits;
-  ErlNifUInt64 max_depth, max_size;
-  if (!enif_get_uint64(env, argv[2], &max_depth)) {
-    throw bad_argument(env, "a non-negative integer", argv[2]);
+  limits.max_depth = options.max_depth;
+  limits.max_size = options.max_size;
+  const bool normal = call.on_normal_scheduler();
+  if (normal) {
+    const std::size_t inline_bytes = std::min(kInlineDecodeBytes, slice_budget().bytes);
+    // Too long for the limit is refused at once, wherever it runs.
+    if (input.size() > inline_bytes && input.size() <= limits.max_size) return go_dirty(call);
+    // Only big integers make the work exceed the input's size (their
+    // digits cost their count squared); the reader stops on this budget
+    // and the call reruns dirty.
+    limits.work_budget = 4 * inline_bytes;
   }
-  if (!enif_get_uint64(env, argv[3], &max_size)) {
-    throw bad_argument(env, "a non-negative integer", argv[3]);
-  }
-  limits.max_depth = max_depth;
-  limits.max_size = max_size;
-  const bool normal = on_normal_scheduler();
-  if (normal && input.size > kInlineDecodeBytes && input.size <= max_size) {
-    return run_dirty_cpu(env, "json_decode_dirty", raw_entry<json_decode_dirty>, argc, argv);
-  }
-  // Inline inputs are small; only big integers can make their work exceed
-  // a slice, and the budget (in the reader's units, about a byte each)
-  // catches those.
-  if (normal) limits.work_budget = 4 * kInlineDecodeBytes;
-  const std::string_view text(reinterpret_cast<const char*>(input.data), input.size);
+  const std::string_view text = input.view();
   DecodeBuffers& buffers = DecodeBuffers::get();
-  TermBuilder builder(env, argv[0], text, argv[1] == atoms::true_, buffers);
+  TermBuilder builder(call, input.term, text, options.atom_keys, buffers);
   const json::ParseError error = buffers.reader.parse(builder, text, limits);
-  ERL_NIF_TERM result;
-  if (!error) {
-    result = enif_make_tuple2(env, atoms::ok, builder.result());
-  } else if (error.reason == json::ParseErrc::out_of_budget) {
-    buffers.trim_after_call();
-    return run_dirty_cpu(env, "json_decode_dirty", raw_entry<json_decode_dirty>, argc, argv);
-  } else {
-    result = error_term(env, error, text, builder.rejected_key());
-  }
   buffers.trim_after_call();
-  if (normal) enif_consume_timeslice(env, static_cast<int>(1 + input.size / 1024));
-  return result;
+  if (!error) {
+    if (normal) report_inline_work(call, input.size());
+    return Ok{builder.result()};
+  }
+  if (error.reason == json::ParseErrc::out_of_budget) return go_dirty(call, true);
+  return error_result(call, error, text, builder.rejected_key());
 }
-SWITCHBOARD_RAW_NIF(json_decode, 4, 0);
+SWITCHBOARD_NIF(json_decode, 0);
 
-ERL_NIF_TERM json_decode_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return json_decode(env, argc, argv);
-}
-
-ERL_NIF_TERM json_validate_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+using ValidateResult =
+    std::variant<Ok<>, Error<ERL_NIF_TERM, NonNegative<std::size_t>, ERL_NIF_TERM>>;
 
 // json_validate(Binary) -> ok | {error, Reason, Position, Token}: whether a
 // fragment's text is one JSON value (default limits).
-ERL_NIF_TERM json_validate(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  ErlNifBinary input;
-  if (!enif_inspect_binary(env, argv[0], &input)) throw bad_argument(env, "a binary", argv[0]);
-  if (on_normal_scheduler() && input.size > 4 * kInlineDecodeBytes) {
-    return run_dirty_cpu(env, "json_validate_dirty", raw_entry<json_validate_dirty>, argc, argv);
+Scheduled<ValidateResult> json_validate(Call& call, BinaryView input) {
+  const std::string_view text = input.view();
+  if (call.on_normal_scheduler() &&
+      text.size() > std::min(kInlineValidateBytes, 4 * slice_budget().bytes)) {
+    return go_dirty(call);
   }
-  const std::string_view text(reinterpret_cast<const char*>(input.data), input.size);
   const json::ParseError error = json::validate(text);
-  if (!error) return atoms::ok;
-  return error_term(env, error, text, atoms::nil);
+  if (!error) return Ok{};
+  return std::get<1>(error_result(call, error, text, atoms::nil));
 }
-SWITCHBOARD_RAW_NIF(json_validate, 1, 0);
+SWITCHBOARD_NIF(json_validate, 0);
 
-ERL_NIF_TERM json_validate_dirty(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  return json_validate(env, argc, argv);
+// json_dirty_runs() -> {Before, After}: calls moved to a dirty scheduler
+// since the library was loaded, before any work and after inline work.
+std::tuple<NonNegative<std::uint64_t>, NonNegative<std::uint64_t>> json_dirty_runs(ErlNifEnv*) {
+  return {g_moved_before_work.load(std::memory_order_relaxed),
+          g_moved_after_work.load(std::memory_order_relaxed)};
 }
+SWITCHBOARD_NIF(json_dirty_runs, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

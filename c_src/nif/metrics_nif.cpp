@@ -6,12 +6,16 @@
 // line. A metric is keyed by {kind, name, tags}; the first use of a key on a
 // thread validates it, sorts its tags and interns it in the global registry
 // (under a mutex); later uses find it in the thread's own index by hash.
+// The common call, a name with no tags, is found before that in a small
+// direct-mapped cache keyed by the name's term word (no hash of the name).
 // Gauges are one value per key (last write wins), under the key's own lock.
 // snapshot() reads every shard on a dirty scheduler.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -89,8 +93,22 @@ struct Alias {
   Slot* slot;
 };
 
+// A name with no tags, as last seen on this thread: its term word, and for a
+// string its bytes (a word can be reused for another binary once the first
+// is garbage; an atom's word is the atom for the VM's life).
+struct PlainEntry {
+  ERL_NIF_TERM name = 0;
+  Slot* slot = nullptr;
+  const unsigned char* bytes = nullptr;  // nullptr for an atom
+  std::size_t size = 0;
+};
+
+constexpr std::size_t kPlainWays = 256;
+
 struct ThreadShard {
   // Owner thread only.
+  // One direct-mapped table per kind (counter, gauge, histogram).
+  std::array<std::array<PlainEntry, kPlainWays>, 3> plain{};
   core::FlatIndex<Alias> aliases;
   std::deque<Alias> alias_store;
   OwnedEnv alias_env;
@@ -161,17 +179,20 @@ bool valid_tag_value(ErlNifEnv* env, ERL_NIF_TERM value) {
 bool valid_tags(ErlNifEnv* env, ERL_NIF_TERM tags, std::vector<ERL_NIF_TERM>* pairs) {
   ERL_NIF_TERM head;
   std::size_t cells = 0;
-  std::vector<ERL_NIF_TERM> keys;
+  // On the stack: this runs on every tagged write.
+  std::array<ERL_NIF_TERM, kMaxTags> keys;
   while (enif_get_list_cell(env, tags, &head, &tags)) {
-    if (++cells > kMaxTags) return false;
+    if (cells == kMaxTags) return false;
     int arity;
     const ERL_NIF_TERM* pair;
     if (!enif_get_tuple(env, head, &arity, &pair) || arity != 2 || !enif_is_atom(env, pair[0]) ||
         !valid_tag_value(env, pair[1])) {
       return false;
     }
-    if (std::find(keys.begin(), keys.end(), pair[0]) != keys.end()) return false;
-    keys.push_back(pair[0]);
+    if (std::find(keys.begin(), keys.begin() + cells, pair[0]) != keys.begin() + cells) {
+      return false;
+    }
+    keys[cells++] = pair[0];
     if (pairs != nullptr) pairs->push_back(head);
   }
   return enif_is_empty_list(env, tags);
@@ -211,11 +232,47 @@ MetricKey* intern(ErlNifEnv* env, Kind kind, ERL_NIF_TERM name, ERL_NIF_TERM tag
   return raw;
 }
 
+PlainEntry& plain_entry(ThreadShard& shard, Kind kind, ERL_NIF_TERM name) {
+  const std::size_t way = static_cast<std::size_t>((name * 0x9E3779B97F4A7C15ull) >> 56);
+  return shard.plain[static_cast<std::size_t>(kind) - 1][way % kPlainWays];
+}
+
+// The entry's slot when `name` is the name it caches.
+Slot* plain_hit(ErlNifEnv* env, const PlainEntry& entry, ERL_NIF_TERM name) {
+  if (entry.name != name || entry.slot == nullptr) return nullptr;
+  if (entry.bytes == nullptr) return entry.slot;  // the same atom
+  ErlNifBinary binary;
+  if (!enif_inspect_binary(env, name, &binary) || binary.size != entry.size ||
+      std::memcmp(binary.data, entry.bytes, entry.size) != 0) {
+    return nullptr;
+  }
+  return entry.slot;
+}
+
+// Caches a plain name's slot, the alias's own copy of the name holding the bytes.
+void remember_plain(ErlNifEnv* env, ThreadShard& shard, Kind kind, ERL_NIF_TERM name,
+                    const Alias& alias) {
+  PlainEntry& entry = plain_entry(shard, kind, name);
+  entry = PlainEntry{name, alias.slot, nullptr, 0};
+  if (enif_is_atom(env, name)) return;
+  ErlNifBinary copy;
+  if (!enif_inspect_binary(shard.alias_env.get(), alias.name, &copy)) {
+    entry = PlainEntry{};
+    return;
+  }
+  entry.bytes = copy.data;
+  entry.size = copy.size;
+}
+
 // This thread's slot for {kind, name, tags}, or nullptr with `error` set.
 Slot* find_slot(ErlNifEnv* env, Kind kind, ERL_NIF_TERM name, ERL_NIF_TERM tags,
                 ERL_NIF_TERM* error, const Number* gauge = nullptr) {
   ThreadShard& shard = this_thread_shard();
-  const bool plain = enif_is_atom(env, name) && enif_is_empty_list(env, tags);
+  const bool no_tags = enif_is_empty_list(env, tags);
+  if (no_tags) {
+    if (Slot* slot = plain_hit(env, plain_entry(shard, kind, name), name)) return slot;
+  }
+  const bool plain = no_tags && enif_is_atom(env, name);
   if (!plain) {
     // Checked before hashing: hashing a huge term would hold the scheduler.
     if (!valid_name(env, name)) {
@@ -232,7 +289,10 @@ Slot* find_slot(ErlNifEnv* env, Kind kind, ERL_NIF_TERM name, ERL_NIF_TERM tags,
     return candidate.kind == kind && same_term(candidate.name, name) &&
            same_term(candidate.tags, tags);
   });
-  if (alias != nullptr) return alias->slot;
+  if (alias != nullptr) {
+    if (no_tags) remember_plain(env, shard, kind, name, *alias);
+    return alias->slot;
+  }
 
   MetricKey* key = intern(env, kind, name, tags, gauge);
   Slot*& slot = shard.slot_by_key[key->id];
@@ -245,21 +305,25 @@ Slot* find_slot(ErlNifEnv* env, Kind kind, ERL_NIF_TERM name, ERL_NIF_TERM tags,
   shard.alias_store.push_back(
       Alias{kind, shard.alias_env.copy(name), shard.alias_env.copy(tags), slot});
   shard.aliases.insert(hash, &shard.alias_store.back());
+  if (no_tags) remember_plain(env, shard, kind, name, shard.alias_store.back());
   return slot;
 }
 
-ERL_NIF_TERM metrics_increment(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+// The write NIFs take their arguments as terms and answer :ok or the reason
+// (:bad_name, :bad_tags, :bad_value) for Switchboard.Metrics.Behaviour to
+// word, with the value named as a counter's, a gauge's or a histogram's.
+Term metrics_increment(ErlNifEnv* env, Term name, Term increment, Term tags) {
   ErlNifSInt64 value;
-  if (!enif_get_int64(env, argv[1], &value)) return atom_bad_value;
+  if (!enif_get_int64(env, increment.value, &value)) return Term{atom_bad_value};
   ERL_NIF_TERM error;
-  Slot* slot = find_slot(env, Kind::counter, argv[0], argv[2], &error);
-  if (slot == nullptr) return error;
+  Slot* slot = find_slot(env, Kind::counter, name.value, tags.value, &error);
+  if (slot == nullptr) return Term{error};
   // Only this thread writes this slot: no read-modify-write instruction.
   slot->counter.store(slot->counter.load(std::memory_order_relaxed) + value,
                       std::memory_order_relaxed);
-  return atoms::ok;
+  return Term{atoms::ok};
 }
-SWITCHBOARD_RAW_NIF(metrics_increment, 3, 0);
+SWITCHBOARD_NIF(metrics_increment, 0);
 
 bool decode_number(ErlNifEnv* env, ERL_NIF_TERM term, Number& out) {
   ErlNifSInt64 integer;
@@ -275,34 +339,34 @@ bool decode_number(ErlNifEnv* env, ERL_NIF_TERM term, Number& out) {
   return false;
 }
 
-ERL_NIF_TERM metrics_gauge(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+Term metrics_gauge(ErlNifEnv* env, Term name, Term number, Term tags) {
   Number value;
-  if (!decode_number(env, argv[1], value)) return atom_bad_value;
+  if (!decode_number(env, number.value, value)) return Term{atom_bad_value};
   ERL_NIF_TERM error;
-  Slot* slot = find_slot(env, Kind::gauge, argv[0], argv[2], &error, &value);
-  if (slot == nullptr) return error;
+  Slot* slot = find_slot(env, Kind::gauge, name.value, tags.value, &error, &value);
+  if (slot == nullptr) return Term{error};
   std::lock_guard guard(slot->key->gauge_lock);
   slot->key->gauge = value;
-  return atoms::ok;
+  return Term{atoms::ok};
 }
-SWITCHBOARD_RAW_NIF(metrics_gauge, 3, 0);
+SWITCHBOARD_NIF(metrics_gauge, 0);
 
-ERL_NIF_TERM metrics_histogram(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+Term metrics_histogram(ErlNifEnv* env, Term name, Term number, Term tags) {
   ErlNifUInt64 value;
-  if (!enif_get_uint64(env, argv[1], &value)) {
+  if (!enif_get_uint64(env, number.value, &value)) {
     double real;
-    if (!enif_get_double(env, argv[1], &real) || !(real >= 0)) return atom_bad_value;
+    if (!enif_get_double(env, number.value, &real) || !(real >= 0)) return Term{atom_bad_value};
     // Floats are recorded rounded to the nearest integer.
     value =
         real >= 18446744073709549568.0 ? UINT64_MAX : static_cast<ErlNifUInt64>(std::llround(real));
   }
   ERL_NIF_TERM error;
-  Slot* slot = find_slot(env, Kind::histogram, argv[0], argv[2], &error);
-  if (slot == nullptr) return error;
+  Slot* slot = find_slot(env, Kind::histogram, name.value, tags.value, &error);
+  if (slot == nullptr) return Term{error};
   slot->histogram->record(value);
-  return atoms::ok;
+  return Term{atoms::ok};
 }
-SWITCHBOARD_RAW_NIF(metrics_histogram, 3, 0);
+SWITCHBOARD_NIF(metrics_histogram, 0);
 
 ERL_NIF_TERM make_map(ErlNifEnv* env, std::vector<ERL_NIF_TERM> keys,
                       std::vector<ERL_NIF_TERM> values) {
@@ -329,9 +393,8 @@ std::vector<std::uint64_t> decode_bounds(ErlNifEnv* env, ERL_NIF_TERM list) {
   return bounds;
 }
 
-ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  const std::vector<std::uint64_t> bounds = decode_bounds(env, argv[0]);
-  const bool with_values = argv[1] == atoms::true_;
+ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, Term bucket_bounds, bool with_values) {
+  const std::vector<std::uint64_t> bounds = decode_bounds(env, bucket_bounds.value);
   Registry& all = registry();
   std::vector<MetricKey*> keys;
   std::vector<ThreadShard*> shards;
@@ -429,7 +492,7 @@ ERL_NIF_TERM metrics_snapshot(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
       {make_map(env, counter_keys, counter_values), make_map(env, gauge_keys, gauge_values),
        make_map(env, histogram_keys, histogram_values)});
 }
-SWITCHBOARD_RAW_NIF(metrics_snapshot, 2, ERL_NIF_DIRTY_JOB_CPU_BOUND);
+SWITCHBOARD_NIF(metrics_snapshot, ERL_NIF_DIRTY_JOB_CPU_BOUND);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -101,24 +101,26 @@ std::int64_t decode_limit(ErlNifEnv* env, ERL_NIF_TERM term) {
   throw bad_argument(env, "a non-negative integer", term);
 }
 
-ERL_NIF_TERM semaphore_acquire(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  if (large_name(env, argv[0])) {
-    return run_dirty_cpu(env, "semaphore_acquire", &raw_entry<&semaphore_acquire>, argc, argv);
-  }
-  const std::int64_t max = decode_limit(env, argv[1]);
+// Each NIF takes the name as a term (any term names a semaphore) and reruns
+// itself on a dirty scheduler when the name is large.
+Scheduled<bool> semaphore_acquire(Call& call, Term name_term, Term limit) {
+  if (large_name(call, name_term.value)) return call.dirty();
+  ErlNifEnv* env = call;
+  const ERL_NIF_TERM name = name_term.value;
+  const std::int64_t max = decode_limit(env, limit.value);
   ErlNifPid self;
   if (enif_self(env, &self) == nullptr) throw std::runtime_error("semaphore: no calling process");
   const std::uint64_t holder = holder_key(self);
-  const std::uint64_t hash = name_hash(env, argv[0]);
+  const std::uint64_t hash = name_hash(env, name);
   auto& shard = table().index.shard_for(hash);
   NamedSemaphore* entry;
   core::SlotLedger<ErlNifMonitor>::Acquired result;
   {
     std::lock_guard guard(shard.lock);
-    entry = find(shard, env, argv[0], hash);
+    entry = find(shard, env, name, hash);
     if (entry == nullptr) {
-      if (max == 0) return atoms::false_;
-      entry = create(shard, argv[0], hash);
+      if (max == 0) return false;
+      entry = create(shard, name, hash);
     }
     result = entry->ledger.acquire(holder, max);
   }
@@ -139,72 +141,72 @@ ERL_NIF_TERM semaphore_acquire(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv
     }
     if (!kept) enif_demonitor_process(env, entry->resource, &monitor);
   }
-  return result.acquired ? atoms::true_ : atoms::false_;
+  return result.acquired;
 }
-SWITCHBOARD_RAW_NIF(semaphore_acquire, 2, 0);
+SWITCHBOARD_NIF(semaphore_acquire, 0);
 
-ERL_NIF_TERM semaphore_release(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  if (large_name(env, argv[0])) {
-    return run_dirty_cpu(env, "semaphore_release", &raw_entry<&semaphore_release>, argc, argv);
-  }
+Scheduled<Term> semaphore_release(Call& call, Term name_term) {
+  if (large_name(call, name_term.value)) return call.dirty();
+  ErlNifEnv* env = call;
+  const ERL_NIF_TERM name = name_term.value;
   ErlNifPid self;
   if (enif_self(env, &self) == nullptr) throw std::runtime_error("semaphore: no calling process");
-  const std::uint64_t hash = name_hash(env, argv[0]);
+  const std::uint64_t hash = name_hash(env, name);
   auto& shard = table().index.shard_for(hash);
   NamedSemaphore* entry;
   core::SlotLedger<ErlNifMonitor>::Released result;
   {
     std::lock_guard guard(shard.lock);
-    entry = find(shard, env, argv[0], hash);
-    if (entry == nullptr) return atoms::ok;
+    entry = find(shard, env, name, hash);
+    if (entry == nullptr) return Term{atoms::ok};
     result = entry->ledger.release(holder_key(self));
   }
   if (result.demonitor) enif_demonitor_process(env, entry->resource, &result.monitor);
-  return atoms::ok;
+  return Term{atoms::ok};
 }
-SWITCHBOARD_RAW_NIF(semaphore_release, 1, 0);
+SWITCHBOARD_NIF(semaphore_release, 0);
 
-ERL_NIF_TERM semaphore_count(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  if (large_name(env, argv[0])) {
-    return run_dirty_cpu(env, "semaphore_count", &raw_entry<&semaphore_count>, argc, argv);
-  }
-  const std::uint64_t hash = name_hash(env, argv[0]);
+Scheduled<NonNegative<std::int64_t>> semaphore_count(Call& call, Term name_term) {
+  if (large_name(call, name_term.value)) return call.dirty();
+  ErlNifEnv* env = call;
+  const std::uint64_t hash = name_hash(env, name_term.value);
   auto& shard = table().index.shard_for(hash);
   std::lock_guard guard(shard.lock);
-  NamedSemaphore* entry = find(shard, env, argv[0], hash);
-  return enif_make_int64(env, entry == nullptr ? 0 : entry->ledger.count());
+  NamedSemaphore* entry = find(shard, env, name_term.value, hash);
+  return NonNegative<std::int64_t>(entry == nullptr ? 0 : entry->ledger.count());
 }
-SWITCHBOARD_RAW_NIF(semaphore_count, 1, 0);
+SWITCHBOARD_NIF(semaphore_count, 0);
 
-ERL_NIF_TERM semaphore_reset(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  if (large_name(env, argv[0])) {
-    return run_dirty_cpu(env, "semaphore_reset", &raw_entry<&semaphore_reset>, argc, argv);
-  }
-  const std::int64_t value = decode_limit(env, argv[1]);
-  const std::uint64_t hash = name_hash(env, argv[0]);
+Scheduled<Term> semaphore_reset(Call& call, Term name_term, Term count) {
+  if (large_name(call, name_term.value)) return call.dirty();
+  ErlNifEnv* env = call;
+  const ERL_NIF_TERM name = name_term.value;
+  const std::int64_t value = decode_limit(env, count.value);
+  const std::uint64_t hash = name_hash(env, name);
   auto& shard = table().index.shard_for(hash);
   std::lock_guard guard(shard.lock);
-  NamedSemaphore* entry = find(shard, env, argv[0], hash);
+  NamedSemaphore* entry = find(shard, env, name, hash);
   if (entry == nullptr) {
-    if (value == 0) return atoms::ok;
-    entry = create(shard, argv[0], hash);
+    if (value == 0) return Term{atoms::ok};
+    entry = create(shard, name, hash);
   }
   entry->ledger.reset(value);
-  return atoms::ok;
+  return Term{atoms::ok};
 }
-SWITCHBOARD_RAW_NIF(semaphore_reset, 2, 0);
+SWITCHBOARD_NIF(semaphore_reset, 0);
 
-// {names, holders recorded, idle holders}: for tests of the holder records.
-ERL_NIF_TERM semaphore_info(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  const std::uint64_t hash = name_hash(env, argv[0]);
+// {holders recorded, idle holders}, or nil: for tests of the holder records.
+std::optional<std::tuple<NonNegative<std::uint64_t>, NonNegative<std::uint64_t>>> semaphore_info(
+    ErlNifEnv* env, Term name) {
+  const std::uint64_t hash = name_hash(env, name.value);
   auto& shard = table().index.shard_for(hash);
   std::lock_guard guard(shard.lock);
-  NamedSemaphore* entry = find(shard, env, argv[0], hash);
-  if (entry == nullptr) return atoms::nil;
-  return enif_make_tuple2(env, enif_make_uint64(env, entry->ledger.holders_recorded()),
-                          enif_make_uint64(env, entry->ledger.idle_holders()));
+  NamedSemaphore* entry = find(shard, env, name.value, hash);
+  if (entry == nullptr) return std::nullopt;
+  return std::tuple{NonNegative<std::uint64_t>(entry->ledger.holders_recorded()),
+                    NonNegative<std::uint64_t>(entry->ledger.idle_holders())};
 }
-SWITCHBOARD_RAW_NIF(semaphore_info, 1, 0);
+SWITCHBOARD_NIF(semaphore_info, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -5,9 +5,11 @@
 // arguments, on a dirty CPU scheduler.
 //
 // Scheduling rules, with work counted in bytes as well as items:
-//   * single-item calls run on the normal scheduler and only try the lock; a
-//     set that is busy (a writer, or a long reader) sends the call to a
-//     dirty CPU scheduler, where waiting for the lock is allowed;
+//   * single-item calls run on the normal scheduler and only try the lock,
+//     spinning a bounded tens of microseconds (core::DistributedRwLock: readers
+//     write only their own slot, so reads scale with schedulers); a set
+//     that stays busy (a long reader, a queue of writers) sends the call to
+//     a dirty CPU scheduler, where waiting for the lock is allowed;
 //   * an argument whose key would take more than about a millisecond to
 //     build (a 100 MB binary as much as a list of a million items) is
 //     encoded on a dirty CPU scheduler; so is a result whose items add up to
@@ -122,8 +124,9 @@ bool large_input(const Call& call, ERL_NIF_TERM term) {
 
 // Runs `body(tree)` under the set's lock (shared for Read, exclusive for
 // Write); the body may reach the set's pins too. On a normal scheduler the
-// lock is only tried; when it is taken the whole call is re-run on a dirty
-// CPU scheduler that may wait for it. A body returns nothing when its work
+// lock is only tried (a bounded spin, DistributedRwLock::kDefaultSpins);
+// when it stays taken the whole call is re-run on a dirty CPU scheduler
+// that may wait for it. A body returns nothing when its work
 // turns out too large for a normal scheduler: the call is then re-run dirty,
 // after the lock is released.
 template <bool Write, class Body>
@@ -183,8 +186,9 @@ std::optional<ERL_NIF_TERM> make_slice(ErlNifEnv* env, const core::OrderStatisti
   DecodeBudget budget;
   for (auto cursor = tree.cursor_at(start); !cursor.done() && keys.size() < count;
        cursor.advance()) {
-    if (!budget.take(cursor.key())) return std::nullopt;
-    keys.push_back(cursor.key());
+    const core::TermKeyView key = cursor.key();
+    if (!budget.take(key)) return std::nullopt;
+    keys.push_back(key);
   }
   std::vector<ERL_NIF_TERM> items(keys.size());
   make_terms_from_keys(env, keys, items.data());
@@ -200,14 +204,17 @@ std::optional<ERL_NIF_TERM> item_at(ErlNifEnv* env, SortedSetResource& set, Tree
   const int64_t position = index < 0 ? index + size : index;
   if (position < 0 || position >= size) return atoms::error;
   const auto at = static_cast<std::size_t>(position);
-  if (DecodeBudget budget; !budget.take(tree.at(at))) return std::nullopt;
+  // One descent: the key found is both measured and made (a second
+  // descent of a million-item tree costs as much as making a small item).
+  const core::TermKeyView key = tree.at(at);
+  if (DecodeBudget budget; !budget.take(key)) return std::nullopt;
   if constexpr (Remove) {
     const core::TermKey removed = tree.erase_at(at);
     const ERL_NIF_TERM item = make_term_from_key(env, removed);
     unpin(set.pins, removed);
     return enif_make_tuple2(env, atoms::ok, item);
   } else {
-    return enif_make_tuple2(env, atoms::ok, make_term_from_key(env, tree.at(at)));
+    return enif_make_tuple2(env, atoms::ok, make_term_from_key(env, key));
   }
 }
 
@@ -411,7 +418,8 @@ SWITCHBOARD_NIF(sorted_set_copy, 0);
 
 Result sorted_set_memory(Call& call, SetArgument set) {
   return with_lock<false>(call, *set, [&](const core::OrderStatisticTree& tree) {
-    return make_index(call, sizeof(SortedSetResource) + tree.memory_bytes());
+    return make_index(call,
+                      sizeof(SortedSetResource) + set->lock_memory_bytes() + tree.memory_bytes());
   });
 }
 SWITCHBOARD_NIF(sorted_set_memory, 0);

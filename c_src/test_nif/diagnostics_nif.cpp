@@ -6,6 +6,7 @@
 // and the probe's control rows in bench/.
 #include <algorithm>
 #include <array>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <variant>
@@ -49,6 +50,17 @@ int64_t diag_add(ErlNifEnv*, int64_t a, int64_t b) {
   return a + b;
 }
 SWITCHBOARD_NIF(diag_add, 0);
+
+// CPU time of the whole VM (every thread) in ns, for benches that count CPU
+// rather than wall time on a shared machine (statistics(:runtime) is in ms).
+int64_t diag_process_cpu_ns(ErlNifEnv*) {
+  timespec now{};
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now) != 0) {
+    throw std::runtime_error("clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+  }
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+SWITCHBOARD_NIF(diag_process_cpu_ns, 0);
 
 // Throws the exception named by `kind` so tests can pin each mapping.
 ERL_NIF_TERM diag_raise(ErlNifEnv* env, int64_t kind) {

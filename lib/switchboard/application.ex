@@ -17,6 +17,7 @@ defmodule Switchboard.Application do
         Switchboard.Erlpack.Port,
         Switchboard.Semaphore.Pure,
         Switchboard.Metrics.Pure,
+        Switchboard.RuntimeMetrics,
         {Registry, keys: :unique, name: Switchboard.Guild.Registry},
         {DynamicSupervisor, name: Switchboard.Guild.Supervisor, strategy: :one_for_one},
         {DynamicSupervisor, name: Switchboard.Session.Supervisor, strategy: :one_for_one},

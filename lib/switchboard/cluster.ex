@@ -63,10 +63,14 @@ defmodule Switchboard.Cluster do
   """
   @spec start_guild(term(), keyword()) :: {:ok, pid()} | {:error, term()}
   def start_guild(id, opts \\ []) do
-    case owner(id) do
-      owner when owner == node() -> start_local(id, opts)
-      owner -> :erpc.call(owner, __MODULE__, :start_local, [id, opts])
-    end
+    # Under Switchboard.Guard: many callers starting guilds at once wait
+    # their turn instead of piling up at the guild supervisor.
+    Switchboard.Guard.call(:registry, node(), fn ->
+      case owner(id) do
+        owner when owner == node() -> start_local(id, opts)
+        owner -> :erpc.call(owner, __MODULE__, :start_local, [id, opts])
+      end
+    end)
   end
 
   @doc "The pid of guild `id` on its owner, or `nil`."
@@ -74,10 +78,21 @@ defmodule Switchboard.Cluster do
   def lookup_guild(id) do
     case owner(id) do
       owner when owner == node() -> Guild.whereis(id)
-      owner -> :erpc.call(owner, Guild, :whereis, [id], 5_000)
+      # A local lookup reads the registry's table (no process); a remote
+      # one is a call, guarded (Switchboard.Guard) against stampedes.
+      owner -> guarded_remote_lookup(owner, id)
     end
   catch
     :error, {:erpc, _} -> nil
+  end
+
+  defp guarded_remote_lookup(owner, id) do
+    case Switchboard.Guard.call(:registry, node(), fn ->
+           :erpc.call(owner, Guild, :whereis, [id], 5_000)
+         end) do
+      {:error, :busy} -> nil
+      pid -> pid
+    end
   end
 
   @doc false
@@ -236,7 +251,8 @@ defmodule Switchboard.Cluster do
         members = Guild.members(pid)
         opts = :sys.get_state(pid) |> guild_opts()
         {:ok, _} = :erpc.call(owner, __MODULE__, :start_local, [id, [members: members] ++ opts])
-        Guild.stop(pid)
+        # Not Guild.stop/1: a guild that moved keeps its replica.
+        GenServer.stop(pid, {:shutdown, :moved})
     end
   end
 

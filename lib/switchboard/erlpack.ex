@@ -115,11 +115,29 @@ defmodule Switchboard.Erlpack do
   @spec encode(term(), [encode_option()]) :: binary()
   def encode(term, opts \\ [])
 
-  def encode(term, []), do: native_encode(term, 0, false)
+  def encode(term, []), do: vm_encode(term)
 
   def encode(term, opts) do
-    {level, string_keys} = Options.encode!(opts)
-    native_encode(term, level, string_keys)
+    case Options.encode!(opts) do
+      {0, false} -> vm_encode(term)
+      {level, string_keys} -> native_encode(term, level, string_keys)
+    end
+  end
+
+  # Issue 15: where no option needs the NIF's own walk (no :string_keys, no
+  # compression, no sealed fragment), the VM's own encoder writes the term,
+  # byte-identical to the walk by construction (the contract suite checks
+  # the walk against term_to_binary). term_to_binary/1 is a BIF that yields
+  # on large terms, so it holds no scheduler. A term holding a sealed
+  # fragment holds the seal, whose id words then appear in the output: only
+  # then (or on a chance match inside a binary) is the term encoded again by
+  # the NIF, which splices the fragment's bytes.
+  defp vm_encode(term) do
+    encoded = :erlang.term_to_binary(term)
+
+    if Fragment.may_hold_seal?(encoded),
+      do: native_encode(term, 0, false),
+      else: encoded
   end
 
   @doc """
@@ -148,6 +166,13 @@ defmodule Switchboard.Erlpack do
   @spec encode_iodata(term(), [encode_option()]) :: iodata()
   def encode_iodata(term, opts \\ []) do
     case Options.encode!(opts) do
+      {0, false} ->
+        encoded = :erlang.term_to_binary(term)
+
+        if Fragment.may_hold_seal?(encoded),
+          do: check_encoded(NIF.erlpack_encode_iodata(term, false, Fragment.seal())),
+          else: encoded
+
       {0, string_keys} ->
         check_encoded(NIF.erlpack_encode_iodata(term, string_keys, Fragment.seal()))
 
@@ -186,8 +211,14 @@ defmodule Switchboard.Erlpack do
   @impl true
   @spec fragment(term(), [encode_option()]) :: Fragment.t()
   def fragment(term, opts \\ []) do
-    string_keys = Options.fragment!(opts)
-    Fragment.new(check_encoded(NIF.erlpack_fragment(term, string_keys, Fragment.seal())))
+    case Options.fragment!(opts) do
+      false ->
+        <<131, bytes::binary>> = vm_encode(term)
+        Fragment.new(bytes)
+
+      string_keys ->
+        Fragment.new(check_encoded(NIF.erlpack_fragment(term, string_keys, Fragment.seal())))
+    end
   end
 
   defp native_encode(term, level, string_keys),

@@ -15,11 +15,20 @@ defmodule Switchboard.Gateway do
 
   ## Processes
 
-  `start_link/1` starts a supervisor holding a registry (sessions and
-  guilds), one `Switchboard.Gateway.Guild` per guild, a connection
-  supervisor and the listener with its acceptor pool. Each accepted socket
-  gets its own `Switchboard.Gateway.Connection` process, which owns the
-  socket and hosts the session (`Switchboard.Gateway.Session`).
+  `start_link/1` starts a supervisor holding registries (sessions, guilds,
+  connections), one `Switchboard.Guild` per guild (its members, member
+  list, fan-out and replay table: the runtime's guild, with the gateway's
+  codec `Switchboard.Gateway.Frames` and payload shapes
+  `Switchboard.Gateway.Payloads`), a supervisor of `Switchboard.Session`s,
+  a connection supervisor and the listener with its acceptor pool.
+
+  Each accepted socket gets its own `Switchboard.Gateway.Connection`
+  process, which owns the socket; an IDENTIFY pairs it with a new
+  `Switchboard.Session` whose transport (`Switchboard.Gateway.Transport`)
+  hands every numbered frame to the connection to compress, frame and
+  write. A dropped connection leaves its session lingering for
+  `:resume_timeout`; a RESUME on a new connection rebinds the session to
+  it (`Switchboard.Session.resume/3`).
 
   Add it to the application's supervisor with
   `config :switchboard, :gateway, port: 4000, ...` (the options below), or
@@ -43,6 +52,15 @@ defmodule Switchboard.Gateway do
     * `:resume_timeout` - ms a session waits for a RESUME after its
       connection dropped (default `60_000`).
     * `:replay_limit` - dispatches kept per session for RESUME (default `1024`).
+    * `:member_request_interval` - ms between two REQUEST_GUILD_MEMBERS
+      for every member of a guild, per bot (default `30_000`).
+    * `:max_concurrency`, `:session_start_limit`, `:identify_interval`,
+      `:identify_limits` - Discord's limits on IDENTIFY (see
+      `Switchboard.Gateway.IdentifyLimit`; defaults `1`, `1000`, `5_000`,
+      `false`: reported, not enforced).
+    * `:buffer_limit` - bytes of a session's frames waiting for its
+      connection to write them, past which the session is ended as a slow
+      consumer (its connection closed with 4000) (default 4 MiB).
     * `:max_payload` - largest client payload, bytes; larger is 4002
       (default `4096`).
     * `:rate_limit` - `{commands, window_ms}` per connection; past it 4008
@@ -60,7 +78,7 @@ defmodule Switchboard.Gateway do
 
   use Supervisor
 
-  alias Switchboard.Gateway.{Demo, Guild, Listener}
+  alias Switchboard.Gateway.{Demo, Frames, Listener, Payloads}
 
   @type option :: {atom(), term()}
 
@@ -104,7 +122,7 @@ defmodule Switchboard.Gateway do
     end
   end
 
-  @doc "The session process for a session id, or `nil`."
+  @doc "The `Switchboard.Session` process for a session id, or `nil`."
   @spec session(atom(), String.t()) :: pid() | nil
   def session(name \\ __MODULE__, session_id) do
     case Registry.lookup(config(name).registry, {:session, session_id}) do
@@ -113,6 +131,10 @@ defmodule Switchboard.Gateway do
     end
   end
 
+  @doc false
+  # A name for a process in the instance's registry.
+  def via(config, key, value \\ nil), do: {:via, Registry, {config.registry, key, value}}
+
   @doc """
   Publishes a dispatch (`type`, `data`) to every session in a guild.
   Returns `{:error, :unknown_guild}` for a guild the instance does not hold.
@@ -120,8 +142,12 @@ defmodule Switchboard.Gateway do
   @spec publish(atom(), String.t(), String.t(), term()) :: :ok | {:error, :unknown_guild}
   def publish(name \\ __MODULE__, guild_id, type, data) do
     case guild(name, guild_id) do
-      nil -> {:error, :unknown_guild}
-      pid -> Guild.publish(pid, type, data)
+      nil ->
+        {:error, :unknown_guild}
+
+      pid ->
+        {:ok, _} = Switchboard.Guild.publish(pid, {type, data})
+        :ok
     end
   end
 
@@ -141,9 +167,9 @@ defmodule Switchboard.Gateway do
   def reconnect(name \\ __MODULE__, session_id), do: notify(name, session_id, :reconnect)
 
   defp notify(name, session_id, message) do
-    case session(name, session_id) do
-      nil -> {:error, :unknown_session}
-      pid -> send(pid, message) && :ok
+    case Registry.lookup(config(name).connection_registry, session_id) do
+      [] -> {:error, :unknown_session}
+      connections -> Enum.each(connections, fn {pid, _} -> send(pid, message) end)
     end
   end
 
@@ -151,21 +177,34 @@ defmodule Switchboard.Gateway do
   def init(opts) do
     name = Keyword.fetch!(opts, :name)
     config = build_config(name, opts)
+    # Owned by the supervisor: member requests and identifies per bot.
+    :ets.new(config.limits, [:public, :named_table, :set, write_concurrency: true])
     :persistent_term.put({__MODULE__, name}, config)
 
     guilds =
       for data <- config.guild_data do
         members = Map.get(config.members, data["id"], data["members"] || [])
 
-        Supervisor.child_spec({Guild, data: data, members: members, registry: config.registry},
-          id: {Guild, data["id"]}
-        )
+        {Switchboard.Guild,
+         id: data["id"],
+         name: via(config, {:guild, data["id"]}),
+         register: false,
+         members: Enum.with_index(members, &Payloads.member(&1, Demo.status(&2))),
+         codec: Frames,
+         codec_options: Map.fetch!(config.needs, data["id"]),
+         payloads: Payloads}
       end
 
+    partitions = System.schedulers_online()
+
     children =
-      [{Registry, keys: :unique, name: config.registry, partitions: System.schedulers_online()}] ++
+      [
+        {Registry, keys: :unique, name: config.registry, partitions: partitions},
+        {Registry, keys: :duplicate, name: config.connection_registry, partitions: partitions}
+      ] ++
         guilds ++
         [
+          {DynamicSupervisor, name: config.sessions, strategy: :one_for_one},
           {DynamicSupervisor,
            name: config.connections, strategy: :one_for_one, max_children: config.max_connections},
           {Listener, config}
@@ -218,6 +257,14 @@ defmodule Switchboard.Gateway do
     %{
       name: name,
       registry: Module.concat(name, Registry),
+      connection_registry: Module.concat(name, ConnectionRegistry),
+      limits: Module.concat(name, Limits),
+      identify_limits: Keyword.get(opts, :identify_limits, false),
+      identify_interval: Keyword.get(opts, :identify_interval, 5_000),
+      max_concurrency: Keyword.get(opts, :max_concurrency, 1),
+      session_start_limit: Keyword.get(opts, :session_start_limit, 1000),
+      member_request_interval: Keyword.get(opts, :member_request_interval, 30_000),
+      sessions: Module.concat(name, Sessions),
       connections: Module.concat(name, Connections),
       port: Keyword.get(opts, :port, 4000),
       ip: Keyword.get(opts, :ip, {127, 0, 0, 1}),
@@ -225,12 +272,16 @@ defmodule Switchboard.Gateway do
       tokens: tokens,
       guild_ids: Enum.map(guild_data, & &1["id"]),
       guild_data: guild_data,
+      # GUILD_CREATE, prepared once per guild for both encodings.
+      creates: Map.new(guild_data, &{&1["id"], Frames.prepare("GUILD_CREATE", &1)}),
+      needs: Map.new(guild_data, &{&1["id"], Frames.needs()}),
       members: members,
       channels: channels,
       heartbeat_interval: Keyword.get(opts, :heartbeat_interval, 41_250),
       heartbeat_grace: Keyword.get(opts, :heartbeat_grace, 1.5),
       resume_timeout: Keyword.get(opts, :resume_timeout, 60_000),
       replay_limit: Keyword.get(opts, :replay_limit, 1024),
+      buffer_limit: Keyword.get(opts, :buffer_limit, 4 * 1024 * 1024),
       max_payload: Keyword.get(opts, :max_payload, 4096),
       rate_limit: Keyword.get(opts, :rate_limit, {120, 60_000}),
       max_guilds_per_shard: Keyword.get(opts, :max_guilds_per_shard, 2500),

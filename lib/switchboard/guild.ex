@@ -43,6 +43,12 @@ defmodule Switchboard.Guild do
   essential, of essential events, so each session can check that it got
   its stream complete and in order.
 
+  ## Metrics
+
+  Guilds, events published, sessions connected, member changes (and the
+  member list's time for each) and member-list updates are reported
+  through `Switchboard.Metrics`, see `Switchboard.RuntimeMetrics`.
+
   ## Resuming
 
   The guild keeps its latest `:replay_events` frames (events and
@@ -54,6 +60,7 @@ defmodule Switchboard.Guild do
   use GenServer
 
   alias Switchboard.Guild.Relay
+  alias Switchboard.RuntimeMetrics
   alias Switchboard.MemberList.Behaviour, as: MemberListContract
   alias Switchboard.Session.Metrics
 
@@ -93,15 +100,32 @@ defmodule Switchboard.Guild do
     * `:offline` - `:listed` or `:hidden`, as `Switchboard.MemberList.new/1`.
       Defaults to `:listed`.
     * `:on_change` - a function called with `{:put, member}` or
-      `{:delete, user_id}` after each change (replication). Defaults to `nil`.
+      `{:delete, user_id}` after each change, and with `:stopped` when the
+      guild is stopped on purpose (`stop/1`), so a replica can be dropped
+      (replication). Defaults to `nil`.
     * `:replay_events` - how many of its latest frames (events and
       member-list updates) the guild keeps for sessions that resume (see
       `Switchboard.Session.resume/2`). Defaults to #{@default_replay_events}.
+    * `:name` - a name for the process (`GenServer` names), as well as or
+      instead of `:register`. Defaults to none.
+    * `:codec` - the `Switchboard.Codec` that prepares its frames.
+      Defaults to the mode's (ETF).
+    * `:codec_options` - when set, frames are prepared with
+      `codec.prepare(type, data, codec_options)` (a codec that takes
+      options, e.g. the gateway's, told which variants its sessions need).
+      Defaults to `nil` (`prepare/2`).
+    * `:payloads` - a module shaping the data of member events and
+      member-list updates (the gateway's Discord shapes):
+      `member_event(type, member, guild_id)` and
+      `member_list_update(guild_id, ops, counts, member_table)` (counts as
+      `Switchboard.MemberList.counts/1`; the table holds `{user_id, member}`).
+      Defaults to `nil` (the runtime's own shapes).
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
     Keyword.fetch!(opts, :id)
-    GenServer.start_link(__MODULE__, opts)
+    {name, opts} = Keyword.pop(opts, :name)
+    GenServer.start_link(__MODULE__, opts, if(name, do: [name: name], else: []))
   end
 
   @doc false
@@ -309,10 +333,14 @@ defmodule Switchboard.Guild do
         offline: :listed,
         on_change: nil,
         replay_events: @default_replay_events,
-        register: true
+        register: true,
+        codec: nil,
+        codec_options: nil,
+        payloads: nil
       ])
 
     modules = Switchboard.Implementation.modules(opts[:mode] || Switchboard.Implementation.mode())
+    RuntimeMetrics.guild_started()
     table = :ets.new(__MODULE__, [:set, :protected, read_concurrency: true])
     replay = :ets.new(__MODULE__.Replay, [:set, :protected, read_concurrency: true])
     list = modules.member_list.new(offline: opts[:offline])
@@ -321,7 +349,9 @@ defmodule Switchboard.Guild do
       id: opts[:id],
       modules: modules,
       fanout: modules.fanout,
-      codec: modules.codec,
+      codec: opts[:codec] || modules.codec,
+      codec_options: opts[:codec_options],
+      payloads: opts[:payloads],
       table: table,
       replay: replay,
       replay_events: opts[:replay_events],
@@ -383,7 +413,7 @@ defmodule Switchboard.Guild do
     case :ets.lookup(state.table, user_id) do
       [{_, member}] ->
         member = %{member | status: status}
-        data = %{"user_id" => user_id, "status" => Atom.to_string(status)}
+        data = event_data(state, "PRESENCE_UPDATE", member)
         {:reply, :ok, put_member(state, member, {"PRESENCE_UPDATE", data}, false, started)}
 
       [] ->
@@ -394,7 +424,7 @@ defmodule Switchboard.Guild do
   def handle_call({:leave, user_id}, _from, state) do
     started = System.monotonic_time()
 
-    if :ets.member(state.table, user_id) do
+    with [{_, member}] <- :ets.lookup(state.table, user_id) do
       :ets.delete(state.table, user_id)
 
       {updates, list} =
@@ -403,17 +433,18 @@ defmodule Switchboard.Guild do
       at = System.system_time(:microsecond)
       state = send_list_updates(%{state | list: list}, updates, at)
       replicate(state, {:delete, user_id})
-      data = %{"guild_id" => state.id, "user_id" => user_id}
+      data = event_data(state, "GUILD_MEMBER_REMOVE", member)
       state = publish_event(state, "GUILD_MEMBER_REMOVE", data, true, at)
       {:reply, :ok, count_op(state, started)}
     else
-      {:reply, {:error, :not_member}, state}
+      [] -> {:reply, {:error, :not_member}, state}
     end
   end
 
   def handle_call({:connect, pid, passive, ranges}, _from, state) do
     state = if Map.has_key?(state.sessions, pid), do: drop_session(state, pid), else: state
     state = add_session(state, pid, passive)
+    RuntimeMetrics.guild_connect()
     reply = {:ok, state.id, state.all_seq, state.essential_seq, state.replay}
     # The sync may reach the session before this reply: it waits for the
     # reply first, so it reads the sync as a frame of this guild.
@@ -471,6 +502,13 @@ defmodule Switchboard.Guild do
 
   def handle_info(_other, state), do: {:noreply, state}
 
+  # Stopped on purpose (stop/1): its replica goes too, or the backup node
+  # would bring the guild back when this node leaves. A guild handed over
+  # to another node stops with {:shutdown, :moved} and keeps it.
+  @impl true
+  def terminate(:normal, state), do: replicate(state, :stopped)
+  def terminate(_reason, _state), do: :ok
+
   defp register(id) do
     case Registry.register(@registry, id, nil) do
       {:ok, _} -> :ok
@@ -502,16 +540,29 @@ defmodule Switchboard.Guild do
     {type, data} =
       case event do
         {type, data} -> {type, data}
-        type -> {type, Map.put(member_payload(member), "guild_id", state.id)}
+        type -> {type, event_data(state, type, member)}
       end
 
     state = publish_event(state, type, data, essential, at)
     count_op(state, started)
   end
 
-  defp member_payload(member) do
+  defp event_data(%{payloads: nil} = state, "PRESENCE_UPDATE", member),
+    do: %{"user_id" => member.id, "status" => Atom.to_string(member.status)} |> tag(state, nil)
+
+  defp event_data(%{payloads: nil} = state, "GUILD_MEMBER_REMOVE", member),
+    do: %{"user_id" => member.id} |> tag(state, "guild_id")
+
+  defp event_data(%{payloads: nil} = state, _type, member) do
     %{"user_id" => member.id, "name" => member.name, "status" => Atom.to_string(member.status)}
+    |> tag(state, "guild_id")
   end
+
+  defp event_data(%{payloads: payloads} = state, type, member),
+    do: payloads.member_event(type, member, state.id)
+
+  defp tag(data, _state, nil), do: data
+  defp tag(data, state, key), do: Map.put(data, key, state.id)
 
   # The member list's share of a change.
   defp timed(state, fun) do
@@ -519,6 +570,7 @@ defmodule Switchboard.Guild do
     result = fun.()
     elapsed = System.monotonic_time() - started
     Metrics.observe(state.list_ns, System.convert_time_unit(elapsed, :native, :nanosecond))
+    RuntimeMetrics.member_list_change(elapsed)
     result
   end
 
@@ -528,6 +580,7 @@ defmodule Switchboard.Guild do
       System.convert_time_unit(System.monotonic_time() - started, :native, :nanosecond)
     )
 
+    RuntimeMetrics.member_op()
     %{state | member_ops: state.member_ops + 1}
   end
 
@@ -654,6 +707,7 @@ defmodule Switchboard.Guild do
   end
 
   defp subscribe(state, pid, ranges) do
+    RuntimeMetrics.member_list_subscribe()
     {updates, list} = state.modules.member_list.subscribe(state.list, pid, ranges)
     send_list_updates(%{state | list: list}, updates, System.system_time(:microsecond))
   end
@@ -662,7 +716,7 @@ defmodule Switchboard.Guild do
   # Delivery
 
   defp publish_event(state, type, data, essential, at) do
-    prepared = state.codec.prepare(type, data)
+    prepared = prepare(state, type, data)
     all_seq = state.all_seq + 1
     {key, state} = keep_frame(state, type, prepared)
 
@@ -674,8 +728,14 @@ defmodule Switchboard.Guild do
        key, at}
 
     fan_out(state, target, message)
+    RuntimeMetrics.event_published(essential)
     %{state | all_seq: all_seq, essential_seq: essential_seq}
   end
+
+  defp prepare(%{codec_options: nil, codec: codec}, type, data), do: codec.prepare(type, data)
+
+  defp prepare(%{codec_options: opts, codec: codec}, type, data),
+    do: codec.prepare(type, data, opts)
 
   # The latest frames, shared by every session for resuming: keyed by a
   # counter, the oldest dropped past the limit.
@@ -705,10 +765,17 @@ defmodule Switchboard.Guild do
   defp send_list_updates(state, [], _at), do: state
 
   defp send_list_updates(state, updates, at) do
+    RuntimeMetrics.member_list_updates(length(updates))
+    counts = if state.payloads, do: state.modules.member_list.counts(state.list)
+
     Enum.reduce(updates, state, fn {pids, ops}, state ->
-      data = %{"guild_id" => state.id, "ops" => ops}
+      data =
+        if state.payloads,
+          do: state.payloads.member_list_update(state.id, ops, counts, state.table),
+          else: %{"guild_id" => state.id, "ops" => ops}
+
       type = "GUILD_MEMBER_LIST_UPDATE"
-      prepared = state.codec.prepare(type, data)
+      prepared = prepare(state, type, data)
       {key, state} = keep_frame(state, type, prepared)
       message = {:"$sb_list", state.id, state.codec, prepared, key, at}
 

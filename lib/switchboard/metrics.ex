@@ -30,17 +30,24 @@ defmodule Switchboard.Metrics do
 
   | name | kind | meaning |
   |---|---|---|
-  | `switchboard.sessions.connected` | gauge | gateway sessions connected now |
-  | `switchboard.guilds` | gauge | guild processes running |
-  | `switchboard.frames.delivered` | counter | frames written to sessions' sockets (the dashboard's frames per second) |
-  | `switchboard.publish_to_frame_us` | histogram | µs from a guild publishing an event to the frame leaving for a session |
-  | `switchboard.gateway.bytes_raw` | counter | payload bytes before compression |
-  | `switchboard.gateway.bytes_compressed` | counter | the same payloads' bytes after compression (ratio = raw / compressed) |
-  | `switchboard.gateway.connections` | counter | connections accepted |
-  | `switchboard.gateway.closes` | counter | connections closed, tag `code:` (close code) |
-  | `switchboard.gateway.rate_limited` | counter | frames refused by a rate limit |
+  | `switchboard.sessions.connected` | gauge | `Switchboard.Session` processes alive (wired) |
+  | `switchboard.guilds` | gauge | guild processes running (wired) |
+  | `switchboard.frames.delivered` | counter | frames written to sessions' sockets (the dashboard's frames per second; wired) |
+  | `switchboard.publish_to_frame_us` | histogram | µs from a guild publishing an event to the frame leaving for a session, one frame in 8 (wired) |
+  | `switchboard.gateway.bytes_raw` | counter | payload bytes before compression (wired) |
+  | `switchboard.gateway.bytes_compressed` | counter | the same payloads' bytes after compression, equal to raw on uncompressed connections (ratio = raw / compressed; wired) |
+  | `switchboard.gateway.connections` | counter | WebSocket connections accepted (wired) |
+  | `switchboard.gateway.closes` | counter | connections closed, tag `code:` (close code; 1006 for a socket lost with no close frame; wired) |
+  | `switchboard.gateway.rate_limited` | counter | commands refused by a rate limit: 4008, RATE_LIMITED for member requests, IDENTIFY limits (wired) |
   | `switchboard.fanout.sends` | counter | `Switchboard.Fanout.send/3` calls (wired) |
   | `switchboard.fanout.deliveries` | counter | messages delivered by fan-out (wired) |
+  | `switchboard.guild.events` | counter | events published by guilds, tag `essential:` (wired) |
+  | `switchboard.member_list.ops` | counter | member changes: joins, leaves, presence, updates (wired) |
+  | `switchboard.member_list.change_us` | histogram | µs the member list took for one change (wired) |
+  | `switchboard.guard.busy` | counter | guarded calls refused for a full semaphore, tag `kind:` (wired) |
+
+  `Switchboard.RuntimeMetrics` lists every name the runtime reports and
+  where; `Switchboard.Guard` the semaphores around guild and registry calls.
 
   ## Examples
 

@@ -85,9 +85,10 @@ defmodule Switchboard.NIF do
   defnif zstd_native_memory()
 
   # Switchboard.Json
-  defnif json_encode(term, escape, strict, seal, iodata)
-  defnif json_decode(binary, atom_keys, max_depth, max_size)
+  defnif json_encode(term, escape_and_strict, seal, iodata)
+  defnif json_decode(binary, atom_keys_max_depth_max_size)
   defnif json_validate(binary)
+  defnif json_dirty_runs()
 
   # Switchboard.Semaphore
   defnif semaphore_acquire(name, max)

@@ -27,6 +27,15 @@ defmodule Switchboard.Session do
   disconnect is counted (`slow_disconnects/0`). Other sessions are not
   affected: the guild only ever sends to a session, never waits for one.
 
+  ## Metrics and guards
+
+  Each session counts itself in `switchboard.sessions.connected` and each
+  frame it writes in `switchboard.frames.delivered` (one frame in 8 also
+  in `switchboard.publish_to_frame_us`), see `Switchboard.RuntimeMetrics`.
+  Its calls to a guild (attach, re-attach, subscribe) go through
+  `Switchboard.Guard`, so thousands of sessions attaching at once back off
+  instead of flooding the guild.
+
   ## Checks
 
   Every event carries the guild's own sequence of the stream the session
@@ -37,6 +46,7 @@ defmodule Switchboard.Session do
 
   use GenServer
 
+  alias Switchboard.{Guard, RuntimeMetrics}
   alias Switchboard.Session.Metrics
 
   @counters_key {__MODULE__, :counters}
@@ -62,6 +72,10 @@ defmodule Switchboard.Session do
       :metrics,
       :replay_limit,
       :buffer_limit,
+      :select,
+      :owner,
+      :linger,
+      :linger_timer,
       seq: 0,
       frames: 0,
       replay: [],
@@ -90,9 +104,23 @@ defmodule Switchboard.Session do
       session disconnects. Defaults to #{@default_buffer_limit}.
     * `:metrics` - a `Switchboard.Session.Metrics` to count frames and
       latencies in. Defaults to `nil`.
+    * `:name` - a name to register the process under (`GenServer` names).
+      Defaults to none.
+    * `:select` - a function `(type, codec, prepared) -> {codec, prepared} | :skip`
+      called for every frame before it is numbered: `:skip` leaves it out
+      (the session's filter, e.g. the gateway's intents), else the frame is
+      made from what it returns (a per-session variant of the payload).
+      Defaults to `nil` (every frame as prepared).
+    * `:owner` - a pid the session watches (the process serving its
+      client); when it goes down the session waits `:linger` ms for a
+      `resume/3` that gives it a new one, then stops. Defaults to `nil`.
+    * `:linger` - see `:owner`. Defaults to `0`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
-  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts)
+  def start_link(opts \\ []) do
+    {name, opts} = Keyword.pop(opts, :name)
+    GenServer.start_link(__MODULE__, opts, if(name, do: [name: name], else: []))
+  end
 
   @doc "A child spec under `Switchboard.Session.Supervisor` (temporary: a session that ends stays ended)."
   def child_spec(opts),
@@ -116,14 +144,20 @@ defmodule Switchboard.Session do
     * `:passive` - receive only essential events and no member-list
       updates until `subscribe/3`. Defaults to `false`.
     * `:ranges` - member-list ranges to subscribe to at once. Defaults to `[]`.
+    * `:greeting` - `{type, codec, prepared}`: a frame written (numbered as
+      any other) as soon as the guild has the session, before any event
+      of the guild (the gateway's GUILD_CREATE). Defaults to `nil`.
   """
   @spec attach(GenServer.server(), pid() | term(), keyword()) :: :ok | {:error, term()}
-  def attach(session, guild, opts \\ []), do: GenServer.call(session, {:attach, guild, opts})
+  # No call timeout: the session's own calls are bounded (the guild call's
+  # 5 s, Switchboard.Guard's retries).
+  def attach(session, guild, opts \\ []),
+    do: GenServer.call(session, {:attach, guild, opts}, :infinity)
 
   @doc "Subscribes the session to member-list `ranges` of an attached guild (by guild id)."
   @spec subscribe(GenServer.server(), term(), [[non_neg_integer()]]) :: :ok | {:error, term()}
   def subscribe(session, guild_id, ranges),
-    do: GenServer.call(session, {:subscribe, guild_id, ranges})
+    do: GenServer.call(session, {:subscribe, guild_id, ranges}, :infinity)
 
   @doc """
   The frames after `last_seq`, in order, for a client that reconnects.
@@ -135,6 +169,36 @@ defmodule Switchboard.Session do
           {:ok, [iodata()]} | {:error, :gone | :invalid_seq}
   def resume(session, last_seq) when is_integer(last_seq) and last_seq >= 0,
     do: GenServer.call(session, {:resume, last_seq})
+
+  @doc """
+  Resumes the session on a new connection: the frames after `last_seq`
+  are written, in order, to a new transport, which then takes the old
+  one's place (closed with reason `:resumed`), all in one step, so every
+  later frame follows them. Returns `{:ok, frames_replayed}`, or the
+  errors of `resume/2` (the session is left as it was).
+
+  ## Options
+
+    * `:transport` - `{module, opts}`, the new transport (required).
+    * `:owner` - the new owner (see `start_link/1`). Defaults to `nil`.
+    * `:greeting` - `{type, codec, prepared}`, a frame written after the
+      replayed ones (the gateway's RESUMED). Defaults to `nil`.
+  """
+  @spec resume(GenServer.server(), non_neg_integer(), keyword()) ::
+          {:ok, non_neg_integer()} | {:error, :gone | :invalid_seq}
+  def resume(session, last_seq, opts) when is_integer(last_seq) and last_seq >= 0 do
+    opts = Keyword.validate!(opts, [:transport, owner: nil, greeting: nil])
+    Keyword.fetch!(opts, :transport)
+    GenServer.call(session, {:resume, last_seq, opts})
+  end
+
+  @doc """
+  Writes one frame that comes from no guild (the gateway's READY, a
+  member chunk...), numbered and kept for resuming like any other.
+  """
+  @spec dispatch(GenServer.server(), String.t(), module(), term()) :: :ok
+  def dispatch(session, type, codec, prepared) when is_binary(type),
+    do: GenServer.call(session, {:dispatch, type, codec, prepared})
 
   @doc """
   The session's counters (see the moduledoc's Checks): its `seq`, `frames`
@@ -170,11 +234,15 @@ defmodule Switchboard.Session do
         transport: {Switchboard.Transport.Sink, []},
         replay_limit: @default_replay_limit,
         buffer_limit: @default_buffer_limit,
-        metrics: nil
+        metrics: nil,
+        select: nil,
+        owner: nil,
+        linger: 0
       )
 
     {transport, transport_opts} = opts[:transport]
     {:ok, transport_state} = transport.init(transport_opts)
+    RuntimeMetrics.session_started()
 
     {:ok,
      %State{
@@ -183,8 +251,11 @@ defmodule Switchboard.Session do
        transport_state: transport_state,
        metrics: opts[:metrics],
        replay_limit: opts[:replay_limit],
-       buffer_limit: opts[:buffer_limit]
-     }}
+       buffer_limit: opts[:buffer_limit],
+       select: opts[:select],
+       linger: opts[:linger]
+     }
+     |> watch(opts[:owner])}
   end
 
   @impl true
@@ -193,16 +264,46 @@ defmodule Switchboard.Session do
     ranges = Keyword.get(opts, :ranges, [])
 
     case connect(guild, passive, ranges) do
-      {:ok, entry} -> {:reply, :ok, put_guild(state, entry)}
+      {:ok, entry} -> state |> put_guild(entry) |> greet(opts[:greeting]) |> reply(:ok)
       {:error, _} = error -> {:reply, error, state}
+    end
+  end
+
+  def handle_call({:dispatch, type, codec, prepared}, _from, state),
+    do: state |> greet({type, codec, prepared}) |> reply(:ok)
+
+  def handle_call({:resume, last_seq, opts}, _from, state) do
+    case replay_entries(state, last_seq) do
+      {:ok, entries} ->
+        state.transport.close(state.transport_state, :resumed)
+        {transport, transport_opts} = opts[:transport]
+        {:ok, transport_state} = transport.init(transport_opts)
+        state = %{state | transport: transport, transport_state: transport_state}
+
+        state =
+          Enum.reduce(entries, watch(state, opts[:owner]), fn {seq, type, frame}, state ->
+            {:ok, transport_state} =
+              transport.send_frame(state.transport_state, frame, %{seq: seq, type: type})
+
+            %{state | transport_state: transport_state}
+          end)
+
+        state |> greet(opts[:greeting]) |> reply({:ok, length(entries)})
+
+      {:error, _} = error ->
+        {:reply, error, state}
     end
   end
 
   def handle_call({:subscribe, guild_id, ranges}, _from, state) do
     case state.guilds do
       %{^guild_id => entry} ->
-        :ok = Switchboard.Guild.subscribe_member_list(entry.pid, self(), ranges)
-        {:reply, :ok, put_guild(state, %{entry | ranges: ranges})}
+        case Guard.call(:guild, entry.pid, fn ->
+               Switchboard.Guild.subscribe_member_list(entry.pid, self(), ranges)
+             end) do
+          :ok -> {:reply, :ok, put_guild(state, %{entry | ranges: ranges})}
+          {:error, _} = error -> {:reply, error, state}
+        end
 
       _ ->
         {:reply, {:error, :not_attached}, state}
@@ -210,7 +311,10 @@ defmodule Switchboard.Session do
   end
 
   def handle_call({:resume, last_seq}, _from, state) do
-    {:reply, replay_after(state, last_seq), state}
+    case replay_entries(state, last_seq) do
+      {:ok, entries} -> {:reply, {:ok, for({_, _, frame} <- entries, do: frame)}, state}
+      error -> {:reply, error, state}
+    end
   end
 
   def handle_call(:stats, _from, state) do
@@ -254,6 +358,23 @@ defmodule Switchboard.Session do
     end
   end
 
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, %State{owner: {_, ref}} = state) do
+    state = %{state | owner: nil}
+
+    if state.linger > 0 do
+      timer = make_ref()
+      Process.send_after(self(), {:"$sb_linger", timer}, state.linger)
+      {:noreply, %{state | linger_timer: timer}}
+    else
+      {:stop, :normal, state}
+    end
+  end
+
+  def handle_info({:"$sb_linger", timer}, %State{linger_timer: timer} = state),
+    do: {:stop, :normal, state}
+
+  def handle_info({:"$sb_linger", _stale}, state), do: {:noreply, state}
+
   def handle_info({:DOWN, _ref, :process, pid, _reason}, state) do
     case Enum.find(state.guilds, fn {_id, entry} -> entry.pid == pid end) do
       {guild_id, %{lookup: true} = entry} ->
@@ -294,9 +415,10 @@ defmodule Switchboard.Session do
     {pid, lookup} =
       if is_pid(guild), do: {guild, false}, else: {Switchboard.Cluster.lookup_guild(guild), true}
 
+    connect = fn -> Switchboard.Guild.connect(pid, self(), passive: passive, ranges: ranges) end
+
     with true <- is_pid(pid) || {:error, :no_guild},
-         {:ok, guild_id, all_seq, essential_seq, replay} <-
-           Switchboard.Guild.connect(pid, self(), passive: passive, ranges: ranges) do
+         {:ok, guild_id, all_seq, essential_seq, replay} <- Guard.call(:guild, pid, connect) do
       Process.monitor(pid)
 
       {:ok,
@@ -316,6 +438,25 @@ defmodule Switchboard.Session do
   end
 
   defp put_guild(state, entry), do: %{state | guilds: Map.put(state.guilds, entry.id, entry)}
+
+  # A new owner is watched (the old one no longer is) and a lingering
+  # session stops waiting.
+  defp watch(state, owner) do
+    with {_, ref} <- state.owner, do: Process.demonitor(ref, [:flush])
+    owner = if is_pid(owner), do: {owner, Process.monitor(owner)}
+    %{state | owner: owner, linger_timer: nil}
+  end
+
+  defp greet(state, nil), do: {:noreply, state}
+
+  defp greet(state, {type, codec, prepared}),
+    do: deliver(state, type, codec, prepared, {nil, {type, codec, prepared}}, nil, false)
+
+  defp reply({:noreply, state}, reply), do: {:reply, reply, state}
+  defp reply({:stop, reason, state}, reply), do: {:stop, reason, reply, state}
+
+  defp select(%State{select: nil}, _type, codec, prepared), do: {codec, prepared}
+  defp select(%State{select: select}, type, codec, prepared), do: select.(type, codec, prepared)
 
   # The stream's next number is expected; a jump leaves gaps (lost unless
   # they turn up later, which makes them out of order); an old number that
@@ -351,12 +492,22 @@ defmodule Switchboard.Session do
     do: Enum.reduce(state.guilds, 0, fn {_, entry}, sum -> sum + map_size(entry.gaps) end)
 
   defp deliver(state, type, codec, prepared, {store, key}, at, event?) do
+    case select(state, type, codec, prepared) do
+      :skip ->
+        {:noreply, state}
+
+      {codec, prepared} ->
+        write(state, type, codec.frame(prepared, state.seq + 1), store, key, at, event?)
+    end
+  end
+
+  defp write(state, type, frame, store, key, at, event?) do
     seq = state.seq + 1
-    frame = codec.frame(prepared, seq)
-    if state.metrics, do: Metrics.record(state.metrics, at, event?, seq)
+    if state.metrics && at, do: Metrics.record(state.metrics, at, event?, seq)
     transport = state.transport
     meta = %{seq: seq, type: type}
     {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
+    RuntimeMetrics.frame_delivered(at, seq)
     {replay, replay_size, replay_older} = remember(state, {seq, store, key})
 
     state = %{
@@ -373,6 +524,7 @@ defmodule Switchboard.Session do
 
     if buffered > state.buffer_limit do
       :counters.add(counters(), 1, 1)
+      RuntimeMetrics.slow_disconnect()
       {:stop, {:shutdown, {:slow_consumer, buffered}}, state}
     else
       {:noreply, state}
@@ -392,10 +544,11 @@ defmodule Switchboard.Session do
 
   defp remember(%State{replay: replay}, entry), do: {[entry], 1, replay}
 
-  defp replay_after(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
-  defp replay_after(%State{seq: seq}, seq), do: {:ok, []}
+  # `{seq, type, frame}` of every frame after `last_seq`, oldest first.
+  defp replay_entries(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
+  defp replay_entries(%State{seq: seq}, seq), do: {:ok, []}
 
-  defp replay_after(state, last_seq) do
+  defp replay_entries(state, last_seq) do
     kept = Enum.take(state.replay ++ state.replay_older, state.replay_limit)
 
     case List.last(kept) do
@@ -403,9 +556,11 @@ defmodule Switchboard.Session do
         kept
         |> Enum.take_while(fn {seq, _, _} -> seq > last_seq end)
         |> Enum.reduce_while({:ok, []}, fn {seq, store, key}, {:ok, frames} ->
-          case kept_frame(store, key) do
-            {codec, prepared} -> {:cont, {:ok, [codec.frame(prepared, seq) | frames]}}
-            nil -> {:halt, {:error, :gone}}
+          with {type, codec, prepared} <- kept_frame(store, key),
+               {codec, prepared} <- select(state, type, codec, prepared) do
+            {:cont, {:ok, [{seq, type, codec.frame(prepared, seq)} | frames]}}
+          else
+            _ -> {:halt, {:error, :gone}}
           end
         end)
 
@@ -414,10 +569,13 @@ defmodule Switchboard.Session do
     end
   end
 
-  # A frame the guild no longer keeps (or a guild that is gone) is gone.
+  # A frame the guild no longer keeps (or a guild that is gone) is gone; a
+  # frame from no guild is kept whole.
+  defp kept_frame(nil, frame), do: frame
+
   defp kept_frame(store, key) do
     case :ets.lookup(store, key) do
-      [{^key, _type, codec, prepared}] -> {codec, prepared}
+      [{^key, type, codec, prepared}] -> {type, codec, prepared}
       [] -> nil
     end
   rescue

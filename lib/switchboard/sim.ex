@@ -142,6 +142,7 @@ defmodule Switchboard.Sim do
     %{
       mode: Atom.to_string(opts[:mode]),
       nodes: length(nodes),
+      placement: placement(nodes, guilds, totals),
       guilds: opts[:guilds],
       members: members_per_guild * opts[:guilds],
       sessions: opts[:sessions],
@@ -195,7 +196,19 @@ defmodule Switchboard.Sim do
     }
   end
 
-  defp progress(opts, what, since) do
+  # Where the guilds and the sessions ran: node name => counts.
+  defp placement(nodes, guilds, totals) do
+    nodes
+    |> Enum.zip(totals)
+    |> Map.new(fn {node, totals} ->
+      owned = Enum.count(guilds, fn {_id, pid, _} -> node(pid) == node end)
+      {Atom.to_string(node), %{guilds: owned, sessions: totals.sessions}}
+    end)
+  end
+
+  @doc false
+  # Prints `what` and the seconds since `since` (unless `opts[:progress]` is false).
+  def progress(opts, what, since) do
     now = System.monotonic_time(:millisecond)
 
     if opts[:progress],

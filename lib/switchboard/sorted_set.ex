@@ -10,12 +10,14 @@ defmodule Switchboard.SortedSet do
   The set is a native resource, mutable and shared between processes like an
   ETS table: `add/2` changes the set in place and returns it, so code written
   for an immutable set keeps working. Many processes may read and write one
-  set at once; readers run concurrently, writers take turns, and no call
-  holds a normal scheduler for long. Work is counted in bytes as well as
-  items: a call whose items are large (a 100 MB binary, a slice of a
-  thousand 50 KB items) runs on a dirty scheduler like a bulk operation over
-  a large set, and a call that finds the set busy waits on a dirty
-  scheduler instead of blocking a normal one.
+  set at once; readers run concurrently (each scheduler counts its readers
+  on a cache line of its own, as ETS `read_concurrency` does, so reads
+  scale with cores), writers take turns, and no call holds a normal
+  scheduler for long. Work is counted in bytes as well as items: a call
+  whose items are large (a 100 MB binary, a slice of a thousand 50 KB
+  items) runs on a dirty scheduler like a bulk operation over a large set,
+  and a call that finds the set busy for more than tens of microseconds waits
+  on a dirty scheduler instead of blocking a normal one.
 
   Like ETS, the set keeps what its items refer to alive: an item holding a
   reference to a NIF resource, an `:atomics` or `:counters` array, or a fun

@@ -8,8 +8,15 @@
 //           {"cmd":"send","id":..,"payload":obj} | {"cmd":"send","id":..,"text":str}
 //           {"cmd":"terminate","id":..} (drop TCP, no close frame)
 //           {"cmd":"close","id":..,"code":n}
+//           {"cmd":"list","id":..} (the client's member list, see below)
 //           {"cmd":"exit"}
-// Events:   {"event":"open"|"payload"|"close"|"error", "id":.., ...}
+// Events:   {"event":"open"|"payload"|"close"|"error"|"list", "id":.., ...}
+//
+// Each client keeps the lazy member list a Discord client draws: slots set by
+// the ops of every GUILD_MEMBER_LIST_UPDATE (SYNC, INSERT, UPDATE, DELETE,
+// INVALIDATE), an unknown slot null. "list" reports its slots as
+// "g:<group id>:<count>" / "m:<user id>:<status>" / null, with the last
+// member_count, online_count and groups.
 'use strict';
 const WebSocket = require('ws');
 const zlib = require('zlib');
@@ -17,6 +24,31 @@ const fzstd = require('fzstd');
 const readline = require('readline');
 
 const clients = new Map();
+
+function itemKey(item) {
+  if (item.group) return `g:${item.group.id}:${item.group.count}`;
+  return `m:${item.member.user.id}:${item.member.presence.status}`;
+}
+
+function applyListUpdate(client, d) {
+  const slots = client.list.slots;
+  for (const op of d.ops) {
+    switch (op.op) {
+      case 'SYNC': {
+        const [first, last] = op.range;
+        for (let i = first; i <= last; i++) slots[i] = i - first < op.items.length ? itemKey(op.items[i - first]) : null;
+        break;
+      }
+      case 'INSERT': slots.splice(op.index, 0, itemKey(op.item)); break;
+      case 'UPDATE': slots[op.index] = itemKey(op.item); break;
+      case 'DELETE': slots.splice(op.index, 1); break;
+      case 'INVALIDATE': for (let i = op.range[0]; i <= op.range[1]; i++) slots[i] = null; break;
+      default: throw new Error('unknown op ' + op.op);
+    }
+  }
+  client.list.counts = { member_count: d.member_count, online_count: d.online_count, groups: d.groups };
+}
+
 // The test may close our stdout first; that ends the driver quietly.
 process.stdout.on('error', () => process.exit(0));
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
@@ -61,12 +93,13 @@ function connect({ id, url, heartbeat }) {
   const ws = new WebSocket(url, { perMessageDeflate: false });
   const compress = /compress=zlib-stream/.test(url) ? 'zlib' : /compress=zstd-stream/.test(url) ? 'zstd' : null;
   const decode = compress === 'zlib' ? zlibDecoder() : compress === 'zstd' ? zstdDecoder() : null;
-  const client = { ws, seq: null, timer: null, queue: Promise.resolve() };
+  const client = { ws, seq: null, timer: null, queue: Promise.resolve(), list: { slots: [], counts: null } };
   clients.set(id, client);
   ws.on('open', () => emit({ event: 'open', id }));
   const onText = (text) => {
     const payload = JSON.parse(text);
     if (payload.s != null) client.seq = payload.s;
+    if (payload.t === 'GUILD_MEMBER_LIST_UPDATE') applyListUpdate(client, payload.d);
     if (payload.op === 10 && heartbeat) {
       client.timer = setInterval(() => ws.send(JSON.stringify({ op: 1, d: client.seq })), payload.d.heartbeat_interval);
     }
@@ -99,6 +132,7 @@ rl.on('line', (line) => {
     case 'send': client.ws.send(msg.payload !== undefined ? JSON.stringify(msg.payload) : msg.text); break;
     case 'terminate': if (client.timer) clearInterval(client.timer); client.ws.terminate(); break;
     case 'close': client.ws.close(msg.code); break;
+    case 'list': emit({ event: 'list', id: msg.id, slots: Array.from(client.list.slots, (s) => s ?? null), ...client.list.counts }); break;
     case 'exit': process.exit(0);
   }
 });

@@ -63,7 +63,7 @@ function start(i) {
     if (payload.s != null) seq = payload.s;
     if (payload.op === 10) {
       timer = setInterval(() => ws.send(JSON.stringify({ op: 1, d: seq })), payload.d.heartbeat_interval);
-      ws.send(JSON.stringify({ op: 2, d: { token, intents: 513, properties: { os: 'linux', browser: 'load', device: 'load' } } }));
+      ws.send(JSON.stringify({ op: 2, d: { token, intents: 513 | (1 << 15), properties: { os: 'linux', browser: 'load', device: 'load' } } }));
     } else if (payload.op === 1) {
       ws.send(JSON.stringify({ op: 1, d: seq }));
     } else if (payload.t === 'GUILD_CREATE') {

@@ -10,6 +10,7 @@ defmodule Switchboard.Test.NIF do
     sources: ["c_src/test_nif/*.cpp", "c_src/nif/nif.cpp", "c_src/nif/scheduling.cpp"]
 
   defnif diag_add(a, b)
+  defnif diag_process_cpu_ns()
   defnif diag_raise(kind)
   defnif diag_probe_new(owner, id)
   defnif diag_probe_id(probe)

@@ -89,6 +89,34 @@ defmodule Switchboard.ClusterTest do
     assert List.last(frames)["t"] == "AFTER_MOVE"
   end
 
+  test "a guild stopped on purpose stays stopped when its node later leaves (its replica goes too)",
+       %{nodes: nodes} do
+    {peer, doomed} = start_peer()
+    wait_for_ring([doomed | nodes])
+
+    [stopped, kept] =
+      Enum.filter(Enum.map(1..200, &"stopped-#{&1}"), &(Cluster.owner(&1) == doomed))
+      |> Enum.take(2)
+
+    for id <- [stopped, kept] do
+      {:ok, pid} = Cluster.start_guild(id, members: [member(1)])
+      :ok = Guild.join(pid, member(2))
+      # Every replication message has left the guild before the call returns.
+      :erpc.call(doomed, Guild, :stats, [pid])
+    end
+
+    :ok = :erpc.call(doomed, Guild, :stop, [Cluster.lookup_guild(stopped)])
+    Process.sleep(100)
+    stop_peer(peer)
+    wait_for_ring(nodes)
+
+    # The kept one comes back from its replica; the stopped one does not.
+    pid = wait_for(fn -> Cluster.lookup_guild(kept) end)
+    assert Enum.sort(Enum.map(:erpc.call(node(pid), Guild, :members, [pid]), & &1.id)) == [1, 2]
+    Process.sleep(200)
+    assert Cluster.lookup_guild(stopped) == nil
+  end
+
   test "a node that joins takes over the guilds the ring now gives it, members included", %{
     nodes: nodes
   } do

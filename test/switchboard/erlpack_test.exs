@@ -165,6 +165,30 @@ defmodule Switchboard.ErlpackTest do
       end
     end
 
+    test "the VM's encoder serves every term without the seal, byte for byte" do
+      # term_to_binary writes the seal inside a fragment: its bytes (or only
+      # its id words) inside a binary make the encoders walk the term
+      # themselves, which gives the same bytes.
+      <<131, seal::binary>> = :erlang.term_to_binary(Erlpack.Fragment.seal())
+      words = binary_part(seal, byte_size(seal) - 12, 12)
+      big = :binary.copy("x", 70_000)
+
+      for term <- [words, [1, seal], %{"a" => big <> seal}, [big, words], {big}] do
+        assert Erlpack.encode(term) == :erlang.term_to_binary(term)
+        assert IO.iodata_to_binary(Erlpack.encode_iodata(term)) == :erlang.term_to_binary(term)
+        assert Erlpack.fragment(term) == Pure.fragment(term)
+      end
+
+      # A sealed fragment in a large term (whose output is searched for the
+      # whole seal) and in a small one (for its id words) is spliced.
+      payload = %{"content" => "hi"}
+
+      for filler <- [big, "small"] do
+        term = [filler, Erlpack.fragment(payload)]
+        assert Erlpack.encode(term) == :erlang.term_to_binary([filler, payload])
+      end
+    end
+
     test "is spliced inside compressed encodings, and with string_keys" do
       payload = List.duplicate("repeated", 40)
       envelope = %{"op" => 0, "d" => Erlpack.fragment(payload)}

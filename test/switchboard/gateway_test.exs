@@ -14,7 +14,8 @@ defmodule Switchboard.GatewayTest do
     "op" => 2,
     "d" => %{
       "token" => @token,
-      "intents" => 513,
+      # GUILDS, GUILD_MESSAGES and MESSAGE_CONTENT.
+      "intents" => 513 + 32_768,
       "properties" => %{"os" => "linux", "browser" => "test", "device" => "test"}
     }
   }
@@ -54,6 +55,17 @@ defmodule Switchboard.GatewayTest do
   defp close_code(driver, id) do
     %{"code" => code} = NodeClient.until(driver, id, &(&1["event"] == "close"))
     code
+  end
+
+  # A client ready on a fresh gateway sends one command (its data made from
+  # the first guild's id); the close code it gets.
+  defp close_after_ready(op, data) do
+    name = start_gateway()
+    driver = driver()
+    identify(driver, "a", url(name))
+    guild_creates(driver, "a", 2)
+    NodeClient.send_payload(driver, "a", %{"op" => op, "d" => data.(first_guild(name))})
+    close_code(driver, "a")
   end
 
   defp publish_messages(name, guild_id, range) do
@@ -131,7 +143,7 @@ defmodule Switchboard.GatewayTest do
     test "PRESENCE_UPDATE (op 3) reaches the guild's sessions" do
       name = start_gateway()
       driver = driver()
-      identify = put_in(@identify, ["d", "intents"], 513 + 256)
+      identify = put_in(@identify, ["d", "intents"], 513 + 256 + 32_768)
       ready = identify(driver, "a", url(name), identify: identify)
       guild_creates(driver, "a", 2)
 
@@ -168,14 +180,229 @@ defmodule Switchboard.GatewayTest do
       assert names == Enum.sort(expected)
     end
 
+    test "all members in chunks of 1,000: each member exactly once, chunk_index/chunk_count right; then rate limited" do
+      name = start_gateway(guilds: 1, members: 2_498)
+      driver = driver()
+      # GUILD_MEMBERS (1 << 1) is required to ask for every member.
+      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "intents"], 513 + 2))
+      guild_creates(driver, "a", 1)
+      guild_id = first_guild(name)
+      request = %{"guild_id" => guild_id, "query" => "", "limit" => 0, "nonce" => "all"}
+      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => request})
+      chunks = for _ <- 1..3, do: NodeClient.payload(driver, "a", 60_000)
+      assert Enum.map(chunks, & &1["t"]) == List.duplicate("GUILD_MEMBERS_CHUNK", 3)
+      assert Enum.map(chunks, & &1["d"]["chunk_index"]) == [0, 1, 2]
+      assert Enum.all?(chunks, &(&1["d"]["chunk_count"] == 3 and &1["d"]["nonce"] == "all"))
+      assert Enum.map(chunks, &length(&1["d"]["members"])) == [1_000, 1_000, 500]
+      ids = for c <- chunks, m <- c["d"]["members"], do: m["user"]["id"]
+      members = Switchboard.Guild.members(Gateway.guild(name, guild_id))
+      assert Enum.sort(ids) == Enum.sort(Enum.map(members, & &1.id))
+      assert length(Enum.uniq(ids)) == 2_500
+
+      # A second request for every member within the interval.
+      NodeClient.send_payload(driver, "a", %{"op" => 8, "d" => %{request | "nonce" => "again"}})
+      assert %{"op" => 0, "t" => "RATE_LIMITED", "d" => limited} = NodeClient.payload(driver, "a")
+      assert %{"opcode" => 8, "meta" => %{"guild_id" => ^guild_id, "nonce" => "again"}} = limited
+      assert limited["retry_after"] > 0 and limited["retry_after"] <= 30
+
+      # Requests by id or by query are not limited.
+      ids = [hd(ids), "123"]
+
+      NodeClient.send_payload(driver, "a", %{
+        "op" => 8,
+        "d" => %{"guild_id" => guild_id, "user_ids" => ids, "nonce" => "ids"}
+      })
+
+      assert %{"t" => "GUILD_MEMBERS_CHUNK", "d" => by_id} = NodeClient.payload(driver, "a")
+      assert Enum.map(by_id["members"], & &1["user"]["id"]) == [hd(ids)]
+      assert by_id["not_found"] == ["123"]
+      assert %{"chunk_index" => 0, "chunk_count" => 1, "nonce" => "ids"} = by_id
+    end
+
+    test "asking for every member without the GUILD_MEMBERS intent closes with 4014" do
+      request = &%{"guild_id" => &1, "query" => "", "limit" => 0}
+      assert close_after_ready(8, request) == 4014
+    end
+
     test "events are filtered by intents" do
       name = start_gateway()
       driver = driver()
-      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "intents"], 1))
+      # GUILDS and GUILD_MESSAGE_TYPING, no GUILD_MESSAGES.
+      identify(driver, "a", url(name), identify: put_in(@identify, ["d", "intents"], 1 + 2_048))
       guild_creates(driver, "a", 2)
       publish_messages(name, first_guild(name), 1..2)
+      :ok = Gateway.publish(name, first_guild(name), "MESSAGE_REACTION_ADD", %{"x" => 0})
       :ok = Gateway.publish(name, first_guild(name), "TYPING_START", %{"x" => 1})
       assert %{"t" => "TYPING_START", "s" => 4} = NodeClient.payload(driver, "a")
+    end
+
+    test "MESSAGE_CONTENT: without it a message not mentioning the bot has its content emptied" do
+      name = start_gateway(guilds: 1, tokens: [@token, "other-token"])
+      driver = driver()
+      identify(driver, "with", url(name))
+      plain = put_in(@identify, ["d", "token"], "other-token") |> put_in(["d", "intents"], 513)
+      bot = identify(driver, "without", url(name), identify: plain)["user"]["id"]
+      for id <- ["with", "without"], do: guild_creates(driver, id, 1)
+
+      message = %{
+        "content" => "secret",
+        "embeds" => [%{"title" => "e"}],
+        "attachments" => [%{"id" => "1"}],
+        "components" => [%{"type" => 1}],
+        "mentions" => [],
+        "author" => %{"id" => "9"}
+      }
+
+      :ok = Gateway.publish(name, first_guild(name), "MESSAGE_CREATE", message)
+      mentioning = %{message | "mentions" => [%{"id" => bot}]}
+      :ok = Gateway.publish(name, first_guild(name), "MESSAGE_CREATE", mentioning)
+
+      assert %{"d" => ^message} = NodeClient.payload(driver, "with")
+      assert %{"d" => ^mentioning} = NodeClient.payload(driver, "with")
+
+      assert %{"d" => redacted} = NodeClient.payload(driver, "without")
+
+      assert redacted == %{
+               message
+               | "content" => "",
+                 "embeds" => [],
+                 "attachments" => [],
+                 "components" => []
+             }
+
+      assert %{"d" => ^mentioning} = NodeClient.payload(driver, "without")
+    end
+
+    test "GUILD_MEMBERS and GUILD_PRESENCES gate member and presence events" do
+      name = start_gateway(guilds: 1)
+      driver = driver()
+      members = put_in(@identify, ["d", "intents"], 513 + 2)
+      identify(driver, "members", url(name), identify: members)
+
+      identify(driver, "presences", url(name),
+        identify: put_in(@identify, ["d", "intents"], 513 + 256)
+      )
+
+      for id <- ["members", "presences"], do: guild_creates(driver, id, 1)
+      guild = Gateway.guild(name, first_guild(name))
+      user = %{"id" => "77", "username" => "newcomer", "bot" => false}
+
+      :ok =
+        Switchboard.Guild.join(guild, Gateway.Payloads.member(Gateway.Demo.member(user), :online))
+
+      :ok = Switchboard.Guild.update_presence(guild, "77", :idle)
+      publish_messages(name, first_guild(name), [1])
+
+      assert %{"t" => "GUILD_MEMBER_ADD", "d" => %{"user" => ^user}} =
+               NodeClient.payload(driver, "members")
+
+      assert %{"t" => "MESSAGE_CREATE"} = NodeClient.payload(driver, "members")
+
+      assert %{"t" => "PRESENCE_UPDATE", "d" => %{"user" => %{"id" => "77"}, "status" => "idle"}} =
+               NodeClient.payload(driver, "presences")
+
+      assert %{"t" => "MESSAGE_CREATE"} = NodeClient.payload(driver, "presences")
+    end
+  end
+
+  describe "lazy member list (op 14)" do
+    defp list_keys(guild) do
+      list = Switchboard.Guild.member_list(guild)
+
+      for item <- Switchboard.Implementation.modules().member_list.items(list) do
+        case item do
+          {:group, id, count} -> "g:#{id}:#{count}"
+          {:member, id} -> "m:#{id}:#{Switchboard.Guild.member(guild, id).status}"
+        end
+      end
+    end
+
+    # Waits until the client has read everything the guild sent before now.
+    defp barrier(name, driver, id, guild_id, tag) do
+      :ok = Gateway.publish(name, guild_id, "MESSAGE_CREATE", %{"content" => tag})
+      NodeClient.until(driver, id, &(&1["payload"]["d"]["content"] == tag))
+    end
+
+    defp assert_same_list(name, driver, id, guild_id) do
+      guild = Gateway.guild(name, guild_id)
+      barrier(name, driver, id, guild_id, "barrier-#{System.unique_integer()}")
+      NodeClient.command(driver, %{cmd: "list", id: id})
+      event = NodeClient.until(driver, id, &(&1["event"] == "list"))
+      expected = list_keys(guild)
+      # Subscribed to [0, 99]: every item of the list, nothing past its end.
+      {shown, past_end} = Enum.split(event["slots"], length(expected))
+      assert shown == expected
+      assert Enum.all?(past_end, &is_nil/1)
+
+      counts =
+        Switchboard.Implementation.modules().member_list.counts(
+          Switchboard.Guild.member_list(guild)
+        )
+
+      assert event["member_count"] == counts.member_count
+      assert event["online_count"] == counts.online_count
+      assert event["groups"] == for({g, n} <- counts.groups, do: %{"id" => g, "count" => n})
+    end
+
+    test "GUILD_MEMBER_LIST_UPDATE ops keep a client's list equal to the guild's through presence changes" do
+      name = start_gateway(guilds: 1, members: 12, tokens: [@token, "other-token"])
+      driver = driver()
+      guild_id = first_guild(name)
+      identify(driver, "a", url(name))
+      [create] = guild_creates(driver, "a", 1)
+      channel = hd(create["d"]["channels"])["id"]
+
+      NodeClient.send_payload(driver, "a", %{
+        "op" => 14,
+        "d" => %{"guild_id" => guild_id, "channels" => %{channel => [[0, 99]]}}
+      })
+
+      assert %{"t" => "GUILD_MEMBER_LIST_UPDATE", "d" => sync} = NodeClient.payload(driver, "a")
+
+      assert %{
+               "id" => "everyone",
+               "guild_id" => ^guild_id,
+               "ops" => [%{"op" => "SYNC", "range" => [0, 99]}]
+             } = sync
+
+      assert_same_list(name, driver, "a", guild_id)
+
+      # Another bot changes its presence (op 3); it sees its own PRESENCE_UPDATE.
+      other =
+        identify(driver, "b", url(name),
+          identify:
+            put_in(@identify, ["d", "token"], "other-token") |> put_in(["d", "intents"], 1 + 256)
+        )["user"]["id"]
+
+      guild_creates(driver, "b", 1)
+
+      for status <- ["dnd", "invisible", "online", "idle", "invisible"] do
+        NodeClient.send_payload(driver, "b", %{
+          "op" => 3,
+          "d" => %{"status" => status, "since" => nil, "activities" => [], "afk" => false}
+        })
+
+        assert %{"t" => "PRESENCE_UPDATE", "d" => %{"user" => %{"id" => ^other}}} =
+                 NodeClient.payload(driver, "b")
+
+        assert_same_list(name, driver, "a", guild_id)
+      end
+
+      # Members joining and leaving move everything below them.
+      guild = Gateway.guild(name, guild_id)
+      user = %{"id" => "5", "username" => "aaa-first", "bot" => false}
+
+      :ok =
+        Switchboard.Guild.join(guild, Gateway.Payloads.member(Gateway.Demo.member(user), :online))
+
+      assert_same_list(name, driver, "a", guild_id)
+      :ok = Switchboard.Guild.leave(guild, other)
+      assert_same_list(name, driver, "a", guild_id)
+    end
+
+    test "a malformed op 14 is a decode error" do
+      bad = &%{"guild_id" => &1, "channels" => %{"1" => [[5, 2]]}}
+      assert close_after_ready(14, bad) == 4002
     end
   end
 
@@ -239,6 +466,41 @@ defmodule Switchboard.GatewayTest do
 
       assert %{"s" => 4, "t" => "MESSAGE_CREATE"} = NodeClient.payload(driver, "b")
       assert %{"s" => 5, "t" => "RESUMED"} = NodeClient.payload(driver, "b")
+    end
+  end
+
+  describe "back-pressure" do
+    test "a client that stops reading has its session ended as a slow consumer, others unaffected" do
+      name = start_gateway(guilds: 1, buffer_limit: 1_000_000, send_timeout: 60_000)
+      driver = driver()
+      reader = identify(driver, "reader", url(name))["session_id"]
+      guild_creates(driver, "reader", 1)
+
+      {socket, rest} = RawClient.connect(Gateway.port(name), "/?v=10&encoding=json")
+      {1, _hello, _rest} = RawClient.recv_frame(socket, rest)
+      RawClient.send_frame(socket, 1, Switchboard.Json.encode!(@identify))
+      # It never reads again: the socket's buffers fill, then its
+      # connection's queue of frames.
+      sessions = fn ->
+        Registry.select(Gateway.config(name).registry, [
+          {{{:session, :"$1"}, :_, :_}, [], [:"$1"]}
+        ])
+      end
+
+      wait_for(fn -> length(sessions.()) == 2 end)
+      slow_before = Switchboard.Session.slow_disconnects()
+      content = String.duplicate("x", 20_000)
+
+      # The reader reads each message before the next is published (so it
+      # never falls behind), until the other session is gone.
+      Enum.reduce_while(1..5_000, nil, fn n, _ ->
+        :ok = Gateway.publish(name, first_guild(name), "MESSAGE_CREATE", %{"content" => content})
+        assert NodeClient.payload(driver, "reader")["d"]["content"] == content
+        if sessions.() == [reader], do: {:halt, n}, else: {:cont, n}
+      end)
+
+      assert sessions.() == [reader]
+      assert Switchboard.Session.slow_disconnects() > slow_before
     end
   end
 
@@ -487,10 +749,28 @@ defmodule Switchboard.GatewayTest do
       {2, hello, rest} = RawClient.recv_frame(socket, rest)
       assert {:ok, %{"op" => 10, "d" => %{"heartbeat_interval" => _}}} = Erlpack.decode(hello)
       RawClient.send_frame(socket, 2, Erlpack.encode(@identify))
-      {2, ready, _rest} = RawClient.recv_frame(socket, rest)
+      {2, ready, rest} = RawClient.recv_frame(socket, rest)
 
       assert {:ok, %{"op" => 0, "t" => "READY", "s" => 1, "d" => %{"v" => 10}}} =
                Erlpack.decode(ready)
+
+      # The guild prepares ETF frames while an ETF session is attached (and
+      # content-less variants while a session lacks MESSAGE_CONTENT).
+      {2, _create, rest} = RawClient.recv_frame(socket, rest)
+      {2, _create, rest} = RawClient.recv_frame(socket, rest)
+      needs = Gateway.config(name).needs[first_guild(name)]
+      assert :atomics.get(needs, 1) == 1
+      assert :atomics.get(needs, 2) == 0
+      publish_messages(name, first_guild(name), [1])
+      {2, message, rest} = RawClient.recv_frame(socket, rest)
+
+      assert {:ok, %{"t" => "MESSAGE_CREATE", "s" => 4, "d" => %{"content" => "m1"}}} =
+               Erlpack.decode(message)
+
+      # A session that ends is counted out.
+      RawClient.send_frame(socket, 8, <<1000::16>>)
+      assert {1000, _} = RawClient.await_close(socket, rest)
+      wait_for(fn -> :atomics.get(needs, 1) == 0 end)
     end
 
     test "atom keys are refused with 4002" do
@@ -569,6 +849,105 @@ defmodule Switchboard.GatewayTest do
       :gen_tcp.send(socket, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
       {:ok, answer} = :gen_tcp.recv(socket, 0, 2_000)
       assert answer =~ "HTTP/1.1 400"
+    end
+  end
+
+  describe "identify limits" do
+    defp try_identify(driver, id, name, shard) do
+      NodeClient.connect(driver, id, url(name))
+      assert %{"event" => "open"} = NodeClient.next(driver, id)
+      assert %{"op" => 10} = NodeClient.payload(driver, id)
+      NodeClient.send_payload(driver, id, put_in(@identify, ["d", "shard"], shard))
+
+      case NodeClient.payload(driver, id) do
+        %{"t" => "READY"} -> :ready
+        %{"op" => 9, "d" => false} -> :invalid_session
+      end
+    end
+
+    test "one IDENTIFY per max_concurrency bucket per interval; remaining counts down to INVALID_SESSION" do
+      name =
+        start_gateway(
+          identify_limits: true,
+          max_concurrency: 4,
+          identify_interval: 600_000,
+          session_start_limit: 3
+        )
+
+      driver = driver()
+      auth = [{"Authorization", "Bot #{@token}"}]
+      {200, %{"session_start_limit" => limit}} = http(name, "GET", "/api/v10/gateway/bot", auth)
+      assert %{"total" => 3, "remaining" => 3, "max_concurrency" => 4} = limit
+
+      # rate_limit_key = shard_id % max_concurrency: shard 4 of 8 is bucket 0 too.
+      assert try_identify(driver, "a", name, [0, 4]) == :ready
+      assert try_identify(driver, "b", name, [4, 8]) == :invalid_session
+      assert try_identify(driver, "c", name, [1, 4]) == :ready
+      assert try_identify(driver, "d", name, [2, 4]) == :ready
+      {200, %{"session_start_limit" => limit}} = http(name, "GET", "/api/v10/gateway/bot", auth)
+      assert %{"remaining" => 0} = limit
+      assert limit["reset_after"] > 0
+      # Bucket 3 is free, but no start remains.
+      assert try_identify(driver, "e", name, [3, 4]) == :invalid_session
+      assert Gateway.config(name).identify_limits
+    end
+
+    test "not enforced by default: every IDENTIFY goes through, remaining is still counted" do
+      name = start_gateway(session_start_limit: 1)
+      driver = driver()
+      assert try_identify(driver, "a", name, [0, 2]) == :ready
+      assert try_identify(driver, "b", name, [0, 2]) == :ready
+      auth = [{"Authorization", "Bot #{@token}"}]
+      {200, %{"session_start_limit" => limit}} = http(name, "GET", "/api/v10/gateway/bot", auth)
+      assert %{"total" => 1, "remaining" => 0, "max_concurrency" => 1} = limit
+    end
+  end
+
+  describe "metrics" do
+    defp counter(snapshot, key), do: Map.get(snapshot.counters, key, 0)
+
+    defp wait_for(fun, tries \\ 200) do
+      cond do
+        fun.() -> :ok
+        tries == 0 -> flunk("condition never held")
+        true -> Process.sleep(25) && wait_for(fun, tries - 1)
+      end
+    end
+
+    # The gauge is Switchboard.RuntimeMetrics': sessions alive, the gateway's included.
+    defp sessions_gauge do
+      Switchboard.RuntimeMetrics.refresh()
+      Switchboard.Metrics.snapshot().gauges[{"switchboard.sessions.connected", []}] || 0
+    end
+
+    test "connections, closes by code, bytes and connected sessions reach Switchboard.Metrics" do
+      name = start_gateway()
+      sessions = sessions_gauge()
+      before = Switchboard.Metrics.snapshot()
+      driver = driver()
+      identify(driver, "a", url(name, "v=10&encoding=json&compress=zstd-stream"))
+      guild_creates(driver, "a", 2)
+      publish_messages(name, first_guild(name), 1..20)
+      for _ <- 1..20, do: NodeClient.payload(driver, "a")
+
+      now = Switchboard.Metrics.snapshot()
+      connections = "switchboard.gateway.connections"
+      assert counter(now, {connections, []}) - counter(before, {connections, []}) == 1
+      raw = counter(now, {"switchboard.gateway.bytes_raw", []})
+      compressed = counter(now, {"switchboard.gateway.bytes_compressed", []})
+      raw = raw - counter(before, {"switchboard.gateway.bytes_raw", []})
+      compressed = compressed - counter(before, {"switchboard.gateway.bytes_compressed", []})
+      # HELLO, READY, two GUILD_CREATEs and 20 messages, compressed as a stream.
+      assert raw > 2_000 and compressed > 0 and raw > compressed
+      assert sessions_gauge() == sessions + 1
+
+      NodeClient.command(driver, %{cmd: "close", id: "a", code: 1000})
+      assert close_code(driver, "a") == 1000
+
+      wait_for(fn -> sessions_gauge() == sessions end)
+
+      closes = {"switchboard.gateway.closes", [code: 1000]}
+      assert counter(Switchboard.Metrics.snapshot(), closes) - counter(before, closes) == 1
     end
   end
 

@@ -217,4 +217,60 @@ defmodule Switchboard.GuildTest do
         next_id
     end
   end
+
+  defmodule ShapedPayloads do
+    @moduledoc false
+    def member_event(type, member, guild_id),
+      do: %{"shaped" => type, "id" => member.id, "g" => guild_id}
+
+    def member_list_update(guild_id, ops, counts, table) do
+      names =
+        for {:sync, _, items} <- ops,
+            {:member, id} <- items,
+            do: :ets.lookup_element(table, id, 2).name
+
+      %{"g" => guild_id, "online" => counts.online_count, "names" => names}
+    end
+  end
+
+  test "options :name, :codec and :payloads: a named guild framing with its codec, in its shapes" do
+    name = :"shaped_guild_#{System.unique_integer([:positive])}"
+
+    start_supervised!(
+      {Guild,
+       id: :shaped,
+       name: name,
+       register: false,
+       members: [member(1), member(2, status: :offline)],
+       codec: Switchboard.Codec.JSON,
+       payloads: ShapedPayloads}
+    )
+
+    session =
+      start_supervised!({Session, transport: {Switchboard.Transport.Sink, forward: self()}})
+
+    :ok = Session.attach(session, Process.whereis(name), ranges: [[0, 9]])
+    :ok = Guild.update_presence(name, 2, :online)
+    :ok = Guild.leave(name, 1)
+
+    frames =
+      for _ <- 1..5 do
+        assert_receive {:frame, ^session, frame, _meta}
+        Switchboard.Json.decode!(IO.iodata_to_binary(frame))
+      end
+
+    assert [
+             %{
+               "t" => "GUILD_MEMBER_LIST_UPDATE",
+               "d" => %{"g" => "shaped", "online" => 1, "names" => ["user1", "user2"]}
+             },
+             %{"t" => "GUILD_MEMBER_LIST_UPDATE", "d" => %{"online" => 2}},
+             %{"t" => "PRESENCE_UPDATE", "d" => %{"shaped" => "PRESENCE_UPDATE", "id" => 2}},
+             %{"t" => "GUILD_MEMBER_LIST_UPDATE", "d" => %{"online" => 1}},
+             %{
+               "t" => "GUILD_MEMBER_REMOVE",
+               "d" => %{"shaped" => "GUILD_MEMBER_REMOVE", "id" => 1}
+             }
+           ] = frames
+  end
 end

@@ -52,48 +52,4 @@ defmodule Switchboard.JsonTest do
     assert Json.encode_to_iodata!([small, 1]) == ~s([{"c":"x"},1])
     assert Json.encode_to_iodata!(%{"d" => small}) == ~s({"d":{"c":"x"}})
   end
-
-  describe "the scheduler" do
-    # The VM reports any process that holds a normal scheduler longer than
-    # the threshold (time on dirty schedulers is not reported). A yielding
-    # slice is well under a millisecond, but this shared machine's load
-    # preempts scheduler threads by tens of milliseconds, so the threshold
-    # is set above that noise and the inputs are sized to hold a scheduler
-    # for well over it if they did not yield or go dirty (a 32 MB string,
-    # 100,000 objects: hundreds of milliseconds each).
-    @threshold_ms 100
-
-    defp long_schedules(fun) do
-      :erlang.system_monitor(self(), [{:long_schedule, @threshold_ms}])
-      {pid, ref} = spawn_monitor(fun)
-      assert_receive {:DOWN, ^ref, :process, ^pid, :normal}, 60_000
-      :erlang.system_monitor(:undefined)
-      receive_reports(pid)
-    end
-
-    defp receive_reports(pid) do
-      receive do
-        {:monitor, ^pid, :long_schedule, info} -> [info | receive_reports(pid)]
-      after
-        0 -> []
-      end
-    end
-
-    test "multi-MB strings and many small items never hold a normal scheduler" do
-      big = :binary.copy("0123456789abcdef", 2_000_000)
-      many = for i <- 1..100_000, do: %{"id" => Integer.to_string(i), "n" => i, "ok" => true}
-      text = Json.encode!(many)
-      big_text = Json.encode!([big])
-      fragment = Json.fragment(big)
-
-      assert long_schedules(fn ->
-               ^big_text = Json.encode!([big])
-               [^big] = Json.decode!(big_text)
-               ^text = Json.encode!(many)
-               [%{"id" => "1"} | _] = Json.decode!(text)
-               [_, _ | _] = Json.encode_to_iodata!([fragment, many])
-               %Switchboard.Json.Fragment{} = Switchboard.Json.Fragment.new(big_text)
-             end) == []
-    end
-  end
 end

@@ -93,4 +93,111 @@ defmodule Switchboard.SessionTest do
     frames = collect_until([session], &(&1["t"] == "GUILD_MEMBER_LIST_UPDATE"))[session]
     assert [%{"d" => %{"ops" => [{:sync, [0, 99], [_, {:member, 1}]}]}}] = frames
   end
+
+  describe "gateway hooks" do
+    defp codec, do: Switchboard.Codec.ETF
+
+    defp decoded_frames(session, count) do
+      for _ <- 1..count do
+        assert_receive {:frame, ^session, frame, meta}
+        envelope = :erlang.binary_to_term(IO.iodata_to_binary(frame))
+        assert meta == %{seq: envelope["s"], type: envelope["t"]}
+        envelope
+      end
+    end
+
+    test "select leaves frames out before numbering them, or swaps their payload", %{
+      guild: guild
+    } do
+      select = fn
+        "SKIPPED", _codec, _prepared -> :skip
+        "SWAPPED", codec, _prepared -> {codec, codec.prepare("SWAPPED", %{"swapped" => true})}
+        _type, codec, prepared -> {codec, prepared}
+      end
+
+      session = start_session(select: select)
+      :ok = Session.attach(session, guild)
+
+      for type <- ["A", "SKIPPED", "SWAPPED", "B"],
+          do: Guild.publish(guild, {type, %{"n" => type}})
+
+      frames = decoded_frames(session, 3)
+      assert Enum.map(frames, &{&1["s"], &1["t"]}) == [{1, "A"}, {2, "SWAPPED"}, {3, "B"}]
+      assert Enum.at(frames, 1)["d"] == %{"swapped" => true}
+      # Replayed frames go through select again.
+      {:ok, replayed} = Session.resume(session, 1)
+
+      assert :erlang.binary_to_term(IO.iodata_to_binary(hd(replayed)))["d"] == %{
+               "swapped" => true
+             }
+    end
+
+    test "a greeting is numbered as the guild takes the session, before its events; dispatch/4 frames are kept",
+         %{guild: guild} do
+      session = start_session()
+      :ok = Session.dispatch(session, "READY", codec(), codec().prepare("READY", %{"v" => 10}))
+      greeting = {"GUILD_CREATE", codec(), codec().prepare("GUILD_CREATE", %{"id" => 1})}
+      :ok = Session.attach(session, guild, greeting: greeting)
+      Guild.publish(guild, {"MESSAGE_CREATE", %{}})
+      frames = decoded_frames(session, 3)
+
+      assert Enum.map(frames, &{&1["s"], &1["t"]}) == [
+               {1, "READY"},
+               {2, "GUILD_CREATE"},
+               {3, "MESSAGE_CREATE"}
+             ]
+
+      {:ok, replayed} = Session.resume(session, 0)
+
+      assert Enum.map(replayed, &:erlang.binary_to_term(IO.iodata_to_binary(&1))["t"]) ==
+               ["READY", "GUILD_CREATE", "MESSAGE_CREATE"]
+    end
+
+    test "resume/3 replays onto a new transport, then the greeting, then what follows", %{
+      guild: guild
+    } do
+      session = start_session()
+      :ok = Session.attach(session, guild)
+      for n <- 1..3, do: Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => n}})
+      assert length(decoded_frames(session, 3)) == 3
+
+      resumed = {"RESUMED", codec(), codec().prepare("RESUMED", nil)}
+      transport = {Switchboard.Transport.Sink, forward: self()}
+      assert {:error, :invalid_seq} = Session.resume(session, 9, transport: transport)
+      assert {:ok, 2} = Session.resume(session, 1, transport: transport, greeting: resumed)
+      assert_receive {:closed, ^session, :resumed}
+      Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => 4}})
+      frames = decoded_frames(session, 4)
+      assert Enum.map(frames, & &1["s"]) == [2, 3, 4, 5]
+
+      assert Enum.map(frames, & &1["t"]) == [
+               "MESSAGE_CREATE",
+               "MESSAGE_CREATE",
+               "RESUMED",
+               "MESSAGE_CREATE"
+             ]
+    end
+
+    test "a session lingers after its owner went down, and a resume with a new owner keeps it" do
+      owner = spawn(fn -> Process.sleep(:infinity) end)
+      session = start_session(owner: owner, linger: 200)
+      ref = Process.monitor(session)
+      Process.exit(owner, :kill)
+      new_owner = spawn(fn -> Process.sleep(:infinity) end)
+      transport = {Switchboard.Transport.Sink, []}
+      assert {:ok, 0} = Session.resume(session, 0, transport: transport, owner: new_owner)
+      refute_receive {:DOWN, ^ref, _, _, _}, 400
+
+      Process.exit(new_owner, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^session, :normal}, 2_000
+    end
+
+    test "with no linger the session ends with its owner" do
+      owner = spawn(fn -> Process.sleep(:infinity) end)
+      session = start_session(owner: owner)
+      ref = Process.monitor(session)
+      Process.exit(owner, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^session, :normal}
+    end
+  end
 end

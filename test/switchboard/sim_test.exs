@@ -38,4 +38,31 @@ defmodule Switchboard.SimTest do
       assert Report.text(report) =~ "verdict"
     end
   end
+
+  @tag timeout: 120_000
+  test "--nodes 1: a peer node shares the guilds and the sessions, and nothing is lost" do
+    report =
+      Sim.run(
+        nodes: 1,
+        guilds: 16,
+        members: 320,
+        sessions: 80,
+        passive: 0.5,
+        duration: 0.5,
+        progress: false
+      )
+
+    assert report.nodes == 2
+    assert report.guilds == 16
+    assert report.sessions == 80
+    assert report.verdict == "ok"
+    assert %{lost: 0, duplicated: 0, out_of_order: 0} = report
+    assert report.frames_delivered > 0
+    # Both nodes own guilds (the ring spreads 16 guilds over 2 nodes with
+    # 512 replicas each: all on one node has a chance of 2^-15, whatever
+    # the peer's generated name) and both host sessions (round-robin).
+    assert map_size(report.placement) == 2
+    assert Enum.all?(Map.values(report.placement), &(&1.guilds > 0 and &1.sessions > 0))
+    assert Report.json(report) =~ ~s("placement":{)
+  end
 end

@@ -1,13 +1,15 @@
-// An OrderStatisticTree behind a reader/writer lock. Readers share, writers
-// are exclusive; the try_ forms never block, so code running on a thread that
-// must not stall (a BEAM scheduler) can back off and retry instead.
+// An OrderStatisticTree behind a DistributedRwLock: readers share the tree
+// and write only a cache line of their own, so reads scale with cores;
+// writers are exclusive. The try_ forms never block for long, so code
+// running on a thread that must not stall (a BEAM scheduler) can back off
+// and retry elsewhere instead.
 #pragma once
 
-#include <mutex>
+#include <cstddef>
 #include <optional>
-#include <shared_mutex>
 #include <utility>
 
+#include "core/sorted_set/distributed_rw_lock.hpp"
 #include "core/sorted_set/order_statistic_tree.hpp"
 
 namespace switchboard::core {
@@ -17,28 +19,47 @@ class SortedSet {
   // Shared access for as long as the object lives.
   class ReadAccess {
    public:
+    ReadAccess(ReadAccess&& other) noexcept
+        : lock_(std::exchange(other.lock_, nullptr)), slot_(other.slot_), tree_(other.tree_) {}
+    ReadAccess(const ReadAccess&) = delete;
+    ReadAccess& operator=(const ReadAccess&) = delete;
+    ReadAccess& operator=(ReadAccess&&) = delete;
+    ~ReadAccess() {
+      if (lock_ != nullptr) lock_->unlock_shared(slot_);
+    }
+
     const OrderStatisticTree& tree() const noexcept { return *tree_; }
     const OrderStatisticTree* operator->() const noexcept { return tree_; }
 
    private:
     friend class SortedSet;
-    ReadAccess(std::shared_lock<std::shared_mutex> lock, const OrderStatisticTree& tree) noexcept
-        : lock_(std::move(lock)), tree_(&tree) {}
-    std::shared_lock<std::shared_mutex> lock_;
+    ReadAccess(DistributedRwLock& lock, std::size_t slot, const OrderStatisticTree& tree) noexcept
+        : lock_(&lock), slot_(slot), tree_(&tree) {}
+    DistributedRwLock* lock_;
+    std::size_t slot_;
     const OrderStatisticTree* tree_;
   };
 
   // Exclusive access for as long as the object lives.
   class WriteAccess {
    public:
+    WriteAccess(WriteAccess&& other) noexcept
+        : lock_(std::exchange(other.lock_, nullptr)), tree_(other.tree_) {}
+    WriteAccess(const WriteAccess&) = delete;
+    WriteAccess& operator=(const WriteAccess&) = delete;
+    WriteAccess& operator=(WriteAccess&&) = delete;
+    ~WriteAccess() {
+      if (lock_ != nullptr) lock_->unlock();
+    }
+
     OrderStatisticTree& tree() const noexcept { return *tree_; }
     OrderStatisticTree* operator->() const noexcept { return tree_; }
 
    private:
     friend class SortedSet;
-    WriteAccess(std::unique_lock<std::shared_mutex> lock, OrderStatisticTree& tree) noexcept
-        : lock_(std::move(lock)), tree_(&tree) {}
-    std::unique_lock<std::shared_mutex> lock_;
+    WriteAccess(DistributedRwLock& lock, OrderStatisticTree& tree) noexcept
+        : lock_(&lock), tree_(&tree) {}
+    DistributedRwLock* lock_;
     OrderStatisticTree* tree_;
   };
 
@@ -47,23 +68,32 @@ class SortedSet {
   SortedSet(const SortedSet&) = delete;
   SortedSet& operator=(const SortedSet&) = delete;
 
-  ReadAccess read() { return {std::shared_lock(mutex_), tree_}; }
-  WriteAccess write() { return {std::unique_lock(mutex_), tree_}; }
-
-  std::optional<ReadAccess> try_read() {
-    std::shared_lock lock(mutex_, std::try_to_lock);
-    if (!lock.owns_lock()) return std::nullopt;
-    return ReadAccess(std::move(lock), tree_);
+  ReadAccess read() {
+    const std::size_t slot = lock_.lock_shared();
+    return {lock_, slot, tree_};
+  }
+  WriteAccess write() {
+    lock_.lock();
+    return {lock_, tree_};
   }
 
-  std::optional<WriteAccess> try_write() {
-    std::unique_lock lock(mutex_, std::try_to_lock);
-    if (!lock.owns_lock()) return std::nullopt;
-    return WriteAccess(std::move(lock), tree_);
+  // Fail after `spins` spins (DistributedRwLock) waiting for a writer, or
+  // for a writer and the readers in.
+  std::optional<ReadAccess> try_read(std::uint32_t spins = DistributedRwLock::kDefaultSpins) {
+    std::size_t slot;
+    if (!lock_.try_lock_shared(slot, spins)) return std::nullopt;
+    return ReadAccess(lock_, slot, tree_);
   }
+  std::optional<WriteAccess> try_write(std::uint32_t spins = DistributedRwLock::kDefaultSpins) {
+    if (!lock_.try_lock(spins)) return std::nullopt;
+    return WriteAccess(lock_, tree_);
+  }
+
+  // Heap bytes of the lock's reader slots (the tree counts its own).
+  std::size_t lock_memory_bytes() const noexcept { return lock_.memory_bytes(); }
 
  private:
-  std::shared_mutex mutex_;
+  DistributedRwLock lock_;
   OrderStatisticTree tree_;
 };
 

@@ -5,6 +5,7 @@ defmodule Mix.Tasks.Switchboard.Server do
 
       mix switchboard.server [--port 4000] [--guilds 1] [--members 10]
                              [--token TOKEN ...] [--heartbeat-interval 41250]
+                             [--identify-limits] [--max-concurrency 1]
 
   ## Options
 
@@ -16,6 +17,9 @@ defmodule Mix.Tasks.Switchboard.Server do
       ones included.
     * `--heartbeat-interval` - ms sent in HELLO (default `41250`).
     * `--host` - host name put in the URLs handed out (default `127.0.0.1`).
+    * `--identify-limits` - enforce Discord's IDENTIFY limits
+      (`Switchboard.Gateway.IdentifyLimit`; default: reported only).
+    * `--max-concurrency` - `session_start_limit.max_concurrency` (default `1`).
 
   Prints the WebSocket URL, the REST base and the tokens, then serves until
   interrupted.
@@ -28,7 +32,9 @@ defmodule Mix.Tasks.Switchboard.Server do
     members: :integer,
     token: :keep,
     heartbeat_interval: :integer,
-    host: :string
+    host: :string,
+    identify_limits: :boolean,
+    max_concurrency: :integer
   ]
 
   @impl true
@@ -46,7 +52,9 @@ defmodule Mix.Tasks.Switchboard.Server do
         members: Keyword.get(opts, :members, 10),
         tokens: tokens,
         heartbeat_interval: Keyword.get(opts, :heartbeat_interval, 41_250),
-        host: Keyword.get(opts, :host, "127.0.0.1")
+        host: Keyword.get(opts, :host, "127.0.0.1"),
+        identify_limits: Keyword.get(opts, :identify_limits, false),
+        max_concurrency: Keyword.get(opts, :max_concurrency, 1)
       )
 
     config = Switchboard.Gateway.config()

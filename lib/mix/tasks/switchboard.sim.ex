@@ -24,9 +24,52 @@ defmodule Mix.Tasks.Switchboard.Sim do
     * `--floor S` - seconds of the send/2 floor measured after the run (2; 0: none)
     * `--json PATH`, `--html PATH` - also write the report there
     * `--quiet` - no progress line
+    * `--dashboard PORT` - serve the live metrics page at
+      `http://127.0.0.1:PORT/dashboard` during the run
+      (`Switchboard.Metrics.Prometheus`; `0` picks a free port): sessions,
+      guilds, frames per second and publish-to-frame latency as the runtime
+      reports them (see `Switchboard.RuntimeMetrics`)
+    * `--transport memory|websocket` - sessions on in-memory transports
+      (default), or real WebSocket clients through `Switchboard.Gateway`
+      (see below)
     * `--compare` - run native then pure with the same options, one after
       the other in the same VM, and print both reports and their ratios
       (the JSON then holds `native`, `pure` and `ratios`)
+
+  ## Over real WebSockets
+
+  `--transport websocket` starts `Switchboard.Gateway` on a free loopback
+  port with one demo guild and drives it through `--clients N` real Discord
+  clients (npm's `ws` under Node, `test/js/sim_clients.js`, several Node
+  processes each holding many connections), publishing MESSAGE_CREATE events
+  for `--duration` seconds (`Switchboard.Sim.Websocket`). Options:
+
+    * `--clients N` - WebSocket clients, all in the one guild (1000)
+    * `--encoding json|etf` - the gateway encoding (json)
+    * `--compress none|zlib-stream|zstd-stream` - transport compression (zstd-stream)
+    * `--window N` - frames in flight at most, published but not yet
+      received by a client (10 per client)
+    * `--client-procs N` - Node processes (one per 250 clients, at most 4)
+    * `--client-mode check|discard` - clients decode and check every frame
+      (default), or only count frames after GUILD_CREATE (the server's cost
+      per frame with clients that do almost nothing; no latency then)
+    * `--server gateway|node` - the gateway (default), or the client-side
+      floor: a Node `ws` server (`test/js/floor_server.js`) pushing
+      pre-built frames (JSON + zstd-stream, built with the gateway's codec
+      and compressor) to the same clients as fast as they take them, so the
+      run measures what the clients alone cost (no latency then)
+    * `--zstd-level N`, `--zstd-window-log N` - the gateway's zstd-stream
+      parameters (Discord's: level 6, window log 18)
+
+  Every client checks its session's sequence numbers and the published
+  message indices, and measures publish-to-client latency against the
+  publisher's wall clock (same machine). The report has the fields below
+  (those that have no meaning over the gateway are `-`) plus `transport`,
+  `clients`, `encoding`, `compress`, `clients_cpu_s` (CPU time of the Node
+  processes), `server_cpu_us_per_frame` and `client_cpu_us_per_frame`,
+  `wire_bytes_per_frame`, `seq_gaps` and `clients_closed`; `verdict` is
+  `ok` only when no client lost, duplicated or reordered anything and every
+  client received every message.
 
   ## Report
 
@@ -72,7 +115,28 @@ defmodule Mix.Tasks.Switchboard.Sim do
     json: :string,
     html: :string,
     quiet: :boolean,
-    compare: :boolean
+    dashboard: :integer,
+    compare: :boolean,
+    transport: :string,
+    clients: :integer,
+    encoding: :string,
+    compress: :string,
+    client_procs: :integer,
+    client_mode: :string,
+    server: :string,
+    zstd_level: :integer,
+    zstd_window_log: :integer
+  ]
+
+  @websocket_only [
+    :clients,
+    :encoding,
+    :compress,
+    :client_procs,
+    :client_mode,
+    :server,
+    :zstd_level,
+    :zstd_window_log
   ]
 
   @impl true
@@ -91,18 +155,109 @@ defmodule Mix.Tasks.Switchboard.Sim do
       end
 
     Mix.Task.run("app.start")
+    if port = opts[:dashboard], do: start_dashboard(port)
 
+    case Keyword.get(opts, :transport, "memory") do
+      "memory" ->
+        if bad = Enum.find(@websocket_only, &Keyword.has_key?(opts, &1)),
+          do: Mix.raise("--#{dasherize(bad)} needs --transport websocket")
+
+        memory(opts, mode)
+
+      "websocket" ->
+        websocket(opts, mode)
+
+      other ->
+        Mix.raise("--transport must be memory or websocket, got: #{other}")
+    end
+  end
+
+  defp memory(opts, mode) do
     sim_opts =
       opts
-      |> Keyword.drop([:json, :html, :quiet, :mode, :compare])
+      |> Keyword.drop([:json, :html, :quiet, :mode, :compare, :dashboard])
       |> Keyword.merge(mode: mode, progress: not Keyword.get(opts, :quiet, false))
 
     if opts[:compare], do: compare(sim_opts, opts), else: single(sim_opts, opts)
   end
 
+  defp start_dashboard(port) do
+    {:ok, server} = Switchboard.Metrics.Prometheus.start_link(port: port)
+    url = "http://127.0.0.1:#{Switchboard.Metrics.Prometheus.port(server)}/dashboard"
+    Mix.shell().info("switchboard.sim: dashboard at #{url}")
+  end
+
+  @websocket_options [:clients, :duration, :window, :client_procs, :seed]
+
+  defp websocket(opts, mode) do
+    unsupported = [
+      :compare,
+      :nodes,
+      :guilds,
+      :members,
+      :sessions,
+      :passive,
+      :slow,
+      :floor,
+      :relay_threshold
+    ]
+
+    if bad = Enum.find(unsupported, &Keyword.has_key?(opts, &1)),
+      do: Mix.raise("--#{dasherize(bad)} is not supported with --transport websocket")
+
+    if mode != :native, do: Mix.raise("--transport websocket runs the native gateway only")
+
+    sim_opts =
+      opts
+      |> Keyword.take(@websocket_options)
+      |> Keyword.merge(
+        encoding: choose(opts, :encoding, "json", json: :json, etf: :etf),
+        compress:
+          choose(opts, :compress, "zstd-stream",
+            none: :none,
+            "zlib-stream": :zlib_stream,
+            "zstd-stream": :zstd_stream
+          ),
+        client_mode: choose(opts, :client_mode, "check", check: :check, discard: :discard),
+        server: choose(opts, :server, "gateway", gateway: :gateway, node: :node),
+        zstd:
+          Enum.reject(
+            [level: opts[:zstd_level], window_log: opts[:zstd_window_log]],
+            &(elem(&1, 1) == nil)
+          ),
+        progress: not Keyword.get(opts, :quiet, false)
+      )
+
+    Mix.shell().info(
+      "switchboard.sim: #{inspect([transport: :websocket] ++ Keyword.drop(sim_opts, [:progress]))}"
+    )
+
+    report = Switchboard.Sim.Websocket.run(sim_opts)
+    output(report, opts)
+  end
+
+  defp choose(opts, key, default, choices) do
+    value = Keyword.get(opts, key, default)
+
+    case Enum.find(choices, fn {name, _} -> Atom.to_string(name) == value end) do
+      {_, choice} ->
+        choice
+
+      nil ->
+        names = Enum.map_join(choices, "|", fn {name, _} -> name end)
+        Mix.raise("--#{dasherize(key)} must be #{names}, got: #{value}")
+    end
+  end
+
+  defp dasherize(key), do: key |> Atom.to_string() |> String.replace("_", "-")
+
   defp single(sim_opts, opts) do
     Mix.shell().info("switchboard.sim: #{inspect(Keyword.drop(sim_opts, [:progress]))}")
     report = Switchboard.Sim.run(sim_opts)
+    output(report, opts)
+  end
+
+  defp output(report, opts) do
     Mix.shell().info(Switchboard.Sim.Report.text(report))
 
     if path = opts[:json], do: File.write!(path, Switchboard.Sim.Report.json(report))

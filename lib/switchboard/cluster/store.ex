@@ -55,6 +55,11 @@ defmodule Switchboard.Cluster.Store do
     {:noreply, state}
   end
 
+  def handle_info({:change, guild_id, :stopped}, state) do
+    delete_guild(guild_id)
+    {:noreply, state}
+  end
+
   def handle_info({:change, guild_id, {:delete, user_id}}, state) do
     :ets.delete(@table, {guild_id, :member, user_id})
     {:noreply, state}

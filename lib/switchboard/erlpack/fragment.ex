@@ -42,6 +42,7 @@ defmodule Switchboard.Erlpack.Fragment do
   @type t :: %__MODULE__{bytes: binary(), seal: reference()}
 
   @seal_key {__MODULE__, :seal}
+  @seal_pattern_key {__MODULE__, :seal_pattern}
 
   @on_load :make_seal
 
@@ -53,7 +54,37 @@ defmodule Switchboard.Erlpack.Fragment do
       :persistent_term.put(@seal_key, make_ref())
     end
 
+    if :persistent_term.get(@seal_pattern_key, nil) == nil do
+      :persistent_term.put(@seal_pattern_key, :binary.compile_pattern(seal_words(seal())))
+    end
+
     :ok
+  end
+
+  # The seal's id words as term_to_binary writes them (NEWER_REFERENCE_EXT:
+  # tag, word count, node, creation, words): the part of its encoding that
+  # does not depend on the node's name and creation, which change when the
+  # node starts distribution.
+  defp seal_words(seal) do
+    <<131, 90, words::16, rest::binary>> = :erlang.term_to_binary(seal)
+    binary_part(rest, byte_size(rest) - 4 * words, 4 * words)
+  end
+
+  @doc false
+  # True when `encoded` (term_to_binary's output) may hold a sealed
+  # fragment, that is the seal's encoding. A term without the seal cannot
+  # hold it; a false positive (a binary that happens to hold those bytes)
+  # only costs the encoders their own walk. Small outputs are searched for
+  # the id words (12 bytes); large ones for the whole encoding of the seal
+  # as the VM writes it now (35 bytes: the search skips up to the pattern's
+  # length, and making the pattern costs little beside a large output).
+  @spec may_hold_seal?(binary()) :: boolean()
+  def may_hold_seal?(encoded) when byte_size(encoded) < 65_536,
+    do: :binary.match(encoded, :persistent_term.get(@seal_pattern_key)) != :nomatch
+
+  def may_hold_seal?(encoded) do
+    <<131, whole::binary>> = :erlang.term_to_binary(seal())
+    :binary.match(encoded, whole) != :nomatch
   end
 
   @doc false

@@ -1,33 +1,45 @@
 defmodule Switchboard.Gateway.Connection do
   @moduledoc """
-  One client: the process that owns its socket and hosts its session.
+  One client: the process that owns its socket, paired with its
+  `Switchboard.Session`.
 
   Phases: `:http` (reading the request; a WebSocket upgrade or a REST call,
   within `:handshake_timeout`), `:hello` (HELLO sent, waiting for IDENTIFY
-  or RESUME), `:ready` (identified: dispatches flow) and `:parked` (the
-  socket is gone; the session keeps numbering and buffering dispatches for
-  `:resume_timeout`, waiting for a RESUME).
+  or RESUME) and `:ready` (paired with a session: dispatches flow).
 
-  A RESUME arriving on another connection is checked against this session
-  (`{:resume_check, ...}`); when it can be served, the new connection hands
-  its socket over (`{:adopt, ...}`) and this process goes on with it,
-  replaying what the client missed, in order, then RESUMED. So a session is
-  always one process, and nothing published during the hand-over is lost.
+  IDENTIFY starts a `Switchboard.Session` (under the gateway's session
+  supervisor, registered by its session id) whose transport
+  (`Switchboard.Gateway.Transport`) sends this process every frame the
+  session numbered: READY, then per guild GUILD_CREATE right as the
+  session attaches to the `Switchboard.Guild`, then the guilds' events.
+  This process compresses, frames and writes them, a burst with one send.
+  The session's `:select` function (`Switchboard.Gateway.Frames.select/5`)
+  applies the intents and picks the encoding before numbering.
+
+  When the connection ends without ending the session (a dropped socket,
+  a zombie closed with 4009, RECONNECT, any reconnectable close code) the
+  session lingers for `:resume_timeout`; a RESUME on another connection
+  rebinds it there (`Switchboard.Session.resume/3`: the missed frames, in
+  order, then RESUMED, then live events). So a session is always one
+  process and nothing published meanwhile is lost.
 
   Client input is decoded close to the socket: frames by
   `Switchboard.Gateway.WebSocket` (bounded), payloads by the encoding's
   codec as plain data (at most `:max_payload` bytes), commands checked by
   `Switchboard.Gateway.Protocol`; every violation is answered with the
   protocol's close code. Writes block at most `:send_timeout`, after which
-  the connection is dropped and its session parked (the back-pressure
-  policy for a client that does not read).
+  the connection is dropped (its session lingers); a session whose frames
+  wait unwritten past its buffer limit is ended (slow consumer).
   """
 
   use GenServer, restart: :temporary
 
   require Logger
 
-  alias Switchboard.Gateway.{Codec, Compressor, Guild, Protocol, Rest, Session, WebSocket}
+  alias Switchboard.Gateway.{Codec, Compressor, Frames, IdentifyLimit, Protocol, Rest, Transport}
+  alias Switchboard.Gateway.WebSocket
+  alias Switchboard.MemberList.Behaviour, as: MemberListContract
+  alias Switchboard.Metrics
 
   @max_headers 64
   @max_line 8192
@@ -55,11 +67,14 @@ defmodule Switchboard.Gateway.Connection do
        compressor: nil,
        compressor_state: nil,
        session: nil,
+       session_id: nil,
+       user: nil,
+       intents: 0,
        guilds: [],
+       counter: :atomics.new(1, signed: true),
+       last_seq: nil,
        rate: {0, 0},
-       heartbeat_timer: nil,
-       resume_timer: nil,
-       adopting: false
+       heartbeat_timer: nil
      }}
   end
 
@@ -169,24 +184,23 @@ defmodule Switchboard.Gateway.Connection do
 
   def handle_info({:heartbeat_timeout, _ref}, state), do: {:noreply, state}
 
-  def handle_info({:"$gateway_dispatch", type, fragments}, state) when state.session != nil do
-    dispatch_batch([{type, fragments}], state)
+  def handle_info({:"$gw_frame", frame, size, seq}, state),
+    do: write_frames([{frame, size, seq}], state)
+
+  def handle_info({:"$gw_close", :resumed}, state) do
+    # The session went on with another connection.
+    close(%{state | session: nil}, 4000, "Resumed elsewhere.")
   end
 
-  def handle_info({:"$gateway_dispatch", _type, _fragments}, state), do: {:noreply, state}
+  def handle_info({:"$gw_close", _reason}, %{session: nil} = state), do: {:noreply, state}
 
-  def handle_info({:resume_timeout, ref}, %{phase: :parked, resume_timer: ref} = state),
-    do: {:stop, :normal, state}
-
-  def handle_info({:resume_timeout, _ref}, state), do: {:noreply, state}
-
-  def handle_info({:adopt, socket, transport, ws, last_seq}, state) do
-    adopt(state, socket, transport, ws, last_seq)
+  def handle_info({:"$gw_close", _reason}, state) do
+    # The session ended (e.g. its client fell too far behind).
+    close(%{state | session: nil}, 4000, "Session ended.")
   end
 
-  def handle_info(:request_heartbeat, %{socket: socket, session: session} = state)
-      when socket != nil do
-    noreply(send_payload(state, Protocol.heartbeat_request(session && session.seq)))
+  def handle_info(:request_heartbeat, %{socket: socket} = state) when socket != nil do
+    noreply(send_payload(state, Protocol.heartbeat_request(state.last_seq)))
   end
 
   def handle_info(:reconnect, %{socket: socket, phase: :ready} = state) when socket != nil do
@@ -198,34 +212,11 @@ defmodule Switchboard.Gateway.Connection do
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
-  def handle_call({:resume_check, token, encoding, last_seq}, _from, state) do
-    session = state.session
-
-    cond do
-      session == nil or session.token != token ->
-        {:reply, {:error, :invalid_session}, state}
-
-      session.encoding != encoding ->
-        {:reply, {:error, :invalid_session}, state}
-
-      true ->
-        case Session.replay(session, last_seq) do
-          {:ok, _} ->
-            # Drop the old socket now: from here on this session waits for
-            # the new one.
-            {:reply, :ok, %{park_state(state) | adopting: true}}
-
-          {:error, reason} ->
-            {:reply, {:error, reason}, state}
-        end
-    end
-  end
-
   def handle_call(:info, _from, state) do
     info = %{
       phase: state.phase,
-      seq: state.session && state.session.seq,
-      session_id: state.session && state.session.id,
+      seq: state.last_seq,
+      session_id: state.session_id,
       compressor_memory: state.compressor && state.compressor.memory(state.compressor_state)
     }
 
@@ -263,6 +254,7 @@ defmodule Switchboard.Gateway.Connection do
       {:ok, answer} ->
         Process.cancel_timer(state.timer)
         :gen_tcp.send(state.socket, answer)
+        Metrics.increment("switchboard.gateway.connections")
         max = state.config.max_payload
 
         state = %{
@@ -375,12 +367,11 @@ defmodule Switchboard.Gateway.Connection do
 
   defp handle_event({:close, code, _reason}, state) do
     # Echo the close; 1000 and 1001 from the client end its session too.
+    Metrics.increment("switchboard.gateway.closes", 1, code: code || 1005)
     :gen_tcp.send(state.socket, WebSocket.close_frame(code || 1000, ""))
     :gen_tcp.close(state.socket)
-
-    if code in [1000, 1001] or state.phase != :ready,
-      do: {:stop, :normal, state},
-      else: park(state)
+    if code in [1000, 1001], do: stop_session(state)
+    {:stop, :normal, %{state | socket: nil}}
   end
 
   defp handle_event({_type, payload}, state) do
@@ -402,9 +393,15 @@ defmodule Switchboard.Gateway.Connection do
     current = div(now, window_ms)
 
     cond do
-      current != window -> {:ok, %{state | rate: {current, 1}}}
-      count < limit -> {:ok, %{state | rate: {window, count + 1}}}
-      true -> {:error, :rate_limited}
+      current != window ->
+        {:ok, %{state | rate: {current, 1}}}
+
+      count < limit ->
+        {:ok, %{state | rate: {window, count + 1}}}
+
+      true ->
+        Metrics.increment("switchboard.gateway.rate_limited")
+        {:error, :rate_limited}
     end
   end
 
@@ -432,49 +429,24 @@ defmodule Switchboard.Gateway.Connection do
   defp command(_command, %{phase: :hello}), do: {:error, :not_authenticated}
 
   defp command({:presence_update, presence}, state) do
-    data = %{
-      "user" => %{"id" => state.session.user["id"]},
-      "status" => Map.get(presence, "status", "online"),
-      "activities" => Map.get(presence, "activities", []),
-      "client_status" => %{"web" => Map.get(presence, "status", "online")}
-    }
-
-    for {guild_id, pid} <- state.guilds,
-        do: Guild.publish(pid, "PRESENCE_UPDATE", Map.put(data, "guild_id", guild_id))
+    with {:ok, status} <- Protocol.presence_status(Map.get(presence, "status", "online")) do
+      for {_guild_id, pid} <- state.guilds,
+          do: Switchboard.Guild.update_presence(pid, state.user["id"], status)
+    end
 
     {:ok, state}
   end
 
+  defp command({:member_list_subscribe, %{guild_id: guild_id, ranges: ranges}}, state) do
+    MemberListContract.ranges!(ranges)
+    Switchboard.Session.subscribe(state.session, guild_id, ranges)
+    {:ok, state}
+  rescue
+    ArgumentError -> {:error, :decode_error}
+  end
+
   defp command({:request_guild_members, request}, state) do
-    case List.keyfind(state.guilds, request["guild_id"], 0) do
-      nil ->
-        {:ok, state}
-
-      {guild_id, pid} ->
-        members = Guild.members(pid)
-        query = Map.get(request, "query", "")
-        limit = Map.get(request, "limit", 0)
-        ids = Map.get(request, "user_ids")
-
-        found =
-          members
-          |> Enum.filter(fn member ->
-            if is_list(ids),
-              do: member["user"]["id"] in ids,
-              else: String.starts_with?(member["user"]["username"], query)
-          end)
-          |> then(&if is_integer(limit) and limit > 0, do: Enum.take(&1, limit), else: &1)
-
-        chunk = %{
-          "guild_id" => guild_id,
-          "members" => found,
-          "chunk_index" => 0,
-          "chunk_count" => 1,
-          "nonce" => Map.get(request, "nonce")
-        }
-
-        dispatch_now(state, "GUILD_MEMBERS_CHUNK", chunk)
-    end
+    Switchboard.Gateway.Members.request(state, request)
   end
 
   defp command({:other, _op, _d}, state), do: {:ok, state}
@@ -485,51 +457,82 @@ defmodule Switchboard.Gateway.Connection do
     with {:ok, bot} <- authenticate(config, identify.token),
          :ok <- intents_allowed(bot, identify.intents),
          guild_ids = Enum.filter(config.guild_ids, &Protocol.in_shard?(&1, identify.shard)),
-         :ok <- shard_size(config, guild_ids) do
-      session =
-        Session.new(
-          user: bot.user,
-          token: strip_bot(identify.token),
-          encoding: state.encoding,
-          shard: identify.shard,
-          intents: identify.intents,
-          guild_ids: guild_ids,
-          replay_limit: config.replay_limit
-        )
-
-      {:ok, _} = Registry.register(config.registry, {:session, session.id}, nil)
+         :ok <- shard_size(config, guild_ids),
+         :ok <- IdentifyLimit.identify(config, strip_bot(identify.token), identify.shard) do
+      session_id = Base.encode16(:crypto.strong_rand_bytes(16), case: :lower)
 
       guilds =
-        for guild_id <- guild_ids,
-            pid = Switchboard.Gateway.guild(config.name, guild_id),
-            pid != nil,
-            do: {guild_id, pid, Guild.join(pid, self(), state.encoding)}
+        for id <- guild_ids, pid = Switchboard.Gateway.guild(config.name, id), do: {id, pid}
 
-      state = %{
-        state
-        | session: session,
-          phase: :ready,
-          guilds: for({id, pid, _} <- guilds, do: {id, pid})
+      # What a RESUME checks and needs, with the session's name.
+      about = %{
+        token: strip_bot(identify.token),
+        encoding: state.encoding,
+        user: bot.user,
+        intents: identify.intents,
+        guilds: guilds,
+        # What the session needs its guilds to prepare (see Frames.need/3).
+        needs:
+          {for({id, _} <- guilds, do: Map.fetch!(config.needs, id)),
+           {state.encoding, identify.intents}}
       }
 
-      ready =
-        Protocol.ready(
-          session.user,
-          guild_ids,
-          session.id,
-          Switchboard.Gateway.url(config.name),
-          identify.shard
+      {guild_needs, kind} = about.needs
+      Frames.need(guild_needs, kind, 1)
+
+      {:ok, session} =
+        DynamicSupervisor.start_child(
+          config.sessions,
+          {Switchboard.Session,
+           id: session_id,
+           name: Switchboard.Gateway.via(config, {:session, session_id}, about),
+           transport: {Transport, conn: self(), counter: state.counter, needs: about.needs},
+           replay_limit: config.replay_limit,
+           buffer_limit: config.buffer_limit,
+           select: Frames.selector(state.encoding, identify.intents, bot.user["id"]),
+           owner: self(),
+           linger: config.resume_timeout}
         )
 
-      {:ok, state} = dispatch_now(state, "READY", ready)
+      state = paired(state, session, session_id, about)
+      url = Switchboard.Gateway.url(config.name)
+      ready = Protocol.ready(bot.user, guild_ids, session_id, url, identify.shard)
+      dispatch(state, "READY", ready)
 
-      Enum.reduce_while(guilds, {:ok, state}, fn {_id, _pid, {:ok, fragment}}, {:ok, state} ->
-        case dispatch_fragment(state, "GUILD_CREATE", fragment) do
-          {:ok, state} -> {:cont, {:ok, state}}
-          other -> {:halt, other}
-        end
-      end)
+      # GUILD_CREATE is numbered as the session joins the guild, before any
+      # of the guild's events.
+      for {guild_id, pid} <- guilds do
+        create = {"GUILD_CREATE", Frames, Map.fetch!(config.creates, guild_id)}
+        Switchboard.Session.attach(session, pid, greeting: create)
+      end
+
+      {:ok, state}
+    else
+      # Discord's answer to an IDENTIFY over the limits: identify again later.
+      {:error, :rate_limited} -> send_payload(state, Protocol.invalid_session(false))
+      {:error, _} = error -> error
     end
+  end
+
+  defp paired(state, session, session_id, about) do
+    {:ok, _} = Registry.register(state.config.connection_registry, session_id, nil)
+
+    %{
+      state
+      | phase: :ready,
+        session: session,
+        session_id: session_id,
+        user: about.user,
+        intents: about.intents,
+        guilds: about.guilds
+    }
+  end
+
+  @doc false
+  # A dispatch from no guild (READY, a member chunk...), numbered by the session.
+  def dispatch(state, type, data) do
+    prepared = Frames.prepare_for(type, data, state.encoding)
+    Switchboard.Session.dispatch(state.session, type, Frames, prepared)
   end
 
   defp authenticate(config, token) do
@@ -558,153 +561,88 @@ defmodule Switchboard.Gateway.Connection do
 
   defp resume(state, resume) do
     config = state.config
+    token = strip_bot(resume.token)
+    encoding = state.encoding
 
-    with pid when is_pid(pid) <- Switchboard.Gateway.session(config.name, resume.session_id),
-         :ok <- resume_check(pid, strip_bot(resume.token), state.encoding, resume.seq) do
-      # The session takes the socket over; this process is done.
-      :inet.setopts(state.socket, active: false)
-
-      case :gen_tcp.controlling_process(state.socket, pid) do
-        :ok ->
-          # The client's decoder is mid-stream: the session keeps this
-          # connection's compression stream.
-          if state.compressor, do: state.compressor.handover(state.compressor_state, pid)
-
-          transport = %{
-            encoding: state.encoding,
-            compressor: {state.compressor, state.compressor_state}
-          }
-
-          send(pid, {:adopt, state.socket, transport, state.ws, resume.seq})
-
-          {:stop, :normal, %{state | socket: nil}}
-
-        {:error, _} ->
-          send_payload(state, Protocol.invalid_session(false))
-      end
+    with [{session, %{token: ^token, encoding: ^encoding} = about}] <-
+           Registry.lookup(config.registry, {:session, resume.session_id}),
+         resumed = Frames.prepare_for("RESUMED", Protocol.resumed(), encoding),
+         {:ok, _replayed} <-
+           resume_session(session, resume.seq,
+             transport: {Transport, conn: self(), counter: state.counter, needs: about.needs},
+             owner: self(),
+             greeting: {"RESUMED", Frames, resumed}
+           ) do
+      {:ok, paired(state, session, resume.session_id, about)}
     else
       {:error, :invalid_seq} -> {:error, :invalid_seq}
       _ -> send_payload(state, Protocol.invalid_session(false))
     end
   end
 
-  defp resume_check(pid, token, encoding, seq) do
-    GenServer.call(pid, {:resume_check, token, encoding, seq}, 5_000)
+  defp resume_session(session, seq, opts) do
+    Switchboard.Session.resume(session, seq, opts)
   catch
-    :exit, _ -> {:error, :invalid_session}
+    :exit, _ -> {:error, :gone}
   end
 
-  defp adopt(state, socket, transport, ws, last_seq) do
-    {compressor, compressor_state} = transport.compressor
-
-    state = %{
-      detach(state)
-      | socket: socket,
-        ws: ws,
-        adopting: false,
-        resume_timer: nil,
-        codec: Codec.for_encoding(transport.encoding),
-        encoding: transport.encoding,
-        compressor: compressor,
-        compressor_state: compressor_state
-    }
-
-    state = arm_heartbeat(%{state | phase: :ready})
-
-    case Session.replay(state.session, last_seq) do
-      {:ok, entries} ->
-        frames =
-          for {seq, type, fragment} <- entries,
-              do: frame(state, state.codec.dispatch(seq, type, fragment))
-
-        with {:ok, state} <- write(state, frames),
-             {:ok, state} <- dispatch_now(state, "RESUMED", Protocol.resumed()) do
-          :inet.setopts(socket, active: :once)
-          {:noreply, state}
-        else
-          other -> other
-        end
-
-      {:error, :invalid_seq} ->
-        close(state, :invalid_seq)
-
-      {:error, :gone} ->
-        send_payload(state, Protocol.invalid_session(false))
-        :gen_tcp.close(socket)
-        {:stop, :normal, state}
-    end
-  end
-
-  # ---------------------------------------------------------------------------
-  # Dispatches
-
-  defp dispatch_batch(batch, state) do
-    batch = collect(batch, @batch)
-    session = state.session
-
-    {frames, session} =
-      Enum.reduce(Enum.reverse(batch), {[], session}, fn {type, fragments}, {frames, session} ->
-        fragment = Map.get(fragments, session.encoding)
-
-        if fragment != nil and wanted?(session, type) do
-          {seq, session} = Session.push(session, type, fragment)
-
-          if state.socket && !state.adopting,
-            do: {[frame(state, state.codec.dispatch(seq, type, fragment)) | frames], session},
-            else: {frames, session}
-        else
-          {frames, session}
-        end
-      end)
-      |> then(fn {frames, session} -> {Enum.reverse(frames), session} end)
-
-    state = %{state | session: session}
-
-    cond do
-      state.socket == nil or state.adopting -> {:noreply, state}
-      frames == [] -> {:noreply, state}
-      true -> noreply(write(state, frames))
-    end
-  end
-
-  # Takes up to `left` more dispatches already waiting in the mailbox, so a
-  # burst is written to the socket with one send.
-  defp collect(batch, 0), do: batch
-
-  defp collect(batch, left) do
-    receive do
-      {:"$gateway_dispatch", type, fragments} -> collect([{type, fragments} | batch], left - 1)
-    after
-      0 -> batch
-    end
-  end
-
-  defp wanted?(session, type) do
-    case Protocol.required_intent(type) do
-      nil -> true
-      bit -> Bitwise.band(session.intents, bit) != 0
-    end
-  end
-
-  defp dispatch_now(state, type, data),
-    do: dispatch_fragment(state, type, state.codec.fragment(data))
-
-  defp dispatch_fragment(state, type, fragment) do
-    {seq, session} = Session.push(state.session, type, fragment)
-    state = %{state | session: session}
-    write(state, frame(state, state.codec.dispatch(seq, type, fragment)))
+  defp stop_session(%{session: nil}), do: :ok
+  # Stopped (not killed) so that its transport counts it out of its guilds' needs.
+  defp stop_session(%{session: session}) do
+    GenServer.stop(session, :normal, 5_000)
+  catch
+    :exit, _ -> :ok
   end
 
   # ---------------------------------------------------------------------------
   # Writing
 
+  defp write_frames(batch, state) do
+    batch = collect(batch, @batch)
+
+    [{_, _, seq} | _] = batch
+
+    # Compressed in the order they are written: one stream per connection.
+    {frames, size} =
+      batch
+      |> Enum.reverse()
+      |> Enum.map_reduce(0, fn {frame, size, _seq}, total ->
+        {frame(state, frame), total + size}
+      end)
+
+    :atomics.sub(state.counter, 1, size)
+    noreply(write(%{state | last_seq: seq}, frames))
+  end
+
+  # Takes up to `left` more frames already waiting in the mailbox, so a
+  # burst is written to the socket with one send. Newest first.
+  defp collect(batch, 0), do: batch
+
+  defp collect(batch, left) do
+    receive do
+      {:"$gw_frame", frame, size, seq} -> collect([{frame, size, seq} | batch], left - 1)
+    after
+      0 -> batch
+    end
+  end
+
   defp send_payload(state, payload), do: write(state, frame(state, state.codec.encode(payload)))
 
-  defp frame(%{compressor: nil, codec: codec}, payload),
-    do: WebSocket.frame(codec.frame_type(), payload)
+  # Counted in switchboard.gateway.bytes_raw and .bytes_compressed (the
+  # same for an uncompressed connection, so raw / compressed is the ratio).
+  defp frame(%{compressor: nil, codec: codec}, payload) do
+    size = IO.iodata_length(payload)
+    Metrics.increment("switchboard.gateway.bytes_raw", size)
+    Metrics.increment("switchboard.gateway.bytes_compressed", size)
+    WebSocket.frame(codec.frame_type(), payload)
+  end
 
-  defp frame(%{compressor: compressor, compressor_state: z}, payload),
-    do: WebSocket.frame(:binary, compressor.compress(z, payload))
+  defp frame(%{compressor: compressor, compressor_state: z}, payload) do
+    compressed = compressor.compress(z, payload)
+    Metrics.increment("switchboard.gateway.bytes_raw", IO.iodata_length(payload))
+    Metrics.increment("switchboard.gateway.bytes_compressed", IO.iodata_length(compressed))
+    WebSocket.frame(:binary, compressed)
+  end
 
   defp write(%{socket: nil} = state, _iodata), do: {:ok, state}
 
@@ -724,43 +662,24 @@ defmodule Switchboard.Gateway.Connection do
   end
 
   defp close(state, code, text) do
-    :gen_tcp.send(state.socket, WebSocket.close_frame(code, text))
-    :gen_tcp.close(state.socket)
+    Metrics.increment("switchboard.gateway.closes", 1, code: code)
 
-    if state.phase == :ready and Protocol.reconnectable?(code) and code != 4007,
-      do: park(%{state | socket: nil}),
-      else: {:stop, :normal, state}
+    if state.socket do
+      :gen_tcp.send(state.socket, WebSocket.close_frame(code, text))
+      :gen_tcp.close(state.socket)
+    end
+
+    # A reconnectable close leaves the session lingering for a RESUME.
+    unless Protocol.reconnectable?(code) and code != 4007, do: stop_session(state)
+    {:stop, :normal, %{state | socket: nil}}
   end
 
-  defp socket_lost(%{phase: :ready} = state) do
+  # The session (if any) lingers for a RESUME.
+  defp socket_lost(state) do
+    # 1006: closed with no close frame.
+    if state.phase != :http, do: Metrics.increment("switchboard.gateway.closes", 1, code: 1006)
     if state.socket, do: :gen_tcp.close(state.socket)
-    park(%{state | socket: nil})
-  end
-
-  defp socket_lost(state), do: {:stop, :normal, state}
-
-  defp park(state), do: {:noreply, park_state(state)}
-
-  defp park_state(state) do
-    state = detach(state)
-    ref = make_ref()
-    Process.send_after(self(), {:resume_timeout, ref}, state.config.resume_timeout)
-    %{state | phase: :parked, resume_timer: ref}
-  end
-
-  # Forget the current socket and its compressor (the session stays).
-  defp detach(state) do
-    if state.socket, do: :gen_tcp.close(state.socket)
-    if state.compressor, do: state.compressor.close(state.compressor_state)
-
-    %{
-      state
-      | socket: nil,
-        compressor: nil,
-        compressor_state: nil,
-        heartbeat_timer: nil,
-        phase: if(state.session, do: :parked, else: state.phase)
-    }
+    {:stop, :normal, %{state | socket: nil}}
   end
 
   defp arm_heartbeat(state) do

@@ -16,7 +16,7 @@ defmodule Switchboard.Gateway.Demo do
   different shards, as `(id >> 22) % num_shards` spreads them.
 
       iex> Switchboard.Gateway.Demo.snowflake(0, 1)
-      "1323802873037324288"
+      "1323802873040994304"
   """
   @spec snowflake(0..31, non_neg_integer()) :: String.t()
   def snowflake(kind, index),
@@ -152,6 +152,19 @@ defmodule Switchboard.Gateway.Demo do
       "soundboard_sounds" => []
     }
   end
+
+  @doc """
+  The status of the `index`th member of a demo guild (the bots come
+  first): every fifth offline (not the first), else every third idle
+  (from the third), the rest online.
+
+      iex> Enum.map(0..5, &Switchboard.Gateway.Demo.status/1)
+      [:online, :online, :idle, :online, :online, :offline]
+  """
+  @spec status(non_neg_integer()) :: :online | :idle | :offline
+  def status(index) when rem(index, 5) == 0 and index > 0, do: :offline
+  def status(index) when rem(index, 3) == 2, do: :idle
+  def status(_index), do: :online
 
   @doc "A guild member object for a user."
   @spec member(map()) :: map()

@@ -50,8 +50,18 @@ defmodule Switchboard.Gateway.Protocol do
   @privileged_intents 1 <<< 1 ||| 1 <<< 8 ||| 1 <<< 15
   # Every intent v10 defines: bits 0-21, 24 and 25.
   @all_intents (1 <<< 22) - 1 ||| 1 <<< 24 ||| 1 <<< 25
-  @intent_guild_messages 1 <<< 9
-  @intent_guild_presences 1 <<< 8
+  @intents %{
+    guilds: 1 <<< 0,
+    guild_members: 1 <<< 1,
+    guild_presences: 1 <<< 8,
+    guild_messages: 1 <<< 9,
+    guild_message_reactions: 1 <<< 10,
+    guild_message_typing: 1 <<< 11,
+    message_content: 1 <<< 15
+  }
+  @intent_guild_messages @intents.guild_messages
+  @intent_guild_presences @intents.guild_presences
+  @intent_guild_members @intents.guild_members
 
   @type opcode_name :: atom()
   @type close_name ::
@@ -80,6 +90,7 @@ defmodule Switchboard.Gateway.Protocol do
           | {:resume, %{token: String.t(), session_id: String.t(), seq: non_neg_integer()}}
           | {:presence_update, map()}
           | {:request_guild_members, map()}
+          | {:member_list_subscribe, %{guild_id: String.t(), ranges: [[non_neg_integer()]]}}
           | {:other, non_neg_integer(), term()}
 
   @doc "The gateway version served."
@@ -130,8 +141,18 @@ defmodule Switchboard.Gateway.Protocol do
   def all_intents, do: @all_intents
 
   @doc """
+  An intent's bit.
+
+      iex> Switchboard.Gateway.Protocol.intent(:message_content)
+      32768
+  """
+  @spec intent(atom()) :: pos_integer()
+  def intent(name), do: Map.fetch!(@intents, name)
+
+  @doc """
   The intent a dispatch needs to be sent to a session, or `nil` when it is
-  always sent.
+  always sent (READY, GUILD_CREATE, the answers to a session's own
+  requests...).
 
       iex> Switchboard.Gateway.Protocol.required_intent("MESSAGE_CREATE")
       512
@@ -141,6 +162,18 @@ defmodule Switchboard.Gateway.Protocol do
   def required_intent("MESSAGE_UPDATE"), do: @intent_guild_messages
   def required_intent("MESSAGE_DELETE"), do: @intent_guild_messages
   def required_intent("PRESENCE_UPDATE"), do: @intent_guild_presences
+  def required_intent("GUILD_MEMBER_ADD"), do: @intent_guild_members
+  def required_intent("GUILD_MEMBER_UPDATE"), do: @intent_guild_members
+  def required_intent("GUILD_MEMBER_REMOVE"), do: @intent_guild_members
+  def required_intent("TYPING_START"), do: @intents.guild_message_typing
+  def required_intent("MESSAGE_REACTION_" <> _), do: @intents.guild_message_reactions
+
+  def required_intent(type)
+      when type in ~w(GUILD_UPDATE GUILD_DELETE GUILD_ROLE_CREATE GUILD_ROLE_UPDATE GUILD_ROLE_DELETE
+                      CHANNEL_CREATE CHANNEL_UPDATE CHANNEL_DELETE CHANNEL_PINS_UPDATE
+                      THREAD_CREATE THREAD_UPDATE THREAD_DELETE),
+      do: @intents.guilds
+
   def required_intent(_type), do: nil
 
   @doc """
@@ -304,9 +337,38 @@ defmodule Switchboard.Gateway.Protocol do
 
   defp command(3, %{} = d), do: {:ok, {:presence_update, d}}
   defp command(8, %{"guild_id" => _} = d), do: {:ok, {:request_guild_members, d}}
-  defp command(op, d) when op in [4, 14, 31], do: {:ok, {:other, op, d}}
-  defp command(op, _d) when op in [1, 2, 3, 6, 8], do: {:error, :decode_error}
+
+  defp command(14, %{"guild_id" => guild_id, "channels" => channels})
+       when is_binary(guild_id) and is_map(channels) do
+    ranges = channels |> Map.values() |> Enum.concat() |> Enum.uniq() |> Enum.sort()
+
+    if Enum.all?(ranges, &match?([a, b] when is_integer(a) and is_integer(b) and 0 <= a, &1)),
+      do: {:ok, {:member_list_subscribe, %{guild_id: guild_id, ranges: ranges}}},
+      else: {:error, :decode_error}
+  rescue
+    # A channel whose ranges are not a list.
+    _ in [ArgumentError, Protocol.UndefinedError] -> {:error, :decode_error}
+  end
+
+  defp command(14, %{"guild_id" => _}), do: {:ok, {:other, 14, nil}}
+  defp command(op, d) when op in [4, 31], do: {:ok, {:other, op, d}}
+  defp command(op, _d) when op in [1, 2, 3, 6, 8, 14], do: {:error, :decode_error}
   defp command(_op, _d), do: {:error, :unknown_opcode}
+
+  @doc """
+  The member status of a presence update's `status`: `{:ok, status}`, or
+  `:error` for one Discord does not define (`"invisible"` is offline to
+  others).
+
+      iex> Switchboard.Gateway.Protocol.presence_status("invisible")
+      {:ok, :offline}
+  """
+  @spec presence_status(term()) :: {:ok, :online | :idle | :dnd | :offline} | :error
+  def presence_status("online"), do: {:ok, :online}
+  def presence_status("idle"), do: {:ok, :idle}
+  def presence_status("dnd"), do: {:ok, :dnd}
+  def presence_status(status) when status in ["invisible", "offline"], do: {:ok, :offline}
+  def presence_status(_status), do: :error
 
   # intents is required in v10.
   defp intents(intents) when is_integer(intents) and intents >= 0 do

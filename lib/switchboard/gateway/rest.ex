@@ -5,7 +5,8 @@ defmodule Switchboard.Gateway.Rest do
 
     * `GET /api/v10/gateway` - `{"url": ...}`;
     * `GET /api/v10/gateway/bot` - `url`, `shards` and
-      `session_start_limit` (needs `Authorization: Bot TOKEN`);
+      `session_start_limit` (needs `Authorization: Bot TOKEN`; see
+      `Switchboard.Gateway.IdentifyLimit`);
     * `POST /api/v10/channels/:channel_id/messages` - a JSON body with
       `content` (1 to 2000 characters); publishes MESSAGE_CREATE to the
       channel's guild and answers with the message object.
@@ -15,7 +16,7 @@ defmodule Switchboard.Gateway.Rest do
   400 for a bad body (50006 for an empty message, 50035 otherwise).
   """
 
-  alias Switchboard.Gateway.{Codec, Demo}
+  alias Switchboard.Gateway.{Codec, Demo, IdentifyLimit}
 
   @discord_epoch 1_420_070_400_000
 
@@ -29,22 +30,17 @@ defmodule Switchboard.Gateway.Rest do
         {200, %{"url" => Switchboard.Gateway.url(config.name)}}
 
       {:GET, ["api", "v10", "gateway", "bot"]} ->
-        with {:ok, _bot} <- authorize(config, headers) do
+        with {:ok, token, _bot} <- authorize(config, headers) do
           {200,
            %{
              "url" => Switchboard.Gateway.url(config.name),
              "shards" => max(1, ceil_div(length(config.guild_ids), config.max_guilds_per_shard)),
-             "session_start_limit" => %{
-               "total" => 1000,
-               "remaining" => 1000,
-               "reset_after" => 14_400_000,
-               "max_concurrency" => 1
-             }
+             "session_start_limit" => IdentifyLimit.session_start_limit(config, token)
            }}
         end
 
       {:POST, ["api", "v10", "channels", channel_id, "messages"]} ->
-        with {:ok, bot} <- authorize(config, headers),
+        with {:ok, _token, bot} <- authorize(config, headers),
              {:ok, guild_id} <- channel_guild(config, channel_id),
              {:ok, content} <- content(body) do
           message = message(bot.user, guild_id, channel_id, content)
@@ -77,7 +73,7 @@ defmodule Switchboard.Gateway.Rest do
   defp authorize(config, headers) do
     with "Bot " <> token <- Map.get(headers, "authorization", ""),
          {:ok, bot} <- Map.fetch(config.tokens, token) do
-      {:ok, bot}
+      {:ok, token, bot}
     else
       _ -> error(401, "401: Unauthorized", 0)
     end

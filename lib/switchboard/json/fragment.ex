@@ -25,7 +25,9 @@ defmodule Switchboard.Json.Fragment do
   @typedoc "One JSON value's text, and this VM's seal."
   @type t :: %__MODULE__{encoded: binary(), seal: reference()}
 
-  @seal_key {__MODULE__, :seal}
+  # An atom: every encode reads the seal, and a tuple key costs a hash of
+  # the tuple and a compound compare on each read.
+  @seal_key :"Elixir.Switchboard.Json.Fragment.seal"
 
   @doc """
   A fragment of JSON text encoded elsewhere, checked to be exactly one JSON

@@ -6,7 +6,7 @@ defmodule Switchboard.Json.Options do
   @escapes [:json, :javascript_safe, :html_safe, :unicode_safe]
   @mib 1024 * 1024
 
-  @doc "Encode options as `{escape, strict?}`."
+  @doc "Encode options as `{escape, strict?}` (the tuple the NIF reads)."
   def encode(opts) when is_list(opts) do
     Enum.reduce(opts, {:json, false}, fn
       {:escape, escape}, {_, strict} when escape in @escapes -> {escape, strict}
@@ -20,13 +20,7 @@ defmodule Switchboard.Json.Options do
 
   def encode(opts), do: not_a_list(opts)
 
-  @doc "The escape mode's number in the NIF."
-  def escape_code(:json), do: 0
-  def escape_code(:javascript_safe), do: 1
-  def escape_code(:html_safe), do: 2
-  def escape_code(:unicode_safe), do: 3
-
-  @doc "Decode options as `{atom_keys?, max_depth, max_size}`."
+  @doc "Decode options as `{atom_keys?, max_depth, max_size}` (the tuple the NIF reads)."
   def decode(opts) when is_list(opts) do
     Enum.reduce(opts, {false, 512, 64 * @mib}, fn
       {:keys, :strings}, {_, depth, size} ->

@@ -30,6 +30,27 @@ defmodule Switchboard.Sim.Report do
     :verdict
   ]
 
+  # Added to the summary for a run over real WebSockets.
+  @websocket_keys [
+    :transport,
+    :clients,
+    :client_processes,
+    :client_mode,
+    :encoding,
+    :compress,
+    :clients_cpu_s,
+    :server_cpu_us_per_frame,
+    :client_cpu_us_per_frame,
+    :wire_bytes_per_frame,
+    :seq_gaps,
+    :clients_closed
+  ]
+
+  defp summary_keys(%{transport: "websocket"}),
+    do: Enum.take(@summary_keys, 1) ++ @websocket_keys ++ Enum.drop(@summary_keys, 1)
+
+  defp summary_keys(_report), do: @summary_keys
+
   # Native over pure for the throughput figures, pure over native for the
   # costs (so above 1 always means native is better).
   def ratios(native, pure) do
@@ -45,7 +66,9 @@ defmodule Switchboard.Sim.Report do
     }
   end
 
-  def text(report, keys \\ @summary_keys) do
+  def text(report), do: text(report, summary_keys(report))
+
+  def text(report, keys) do
     width = keys |> Enum.map(&String.length(Atom.to_string(&1))) |> Enum.max()
 
     for key <- keys, into: "" do
@@ -132,7 +155,7 @@ defmodule Switchboard.Sim.Report do
   end
 
   defp rows(report) do
-    for key <- @summary_keys, into: "" do
+    for key <- summary_keys(report), into: "" do
       "<tr><td>#{key}</td><td>#{escape(plain(report[key]))}</td></tr>\n"
     end
   end

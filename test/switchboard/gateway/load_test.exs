@@ -34,8 +34,7 @@ defmodule Switchboard.Gateway.LoadTest do
 
     assert_receive {^port, {:data, {:eol, "READY 1000"}}}, 60_000
 
-    assert Switchboard.Gateway.Guild.session_count(Gateway.guild(:load_gateway, guild_id)) ==
-             @clients
+    assert Switchboard.Guild.stats(Gateway.guild(:load_gateway, guild_id)).sessions == @clients
 
     for n <- 0..(@messages - 1) do
       content = "n:#{n}:#{System.os_time(:microsecond)}"

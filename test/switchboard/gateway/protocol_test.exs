@@ -6,6 +6,9 @@ defmodule Switchboard.Gateway.ProtocolTest do
   alias Switchboard.Gateway.Protocol
 
   doctest Protocol
+  doctest Switchboard.Gateway.Frames
+  doctest Switchboard.Gateway.Payloads
+  doctest Switchboard.Gateway.Demo
 
   @close_names [:decode_error, :unknown_opcode, :invalid_intents, :invalid_shard]
 
@@ -21,7 +24,14 @@ defmodule Switchboard.Gateway.ProtocolTest do
     forall payload <- oneof([command_shaped(), Switchboard.Property.any_term()]) do
       case Protocol.parse_command(payload) do
         {:ok, {kind, _}} ->
-          kind in [:heartbeat, :identify, :resume, :presence_update, :request_guild_members]
+          kind in [
+            :heartbeat,
+            :identify,
+            :resume,
+            :presence_update,
+            :request_guild_members,
+            :member_list_subscribe
+          ]
 
         {:ok, {:other, op, _}} ->
           op in [4, 14, 31]
@@ -105,23 +115,51 @@ defmodule Switchboard.Gateway.ProtocolTest do
              Etf.decode(:erlang.term_to_binary(%{"op" => 1, "d" => nil}))
   end
 
-  test "dispatch envelopes splice the encoded data" do
-    json = IO.iodata_to_binary(Json.dispatch(7, "MESSAGE_CREATE", Json.fragment(%{"id" => "1"})))
+  test "a guild prepares only the variants its sessions need, and a missing one is never leaked" do
+    alias Switchboard.Gateway.Frames
+    needs = Frames.needs()
+    message = %{"content" => "secret", "mentions" => [%{"id" => "7"}]}
+    plain = Protocol.intent(:guild_messages)
+    prepared = Frames.prepare("MESSAGE_CREATE", message, needs)
+    assert Map.keys(prepared.full) == [:json]
+    # A session lacking MESSAGE_CONTENT that no counter announced: skipped.
+    assert Frames.select("MESSAGE_CREATE", prepared, :json, plain, "1") == :skip
+    # Mentioned, it may see the content.
+    assert {_, _} = Frames.select("MESSAGE_CREATE", prepared, :json, plain, "7")
 
-    assert Switchboard.Json.decode!(json) == %{
-             "op" => 0,
-             "s" => 7,
-             "t" => "MESSAGE_CREATE",
-             "d" => %{"id" => "1"}
-           }
+    :ok = Frames.need([needs], {:etf, plain}, 1)
+    prepared = Frames.prepare("MESSAGE_CREATE", message, needs)
+    assert Map.keys(prepared.full) == [:etf, :json]
+    {codec, redacted} = Frames.select("MESSAGE_CREATE", prepared, :etf, plain, "1")
+    frame = :erlang.binary_to_term(IO.iodata_to_binary(codec.frame(redacted, 1)))
+    assert frame["d"]["content"] == ""
+    :ok = Frames.need([needs], {:etf, plain}, -1)
+    assert {:atomics.get(needs, 1), :atomics.get(needs, 2)} == {0, 0}
+  end
 
-    etf = IO.iodata_to_binary(Etf.dispatch(7, "READY", Etf.fragment(%{"v" => 10})))
+  test "a guild event is prepared once for both encodings, each session framing its own" do
+    alias Switchboard.Gateway.Frames
+    prepared = Frames.prepare("MESSAGE_CREATE", %{"id" => "1", "content" => "hi"})
+    intents = Protocol.intent(:guild_messages) + Protocol.intent(:message_content)
 
-    assert :erlang.binary_to_term(etf) == %{
-             "op" => 0,
-             "s" => 7,
-             "t" => "READY",
-             "d" => %{"v" => 10}
-           }
+    {codec, json} = Frames.select("MESSAGE_CREATE", prepared, :json, intents, "9")
+
+    assert Switchboard.Json.decode!(IO.iodata_to_binary(codec.frame(json, 7))) ==
+             %{
+               "op" => 0,
+               "s" => 7,
+               "t" => "MESSAGE_CREATE",
+               "d" => %{"id" => "1", "content" => "hi"}
+             }
+
+    {codec, etf} = Frames.select("MESSAGE_CREATE", prepared, :etf, intents, "9")
+
+    assert :erlang.binary_to_term(IO.iodata_to_binary(codec.frame(etf, 7))) ==
+             %{
+               "op" => 0,
+               "s" => 7,
+               "t" => "MESSAGE_CREATE",
+               "d" => %{"id" => "1", "content" => "hi"}
+             }
   end
 end

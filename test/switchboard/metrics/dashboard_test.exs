@@ -1,8 +1,9 @@
 defmodule Switchboard.Metrics.DashboardTest do
-  # The dashboard reads the runtime's fixed metric names: no other test sets them.
+  # The dashboard reads the runtime's fixed metric names: the runtime sets
+  # them, so no test that starts guilds or sessions runs beside this one.
   use ExUnit.Case, async: false
 
-  alias Switchboard.Metrics
+  alias Switchboard.{Guild, Metrics, RuntimeMetrics, Session}
   alias Switchboard.Metrics.Prometheus
 
   @moduletag timeout: 120_000
@@ -14,32 +15,45 @@ defmodule Switchboard.Metrics.DashboardTest do
   @raw "switchboard.gateway.bytes_raw"
   @compressed "switchboard.gateway.bytes_compressed"
 
-  # A stand-in for the runtime: sessions come and go, frames are delivered
-  # with their latency, payloads compressed. It pauses on request (replying
-  # once its current step is done) so a page and a snapshot can be compared.
-  defp simulator(parent) do
+  # The runtime, small: sessions attached to a real guild come and go, the
+  # guild publishes, sessions write frames (Switchboard.RuntimeMetrics
+  # reports them, with their latency); only the gateway's compression is
+  # stood in for. It pauses on request (replying once every frame published
+  # so far is written and the gauges are set) so a page and a snapshot can
+  # be compared.
+  defp simulator(parent, guild, sessions) do
     receive do
       {:pause, from} ->
+        Enum.each(sessions, &Session.stats/1)
+        RuntimeMetrics.refresh()
         send(from, :paused)
 
         receive do
-          :resume -> simulator(parent)
+          :resume -> simulator(parent, guild, sessions)
         end
     after
       0 ->
         step = System.unique_integer([:positive, :monotonic])
-        Metrics.gauge(@sessions, 5_000 + rem(step * 37, 900))
-        Metrics.gauge(@guilds, 40 + rem(step, 7))
-        Metrics.increment(@frames, 25)
+        {:ok, session} = Session.start_link()
+        :ok = Session.attach(session, guild)
+        sessions = [session | sessions]
 
-        for i <- 1..5,
-            do: Metrics.histogram(@latency, 200 + rem(step * 7919 + i * 104_729, 20_000))
+        sessions =
+          if rem(step, 3) == 0 do
+            [gone | rest] = Enum.reverse(sessions)
+            GenServer.stop(gone)
+            Enum.reverse(rest)
+          else
+            sessions
+          end
 
+        {:ok, _} = Guild.publish(guild, {"MESSAGE_CREATE", %{"step" => step}})
         raw = 2_000 + rem(step * 13, 700)
         Metrics.increment(@raw, raw)
         Metrics.increment(@compressed, div(raw, 4) + rem(step, 50))
+        RuntimeMetrics.refresh()
         Process.sleep(2)
-        simulator(parent)
+        simulator(parent, guild, sessions)
     end
   end
 
@@ -111,7 +125,8 @@ defmodule Switchboard.Metrics.DashboardTest do
     server = start_supervised!({Prometheus, port: 0})
     port = Prometheus.port(server)
     parent = self()
-    simulator = spawn_link(fn -> simulator(parent) end)
+    {:ok, guild} = Guild.start_link(id: {:dashboard, System.unique_integer([:positive])})
+    simulator = spawn_link(fn -> simulator(parent, guild, []) end)
     Process.sleep(50)
 
     # While the simulator runs: frames are flowing.

@@ -75,13 +75,23 @@ defmodule Switchboard.Metrics.StatsDTest do
     name = "storm.#{context.prefix}"
     parent = self()
 
+    # Each worker does half its increments, waits for a flush of them, then
+    # the rest while a flusher storms: at least two flushes carry a delta
+    # however fast the increments are.
     workers =
       for _ <- 1..8 do
         spawn_link(fn ->
-          for _ <- 1..5_000, do: Metrics.increment(name)
+          for _ <- 1..2_500, do: Metrics.increment(name)
+          send(parent, {:half, self()})
+          assert_receive :go, 20_000
+          for _ <- 1..2_500, do: Metrics.increment(name)
           send(parent, {:done, self()})
         end)
       end
+
+    for pid <- workers, do: assert_receive({:half, ^pid}, 20_000)
+    :ok = StatsD.flush(reporter)
+    for pid <- workers, do: send(pid, :go)
 
     flusher =
       Task.async(fn ->

@@ -64,4 +64,30 @@ defmodule Switchboard.SortedSet.LargeItemsTest do
       assert copy_size == 1000
     end
   end
+
+  describe "waiting for the lock stays off the normal schedulers" do
+    # Readers of a million items hold the set for tens of ms on dirty
+    # schedulers; a writer or reader on a normal scheduler spins a bounded
+    # tens of microseconds for the lock, then continues on a dirty scheduler.
+    test "writers and readers racing long to_list calls" do
+      set = SortedSet.from_enumerable(1..1_000_000)
+
+      readers =
+        for _ <- 1..2, do: Task.async(fn -> for _ <- 1..3, do: length(SortedSet.to_list(set)) end)
+
+      {held, results} =
+        SchedulerHold.measure(fn ->
+          for i <- 1..3000 do
+            {index, _} = SortedSet.index_add(set, -i)
+            {index, SortedSet.find_index(set, -i), SortedSet.at(set, 0)}
+          end
+        end)
+
+      lengths = Enum.flat_map(readers, &Task.await(&1, 60_000))
+      assert held == nil
+      assert Enum.all?(results, &match?({0, 0, _}, &1))
+      assert Enum.all?(lengths, &(&1 in 1_000_000..1_003_000))
+      assert SortedSet.size(set) == 1_003_000
+    end
+  end
 end

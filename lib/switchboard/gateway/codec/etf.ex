@@ -19,16 +19,6 @@ defmodule Switchboard.Gateway.Codec.Etf do
   def encode(term), do: Erlpack.encode_iodata(term, string_keys: true)
 
   @impl true
-  def fragment(term), do: Erlpack.fragment(term, string_keys: true)
-
-  @impl true
-  def dispatch(seq, type, fragment),
-    do:
-      Erlpack.encode_iodata(%{"op" => 0, "s" => seq, "t" => type, "d" => fragment},
-        string_keys: true
-      )
-
-  @impl true
   def decode(binary) do
     # plain: true refuses pids, ports, references and funs at their tag,
     # before any is built; the walk below refuses atom keys and tuples.

@@ -26,13 +26,6 @@ defmodule Switchboard.Gateway.Codec.Json do
   def encode(term), do: backend().encode(term)
 
   @impl true
-  def fragment(term), do: IO.iodata_to_binary(backend().encode(term))
-
-  @impl true
-  def dispatch(seq, type, fragment),
-    do: [~s({"op":0,"s":), Integer.to_string(seq), ~s(,"t":"), type, ~s(","d":), fragment, ?}]
-
-  @impl true
   def decode(binary), do: backend().decode(binary)
 
   @impl true
