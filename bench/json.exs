@@ -6,7 +6,7 @@
 # scheduler latency while multi-MB inputs are encoded and decoded.
 #
 # Times are CPU time (the VM's, :erlang.statistics(:runtime)), robust on a
-# shared machine where wall time is not: blocks of about 40 ms of one
+# shared machine where wall time is not: blocks of about 100 ms of one
 # implementation, the implementations taking turns in each round, the
 # median of the rounds kept; ratios are the median of each round's ratio.
 # Start the VM so that idle schedulers sleep instead of spinning:
@@ -135,6 +135,14 @@ defmodule JsonBench do
   def frame(seq, d), do: %{"op" => 0, "s" => seq, "t" => "MESSAGE_CREATE", "d" => d}
 
   def frames(encode, event, sessions), do: for(seq <- 1..sessions, do: encode.(frame(seq, event)))
+
+  # The floor of a binary frame holding the event: the frame with no payload,
+  # and a new binary of the event's bytes (what any binary output costs).
+  def floor_frames(text, sessions),
+    do: for(seq <- 1..sessions, do: {Json.encode!(frame(seq, nil)), :binary.copy(text)})
+
+  # The floor of any NIF call: a typed NIF that does nothing but count.
+  def empty_nif(_), do: Switchboard.NIF.json_dirty_runs()
 end
 
 payloads = [
@@ -217,7 +225,7 @@ defmodule CpuRounds do
 end
 
 rounds = Harness.pick(9, 5)
-block_ms = Harness.pick(40, 30)
+block_ms = Harness.pick(100, 40)
 
 fmt_ns = fn ns -> Harness.format_ns(ns) end
 fmt_x = fn x -> "#{Float.round(x * 1.0, 2)}x" end
@@ -262,6 +270,11 @@ codec_results =
     {"#{name} #{op}", op, CpuRounds.measure(impls, input, rounds, block_ms)}
   end
 
+IO.write(:stderr, "  json: empty typed NIF call\n")
+
+[{_, empty_nif_ns, _}] =
+  CpuRounds.measure([{"empty typed NIF", &JsonBench.empty_nif/1}], nil, rounds, block_ms)
+
 codec_rows =
   for {job, _, results} <- codec_results, {label, ns, ratio} <- results do
     [
@@ -288,6 +301,8 @@ envelope_results =
       # The floor of any envelope: the frame's own four keys, no payload.
       {"envelope with no payload (floor)",
        fn _ -> JsonBench.frames(&Json.encode!/1, nil, sessions) end},
+      {"envelope with no payload + a new binary of the event's text (floor of a binary frame)",
+       fn _ -> JsonBench.floor_frames(Json.encode!(event), sessions) end},
       {"re-encode per session (jiffy)",
        fn _ -> JsonBench.frames(&JsonBench.jiffy_encode/1, event, sessions) end},
       {"fragment once + envelope (Pure.encode_to_iodata!)",
@@ -326,6 +341,9 @@ target_rows =
     floor_label = results |> List.last() |> elem(0)
     floor = ratio_of.(results, floor_label)
     twin = ns_of.(results, "Switchboard.Json.Pure") / ns_of.(results, "Switchboard.Json")
+    # What the twin costs against the VM's own C codec of the same term: the
+    # ratio a native codec reaches if it is as fast as term_to_binary.
+    twin_floor = ns_of.(results, "Switchboard.Json.Pure") / ns_of.(results, floor_label)
 
     [
       target_row.(
@@ -334,10 +352,24 @@ target_rows =
         "VM's ETF codec: #{fmt_x.(floor)} jiffy",
         native >= min
       ),
-      target_row.("#{job} native >= 5x twin", twin, "", twin >= 5)
+      target_row.(
+        "#{job} native >= 5x twin",
+        twin,
+        "twin / VM's ETF codec: #{fmt_x.(twin_floor)}",
+        twin >= 5
+      )
     ]
   end
   |> Enum.concat()
+
+empty_nif_rows = [
+  [
+    {"target", "(floor of every call) an empty typed NIF call, from Elixir"},
+    {"measured", fmt_ns.(empty_nif_ns)},
+    {"floor", ""},
+    {"met", ""}
+  ]
+]
 
 envelope_target_rows =
   for label <- [
@@ -347,10 +379,16 @@ envelope_target_rows =
     measured = ratio_of.(envelope_results, label)
     floor = ratio_of.(envelope_results, "envelope with no payload (floor)")
 
+    binary_floor =
+      ratio_of.(
+        envelope_results,
+        "envelope with no payload + a new binary of the event's text (floor of a binary frame)"
+      )
+
     target_row.(
       "#{label} >= 5x re-encoding",
       measured,
-      "no payload at all: #{fmt_x.(floor)}",
+      "no payload: #{fmt_x.(floor)}; no payload + a new 1 KB binary: #{fmt_x.(binary_floor)}",
       measured >= 5
     )
   end
@@ -391,5 +429,7 @@ probe_rows = [
 Harness.run(
   "json",
   [],
-  size_rows ++ codec_rows ++ envelope_rows ++ target_rows ++ envelope_target_rows ++ probe_rows
+  size_rows ++
+    codec_rows ++
+    envelope_rows ++ target_rows ++ envelope_target_rows ++ empty_nif_rows ++ probe_rows
 )

@@ -13,9 +13,9 @@ defmodule Switchboard.Json do
   as it goes (no intermediate document), and writes JSON into one buffer
   that becomes one binary.
 
-  Strings of more than 64 bytes without escapes are sub-binaries of the
-  input (no copy), so keeping one keeps the input alive: `:binary.copy/1`
-  those kept for long.
+  Strings without escapes are sub-binaries of the input (no copy), as
+  jiffy's and the pure twin's are, so keeping one keeps the input alive:
+  `:binary.copy/1` those kept for long.
 
   ## Scheduling
 

@@ -47,6 +47,14 @@ defmodule Switchboard.JsonTest do
     end
   end
 
+  test "strings without escapes are sub-binaries of the input, short ones too" do
+    input = ~s({"id": "1234", "long": "#{String.duplicate("x", 100)}", "esc": "a\\nb"})
+    %{"id" => id, "long" => long, "esc" => esc} = Json.decode!(input)
+    assert :binary.referenced_byte_size(id) == byte_size(input)
+    assert :binary.referenced_byte_size(long) == byte_size(input)
+    assert esc == "a\nb" and :binary.referenced_byte_size(esc) == 3
+  end
+
   test "fragments under 256 bytes are copied into the output, not listed" do
     small = Json.fragment(%{"c" => "x"})
     assert Json.encode_to_iodata!([small, 1]) == ~s([{"c":"x"},1])

@@ -192,18 +192,8 @@ void put_unicode_escape(char* out, std::uint32_t unit) {
 
 }  // namespace
 
-std::size_t Writer::string(std::string_view text, Escape mode) {
-  const auto* bytes = reinterpret_cast<const std::uint8_t*>(text.data());
-  const std::size_t size = text.size();
-  // The common case, a plain string, is sized and copied at once.
-  reserve(size + 2);
-  data_[size_++] = '"';
-  std::size_t at = 0;
-  if (mode != Escape::html_safe) {
-    at = find_special_byte(bytes, 0, size);
-    std::memcpy(data_ + size_, bytes, at);
-    size_ += at;
-  }
+std::size_t Writer::string_rest(const std::uint8_t* bytes, std::size_t at, std::size_t size,
+                                Escape mode) {
   if (at < size) {
     const std::size_t bad = escape_from(bytes, at, size, mode);
     if (bad != npos) return bad;
