@@ -368,6 +368,15 @@ probe_rows = [
     "idle",
     SchedulerProbe.measure(fn -> Process.sleep(1) end, duration_ms: 1000)
   ),
+  # The control: the same loop shape with no NIF at all, so the rows below
+  # read against what any busy process costs the probe on this machine.
+  SchedulerProbe.row(
+    "control: a pure Elixir loop (no NIF), in a loop",
+    SchedulerProbe.measure(
+      fn -> Enum.reduce(1..200, 0, fn i, acc -> rem(acc + i * 7, 1_000_003) end) end,
+      duration_ms: duration
+    )
+  ),
   SchedulerProbe.row(
     "changes to the #{div(probe_size, 1000)}k list with #{sessions} sessions, in a loop",
     SchedulerProbe.measure(flip, duration_ms: duration)
