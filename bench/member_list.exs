@@ -14,15 +14,17 @@
 # run the same stream and must return identical updates (a phash2 of every
 # change's updates is compared).
 #
-# At 1M members the twin's build dominates the run (over ten minutes of CPU
-# on a shared 2-core VM: every major collection of the guild process copies
-# the growing list); MEMBER_LIST_SIZES picks sizes, and
-# native_tests/bench_member_list.cpp measures the native core alone at any
-# size in seconds (build with -DSWITCHBOARD_NATIVE_BENCH=ON).
+# The twin's memory is :erts_debug.size/1 (shared terms counted once) up to
+# 300k members; above, :erts_debug.flat_size/1 (each reference counted: at
+# 100k members 1.6 times the shared size), marked "flat": size/1 is written
+# in Erlang and takes over ten minutes on a 1M-member twin. native_tests/bench_member_list.cpp measures the native
+# core alone (no terms) at any size (build with -DSWITCHBOARD_NATIVE_BENCH=ON).
 #
-# The floor row is one term_to_binary walk over each change's returned
-# updates: a NIF that returns terms of that size cannot build them for much
-# less.
+# Floors, per change, over the updates it returned: one term_to_binary walk
+# (reading them), one binary_to_term (C building the same terms from a flat
+# encoding, no list logic: what a NIF that returns them cannot beat), and a
+# plain Elixir rebuild of the same lists and tuples (the VM building them).
+# A change's cost is compared with them side by side.
 Code.require_file("support/harness.ex", __DIR__)
 Code.require_file("support/scheduler_probe.ex", __DIR__)
 
@@ -73,12 +75,47 @@ defmodule MemberListBench do
     end
   end
 
+  # Per-call wall times, and the VM's CPU time per call over them all.
   def subscribe_all(impl, list, sessions, list_size) do
-    Harness.time_each(1..sessions, list, fn list, session ->
-      {_, list} = impl.subscribe(list, session, ranges(session, list_size))
-      list
-    end)
+    {runtime_before, _} = :erlang.statistics(:runtime)
+
+    {times, list} =
+      Harness.time_each(1..sessions, list, fn list, session ->
+        {_, list} = impl.subscribe(list, session, ranges(session, list_size))
+        list
+      end)
+
+    {runtime_after, _} = :erlang.statistics(:runtime)
+    {times, list, (runtime_after - runtime_before) * 1000 / sessions}
   end
+
+  # The same lists and tuples, built anew by the VM.
+  def rebuild(updates) do
+    for {sessions, ops} <- updates,
+        do: {for(s <- sessions, do: s), for(op <- ops, do: op_copy(op))}
+  end
+
+  defp op_copy({:insert, index, item}), do: {:insert, index, item_copy(item)}
+  defp op_copy({:update, index, item}), do: {:update, index, item_copy(item)}
+  defp op_copy({:delete, index}), do: {:delete, index}
+  defp item_copy({:member, id}), do: {:member, id}
+  defp item_copy({:group, id, count}), do: {:group, id, count}
+
+  def elapsed(fun) do
+    start = System.monotonic_time(:nanosecond)
+    fun.()
+    System.monotonic_time(:nanosecond) - start
+  end
+
+  def native_memory(list), do: MemberList.memory(list)
+
+  # Bytes of the twin; flat (see the top) above 300k members.
+  def pure_memory(list, members) do
+    words = if members <= 300_000, do: :erts_debug.size(list), else: :erts_debug.flat_size(list)
+    words * :erlang.system_info(:wordsize)
+  end
+
+  def memory_note(members), do: if(members <= 300_000, do: "", else: " (flat)")
 
   # The change stream, as calls, generated against a model of who is where.
   def stream(size, count) do
@@ -117,11 +154,15 @@ defmodule MemberListBench do
   # term_to_binary walk time}. Only the time is measured around the call;
   # the updates are dropped after they are fingerprinted, so the process
   # heap (and its garbage collections, billed to the next call) stays small.
+  # The updates of every 10th change are kept for the build floors, timed
+  # after the stream (outside its CPU time).
   def run_stream(impl, list, changes) do
     {runtime_before, _} = :erlang.statistics(:runtime)
 
-    {samples, _list} =
-      Enum.map_reduce(changes, list, fn change, list ->
+    {samples, {_list, kept}} =
+      changes
+      |> Enum.with_index()
+      |> Enum.map_reduce({list, []}, fn {change, n}, {list, kept} ->
         start = System.monotonic_time(:nanosecond)
         {updates, list} = apply_change(impl, list, change)
         elapsed = System.monotonic_time(:nanosecond) - start
@@ -129,9 +170,10 @@ defmodule MemberListBench do
         bytes = byte_size(:erlang.term_to_binary(updates))
         walk = System.monotonic_time(:nanosecond) - walk_start
         told = Enum.reduce(updates, 0, fn {sessions, _}, acc -> acc + length(sessions) end)
+        kept = if rem(n, 10) == 0 and updates != [], do: [updates | kept], else: kept
 
         {{elapsed, :erlang.phash2(updates), length(updates), told,
-          if(bytes > 0, do: walk, else: 0)}, list}
+          if(bytes > 0, do: walk, else: 0)}, {list, kept}}
       end)
 
     # VM CPU time per change over the whole stream: robust where wall-clock
@@ -139,11 +181,15 @@ defmodule MemberListBench do
     # fingerprint and the term_to_binary walk above, the same work for both
     # implementations (identical updates), so the ratio understates.
     {runtime_after, _} = :erlang.statistics(:runtime)
-    {samples, (runtime_after - runtime_before) * 1000 / length(changes)}
-  end
 
-  def native_memory(list), do: MemberList.memory(list)
-  def pure_memory(list), do: :erts_debug.size(list) * :erlang.system_info(:wordsize)
+    floors =
+      for updates <- kept do
+        binary = :erlang.term_to_binary(updates)
+        {elapsed(fn -> :erlang.binary_to_term(binary) end), elapsed(fn -> rebuild(updates) end)}
+      end
+
+    {samples, (runtime_after - runtime_before) * 1000 / length(changes), floors}
+  end
 end
 
 alias Switchboard.MemberList
@@ -165,23 +211,35 @@ results =
     label = "#{div(size, 1000)}k#{if opts == [], do: "", else: " hidden"}"
     IO.write(:stderr, "  member_list #{label}: building")
 
+    # Native first, then the twin: while the twin lives in this process its
+    # heap (hundreds of MB at 1M) is copied by every major collection, which
+    # would be billed to whatever runs then. The items are compared by hash.
     {native_build_us, native} = :timer.tc(fn -> MemberListBench.build(MemberList, size, opts) end)
-    {pure_build_us, pure} = :timer.tc(fn -> MemberListBench.build(Twin, size, opts) end)
-    true = MemberList.items(native) == Twin.items(pure)
+    native_items = :erlang.phash2(MemberList.items(native))
     list_size = MemberList.size(native)
     native_bytes = MemberListBench.native_memory(native)
-    pure_bytes = MemberListBench.pure_memory(pure)
-
-    IO.write(:stderr, ", subscribing")
-    {native_sub, native} = MemberListBench.subscribe_all(MemberList, native, sessions, list_size)
-    {pure_sub, pure} = MemberListBench.subscribe_all(Twin, pure, sessions, list_size)
-    native_sub_bytes = MemberListBench.native_memory(native) - native_bytes
-    pure_sub_bytes = MemberListBench.pure_memory(pure) - pure_bytes
-
     stream = MemberListBench.stream(size, changes)
-    IO.write(:stderr, ", streaming")
-    {native_samples, native_cpu_us} = MemberListBench.run_stream(MemberList, native, stream)
-    {pure_samples, pure_cpu_us} = MemberListBench.run_stream(Twin, pure, stream)
+
+    IO.write(:stderr, ", native")
+
+    {native_sub, native, native_sub_cpu_us} =
+      MemberListBench.subscribe_all(MemberList, native, sessions, list_size)
+
+    native_sub_bytes = MemberListBench.native_memory(native) - native_bytes
+
+    {native_samples, native_cpu_us, floors} =
+      MemberListBench.run_stream(MemberList, native, stream)
+
+    IO.write(:stderr, ", twin")
+    {pure_build_us, pure} = :timer.tc(fn -> MemberListBench.build(Twin, size, opts) end)
+    true = native_items == :erlang.phash2(Twin.items(pure))
+    pure_bytes = MemberListBench.pure_memory(pure, size)
+
+    {pure_sub, pure, pure_sub_cpu_us} =
+      MemberListBench.subscribe_all(Twin, pure, sessions, list_size)
+
+    pure_sub_bytes = MemberListBench.pure_memory(pure, size) - pure_bytes
+    {pure_samples, pure_cpu_us, _} = MemberListBench.run_stream(Twin, pure, stream)
 
     mismatches =
       Enum.zip(native_samples, pure_samples)
@@ -192,6 +250,8 @@ results =
     native_times = Enum.map(native_samples, &elem(&1, 0))
     pure_times = Enum.map(pure_samples, &elem(&1, 0))
     copy_times = Enum.map(native_samples, &elem(&1, 4))
+    decode_times = Enum.map(floors, &elem(&1, 0))
+    rebuild_times = Enum.map(floors, &elem(&1, 1))
     entries = native_samples |> Enum.map(&elem(&1, 2)) |> Enum.sort()
     told = native_samples |> Enum.map(&elem(&1, 3)) |> Enum.sort()
 
@@ -212,6 +272,10 @@ results =
       native_times: native_times,
       pure_times: pure_times,
       copy_times: copy_times,
+      decode_times: decode_times,
+      rebuild_times: rebuild_times,
+      native_sub_cpu_us: native_sub_cpu_us,
+      pure_sub_cpu_us: pure_sub_cpu_us,
       native_cpu_us: native_cpu_us,
       pure_cpu_us: pure_cpu_us,
       entries_median: Harness.percentile(entries, 0.5),
@@ -228,7 +292,11 @@ jobs =
         baseline: {"pure twin", fn -> r.pure_times end},
         candidates: [
           {"native", fn -> r.native_times end},
-          {"floor: term_to_binary of the updates", fn -> r.copy_times end}
+          {"floor: term_to_binary of the updates", fn -> r.copy_times end},
+          {"floor: binary_to_term of the updates (C builds them; every 10th change)",
+           fn -> r.decode_times end},
+          {"floor: Elixir rebuild of the updates (VM builds them; every 10th change)",
+           fn -> r.rebuild_times end}
         ]
       ],
       [
@@ -248,11 +316,13 @@ figure_rows =
       {"build (puts), native / twin",
        "#{div(r.native_build_us, 1000)} ms / #{div(r.pure_build_us, 1000)} ms (#{Float.round(r.pure_build_us / max(r.native_build_us, 1), 1)}x)"},
       {"bytes/member native / twin",
-       "#{Float.round(r.native_bytes / r.size, 1)} / #{Float.round(r.pure_bytes / r.size, 1)}"},
+       "#{Float.round(r.native_bytes / r.size, 1)} / #{Float.round(r.pure_bytes / r.size, 1)}#{MemberListBench.memory_note(r.size)}"},
       {"bytes/subscription native / twin",
-       "#{Float.round(r.native_sub_bytes / sessions, 1)} / #{Float.round(r.pure_sub_bytes / sessions, 1)}"},
+       "#{Float.round(r.native_sub_bytes / sessions, 1)} / #{Float.round(r.pure_sub_bytes / sessions, 1)}#{MemberListBench.memory_note(r.size)}"},
       {"mean CPU per change (stream), native / twin",
        "#{Float.round(r.native_cpu_us, 1)} µs / #{Float.round(r.pure_cpu_us, 1)} µs (#{Float.round(r.pure_cpu_us / max(r.native_cpu_us, 0.001), 1)}x)"},
+      {"mean CPU per subscribe, native / twin",
+       "#{Float.round(r.native_sub_cpu_us, 1)} µs / #{Float.round(r.pure_sub_cpu_us, 1)} µs (#{Float.round(r.pure_sub_cpu_us / max(r.native_sub_cpu_us, 0.001), 2)}x)"},
       {"entries per change (median)", r.entries_median},
       {"sessions told per change (median)", r.told_median}
     ]
@@ -301,6 +371,15 @@ probe_rows = [
   SchedulerProbe.row(
     "idle",
     SchedulerProbe.measure(fn -> Process.sleep(1) end, duration_ms: 1000)
+  ),
+  # The control: the same loop shape with no NIF at all, so the rows below
+  # read against what any busy process costs the probe on this machine.
+  SchedulerProbe.row(
+    "control: a pure Elixir loop (no NIF), in a loop",
+    SchedulerProbe.measure(
+      fn -> Enum.reduce(1..200, 0, fn i, acc -> rem(acc + i * 7, 1_000_003) end) end,
+      duration_ms: duration
+    )
   ),
   SchedulerProbe.row(
     "changes to the #{div(probe_size, 1000)}k list with #{sessions} sessions, in a loop",

@@ -11,6 +11,8 @@
 // large list, large ids and a busy list go dirty; a large list is freed on
 // the reply thread.
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -99,6 +101,11 @@ class TermStore {
     return slots_.capacity() * sizeof(Slot) + free_.capacity() * sizeof(Payload);
   }
 
+  // True when storing one more term reallocates a table of at least `min`.
+  bool growth_due(std::size_t min) const noexcept {
+    return free_.empty() && slots_.size() == slots_.capacity() && slots_.size() >= min;
+  }
+
  private:
   struct Slot {
     ERL_NIF_TERM term;
@@ -164,10 +171,35 @@ using Result = Scheduled<ERL_NIF_TERM>;
 // waiting is allowed. A body returns nothing when its work turns out too
 // large for a normal scheduler (it must decide before changing anything):
 // the call is then re-run dirty, after the lock is released.
+//
+// On a normal scheduler the call's time is reported to the VM (one percent
+// of a timeslice per started 10 us): a NIF call otherwise counts as one
+// reduction, and a process looping over changes (each ~100 us) or
+// subscribes would keep its scheduler for thousands of them, milliseconds,
+// before the VM let anyone else run.
+class TimesliceReport {
+ public:
+  explicit TimesliceReport(ErlNifEnv* env) : env_(env), start_(Clock::now()) {}
+  TimesliceReport(const TimesliceReport&) = delete;
+  TimesliceReport& operator=(const TimesliceReport&) = delete;
+  ~TimesliceReport() {
+    const auto nanos =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
+    const auto percent = std::clamp<std::int64_t>((nanos + 9'999) / 10'000, 1, 100);
+    enif_consume_timeslice(env_, static_cast<int>(percent));
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  ErlNifEnv* env_;
+  Clock::time_point start_;
+};
+
 template <class Body>
 Result with_list(Call& call, MemberListResource& resource, Body&& body) {
   State& state = *resource.state;
   if (call.on_normal_scheduler()) {
+    const TimesliceReport report(call);
     std::unique_lock<std::mutex> guard(resource.lock, std::try_to_lock);
     if (!guard.owns_lock()) return call.dirty();
     if (state.terms.compaction_due()) {
@@ -270,6 +302,11 @@ bool change_fits_normal(const MemberList& list, std::string_view user_key,
          2 * slice_budget().bytes;
 }
 
+// A new member or session that grows a table this large (a reallocation or
+// a rehash moving every entry: ~1 ms at this size, 40-90 ms at a million)
+// goes dirty.
+constexpr std::size_t kDirtyGrowth = 32768;
+
 // Ids become keys (and are copied into the store): a large one is work.
 constexpr std::size_t kDirtyKeyBytes = 64 * 1024;
 
@@ -326,6 +363,10 @@ Result member_list_put(Call& call, ListArgument list, Term id, BinaryView name,
       return std::nullopt;
     }
     const auto known_user = state.list.user_payload(spec.user_key);
+    if (!known_user && call.on_normal_scheduler() &&
+        (state.list.member_growth_due(kDirtyGrowth) || state.terms.growth_due(kDirtyGrowth))) {
+      return std::nullopt;
+    }
     const Payload user = known_user ? *known_user : state.terms.store(call, id.value);
     const auto known_group = state.list.group_payload(group_key);
     const Payload group = known_group ? *known_group : state.terms.store(call, group_id.value);
@@ -379,6 +420,10 @@ Result member_list_subscribe(Call& call, ListArgument list, Term session, Term r
   const core::TermKey session_key = make_term_key(call, session.value, thread_term_key_builder());
   return with_list(call, *list, [&](State& state) -> std::optional<ERL_NIF_TERM> {
     const auto known = state.list.session_payload(bytes_of(session_key));
+    if (!known && call.on_normal_scheduler() &&
+        (state.list.session_growth_due(kDirtyGrowth) || state.terms.growth_due(kDirtyGrowth))) {
+      return std::nullopt;
+    }
     const Payload payload = known ? *known : state.terms.store(call, session.value);
     MemberList::Subscription result;
     try {

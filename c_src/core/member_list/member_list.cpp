@@ -225,6 +225,28 @@ MemberList::ChangeWork MemberList::change_work(std::string_view user_key,
   return work;
 }
 
+namespace {
+
+template <class Slots, class Free, class Index>
+bool growth_due(const Slots& slots, const Free& free, const Index& index, std::size_t min) {
+  const bool slots_grow = free.empty() && slots.size() == slots.capacity() && slots.size() >= min;
+  const bool index_grows = index.size() >= min && static_cast<double>(index.size() + 1) >
+                                                      static_cast<double>(index.max_load_factor()) *
+                                                          static_cast<double>(index.bucket_count());
+  return slots_grow || index_grows;
+}
+
+}  // namespace
+
+bool MemberList::member_growth_due(std::size_t min) const noexcept {
+  return growth_due(members_, free_members_, by_user_, min);
+}
+
+bool MemberList::session_growth_due(std::size_t min) const noexcept {
+  return growth_due(sessions_, free_sessions_, by_session_, min) ||
+         (session_order_.size() == session_order_.capacity() && session_order_.size() >= min);
+}
+
 // Headers at or above the group `key` (its own, if it exists, included),
 // whether or not the group exists.
 std::size_t MemberList::headers_up_to(std::string_view key) const {

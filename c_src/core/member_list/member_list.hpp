@@ -142,6 +142,12 @@ class MemberList {
   // Listed groups in order: {payload, count}.
   std::vector<std::pair<Payload, std::uint32_t>> groups() const;
   std::size_t session_count() const noexcept { return by_session_.size(); }
+  // True when one more member (session) would grow a table of at least
+  // `min` entries: a reallocation or rehash that moves all of them, tens of
+  // milliseconds at a million. The caller moves such a call off a normal
+  // scheduler.
+  bool member_growth_due(std::size_t min) const noexcept;
+  bool session_growth_due(std::size_t min) const noexcept;
   std::size_t memory_bytes() const noexcept;
 
   // The last change's updates.
