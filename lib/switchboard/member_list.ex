@@ -15,7 +15,7 @@ defmodule Switchboard.MemberList do
   costs O(log n) plus the ops it returns, which grow with the subscribed
   ranges it shifts: it counts that work first (in O(log n)) and runs on a
   dirty scheduler when it would hold a normal one for more than about
-  0.8 ms. A subscribe (at most five syncs of 100 items) runs on a normal
+  0.4 ms. A subscribe (at most five syncs of 100 items) runs on a normal
   scheduler; `items/1` of a large list runs on a dirty one, and a large list
   is freed off the schedulers.
 
