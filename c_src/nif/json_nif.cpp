@@ -285,7 +285,8 @@ inline const ERL_NIF_TERM* cell(ERL_NIF_TERM term) noexcept {
 inline const ERL_NIF_TERM* box(ERL_NIF_TERM term) noexcept {
   return reinterpret_cast<const ERL_NIF_TERM*>(term - kPrimaryBoxed);
 }
-// Heap binary: header, byte size, bytes.
+// Heap binary: header, byte size, bytes in whole words (readable up to the
+// next multiple of eight).
 inline bool is_heap_binary(const ERL_NIF_TERM* boxed) noexcept {
   return (boxed[0] & kHeaderSubtagMask) == kHeapBinarySubtag;
 }
@@ -595,7 +596,7 @@ class TermWriter {
     if (!layout::is_boxed(term)) return false;
     const ERL_NIF_TERM* boxed = layout::box(term);
     if (layout::is_heap_binary(boxed)) {
-      ok = string(layout::heap_binary_bytes(boxed), term);
+      ok = string(layout::heap_binary_bytes(boxed), term, true);
       return true;
     }
     if (!layout::is_flatmap(boxed)) return false;
@@ -739,9 +740,12 @@ class TermWriter {
   bool string(const ErlNifBinary& binary, ERL_NIF_TERM term) {
     return string({reinterpret_cast<const char*>(binary.data), binary.size}, term);
   }
-  bool string(std::string_view bytes, ERL_NIF_TERM term) {
+  // `padded`: bytes readable up to the next multiple of eight (a heap
+  // binary's).
+  bool string(std::string_view bytes, ERL_NIF_TERM term, bool padded = false) {
     if (!charge(bytes.size())) return false;
-    const std::size_t bad = out_.string(bytes, options_.escape);
+    const std::size_t bad =
+        padded ? out_.padded_string(bytes, options_.escape) : out_.string(bytes, options_.escape);
     if (bad == json::Writer::npos) return true;
     return fail(enif_make_tuple3(env_, atom_invalid_byte,
                                  enif_make_uint(env_, static_cast<unsigned char>(bytes[bad])),
@@ -783,7 +787,7 @@ class TermWriter {
         return true;
       }
       if (layout::is_boxed(key) && layout::is_heap_binary(layout::box(key))) {
-        if (!string(layout::heap_binary_bytes(layout::box(key)), key)) return false;
+        if (!string(layout::heap_binary_bytes(layout::box(key)), key, true)) return false;
         if (options_.strict) keys_.push_back({start, out_.size() - start});
         return true;
       }
@@ -902,6 +906,23 @@ ERL_NIF_TERM make_iodata(ErlNifEnv* env, std::string_view written,
 // Whether the root alone shows more than `limit` bytes of work, read in
 // constant time (a list: at most limit / kMinItemBytes cells).
 bool large_root(ErlNifEnv* env, ERL_NIF_TERM term, std::size_t limit) {
+  if (layout::usable(env)) {
+    // The common roots read in place (a small map, a heap binary); a list's
+    // cells counted in place, not by a call each.
+    if (layout::is_boxed(term)) {
+      const ERL_NIF_TERM* boxed = layout::box(term);
+      if (layout::is_flatmap(boxed) || layout::is_heap_binary(boxed)) return false;
+    } else if (layout::is_list_cell(term)) {
+      const std::size_t cells = limit / kMinItemBytes;
+      for (std::size_t i = 0; i <= cells; ++i) {
+        if (!layout::is_list_cell(term)) return false;
+        term = layout::cell(term)[1];
+      }
+      return true;
+    } else {
+      return false;  // an immediate
+    }
+  }
   switch (enif_term_type(env, term)) {
     case ERL_NIF_TERM_TYPE_BITSTRING: {
       ErlNifBinary binary;
