@@ -156,7 +156,8 @@ constexpr std::size_t kInlineValidateBytes = 4 * kInlineDecodeBytes;
 // many bytes (about 10 us of work), and nothing for less.
 constexpr std::size_t kBytesPerTimeslicePercent = 8 * 1024;
 // Fragments of at least this size are listed as their own binary by
-// encode_to_iodata instead of copied.
+// encode_to_iodata instead of copied, and copied by encode straight into
+// the result, not through the writer's buffer.
 constexpr std::size_t kSpliceMinBytes = 256;
 // Thread-local buffers that grew past this are given back after the call.
 constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
@@ -439,10 +440,12 @@ struct EncodeFrame {
   std::size_t splices_base;    // map: its fragments in `splices`
 };
 
-// encode_to_iodata: a fragment's binary listed in place at `offset`.
+// A fragment's binary in place at `offset` of the output: listed as it is
+// (encode_to_iodata), or copied into the result (encode).
 struct Splice {
   std::size_t offset;
   ERL_NIF_TERM bytes;
+  std::string_view text;  // its bytes
 };
 
 struct KeySpan {
@@ -862,9 +865,10 @@ class TermWriter {
         !enif_inspect_binary(env_, encoded, &binary)) {
       return fail(enif_make_tuple2(env_, atom_invalid_fragment, map));
     }
-    if (options_.iodata && binary.size >= kSpliceMinBytes) {
-      splices_.push_back({out_.size(), encoded});
-      return charge(16);
+    if (binary.size >= kSpliceMinBytes) {
+      splices_.push_back(
+          {out_.size(), encoded, {reinterpret_cast<const char*>(binary.data), binary.size}});
+      return charge(options_.iodata ? 16 : binary.size);
     }
     if (!charge(binary.size)) return false;
     out_.raw({reinterpret_cast<const char*>(binary.data), binary.size});
@@ -901,6 +905,31 @@ ERL_NIF_TERM make_iodata(ErlNifEnv* env, std::string_view written,
   }
   if (to > 0) list = enif_make_list_cell(env, binary_of(env, written.substr(0, to)), list);
   return list;
+}
+
+// The output as one binary: its own bytes and the fragments' copied once,
+// into the result (through the writer's buffer they were copied twice: the
+// envelope with a 1 KB fragment about 5% faster, CPU time).
+ERL_NIF_TERM make_spliced_binary(ErlNifEnv* env, std::string_view written,
+                                 const std::vector<Splice>& splices) {
+  std::size_t total = written.size();
+  for (const Splice& splice : splices) total += splice.text.size();
+  ERL_NIF_TERM term;
+  unsigned char* out = enif_make_new_binary(env, total, &term);
+  if (out == nullptr) throw std::bad_alloc();
+  auto put = [&out](std::string_view bytes) {
+    if (bytes.empty()) return;  // the writer's buffer may be none yet
+    std::memcpy(out, bytes.data(), bytes.size());
+    out += bytes.size();
+  };
+  std::size_t from = 0;
+  for (const Splice& splice : splices) {
+    put(written.substr(from, splice.offset - from));
+    put(splice.text);
+    from = splice.offset;
+  }
+  put(written.substr(from));
+  return term;
 }
 
 // Whether the root alone shows more than `limit` bytes of work, read in
@@ -962,7 +991,8 @@ Scheduled<EncodeResult> json_encode(Call& call, Term term, EncodeOptions options
       case EncodeStatus::done: {
         const std::string_view written = buffers.writer.view();
         result.emplace(Ok{buffers.splices.empty() ? binary_of(call, written)
-                                                  : make_iodata(call, written, buffers.splices)});
+                          : iodata                ? make_iodata(call, written, buffers.splices)
+                                   : make_spliced_binary(call, written, buffers.splices)});
         break;
       }
       case EncodeStatus::out_of_time:  // more than a first try: at most its limit done twice

@@ -95,6 +95,16 @@ defmodule Switchboard.JsonTest do
     assert esc == "a\nb" and :binary.referenced_byte_size(esc) == 3
   end
 
+  test "fragments of 256 bytes or more: copied once into a binary, listed in iodata" do
+    big = Json.fragment(%{"content" => String.duplicate("x", 300)})
+    small = Json.fragment(%{"c" => "x"})
+
+    for term <- [big, [big], %{"d" => big, "s" => small, "op" => 0}, [big, 1, big, [big]]] do
+      assert Json.encode!(term) == Pure.encode!(term)
+      assert IO.iodata_to_binary(Json.encode_to_iodata!(term)) == Json.encode!(term)
+    end
+  end
+
   test "fragments under 256 bytes are copied into the output, not listed" do
     small = Json.fragment(%{"c" => "x"})
     assert Json.encode_to_iodata!([small, 1]) == ~s([{"c":"x"},1])
