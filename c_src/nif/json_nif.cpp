@@ -857,11 +857,25 @@ class TermWriter {
   // A struct named `name`, of which only a sealed fragment has a JSON form.
   bool structure(ERL_NIF_TERM map, ERL_NIF_TERM name) {
     if (name != atom_fragment_struct) return fail(enif_make_tuple2(env_, atom_unsupported, map));
-    ERL_NIF_TERM seal, encoded;
+    ERL_NIF_TERM seal = 0, encoded = 0;
+    bool found;
+    if (in_place_ && layout::is_flatmap(layout::box(map))) {
+      // The struct's own keys read in place, and its seal most often the
+      // very term given (both read from the same persistent term).
+      const ERL_NIF_TERM* boxed = layout::box(map);
+      const ERL_NIF_TERM* keys = layout::flatmap_keys(boxed);
+      const ERL_NIF_TERM* values = layout::flatmap_values(boxed);
+      for (std::size_t i = 0; i < layout::flatmap_size(boxed); ++i) {
+        if (keys[i] == atom_seal) seal = values[i];
+        if (keys[i] == atom_encoded) encoded = values[i];
+      }
+      found = seal != 0 && encoded != 0;
+    } else {
+      found = enif_get_map_value(env_, map, atom_seal, &seal) &&
+              enif_get_map_value(env_, map, atom_encoded, &encoded);
+    }
     ErlNifBinary binary;
-    if (!enif_get_map_value(env_, map, atom_seal, &seal) ||
-        enif_compare(seal, options_.seal) != 0 ||
-        !enif_get_map_value(env_, map, atom_encoded, &encoded) ||
+    if (!found || (seal != options_.seal && enif_compare(seal, options_.seal) != 0) ||
         !enif_inspect_binary(env_, encoded, &binary)) {
       return fail(enif_make_tuple2(env_, atom_invalid_fragment, map));
     }

@@ -105,6 +105,13 @@ defmodule Switchboard.JsonTest do
     end
   end
 
+  test "a fragment whose seal is an equal copy, not the same term, encodes" do
+    fragment = Json.fragment(%{"a" => 1})
+    copied = :erlang.binary_to_term(:erlang.term_to_binary(fragment))
+    assert Json.encode!(%{"d" => copied}) == ~s({"d":{"a":1}})
+    assert Json.encode!([copied, fragment]) == ~s([{"a":1},{"a":1}])
+  end
+
   test "fragments under 256 bytes are copied into the output, not listed" do
     small = Json.fragment(%{"c" => "x"})
     assert Json.encode_to_iodata!([small, 1]) == ~s([{"c":"x"},1])
