@@ -249,7 +249,7 @@ class AtomNames {
 // maps (up to 32 keys), read in place. Each enif_* accessor is a call into
 // the VM, and they were over half of a small encode (enif_term_type,
 // enif_inspect_binary, four map iterator calls per key): MESSAGE_CREATE
-// encode CPU time down by a quarter. The layout is not part of the NIF
+// encode CPU time down by a fifth. The layout is not part of the NIF
 // API, so it is checked once, against that API, on terms built through it
 // (layout::check), and an encode reads terms only through the API when
 // any check fails (another OTP release). Every other term (bignums, floats,
@@ -422,7 +422,7 @@ class FirstTry {
 
 struct EncodeFrame {
   // Fields are set by who pushes the frame, as its kind needs: emplace_back
-  // zeroing all 17 words (rep stos) was a sixth of a small encode.
+  // zeroing all 17 words (rep stos) was an eighth of a small encode.
   EncodeFrame() noexcept {}  // NOLINT: not = default, which would zero them
 
   bool is_map;
