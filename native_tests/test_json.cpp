@@ -292,6 +292,29 @@ TEST_CASE("writer: escape modes") {
   CHECK(escaped("ab\xED\xA0\x80", Escape::html_safe) == "bad@2");
 }
 
+TEST_CASE("writer: padded strings as strings, at every length and position") {
+  // Text in whole words, as a heap binary's: the scan may read to the next
+  // multiple of eight, where bytes that need escapes must not count.
+  const std::string specials[] = {"", "\"", "\\", "\x01", "\xC3\xA9", "\xFF"};
+  for (std::size_t length = 0; length <= 24; ++length) {
+    for (const std::string& special : specials) {
+      for (std::size_t at = 0; at <= length; ++at) {
+        std::string text(length, 'x');
+        text.insert(at, special);
+        std::string padded = text + std::string(8, '"');  // specials past the end
+        for (Escape mode : {Escape::json, Escape::html_safe, Escape::unicode_safe}) {
+          Writer plain, fast;
+          plain.raw("[");
+          fast.raw("[");
+          const std::size_t bad = plain.string(text, mode);
+          CHECK(fast.padded_string(std::string_view(padded.data(), text.size()), mode) == bad);
+          if (bad == Writer::npos) CHECK(fast.view() == plain.view());
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("round trip: what the writer writes, the reader reads back identically") {
   const std::string text =
       R"({"id":"1234","n":-17,"f":[1.5,-0.0,1.0e100],"s":"\u0001\"\\é","t":true,"z":null})";

@@ -81,7 +81,18 @@ defmodule Switchboard.Json do
   """
   @impl true
   @spec encode!(term(), [Switchboard.Json.Codec.encode_option()]) :: String.t()
-  def encode!(term, opts \\ []), do: term |> encode(opts) |> unwrap!()
+  def encode!(term, opts \\ [])
+
+  # The defaults, straight to the NIF: three local calls fewer, 2% of a
+  # PRESENCE_UPDATE encode.
+  def encode!(term, []) do
+    case NIF.json_encode(term, @default_encode, Fragment.seal(), false) do
+      {:ok, text} -> text
+      {:error, reason} -> raise EncodeError.new(reason)
+    end
+  end
+
+  def encode!(term, opts), do: term |> encode(opts) |> unwrap!()
 
   @doc """
   Encodes `term` as iodata: `encode/2`'s bytes, with each fragment of 256

@@ -39,6 +39,46 @@ defmodule Switchboard.JsonTest do
       assert Json.encode(bad) == Pure.encode(bad)
     end
 
+    test "terms the encoder reads in place and their neighbours read through the API" do
+      small_max = Bitwise.bsl(1, 59) - 1
+      heap = String.duplicate("h", 64)
+      refc = String.duplicate("r", 65)
+      sub = binary_part("--" <> refc, 2, 65)
+      fragment = Json.fragment(%{"a" => 1})
+
+      terms = [
+        [0, -1, small_max, small_max + 1, -small_max - 1, -small_max - 2, 1.5],
+        [heap, refc, sub, binary_part(heap, 1, 3), "", <<"é">>],
+        %{heap => refc, sub => heap, :atom => [nil, true, false, :x], 7 => %{}},
+        %{"__struct__" => 1, "b" => 2, "c" => 3},
+        %{"a" => fragment, "b" => [fragment, %{"c" => fragment}]},
+        Map.new(1..32, &{&1, &1}),
+        Map.new(1..33, &{&1, &1})
+      ]
+
+      for term <- terms, mode <- [:json, :html_safe, :unicode_safe] do
+        assert Json.encode(term, escape: mode) == Pure.encode(term, escape: mode)
+        assert Json.encode(term, maps: :strict) == Pure.encode(term, maps: :strict)
+      end
+
+      bad = [
+        [1 | 2],
+        ["a", "b" | "c"],
+        %{"k" => <<0xFF>>},
+        %{<<0xC3>> => 1},
+        %{"a" => 2, a: 1},
+        %{__struct__: URI, a: 1},
+        %{"a" => [1 | :tail]},
+        {:tuple}
+      ]
+
+      for term <- bad do
+        assert {:error, _} = Json.encode(term, maps: :strict)
+        assert Json.encode(term, maps: :strict) == Pure.encode(term, maps: :strict)
+        assert Json.encode(term) == Pure.encode(term)
+      end
+    end
+
     property_test "gateway events: the same bytes and values", numtests: 100 do
       forall event <- Contract.gateway_event() do
         text = Json.encode!(event)
@@ -53,6 +93,23 @@ defmodule Switchboard.JsonTest do
     assert :binary.referenced_byte_size(id) == byte_size(input)
     assert :binary.referenced_byte_size(long) == byte_size(input)
     assert esc == "a\nb" and :binary.referenced_byte_size(esc) == 3
+  end
+
+  test "fragments of 256 bytes or more: copied once into a binary, listed in iodata" do
+    big = Json.fragment(%{"content" => String.duplicate("x", 300)})
+    small = Json.fragment(%{"c" => "x"})
+
+    for term <- [big, [big], %{"d" => big, "s" => small, "op" => 0}, [big, 1, big, [big]]] do
+      assert Json.encode!(term) == Pure.encode!(term)
+      assert IO.iodata_to_binary(Json.encode_to_iodata!(term)) == Json.encode!(term)
+    end
+  end
+
+  test "a fragment whose seal is an equal copy, not the same term, encodes" do
+    fragment = Json.fragment(%{"a" => 1})
+    copied = :erlang.binary_to_term(:erlang.term_to_binary(fragment))
+    assert Json.encode!(%{"d" => copied}) == ~s({"d":{"a":1}})
+    assert Json.encode!([copied, fragment]) == ~s([{"a":1},{"a":1}])
   end
 
   test "fragments under 256 bytes are copied into the output, not listed" do

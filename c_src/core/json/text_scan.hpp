@@ -10,24 +10,31 @@
 
 namespace switchboard::core::json {
 
+// Eight bytes (little-endian, the first in the low byte) with the top bit of
+// each that is a quote, a backslash, a control character (< 0x20) or not
+// ASCII (>= 0x80) set. Borrows only ever flag bytes after a truly flagged
+// one, so the lowest flag is exact (higher ones may be false).
+inline std::uint64_t special_byte_flags(std::uint64_t word) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL;
+  constexpr std::uint64_t highs = 0x8080808080808080ULL;
+  const std::uint64_t quote = word ^ (ones * '"');
+  const std::uint64_t backslash = word ^ (ones * '\\');
+  // A byte is flagged when it is zero after the xor, below 0x20, or has its
+  // top bit set.
+  return (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (word - ones * 0x20) |
+          word) &
+         highs;
+}
+
 // The index of the first byte in [from, size) that is a quote, a backslash,
 // a control character (< 0x20) or not ASCII (>= 0x80); `size` if none.
 inline std::size_t find_special_byte(const std::uint8_t* data, std::size_t from,
                                      std::size_t size) noexcept {
-  constexpr std::uint64_t ones = 0x0101010101010101ULL;
-  constexpr std::uint64_t highs = 0x8080808080808080ULL;
   std::size_t at = from;
   while (at + 8 <= size) {
     std::uint64_t word;
     std::memcpy(&word, data + at, 8);
-    const std::uint64_t quote = word ^ (ones * '"');
-    const std::uint64_t backslash = word ^ (ones * '\\');
-    // A byte is flagged when it is zero after the xor, below 0x20, or has its
-    // top bit set. Borrows only ever flag bytes after a truly flagged one, so
-    // the lowest flag is exact.
-    const std::uint64_t flags = (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
-                                 (word - ones * 0x20) | word) &
-                                highs;
+    const std::uint64_t flags = special_byte_flags(word);
     if (flags != 0) return at + static_cast<std::size_t>(__builtin_ctzll(flags) / 8);
     at += 8;
   }

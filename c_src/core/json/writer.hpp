@@ -5,6 +5,7 @@
 // Float.to_string/1): always with a fraction or an exponent.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -86,6 +87,40 @@ class Writer {
     }
     size_ += 1 + at;
     return string_rest(bytes, at, size, mode);
+  }
+
+  // string() for text whose memory may be read up to the next multiple of
+  // eight bytes past its end (an Erlang heap binary's bytes, in whole
+  // words): copied and scanned eight bytes at a time, with no library call
+  // and no byte-by-byte tail (a third of a short string's time).
+  std::size_t padded_string(std::string_view text, Escape mode) {
+    if constexpr (std::endian::native != std::endian::little) return string(text, mode);
+    if (mode == Escape::html_safe) return string(text, mode);
+    const char* bytes = text.data();
+    const std::size_t size = text.size();
+    // Whole words are copied: up to seven bytes past the text's end, which
+    // the quote and what follows then overwrite.
+    reserve(size + 2 + 8);
+    char* out = data_ + size_ + 1;
+    out[-1] = '"';
+    std::size_t at = 0;
+    while (at < size) {
+      std::uint64_t word;
+      std::memcpy(&word, bytes + at, 8);
+      std::memcpy(out + at, &word, 8);
+      std::uint64_t flags = special_byte_flags(word);
+      const std::size_t left = size - at;
+      if (left < 8) flags &= ~std::uint64_t{0} >> (8 * (8 - left));
+      if (flags != 0) {
+        at += static_cast<std::size_t>(__builtin_ctzll(flags) / 8);
+        size_ += 1 + at;
+        return string_rest(reinterpret_cast<const std::uint8_t*>(bytes), at, size, mode);
+      }
+      at += 8;
+    }
+    out[size] = '"';
+    size_ += size + 2;
+    return npos;
   }
 
   void reserve(std::size_t more) {
