@@ -23,6 +23,7 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -379,8 +380,15 @@ bool check(ErlNifEnv* env) {
 }
 
 // Checked once, on the first encode.
+// SWITCHBOARD_JSON_API_ONLY=1 in the VM's environment turns the in-place
+// reads off (the tests run the API path on a peer node this way and compare).
+bool api_only_requested() {
+  const char* setting = std::getenv("SWITCHBOARD_JSON_API_ONLY");
+  return setting != nullptr && setting[0] != '\0' && std::strcmp(setting, "0") != 0;
+}
+
 bool usable(ErlNifEnv* env) {
-  static const bool checked = check(env);
+  static const bool checked = !api_only_requested() && check(env);
   return checked;
 }
 
@@ -1340,6 +1348,11 @@ std::tuple<NonNegative<std::uint64_t>, NonNegative<std::uint64_t>> json_dirty_ru
           g_moved_after_work.load(std::memory_order_relaxed)};
 }
 SWITCHBOARD_NIF(json_dirty_runs, 0);
+
+// json_reads_in_place() -> whether encodes read common terms in place (this
+// VM's layout passed the check, and SWITCHBOARD_JSON_API_ONLY is not set).
+bool json_reads_in_place(ErlNifEnv* env) { return layout::usable(env); }
+SWITCHBOARD_NIF(json_reads_in_place, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

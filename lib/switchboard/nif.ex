@@ -91,6 +91,7 @@ defmodule Switchboard.NIF do
   defnif json_decode(binary, atom_keys_max_depth_max_size)
   defnif json_validate(binary)
   defnif json_dirty_runs()
+  defnif json_reads_in_place()
 
   # Switchboard.Semaphore
   defnif semaphore_acquire(name, max)

@@ -18,9 +18,10 @@ defmodule Switchboard.Peer do
 
   @doc """
   Starts a peer running Switchboard, its application env set from `env`
-  first; returns `{peer, node}`.
+  first and its OS environment from `os_env` (`[{name, value}]` strings);
+  returns `{peer, node}`.
   """
-  def start(prefix, env \\ []) do
+  def start(prefix, env \\ [], os_env \\ []) do
     paths = Enum.reject(:code.get_path(), &List.starts_with?(&1, :code.root_dir()))
     name = :"#{prefix}_#{System.unique_integer([:positive])}_#{:os.getpid()}"
 
@@ -29,6 +30,8 @@ defmodule Switchboard.Peer do
         name: name,
         host: ~c"127.0.0.1",
         longnames: true,
+        env:
+          for({name, value} <- os_env, do: {String.to_charlist(name), String.to_charlist(value)}),
         # A star around this node: peers do not mesh, so one going down
         # does not make `global` disconnect the others.
         args: [~c"-connect_all", ~c"false" | Enum.flat_map(paths, &[~c"-pa", &1])]
