@@ -90,7 +90,8 @@ defmodule Switchboard.Session do
       guilds: %{},
       lost: 0,
       duplicated: 0,
-      out_of_order: 0
+      out_of_order: 0,
+      backlog: false
     ]
   end
 
@@ -231,8 +232,9 @@ defmodule Switchboard.Session do
 
   @impl true
   def init(opts) do
-    # A backlog of messages must not make every garbage collection copy it.
-    Process.flag(:message_queue_data, :off_heap)
+    # Messages are received on the heap (cheapest per message) until a
+    # backlog builds up (see drain/4).
+    Process.flag(:message_queue_data, :on_heap)
 
     opts =
       Keyword.validate!(opts,
@@ -465,12 +467,25 @@ defmodule Switchboard.Session do
           {:"$sb_list", _, _, _, _, _} = message ->
             drain(message, state, left - 1, tally)
         after
-          0 -> finish({:ok, state, tally})
+          0 -> finish({:ok, backlog(state, false), tally})
         end
+
+      {:ok, state, tally} ->
+        finish({:ok, backlog(state, true), tally})
 
       result ->
         finish(result)
     end
+  end
+
+  # A wake-up that found a full batch waiting: a backlog, which must not
+  # make every garbage collection copy it, so the queue goes off the heap
+  # until a wake-up empties it.
+  defp backlog(%State{backlog: backlog} = state, backlog), do: state
+
+  defp backlog(state, backlog) do
+    Process.flag(:message_queue_data, if(backlog, do: :off_heap, else: :on_heap))
+    %{state | backlog: backlog}
   end
 
   defp take(

@@ -33,6 +33,27 @@ defmodule Switchboard.SessionTest do
     assert {:error, :invalid_seq} = Session.resume(session, 10)
   end
 
+  test "a backlog is written in order, in batches, with its queue off the heap only while it lasts",
+       %{guild: guild} do
+    session = start_session()
+    :ok = Session.attach(session, guild)
+    assert Process.info(session, :message_queue_data) == {:message_queue_data, :on_heap}
+
+    # 300 events wait while the session is suspended: its first wake-ups
+    # find full batches.
+    :ok = :sys.suspend(session)
+    for n <- 1..300, do: Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => n}})
+    :ok = :sys.resume(session)
+    Guild.publish(guild, {"BARRIER", %{}})
+    frames = collect_until([session], &(&1["t"] == "BARRIER"))[session]
+    assert Enum.map(frames, & &1["s"]) == Enum.to_list(1..301)
+    assert Enum.map(Enum.drop(frames, -1), & &1["d"]["n"]) == Enum.to_list(1..300)
+    assert %{frames: 301, lost: 0, duplicated: 0, out_of_order: 0} = Session.stats(session)
+
+    # Drained: back on the heap.
+    assert Process.info(session, :message_queue_data) == {:message_queue_data, :on_heap}
+  end
+
   test "frames the guild no longer keeps, or of a guild that is gone, cannot be replayed" do
     guild = start_supervised!({Guild, id: :short_memory, replay_events: 3}, id: :short)
     session = start_session()
