@@ -91,7 +91,8 @@ defmodule Switchboard.Session do
       lost: 0,
       duplicated: 0,
       out_of_order: 0,
-      backlog: false
+      backlog: false,
+      store: nil
     ]
   end
 
@@ -425,7 +426,12 @@ defmodule Switchboard.Session do
     :exit, reason -> {:error, {:guild_down, reason}}
   end
 
-  defp put_guild(state, entry), do: %{state | guilds: Map.put(state.guilds, entry.id, entry)}
+  # The first guild's table of frames is the session's `store` for good
+  # (see remember/2).
+  defp put_guild(state, entry) do
+    state = if state.store, do: state, else: %{state | store: entry.replay}
+    %{state | guilds: Map.put(state.guilds, entry.id, entry)}
+  end
 
   # A new owner is watched (the old one no longer is) and a lingering
   # session stops waiting.
@@ -599,7 +605,7 @@ defmodule Switchboard.Session do
     seq = seq + 1
     {:ok, transport_state} = transport.send_frame(transport_state, frame, %{seq: seq, type: type})
     tally = tally(state, tally, at, event?, seq)
-    {replay, replay_size, replay_older} = remember(state, {seq, store, key})
+    {replay, replay_size, replay_older} = remember(state, kept(state, store, key))
 
     state = %{
       state
@@ -655,10 +661,17 @@ defmodule Switchboard.Session do
   end
 
   # Newest first, as where the guild keeps the frame's parts (the frame is
-  # made again on resume): three immediates and the table, so the session's
-  # heap holds no payload for it. Two batches: when the current one is full
-  # it becomes the older one (the one before is dropped whole), so keeping
-  # a frame is one cons and at least the last `replay_limit` are kept.
+  # made again on resume), so the session's heap holds no payload for it.
+  # Every frame written is kept, so the numbers are implicit (the newest
+  # is `seq`, each one below it one less), and a frame of the session's
+  # first table (`store`) is kept as its key alone, an immediate: one cons
+  # per frame, a small heap (a cold session touches less memory). Two
+  # batches: when the current one is full it becomes the older one (the
+  # one before is dropped whole), so at least the last `replay_limit` are
+  # kept.
+  defp kept(%State{store: store}, store, key) when store != nil, do: key
+  defp kept(_state, store, key), do: {store, key}
+
   defp remember(%State{replay_limit: 0}, _entry), do: {[], 0, []}
 
   defp remember(%State{replay: replay, replay_size: size, replay_limit: limit} = state, entry) do
@@ -673,27 +686,29 @@ defmodule Switchboard.Session do
 
   defp replay_entries(state, last_seq) do
     kept = Enum.take(state.replay ++ state.replay_older, state.replay_limit)
+    wanted = state.seq - last_seq
 
-    case List.last(kept) do
-      {oldest, _, _} when oldest <= last_seq + 1 ->
-        kept
-        |> Enum.take_while(fn {seq, _, _} -> seq > last_seq end)
-        |> Enum.reduce_while({:ok, []}, fn {seq, store, key}, {:ok, frames} ->
-          with {type, codec, prepared} <- kept_frame(store, key),
-               {codec, prepared} <- select(state, type, codec, prepared) do
-            {:cont, {:ok, [{seq, type, codec.frame(prepared, seq)} | frames]}}
-          else
-            _ -> {:halt, {:error, :gone}}
-          end
-        end)
-
-      _ ->
-        {:error, :gone}
+    if length(kept) >= wanted do
+      kept
+      |> Enum.take(wanted)
+      |> Enum.zip(state.seq..(last_seq + 1)//-1)
+      |> Enum.reduce_while({:ok, []}, fn {entry, seq}, {:ok, frames} ->
+        with {type, codec, prepared} <- kept_frame(state, entry),
+             {codec, prepared} <- select(state, type, codec, prepared) do
+          {:cont, {:ok, [{seq, type, codec.frame(prepared, seq)} | frames]}}
+        else
+          _ -> {:halt, {:error, :gone}}
+        end
+      end)
+    else
+      {:error, :gone}
     end
   end
 
   # A frame the guild no longer keeps (or a guild that is gone) is gone; a
   # frame from no guild is kept whole.
+  defp kept_frame(%State{store: store}, key) when is_integer(key), do: kept_frame(store, key)
+  defp kept_frame(%State{}, {store, key}), do: kept_frame(store, key)
   defp kept_frame(nil, frame), do: frame
 
   defp kept_frame(store, key) do
