@@ -309,6 +309,13 @@ defmodule Switchboard.Guild do
   def stats(guild), do: GenServer.call(guild, :stats)
 
   @doc """
+  `{sessions, passive_sessions}`: the two counts of `stats/1`, without its
+  histograms (cheap enough to poll).
+  """
+  @spec session_counts(guild()) :: {non_neg_integer(), non_neg_integer()}
+  def session_counts(guild), do: GenServer.call(guild, :session_counts)
+
+  @doc """
   Bytes the guild holds: its member table, its process (a pure member list
   lives on its heap) and a native member list's own memory. Walks the
   list, so it is for reports, not for polling.
@@ -473,6 +480,9 @@ defmodule Switchboard.Guild do
   def handle_call(:memory, _from, state), do: {:reply, guild_memory(state), state}
   def handle_call(:table, _from, state), do: {:reply, state.table, state}
   def handle_call(:member_list, _from, state), do: {:reply, state.list, state}
+
+  def handle_call(:session_counts, _from, state),
+    do: {:reply, {map_size(state.sessions), state.passive_count}, state}
 
   def handle_call(:stats, _from, state) do
     stats = %{
@@ -753,13 +763,20 @@ defmodule Switchboard.Guild do
         state.fanout.send(group, message)
 
       relays ->
-        state.fanout.send(Tuple.to_list(relays), {:"$sb_relay", target, message})
+        to_relays(relays, {:"$sb_relay", target, message})
     end
 
     case if target == :all, do: state.remote_all, else: state.remote_active do
       [] -> :ok
       remote -> state.fanout.send(remote, message, pack: :binary)
     end
+  end
+
+  # A handful of relays: one send/2 each (the fan-out modules are for the
+  # thousands of sessions behind them).
+  defp to_relays(relays, message) do
+    for index <- 0..(tuple_size(relays) - 1), do: send(elem(relays, index), message)
+    :ok
   end
 
   defp send_list_updates(state, [], _at), do: state
@@ -784,7 +801,7 @@ defmodule Switchboard.Guild do
           state.fanout.send(pids, message)
 
         relays ->
-          state.fanout.send(Tuple.to_list(relays), {:"$sb_relay_to", pids, message})
+          to_relays(relays, {:"$sb_relay_to", pids, message})
 
           if map_size(state.remote) > 0 do
             state.fanout.send(Enum.filter(pids, &(node(&1) != node())), message)

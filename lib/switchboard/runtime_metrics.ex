@@ -44,6 +44,12 @@ defmodule Switchboard.RuntimeMetrics do
   # One frame in this many has its latency recorded.
   @sample_mask 7
 
+  @doc """
+  Whether the frame numbered `seq` (by its session) has its latency
+  recorded: one in #{@sample_mask + 1} (a guard).
+  """
+  defguard sampled?(seq) when (seq &&& @sample_mask) == 0
+
   @doc false
   def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
 
@@ -77,15 +83,19 @@ defmodule Switchboard.RuntimeMetrics do
   """
   @spec frame_delivered(integer() | nil, non_neg_integer()) :: :ok
   def frame_delivered(at, seq) do
-    Metrics.increment("switchboard.frames.delivered")
-
-    if at != nil and (seq &&& @sample_mask) == 0 do
-      latency = System.system_time(:microsecond) - at
-      Metrics.histogram("switchboard.publish_to_frame_us", max(latency, 0))
-    end
-
+    frames_delivered(1)
+    if at != nil and sampled?(seq), do: frame_latency(System.system_time(:microsecond) - at)
     :ok
   end
+
+  @doc "`count` frames written (a session that wrote several in one go)."
+  @spec frames_delivered(non_neg_integer()) :: :ok
+  def frames_delivered(0), do: :ok
+  def frames_delivered(count), do: Metrics.increment("switchboard.frames.delivered", count)
+
+  @doc "The publish-to-frame latency of a sampled frame, in µs (see `sampled?/1`)."
+  @spec frame_latency(integer()) :: :ok
+  def frame_latency(us), do: Metrics.histogram("switchboard.publish_to_frame_us", max(us, 0))
 
   @doc "A session stopped because its client fell behind."
   @spec slow_disconnect() :: :ok

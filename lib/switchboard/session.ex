@@ -49,9 +49,15 @@ defmodule Switchboard.Session do
   alias Switchboard.{Guard, RuntimeMetrics}
   alias Switchboard.Session.Metrics
 
+  require Metrics
+  require RuntimeMetrics
+
   @counters_key {__MODULE__, :counters}
   @default_replay_limit 256
   @default_buffer_limit 4 * 1024 * 1024
+  # Frames written in one wake-up at most (see drain/4).
+  @batch 64
+  @no_tally {0, 0, 0, nil}
 
   @type stats :: %{
           seq: non_neg_integer(),
@@ -84,7 +90,9 @@ defmodule Switchboard.Session do
       guilds: %{},
       lost: 0,
       duplicated: 0,
-      out_of_order: 0
+      out_of_order: 0,
+      backlog: false,
+      store: nil
     ]
   end
 
@@ -225,8 +233,9 @@ defmodule Switchboard.Session do
 
   @impl true
   def init(opts) do
-    # A backlog of messages must not make every garbage collection copy it.
-    Process.flag(:message_queue_data, :off_heap)
+    # Messages are received on the heap (cheapest per message) until a
+    # backlog builds up (see drain/4).
+    Process.flag(:message_queue_data, :on_heap)
 
     opts =
       Keyword.validate!(opts,
@@ -332,31 +341,11 @@ defmodule Switchboard.Session do
   end
 
   @impl true
-  def handle_info(
-        {:"$sb_event", guild_id, all_seq, essential_seq, type, codec, prepared, key, at},
-        state
-      ) do
-    case state.guilds do
-      %{^guild_id => entry} ->
-        stream_seq = if entry.passive, do: essential_seq, else: all_seq
-        state = check(state, guild_id, entry, stream_seq)
-        deliver(state, type, codec, prepared, {entry.replay, key}, at, true)
+  def handle_info({:"$sb_event", _, _, _, _, _, _, _, _} = message, state),
+    do: drain(message, state, @batch, @no_tally)
 
-      _ ->
-        {:noreply, state}
-    end
-  end
-
-  def handle_info({:"$sb_list", guild_id, codec, prepared, key, at}, state) do
-    case state.guilds do
-      %{^guild_id => entry} ->
-        type = "GUILD_MEMBER_LIST_UPDATE"
-        deliver(state, type, codec, prepared, {entry.replay, key}, at, false)
-
-      _ ->
-        {:noreply, state}
-    end
-  end
+  def handle_info({:"$sb_list", _, _, _, _, _} = message, state),
+    do: drain(message, state, @batch, @no_tally)
 
   def handle_info({:DOWN, ref, :process, _pid, _reason}, %State{owner: {_, ref}} = state) do
     state = %{state | owner: nil}
@@ -437,7 +426,12 @@ defmodule Switchboard.Session do
     :exit, reason -> {:error, {:guild_down, reason}}
   end
 
-  defp put_guild(state, entry), do: %{state | guilds: Map.put(state.guilds, entry.id, entry)}
+  # The first guild's table of frames is the session's `store` for good
+  # (see remember/2).
+  defp put_guild(state, entry) do
+    state = if state.store, do: state, else: %{state | store: entry.replay}
+    %{state | guilds: Map.put(state.guilds, entry.id, entry)}
+  end
 
   # A new owner is watched (the old one no longer is) and a lingering
   # session stops waiting.
@@ -449,8 +443,12 @@ defmodule Switchboard.Session do
 
   defp greet(state, nil), do: {:noreply, state}
 
-  defp greet(state, {type, codec, prepared}),
-    do: deliver(state, type, codec, prepared, {nil, {type, codec, prepared}}, nil, false)
+  defp greet(state, {type, codec, prepared}) do
+    key = {type, codec, prepared}
+
+    deliver(state, state.guilds, type, codec, prepared, nil, key, nil, false, @no_tally)
+    |> finish()
+  end
 
   defp reply({:noreply, state}, reply), do: {:reply, reply, state}
   defp reply({:stop, reason, state}, reply), do: {:stop, reason, reply, state}
@@ -458,13 +456,102 @@ defmodule Switchboard.Session do
   defp select(%State{select: nil}, _type, codec, prepared), do: {codec, prepared}
   defp select(%State{select: select}, type, codec, prepared), do: select.(type, codec, prepared)
 
+  # Every event and member-list update queued for the session is written
+  # in one wake-up (at most @batch, then calls and system messages get
+  # their turn): one trip through the GenServer loop, and the counters of
+  # `Switchboard.RuntimeMetrics` and of the shared metrics (one add each)
+  # and the clock (read once, for the frames sampled) per wake-up, not
+  # per frame. A frame's latency is taken when its wake-up first needs
+  # the clock, at most @batch frames (a few µs) before it is written.
+  defp drain(message, state, left, tally) do
+    case take(message, state, tally) do
+      {:ok, state, tally} when left > 1 ->
+        receive do
+          {:"$sb_event", _, _, _, _, _, _, _, _} = message ->
+            drain(message, state, left - 1, tally)
+
+          {:"$sb_list", _, _, _, _, _} = message ->
+            drain(message, state, left - 1, tally)
+        after
+          0 -> finish({:ok, backlog(state, false), tally})
+        end
+
+      {:ok, state, tally} ->
+        finish({:ok, backlog(state, true), tally})
+
+      result ->
+        finish(result)
+    end
+  end
+
+  # A wake-up that found a full batch waiting: a backlog, which must not
+  # make every garbage collection copy it, so the queue goes off the heap
+  # until a wake-up empties it.
+  defp backlog(%State{backlog: backlog} = state, backlog), do: state
+
+  defp backlog(state, backlog) do
+    Process.flag(:message_queue_data, if(backlog, do: :off_heap, else: :on_heap))
+    %{state | backlog: backlog}
+  end
+
+  defp take(
+         {:"$sb_event", guild_id, all_seq, essential_seq, type, codec, prepared, key, at},
+         state,
+         tally
+       ) do
+    case state.guilds do
+      %{^guild_id => %{next: next, gaps: gaps, passive: passive} = entry} ->
+        stream_seq = if passive, do: essential_seq, else: all_seq
+
+        # The stream's expected number (the usual case) changes only the
+        # entry, in the same update as the frame's.
+        if stream_seq == next and map_size(gaps) == 0 do
+          guilds = %{state.guilds | guild_id => %{entry | next: next + 1}}
+          deliver(state, guilds, type, codec, prepared, entry.replay, key, at, true, tally)
+        else
+          state = check(state, guild_id, entry, stream_seq)
+          deliver(state, state.guilds, type, codec, prepared, entry.replay, key, at, true, tally)
+        end
+
+      _ ->
+        {:ok, state, tally}
+    end
+  end
+
+  defp take({:"$sb_list", guild_id, codec, prepared, key, at}, state, tally) do
+    case state.guilds do
+      %{^guild_id => entry} ->
+        type = "GUILD_MEMBER_LIST_UPDATE"
+        deliver(state, state.guilds, type, codec, prepared, entry.replay, key, at, false, tally)
+
+      _ ->
+        {:ok, state, tally}
+    end
+  end
+
+  # `{frames, event_frames, list_frames, now}` of a wake-up so far (`now`
+  # is nil until a sampled frame reads the clock), counted in one go.
+  defp finish({:ok, state, tally}) do
+    count(state, tally)
+    {:noreply, state}
+  end
+
+  defp finish({:stop, reason, state, tally}) do
+    count(state, tally)
+    {:stop, reason, state}
+  end
+
+  defp count(_state, @no_tally), do: :ok
+
+  defp count(state, {frames, events, lists, _now}) do
+    RuntimeMetrics.frames_delivered(frames)
+    if state.metrics, do: Metrics.count(state.metrics, events, lists)
+    :ok
+  end
+
   # The stream's next number is expected; a jump leaves gaps (lost unless
   # they turn up later, which makes them out of order); an old number that
   # fills no gap arrived twice.
-  defp check(state, _guild_id, %{next: next} = entry, next) when map_size(entry.gaps) == 0 do
-    %{state | guilds: %{state.guilds | entry.id => %{entry | next: next + 1}}}
-  end
-
   defp check(state, guild_id, %{next: next, gaps: gaps} = entry, seq) do
     cond do
       seq == next ->
@@ -491,29 +578,40 @@ defmodule Switchboard.Session do
   defp pending_losses(state),
     do: Enum.reduce(state.guilds, 0, fn {_, entry}, sum -> sum + map_size(entry.gaps) end)
 
-  defp deliver(state, type, codec, prepared, {store, key}, at, event?) do
+  # `guilds`: the session's guilds after this frame's check (put in the
+  # state with the frame's own changes, one update).
+  defp deliver(state, guilds, type, codec, prepared, store, key, at, event?, tally) do
     case select(state, type, codec, prepared) do
       :skip ->
-        {:noreply, state}
+        {:ok, %{state | guilds: guilds}, tally}
 
       {codec, prepared} ->
-        write(state, type, codec.frame(prepared, state.seq + 1), store, key, at, event?)
+        frame = codec.frame(prepared, state.seq + 1)
+        write(state, guilds, type, frame, store, key, at, event?, tally)
     end
   end
 
-  defp write(state, type, frame, store, key, at, event?) do
-    seq = state.seq + 1
-    if state.metrics && at, do: Metrics.record(state.metrics, at, event?, seq)
-    transport = state.transport
-    meta = %{seq: seq, type: type}
-    {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
-    RuntimeMetrics.frame_delivered(at, seq)
-    {replay, replay_size, replay_older} = remember(state, {seq, store, key})
+  # The state's fields are read in one match (a cold session's state is
+  # walked once).
+  defp write(state, guilds, type, frame, store, key, at, event?, tally) do
+    %State{
+      seq: seq,
+      frames: frames,
+      transport: transport,
+      transport_state: transport_state,
+      buffer_limit: buffer_limit
+    } = state
+
+    seq = seq + 1
+    {:ok, transport_state} = transport.send_frame(transport_state, frame, %{seq: seq, type: type})
+    tally = tally(state, tally, at, event?, seq)
+    {replay, replay_size, replay_older} = remember(state, kept(state, store, key))
 
     state = %{
       state
       | seq: seq,
-        frames: state.frames + 1,
+        frames: frames + 1,
+        guilds: guilds,
         transport_state: transport_state,
         replay: replay,
         replay_size: replay_size,
@@ -522,27 +620,65 @@ defmodule Switchboard.Session do
 
     buffered = transport.buffered_bytes(transport_state)
 
-    if buffered > state.buffer_limit do
+    if buffered > buffer_limit do
       :counters.add(counters(), 1, 1)
       RuntimeMetrics.slow_disconnect()
-      {:stop, {:shutdown, {:slow_consumer, buffered}}, state}
+      {:stop, {:shutdown, {:slow_consumer, buffered}}, state, tally}
     else
-      {:noreply, state}
+      {:ok, state, tally}
+    end
+  end
+
+  # Every frame counts; of a guild's frames (`at` set) some, by the
+  # session's number, have their latency taken: in the runtime's histogram
+  # (`RuntimeMetrics.sampled?/1`) and in the shared metrics
+  # (`Metrics.sampled?/1`, when the session has them; they count a guild's
+  # frames only).
+  defp tally(%State{metrics: nil}, {frames, events, lists, now}, at, _event?, seq)
+       when at != nil and RuntimeMetrics.sampled?(seq) do
+    now = now || :erlang.system_time(:microsecond)
+    RuntimeMetrics.frame_latency(now - at)
+    {frames + 1, events, lists, now}
+  end
+
+  defp tally(%State{metrics: nil}, {frames, events, lists, now}, _at, _event?, _seq),
+    do: {frames + 1, events, lists, now}
+
+  defp tally(_state, {frames, events, lists, now}, nil, _event?, _seq),
+    do: {frames + 1, events, lists, now}
+
+  defp tally(state, {frames, events, lists, now}, at, event?, seq) do
+    {events, lists} = if event?, do: {events + 1, lists}, else: {events, lists + 1}
+
+    if Metrics.sampled?(seq) do
+      now = now || :erlang.system_time(:microsecond)
+      Metrics.observe(state.metrics, now - at)
+      if RuntimeMetrics.sampled?(seq), do: RuntimeMetrics.frame_latency(now - at)
+      {frames + 1, events, lists, now}
+    else
+      {frames + 1, events, lists, now}
     end
   end
 
   # Newest first, as where the guild keeps the frame's parts (the frame is
-  # made again on resume): three immediates and the table, so the session's
-  # heap holds no payload for it. Two batches: when the current one is full
-  # it becomes the older one (the one before is dropped whole), so keeping
-  # a frame is one cons and at least the last `replay_limit` are kept.
+  # made again on resume), so the session's heap holds no payload for it.
+  # Every frame written is kept, so the numbers are implicit (the newest
+  # is `seq`, each one below it one less), and a frame of the session's
+  # first table (`store`) is kept as its key alone, an immediate: one cons
+  # per frame, a small heap (a cold session touches less memory). Two
+  # batches: when the current one is full it becomes the older one (the
+  # one before is dropped whole), so at least the last `replay_limit` are
+  # kept.
+  defp kept(%State{store: store}, store, key) when store != nil, do: key
+  defp kept(_state, store, key), do: {store, key}
+
   defp remember(%State{replay_limit: 0}, _entry), do: {[], 0, []}
 
-  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit} = state, entry)
-       when size < limit,
-       do: {[entry | replay], size + 1, state.replay_older}
-
-  defp remember(%State{replay: replay}, entry), do: {[entry], 1, replay}
+  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit} = state, entry) do
+    if size < limit,
+      do: {[entry | replay], size + 1, state.replay_older},
+      else: {[entry], 1, replay}
+  end
 
   # `{seq, type, frame}` of every frame after `last_seq`, oldest first.
   defp replay_entries(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
@@ -550,27 +686,29 @@ defmodule Switchboard.Session do
 
   defp replay_entries(state, last_seq) do
     kept = Enum.take(state.replay ++ state.replay_older, state.replay_limit)
+    wanted = state.seq - last_seq
 
-    case List.last(kept) do
-      {oldest, _, _} when oldest <= last_seq + 1 ->
-        kept
-        |> Enum.take_while(fn {seq, _, _} -> seq > last_seq end)
-        |> Enum.reduce_while({:ok, []}, fn {seq, store, key}, {:ok, frames} ->
-          with {type, codec, prepared} <- kept_frame(store, key),
-               {codec, prepared} <- select(state, type, codec, prepared) do
-            {:cont, {:ok, [{seq, type, codec.frame(prepared, seq)} | frames]}}
-          else
-            _ -> {:halt, {:error, :gone}}
-          end
-        end)
-
-      _ ->
-        {:error, :gone}
+    if length(kept) >= wanted do
+      kept
+      |> Enum.take(wanted)
+      |> Enum.zip(state.seq..(last_seq + 1)//-1)
+      |> Enum.reduce_while({:ok, []}, fn {entry, seq}, {:ok, frames} ->
+        with {type, codec, prepared} <- kept_frame(state, entry),
+             {codec, prepared} <- select(state, type, codec, prepared) do
+          {:cont, {:ok, [{seq, type, codec.frame(prepared, seq)} | frames]}}
+        else
+          _ -> {:halt, {:error, :gone}}
+        end
+      end)
+    else
+      {:error, :gone}
     end
   end
 
   # A frame the guild no longer keeps (or a guild that is gone) is gone; a
   # frame from no guild is kept whole.
+  defp kept_frame(%State{store: store}, key) when is_integer(key), do: kept_frame(store, key)
+  defp kept_frame(%State{}, {store, key}), do: kept_frame(store, key)
   defp kept_frame(nil, frame), do: frame
 
   defp kept_frame(store, key) do

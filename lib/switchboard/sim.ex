@@ -297,10 +297,8 @@ defmodule Switchboard.Sim do
   # Returns how many operations it made.
   defp drive(ctx) do
     :rand.seed(:exsss, {ctx.seed, 101, 7})
-    stats = Guild.stats(ctx.guild)
-
-    ctx =
-      Map.merge(ctx, %{total: stats.sessions, active: stats.sessions - stats.passive_sessions})
+    {sessions, passive} = Guild.session_counts(ctx.guild)
+    ctx = Map.merge(ctx, %{total: sessions, active: sessions - passive})
 
     drive(ctx, 0, ctx.members + 1, System.monotonic_time(:millisecond))
   end
@@ -322,8 +320,8 @@ defmodule Switchboard.Sim do
   defp refresh_counts(ctx, now, refreshed) when now - refreshed < 200, do: {ctx, refreshed}
 
   defp refresh_counts(ctx, now, _refreshed) do
-    stats = Guild.stats(ctx.guild)
-    {%{ctx | total: stats.sessions, active: stats.sessions - stats.passive_sessions}, now}
+    {sessions, passive} = Guild.session_counts(ctx.guild)
+    {%{ctx | total: sessions, active: sessions - passive}, now}
   end
 
   defp one_operation(ctx, ops, next_id) do

@@ -33,6 +33,65 @@ defmodule Switchboard.SessionTest do
     assert {:error, :invalid_seq} = Session.resume(session, 10)
   end
 
+  test "a backlog is written in order, in batches, with its queue off the heap only while it lasts",
+       %{guild: guild} do
+    session = start_session()
+    :ok = Session.attach(session, guild)
+    assert Process.info(session, :message_queue_data) == {:message_queue_data, :on_heap}
+
+    # 300 events wait while the session is suspended: its first wake-ups
+    # find full batches.
+    :ok = :sys.suspend(session)
+    for n <- 1..300, do: Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => n}})
+    :ok = :sys.resume(session)
+    Guild.publish(guild, {"BARRIER", %{}})
+    frames = collect_until([session], &(&1["t"] == "BARRIER"))[session]
+    assert Enum.map(frames, & &1["s"]) == Enum.to_list(1..301)
+    assert Enum.map(Enum.drop(frames, -1), & &1["d"]["n"]) == Enum.to_list(1..300)
+    assert %{frames: 301, lost: 0, duplicated: 0, out_of_order: 0} = Session.stats(session)
+
+    # Drained: back on the heap.
+    assert Process.info(session, :message_queue_data) == {:message_queue_data, :on_heap}
+  end
+
+  test "frames of two guilds and of none are replayed in order, each with its number", %{
+    guild: guild
+  } do
+    other = start_supervised!({Guild, id: :other_guild, members: [member(2)]}, id: :other)
+    session = start_session()
+    :ok = Session.attach(session, guild)
+    :ok = Session.attach(session, other)
+
+    for n <- 1..3 do
+      Guild.publish(guild, {"FIRST", %{"n" => n}})
+      Guild.publish(other, {"SECOND", %{"n" => n}})
+
+      :ok =
+        Session.dispatch(
+          session,
+          "NONE",
+          Switchboard.Codec.ETF,
+          Switchboard.Codec.ETF.prepare("NONE", %{"n" => n})
+        )
+    end
+
+    Guild.publish(guild, {"BARRIER", %{}})
+    written = collect_until([session], &(&1["t"] == "BARRIER"))[session]
+    assert {:ok, replayed} = Session.resume(session, 0)
+    decoded = Enum.map(replayed, &:erlang.binary_to_term(IO.iodata_to_binary(&1)))
+    assert decoded == written
+    assert Enum.map(decoded, & &1["s"]) == Enum.to_list(1..length(written))
+
+    assert Enum.frequencies(Enum.map(decoded, & &1["t"])) == %{
+             "FIRST" => 3,
+             "SECOND" => 3,
+             "NONE" => 3,
+             "BARRIER" => 1
+           }
+
+    assert {:ok, [_, _]} = Session.resume(session, length(written) - 2)
+  end
+
   test "frames the guild no longer keeps, or of a guild that is gone, cannot be replayed" do
     guild = start_supervised!({Guild, id: :short_memory, replay_events: 3}, id: :short)
     session = start_session()

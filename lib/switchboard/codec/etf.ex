@@ -20,6 +20,12 @@ defmodule Switchboard.Codec.ETF do
 
   @behaviour Switchboard.Codec
 
+  # The envelope's bytes before the payload, between it and the sequence
+  # number, and the "t" key (binaries as BINARY_EXT, 0 as SMALL_INTEGER_EXT).
+  @head <<131, 116, 4::32, 109, 1::32, "d">>
+  @middle <<109, 2::32, "op", 97, 0, 109, 1::32, "s">>
+  @t_key <<109, 1::32, "t">>
+
   @impl true
   def prepare(type, data), do: prepare(type, data, Switchboard.Erlpack)
 
@@ -35,13 +41,14 @@ defmodule Switchboard.Codec.ETF do
   end
 
   @doc false
-  # Shared with the pure twin: `erlpack` is the module that encodes.
+  # Shared with the pure twin: `erlpack` is the module that encodes. Only
+  # the payload needs the encoder; the envelope around it is fixed bytes
+  # (ETF writes a small map's keys in order: "d", "op", "s", "t"), so one
+  # encode per event, not four.
   def prepare(type, data, erlpack) when is_binary(type) do
     payload = erlpack.fragment(data, [])
-    whole = erlpack.encode(%{"d" => payload, "op" => 0, "s" => 0, "t" => type}, [])
-    suffix = erlpack.fragment("t", []).bytes <> erlpack.fragment(type, []).bytes
-    prefix_size = byte_size(whole) - byte_size(suffix) - 2
-    <<prefix::binary-size(prefix_size), 97, 0, ^suffix::binary>> = whole
-    {prefix, suffix}
+    prefix = [@head, payload.bytes | @middle]
+    suffix = <<@t_key::binary, 109, byte_size(type)::32, type::binary>>
+    {IO.iodata_to_binary(prefix), suffix}
   end
 end

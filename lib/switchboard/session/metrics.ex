@@ -23,6 +23,12 @@ defmodule Switchboard.Session.Metrics do
   # bookkeeping, and a quarter of millions of frames is plenty for p99.9.
   @sample_every 4
 
+  @doc """
+  Whether the frame numbered `seq` has its latency taken: one in
+  #{@sample_every} (a guard; `record/4` takes the same ones).
+  """
+  defguard sampled?(seq) when rem(seq, @sample_every) == 0
+
   @doc "A new, zeroed set of metrics."
   @spec new() :: t()
   def new, do: %__MODULE__{ref: :counters.new(@first_bucket + @buckets, [:write_concurrency])}
@@ -37,11 +43,22 @@ defmodule Switchboard.Session.Metrics do
   def record(%__MODULE__{ref: ref}, published_us, event?, seq) do
     :counters.add(ref, if(event?, do: @event_frames, else: @list_frames), 1)
 
-    if rem(seq, @sample_every) == 0 do
+    if sampled?(seq) do
       latency = :erlang.system_time(:microsecond) - published_us
       :counters.add(ref, @first_bucket + bucket(latency), 1)
     end
 
+    :ok
+  end
+
+  @doc """
+  Counts `event_frames` event frames and `list_frames` member-list updates
+  at once (a session that wrote several in one go, see `record/4` for one).
+  """
+  @spec count(t(), non_neg_integer(), non_neg_integer()) :: :ok
+  def count(%__MODULE__{ref: ref}, event_frames, list_frames) do
+    if event_frames > 0, do: :counters.add(ref, @event_frames, event_frames)
+    if list_frames > 0, do: :counters.add(ref, @list_frames, list_frames)
     :ok
   end
 

@@ -1,0 +1,119 @@
+# The CPU per frame of the runtime's delivery path, split where issue 12's
+# targets need it: a guild publishing to N processes that only count what
+# they get (the floor: guild, fan-out, the VM's send and wake-up), then to
+# N `Switchboard.Session`s (the session's own work on top), in native and
+# in pure mode (the session is the same Elixir in both), all in one run.
+# CPU time (:erlang.statistics(:runtime), the whole VM) over the frames.
+#
+#   MIX_ENV=prod mix run bench/session_path.exs
+Code.require_file("support/harness.ex", __DIR__)
+
+alias Switchboard.Bench.Harness
+alias Switchboard.{Guild, Session}
+alias Switchboard.Session.Metrics
+
+defmodule SessionPathBench do
+  @moduledoc false
+
+  # A receiver that only counts (as a session counts into its metrics).
+  def counter(metrics) do
+    receive do
+      {:"$sb_event", _, _, _, _, _, _, _, _} ->
+        Metrics.count(metrics, 1, 0)
+        counter(metrics)
+
+      :stop ->
+        :ok
+    end
+  end
+
+  # Frames per event to `receivers` of `kind` behind one guild of `mode`;
+  # returns CPU µs per frame (best of `rounds`).
+  def run(kind, mode, receivers, events, rounds) do
+    metrics = Metrics.new()
+    id = {:session_path, kind, mode}
+    {:ok, guild} = Guild.start(id, mode: mode, members: [])
+
+    pids =
+      for _ <- 1..receivers do
+        case kind do
+          :counter ->
+            pid = spawn(fn -> counter(metrics) end)
+            {:ok, _, _, _, _} = Guild.connect(guild, pid)
+            pid
+
+          :session ->
+            {:ok, pid} = Session.start(metrics: metrics)
+            :ok = Session.attach(pid, guild)
+            pid
+        end
+      end
+
+    data = %{"content" => String.duplicate("lorem ipsum ", 10), "author" => %{"id" => 5}}
+    # One warm-up round, then the best of the others.
+    best =
+      for _ <- 0..rounds do
+        before = Metrics.frames(metrics)
+        {cpu, _} = :erlang.statistics(:runtime)
+
+        for i <- 1..events do
+          {:ok, _} = Guild.publish(guild, {"MESSAGE_CREATE", data})
+          # At most a few events in flight, as the simulator's window.
+          if rem(i, 4) == 0, do: wait(metrics, before + (i - 4) * receivers)
+        end
+
+        wait(metrics, before + events * receivers)
+        {cpu_after, _} = :erlang.statistics(:runtime)
+        (cpu_after - cpu) * 1000 / (Metrics.frames(metrics) - before)
+      end
+      |> tl()
+      |> Enum.min()
+
+    for pid <- pids, do: if(kind == :counter, do: send(pid, :stop), else: GenServer.stop(pid))
+    Guild.stop(guild)
+    best
+  end
+
+  defp wait(metrics, frames) do
+    if Metrics.frames(metrics) < frames do
+      Process.sleep(1)
+      wait(metrics, frames)
+    end
+  end
+end
+
+receivers = Harness.pick(5_000, 1_000)
+events = Harness.pick(200, 50)
+rounds = 3
+
+results =
+  for mode <- [:native, :pure], kind <- [:counter, :session], into: %{} do
+    {{mode, kind}, SessionPathBench.run(kind, mode, receivers, events, rounds)}
+  end
+
+us = fn value -> :erlang.float_to_binary(value, decimals: 2) end
+
+IO.write("""
+CPU per frame, #{receivers} receivers, #{events} events per round, best of #{rounds} (µs):
+
+| mode | counting process (floor) | session | the session's own share |
+|---|---:|---:|---:|
+""")
+
+for mode <- [:native, :pure] do
+  floor = results[{mode, :counter}]
+  session = results[{mode, :session}]
+  IO.puts("| #{mode} | #{us.(floor)} | #{us.(session)} | #{us.(session - floor)} |")
+end
+
+native = results[{:native, :session}]
+pure = results[{:pure, :session}]
+shared = min(native - results[{:native, :counter}], pure - results[{:pure, :counter}])
+
+IO.puts("""
+
+native / pure frames per CPU-second: #{us.(pure / native)}x. With the
+session's own share (#{us.(shared)} µs, the same Elixir in both modes) in
+every frame, native is at most #{us.(pure / max(shared, 0.01))}x pure even if
+everything else in native mode cost nothing.
+""")
