@@ -17,10 +17,6 @@ defmodule Switchboard.Guild.Relay do
     Process.monitor(guild)
     # A backlog of messages must not make every garbage collection copy it.
     Process.flag(:message_queue_data, :off_heap)
-    # An event waits for no session: the relay hands it on before the
-    # sessions still busy with the one before run again (which then write
-    # both in one wake-up), not after the whole run queue.
-    Process.flag(:priority, :high)
 
     {:ok,
      %{
