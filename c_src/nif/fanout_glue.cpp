@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "nif/term_size.hpp"
@@ -42,10 +45,22 @@ WorkerPool& sender_pool() {
 
 namespace {
 
-// One core is left to the schedulers' own work; at most eight threads.
+// Sender threads: SWITCHBOARD_FANOUT_THREADS (1 to 256) if set to a number,
+// else one per core (at most 64). Read once, when the library loads.
+constexpr std::size_t kMaxSenderThreads = 256;
+constexpr std::size_t kMaxDefaultSenderThreads = 64;
+
 std::size_t sender_thread_count() {
+  if (const char* text = std::getenv("SWITCHBOARD_FANOUT_THREADS")) {
+    std::size_t threads = 0;
+    const char* end = text + std::strlen(text);
+    const auto [last, error] = std::from_chars(text, end, threads);
+    if (error == std::errc() && last == end && threads >= 1 && threads <= kMaxSenderThreads) {
+      return threads;
+    }
+  }
   const unsigned cpus = std::thread::hardware_concurrency();
-  return std::clamp<std::size_t>(cpus > 1 ? cpus - 1 : 1, 1, 8);
+  return std::clamp<std::size_t>(cpus, 1, kMaxDefaultSenderThreads);
 }
 
 // Sender threads yield the CPU to the schedulers: at the same OS priority a
@@ -73,7 +88,28 @@ const bool sender_threads_registered = [] {
   return true;
 }();
 
+// Below this many local receivers one thread sends a fan-out alone: posting
+// helpers costs a wake-up per thread, more than they would save
+// (bench/fanout_parallel.exs measures the crossover).
+constexpr std::size_t kDefaultSplitThreshold = 4096;
+std::atomic<std::size_t> split_threshold_receivers{kDefaultSplitThreshold};
+std::atomic<uint64_t> split_fanouts{0};
+std::atomic<uint64_t> split_helper_chunks{0};
+
 }  // namespace
+
+std::size_t split_threshold() { return split_threshold_receivers.load(std::memory_order_relaxed); }
+
+void set_split_threshold(std::size_t receivers) {
+  split_threshold_receivers.store(std::max<std::size_t>(receivers, 1), std::memory_order_relaxed);
+}
+
+bool splits(std::size_t local) { return sender_pool().size() > 1 && local >= split_threshold(); }
+
+SplitStats split_stats() {
+  return {split_fanouts.load(std::memory_order_relaxed),
+          split_helper_chunks.load(std::memory_order_relaxed)};
+}
 
 // Sends a copy of `message` (a term of a process-independent env) from a
 // sender thread. With no message env, enif_send copies the term straight
@@ -134,8 +170,35 @@ void OffloadJob::deliver(uint64_t& delivered, uint64_t& skipped) {
   } else {
     skipped += remote_count;  // nowhere to route them (a partitioner's share)
   }
-  for (const ErlNifPid& pid : group ? *group : local) {
-    if (send_copy(pid, message)) {
+  const PidVector& receivers = group ? *group : local;
+  if (!splits(receivers.size())) {
+    send_range(receivers, 0, receivers.size(), delivered, skipped);
+    return;
+  }
+  // Every sender thread takes chunks; the message env is only read (each
+  // enif_send copies from it), so they can share it.
+  std::atomic<uint64_t> sent{0};
+  std::atomic<uint64_t> dead{0};
+  WorkerPool& pool = sender_pool();
+  const std::size_t helped =
+      pool.split(receivers.size(), kSplitChunk, pool.size() - 1,
+                 [this, &receivers, &sent, &dead](std::size_t begin, std::size_t end) {
+                   uint64_t chunk_sent = 0;
+                   uint64_t chunk_dead = 0;
+                   send_range(receivers, begin, end, chunk_sent, chunk_dead);
+                   sent.fetch_add(chunk_sent, std::memory_order_relaxed);
+                   dead.fetch_add(chunk_dead, std::memory_order_relaxed);
+                 });
+  split_fanouts.fetch_add(1, std::memory_order_relaxed);
+  split_helper_chunks.fetch_add(helped, std::memory_order_relaxed);
+  delivered += sent.load(std::memory_order_relaxed);
+  skipped += dead.load(std::memory_order_relaxed);
+}
+
+void OffloadJob::send_range(const PidVector& receivers, std::size_t begin, std::size_t end,
+                            uint64_t& delivered, uint64_t& skipped) const noexcept {
+  for (std::size_t i = begin; i < end; ++i) {
+    if (send_copy(receivers[i], message)) {
       ++delivered;
     } else {
       ++skipped;

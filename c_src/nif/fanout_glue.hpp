@@ -81,6 +81,23 @@ SendPace pace_for(ErlNifEnv* env, ERL_NIF_TERM message);
 // The sender threads: started with the library, stopped before it is unloaded.
 core::fanout::WorkerPool& sender_pool();
 
+// One fan-out to at least split_threshold() local receivers is split over
+// every sender thread (when there are several): the job's own thread and
+// helpers take kSplitChunk receivers at a time, and the job ends once all
+// are sent, so the next job of the same caller still starts after it.
+inline constexpr std::size_t kSplitChunk = 256;
+std::size_t split_threshold();
+void set_split_threshold(std::size_t receivers);
+// Whether a fan-out to `local` receivers is split: several threads, enough receivers.
+bool splits(std::size_t local);
+
+// Split fan-outs so far and the chunks of them that helper threads sent.
+struct SplitStats {
+  uint64_t fanouts;
+  uint64_t helper_chunks;
+};
+SplitStats split_stats();
+
 // Sends a copy of `message` (a term of a process-independent env) from a
 // sender thread; false when the receiver is not alive.
 bool send_copy(const ErlNifPid& pid, ERL_NIF_TERM message);
@@ -138,7 +155,8 @@ struct Notify {
 };
 
 // One offloaded fan-out: built by the caller (which walks and checks the
-// list), run by the caller's home sender thread.
+// list), run by the caller's home sender thread, which splits the local
+// sends over every sender thread when there are enough (splits()).
 class OffloadJob : public core::fanout::Task {
  public:
   explicit OffloadJob(ResourcePtr<FanoutTicket> ticket)
@@ -160,6 +178,8 @@ class OffloadJob : public core::fanout::Task {
 
  private:
   void deliver(uint64_t& delivered, uint64_t& skipped);
+  void send_range(const PidVector& receivers, std::size_t begin, std::size_t end,
+                  uint64_t& delivered, uint64_t& skipped) const noexcept;
   void report(uint64_t delivered, uint64_t skipped) noexcept;
 
   ResourcePtr<FanoutTicket> ticket_;

@@ -144,6 +144,11 @@ Result fanout_group_send(Call& call, GroupArgument group, Term message) {
 }
 SWITCHBOARD_NIF(fanout_group_send, 0);
 
+// fanout_group_split(Group) -> boolean: whether an inline fan-out to the
+// group should go to the sender threads, split over all of them.
+bool fanout_group_split(ErlNifEnv*, GroupArgument group) { return splits(group->size()); }
+SWITCHBOARD_NIF(fanout_group_split, 0);
+
 // fanout_group_offload(Group, Message, NotifyOrNil) -> {Ticket, Members}
 // O(1) for the caller: a snapshot of the members and a copy of the message
 // go to the caller's home sender thread.

@@ -98,12 +98,44 @@ bool fanout_ticket_done(ErlNifEnv*, Borrowed<FanoutTicket> ticket) {
 }
 SWITCHBOARD_NIF(fanout_ticket_done, 0);
 
-// {SenderThreads, TasksCompleted}
-std::tuple<int64_t, int64_t> fanout_info(ErlNifEnv*) {
+// {SenderThreads, TasksCompleted, SplitFanouts, HelperChunks, SplitThreshold}
+std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t> fanout_info(ErlNifEnv*) {
+  const SplitStats split = split_stats();
   return {static_cast<int64_t>(sender_pool().size()),
-          static_cast<int64_t>(sender_pool().completed())};
+          static_cast<int64_t>(sender_pool().completed()), static_cast<int64_t>(split.fanouts),
+          static_cast<int64_t>(split.helper_chunks), static_cast<int64_t>(split_threshold())};
 }
 SWITCHBOARD_NIF(fanout_info, 0);
+
+// Entries of a list looked at to decide whether it splits: a list whose
+// first entries are mostly remote pids or nils stays inline.
+std::size_t split_scan_limit(std::size_t threshold) { return 2 * threshold + 64; }
+
+// fanout_split(Pids) -> boolean: whether an inline fan-out to Pids should be
+// sent by the sender threads, split over all of them (the caller waits):
+// several threads, and at least split_threshold() local pids among the
+// list's first entries. A bounded walk; false for anything but a list.
+bool fanout_split(ErlNifEnv* env, Term pids) {
+  const std::size_t threshold = split_threshold();
+  if (sender_pool().size() <= 1) return false;
+  const std::size_t limit = split_scan_limit(threshold);
+  std::size_t local = 0;
+  ERL_NIF_TERM head, list = pids.value;
+  for (std::size_t seen = 0; seen < limit && enif_get_list_cell(env, list, &head, &list); ++seen) {
+    ErlNifPid pid;
+    if (enif_get_local_pid(env, head, &pid) && ++local >= threshold) return true;
+  }
+  return false;
+}
+SWITCHBOARD_NIF(fanout_split, 0);
+
+// fanout_set_split_threshold(Receivers) -> ok: for tests and benchmarks
+// (at least 1).
+ERL_NIF_TERM fanout_set_split_threshold(ErlNifEnv*, NonNegative<int64_t> receivers) {
+  set_split_threshold(static_cast<std::size_t>(receivers.value));
+  return atoms::ok;
+}
+SWITCHBOARD_NIF(fanout_set_split_threshold, 0);
 
 }  // namespace
 }  // namespace switchboard::nif::fanout

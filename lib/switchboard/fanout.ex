@@ -1,4 +1,7 @@
 defmodule Switchboard.Fanout do
+  # Receivers per chunk of a split fan-out: kSplitChunk in c_src/nif/fanout_glue.hpp.
+  @split_chunk 256
+
   @moduledoc """
   Sends one message to many processes, local and remote, without the caller
   doing one `send/2` per receiver.
@@ -13,7 +16,9 @@ defmodule Switchboard.Fanout do
       the message, so the slices are paced by the message's size: the clock
       is read after every copy once a message is about 1 KB, and a message
       over about 256 KB (one copy could fill a slice by itself) is sent from
-      a dirty scheduler.
+      a dirty scheduler. A fan-out to thousands of local receivers is sent
+      by the sender threads instead, split over all of them, while the
+      caller waits (see "Parallel delivery").
     * **Remote receivers** are grouped by node and get exactly one
       distribution message per node per fan-out, sent to the
       `Switchboard.Fanout.Partitioner` on that node (the `:switchboard`
@@ -52,6 +57,10 @@ defmodule Switchboard.Fanout do
       by the caller's pid) in the order they were made; while any of them is
       still pending, a later inline fan-out from the same process is queued
       behind them on that thread and waits for its turn;
+    * a fan-out split over several sender threads (see "Parallel
+      delivery") is one job on the caller's thread, which ends only once
+      every thread has sent its part: the caller's next job starts after
+      it, and an inline split fan-out returns after it;
     * remote receivers are always reached through the caller's one sender
       process (chosen by the caller's pid), then one partitioner per node,
       each of which handles its mailbox in order.
@@ -60,6 +69,23 @@ defmodule Switchboard.Fanout do
   guarantee holds for inline fan-outs to local receivers only; an
   offloaded fan-out or a remote hop may be overtaken by a later `send/2`.
   Call `sync/0` first when that matters.
+
+  ## Parallel delivery
+
+  A fan-out to many local receivers is sent by several cores at once. The
+  node runs one native sender thread per core (at most 64), or as many as
+  the `SWITCHBOARD_FANOUT_THREADS` environment variable says (1 to 256;
+  anything else is ignored), read once when the library loads;
+  `stats/0` reports the count. With more than one thread, a fan-out to at
+  least `split_threshold` local receivers (4,096; `stats/0`) is split: the
+  caller's own sender thread sends it #{@split_chunk} receivers at a time,
+  and every other thread is asked to take chunks too (behind whatever it
+  is already doing; one that comes late finds nothing left). An inline
+  fan-out that large is handed to the threads the same way, and the caller
+  waits for the last chunk, so it still returns only once every local
+  receiver has the message; the caller's scheduler is free meanwhile.
+  Smaller fan-outs, and every fan-out on a one-thread node, run as
+  described above. Summaries are exact either way.
 
   ## Receiver groups
 
@@ -168,7 +194,7 @@ defmodule Switchboard.Fanout do
   defp dispatch(%Group{ref: ref}, message, opts) do
     {offload, _pack, message} = Options.prepare!(opts, message)
 
-    if offload or pending_offload?() do
+    if offload or pending_offload?() or NIF.fanout_group_split(ref) do
       queue(offload, fn notify ->
         {ticket, members} = NIF.fanout_group_offload(ref, message, notify)
         {ticket, members, 0, 0}
@@ -182,7 +208,7 @@ defmodule Switchboard.Fanout do
   defp dispatch(pids, message, opts) do
     {offload, pack, message} = Options.prepare!(opts, message)
 
-    if offload or pending_offload?() do
+    if offload or pending_offload?() or NIF.fanout_split(pids) do
       send_queued(pids, message, pack, offload)
     else
       send_inline(pids, message, pack)
@@ -223,7 +249,11 @@ defmodule Switchboard.Fanout do
   Counters of this node's fan-out machinery.
 
     * `:sender_threads` - native sender threads, `:thread_tasks` - tasks
-      they have run;
+      they have run (a helper's share of a split fan-out is one);
+    * `:split_fanouts` - fan-outs split over the sender threads,
+      `:helper_chunks` - chunks of them (#{@split_chunk} receivers) sent by
+      a thread other than the fan-out's own, `:split_threshold` - the
+      fewest local receivers a fan-out splits at (see "Parallel delivery");
     * `:routed` - remote parts handled by the sender processes,
       `:dist_messages` - distribution messages they sent (one per node per
       fan-out), `:nodes_skipped` - destinations that were not connected;
@@ -239,17 +269,23 @@ defmodule Switchboard.Fanout do
   @spec stats() :: %{
           sender_threads: non_neg_integer(),
           thread_tasks: non_neg_integer(),
+          split_fanouts: non_neg_integer(),
+          helper_chunks: non_neg_integer(),
+          split_threshold: pos_integer(),
           routed: non_neg_integer(),
           dist_messages: non_neg_integer(),
           nodes_skipped: non_neg_integer(),
           partitioner: Partitioner.stats()
         }
   def stats do
-    {threads, tasks} = NIF.fanout_info()
+    {threads, tasks, split_fanouts, helper_chunks, split_threshold} = NIF.fanout_info()
 
     Map.merge(Sender.stats(), %{
       sender_threads: threads,
       thread_tasks: tasks,
+      split_fanouts: split_fanouts,
+      helper_chunks: helper_chunks,
+      split_threshold: split_threshold,
       partitioner: Partitioner.stats()
     })
   end
