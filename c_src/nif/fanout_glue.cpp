@@ -88,23 +88,26 @@ const bool sender_threads_registered = [] {
   return true;
 }();
 
-// Below this many local receivers one thread sends a fan-out alone: posting
-// helpers costs a wake-up per thread, more than they would save
-// (bench/fanout_parallel.exs measures the crossover).
-constexpr std::size_t kDefaultSplitThreshold = 4096;
-std::atomic<std::size_t> split_threshold_receivers{kDefaultSplitThreshold};
+// Starting a process or waking a helper thread costs a few microseconds: a
+// share of 512 receivers (0.3-1 ms of sends) pays for it many times over
+// (bench/fanout_parallel.exs, the threshold table).
+constexpr std::size_t kDefaultSplitShare = 512;
+std::atomic<std::size_t> split_share_receivers{kDefaultSplitShare};
 std::atomic<uint64_t> split_fanouts{0};
 std::atomic<uint64_t> split_helper_chunks{0};
 
 }  // namespace
 
-std::size_t split_threshold() { return split_threshold_receivers.load(std::memory_order_relaxed); }
+std::size_t split_share() { return split_share_receivers.load(std::memory_order_relaxed); }
 
-void set_split_threshold(std::size_t receivers) {
-  split_threshold_receivers.store(std::max<std::size_t>(receivers, 1), std::memory_order_relaxed);
+void set_split_share(std::size_t receivers) {
+  split_share_receivers.store(std::max<std::size_t>(receivers, 1), std::memory_order_relaxed);
 }
 
-bool splits(std::size_t local) { return sender_pool().size() > 1 && local >= split_threshold(); }
+std::size_t split_shares(std::size_t local, std::size_t most) {
+  const std::size_t shares = local / split_share();
+  return shares >= 2 ? std::min(shares, std::max<std::size_t>(most, 1)) : 1;
+}
 
 SplitStats split_stats() {
   return {split_fanouts.load(std::memory_order_relaxed),
@@ -171,7 +174,9 @@ void OffloadJob::deliver(uint64_t& delivered, uint64_t& skipped) {
     skipped += remote_count;  // nowhere to route them (a partitioner's share)
   }
   const PidVector& receivers = group ? *group : local;
-  if (!splits(receivers.size())) {
+  WorkerPool& pool = sender_pool();
+  const std::size_t shares = split_shares(receivers.size(), pool.size());
+  if (shares <= 1) {
     send_range(receivers, 0, receivers.size(), delivered, skipped);
     return;
   }
@@ -179,9 +184,8 @@ void OffloadJob::deliver(uint64_t& delivered, uint64_t& skipped) {
   // enif_send copies from it), so they can share it.
   std::atomic<uint64_t> sent{0};
   std::atomic<uint64_t> dead{0};
-  WorkerPool& pool = sender_pool();
   const std::size_t helped =
-      pool.split(receivers.size(), kSplitChunk, pool.size() - 1,
+      pool.split(receivers.size(), kSplitChunk, shares - 1,
                  [this, &receivers, &sent, &dead](std::size_t begin, std::size_t end) {
                    uint64_t chunk_sent = 0;
                    uint64_t chunk_dead = 0;
@@ -252,14 +256,14 @@ ERL_NIF_TERM run_cursor_inline(ErlNifEnv* env, ResourcePtr<SendCursor> cursor,
   WorkSlice slice(env, on_normal_scheduler() ? SliceClock::from_start : SliceClock::unlimited);
   const PidVector& members = *cursor->members;
   const std::size_t send_bytes = bytes_per_receiver(cursor->check_every);
-  while (cursor->next < members.size()) {
+  while (cursor->next < cursor->end) {
     if (enif_send(env, &members[cursor->next++], nullptr, message)) {
       ++cursor->delivered;
     } else {
       ++cursor->skipped;
     }
     if (slice.spend(send_bytes)) {
-      if (cursor->next < members.size()) {
+      if (cursor->next < cursor->end) {
         const ERL_NIF_TERM next[] = {cursor.make_term(env), message};
         return yield(env, "fanout_cursor_send", raw_entry<fanout_cursor_send_continue>, 2, next);
       }
@@ -286,12 +290,32 @@ ERL_NIF_TERM fanout_cursor_send_continue(ErlNifEnv* env, int, const ERL_NIF_TERM
 
 }  // namespace
 
+unsigned share_count_argument(ErlNifEnv* env, ERL_NIF_TERM term) {
+  unsigned count;
+  if (!enif_get_uint(env, term, &count) || count == 0 || count > kMaxShares) {
+    // More shares than this is a broken call, not a big machine.
+    throw bad_argument(env, "a share count from 1 to 1024", term);
+  }
+  return count;
+}
+
+ERL_NIF_TERM make_share(ErlNifEnv* env, std::shared_ptr<const PidVector> members, std::size_t begin,
+                        std::size_t end) {
+  auto share = make_resource<SendCursor>();
+  share->members = std::move(members);
+  share->begin = begin;
+  share->end = end;
+  return share.make_term(env);
+}
+
 Scheduled<ERL_NIF_TERM> send_to_members(Call& call, std::shared_ptr<const PidVector> members,
-                                        ERL_NIF_TERM message) {
+                                        std::size_t begin, std::size_t end, ERL_NIF_TERM message) {
   const SendPace pace = pace_for(call, message);
   if (pace.dirty && call.on_normal_scheduler()) return call.dirty();
   auto cursor = make_resource<SendCursor>();
   cursor->members = std::move(members);
+  cursor->begin = cursor->next = begin;
+  cursor->end = std::min(end, cursor->members->size());
   cursor->check_every = pace.check_every;
   return run_cursor_inline(call, std::move(cursor), message);
 }

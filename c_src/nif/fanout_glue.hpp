@@ -81,15 +81,17 @@ SendPace pace_for(ErlNifEnv* env, ERL_NIF_TERM message);
 // The sender threads: started with the library, stopped before it is unloaded.
 core::fanout::WorkerPool& sender_pool();
 
-// One fan-out to at least split_threshold() local receivers is split over
-// every sender thread (when there are several): the job's own thread and
-// helpers take kSplitChunk receivers at a time, and the job ends once all
-// are sent, so the next job of the same caller still starts after it.
+// A fan-out to many local receivers is split into shares of at least
+// split_share() receivers each, sent at once: an inline one by one process
+// per share (Elixir), an offloaded one by several sender threads, its own
+// taking kSplitChunk receivers at a time and helpers the same (the job ends
+// once all are sent, so the next job of the same caller starts after it).
 inline constexpr std::size_t kSplitChunk = 256;
-std::size_t split_threshold();
-void set_split_threshold(std::size_t receivers);
-// Whether a fan-out to `local` receivers is split: several threads, enough receivers.
-bool splits(std::size_t local);
+std::size_t split_share();
+void set_split_share(std::size_t receivers);
+// Into how many shares (at most `most`) a fan-out to `local` receivers is
+// split: 1, not split, below two shares' worth.
+std::size_t split_shares(std::size_t local, std::size_t most);
 
 // Split fan-outs so far and the chunks of them that helper threads sent.
 struct SplitStats {
@@ -195,21 +197,33 @@ void submit_for_caller(ErlNifEnv* env, std::unique_ptr<OffloadJob> job);
 // Sends to a fixed array of local pids
 
 // A fan-out to a fixed array of local pids (a group's snapshot, a
-// partitioner's share) in progress in the calling process, across its yields.
+// partitioner's share, one share of a split fan-out) in progress in the
+// calling process, across its yields: members[begin, end).
 struct SendCursor {
   std::shared_ptr<const PidVector> members;
+  std::size_t begin = 0;
+  std::size_t end = 0;
   unsigned check_every = kCheckEvery;
   std::size_t next = 0;
   uint64_t delivered = 0;
   uint64_t skipped = 0;
 };
 
+// A share of `members` (all of them unless given a range) as a term for
+// fanout_share_send/2.
+ERL_NIF_TERM make_share(ErlNifEnv* env, std::shared_ptr<const PidVector> members, std::size_t begin,
+                        std::size_t end);
+
+// A share count from 1 to kMaxShares, or an ArgumentError.
+inline constexpr unsigned kMaxShares = 1024;
+unsigned share_count_argument(ErlNifEnv* env, ERL_NIF_TERM term);
+
 // The share behind a term, or an ArgumentError.
 ResourcePtr<SendCursor> cursor_argument(ErlNifEnv* env, ERL_NIF_TERM term);
 
-// Sends `message` to `members` from the calling process, from the first; a
-// large message runs the whole call again on a dirty CPU scheduler.
+// Sends `message` to members[begin, end) from the calling process; a large
+// message runs the whole call again on a dirty CPU scheduler.
 Scheduled<ERL_NIF_TERM> send_to_members(Call& call, std::shared_ptr<const PidVector> members,
-                                        ERL_NIF_TERM message);
+                                        std::size_t begin, std::size_t end, ERL_NIF_TERM message);
 
 }  // namespace switchboard::nif::fanout

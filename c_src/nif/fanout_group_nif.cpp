@@ -140,14 +140,35 @@ SWITCHBOARD_NIF(fanout_group_to_list, 0);
 
 // fanout_group_send(Group, Message) -> {Delivered, Skipped}
 Result fanout_group_send(Call& call, GroupArgument group, Term message) {
-  return send_to_members(call, group->snapshot(), message.value);
+  auto members = group->snapshot();
+  const std::size_t size = members->size();
+  return send_to_members(call, std::move(members), 0, size, message.value);
 }
 SWITCHBOARD_NIF(fanout_group_send, 0);
 
-// fanout_group_split(Group) -> boolean: whether an inline fan-out to the
-// group should go to the sender threads, split over all of them.
-bool fanout_group_split(ErlNifEnv*, GroupArgument group) { return splits(group->size()); }
+// fanout_group_split(Group, Most) -> Shares: into how many shares (1 to
+// Most) an inline fan-out to the group is worth splitting.
+int64_t fanout_group_split(ErlNifEnv* env, GroupArgument group, Term most) {
+  return static_cast<int64_t>(split_shares(group->size(), share_count_argument(env, most.value)));
+}
 SWITCHBOARD_NIF(fanout_group_split, 0);
+
+// fanout_group_shares(Group, Count) -> {Share | nil, ...}: one snapshot of
+// the members cut into Count ranges of nearly equal size (nil where empty),
+// each for fanout_share_send/2. O(Count).
+ERL_NIF_TERM fanout_group_shares(ErlNifEnv* env, GroupArgument group, Term count_term) {
+  const unsigned count = share_count_argument(env, count_term.value);
+  const std::shared_ptr<const PidVector> members = group->snapshot();
+  const std::size_t size = members->size();
+  std::vector<ERL_NIF_TERM> items(count, atoms::nil);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t begin = size * i / count;
+    const std::size_t end = size * (i + 1) / count;
+    if (begin < end) items[i] = make_share(env, members, begin, end);
+  }
+  return enif_make_tuple_from_array(env, items.data(), count);
+}
+SWITCHBOARD_NIF(fanout_group_shares, 0);
 
 // fanout_group_offload(Group, Message, NotifyOrNil) -> {Ticket, Members}
 // O(1) for the caller: a snapshot of the members and a copy of the message

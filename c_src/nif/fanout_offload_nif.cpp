@@ -98,44 +98,44 @@ bool fanout_ticket_done(ErlNifEnv*, Borrowed<FanoutTicket> ticket) {
 }
 SWITCHBOARD_NIF(fanout_ticket_done, 0);
 
-// {SenderThreads, TasksCompleted, SplitFanouts, HelperChunks, SplitThreshold}
+// {SenderThreads, TasksCompleted, SplitFanouts, HelperChunks, SplitShare}
 std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t> fanout_info(ErlNifEnv*) {
   const SplitStats split = split_stats();
   return {static_cast<int64_t>(sender_pool().size()),
           static_cast<int64_t>(sender_pool().completed()), static_cast<int64_t>(split.fanouts),
-          static_cast<int64_t>(split.helper_chunks), static_cast<int64_t>(split_threshold())};
+          static_cast<int64_t>(split.helper_chunks), static_cast<int64_t>(split_share())};
 }
 SWITCHBOARD_NIF(fanout_info, 0);
 
-// Entries of a list looked at to decide whether it splits: a list whose
-// first entries are mostly remote pids or nils stays inline.
-std::size_t split_scan_limit(std::size_t threshold) { return 2 * threshold + 64; }
+// The most list cells fanout_split/2 looks at: about 0.1 ms.
+constexpr std::size_t kSplitScanCells = 65536;
 
-// fanout_split(Pids) -> boolean: whether an inline fan-out to Pids should be
-// sent by the sender threads, split over all of them (the caller waits):
-// several threads, and at least split_threshold() local pids among the
-// list's first entries. A bounded walk; false for anything but a list.
-bool fanout_split(ErlNifEnv* env, Term pids) {
-  const std::size_t threshold = split_threshold();
-  if (sender_pool().size() <= 1) return false;
-  const std::size_t limit = split_scan_limit(threshold);
+// fanout_split(Pids, Most) -> Shares: into how many shares (1 to Most) an
+// inline fan-out to Pids is worth splitting, from the local pids among the
+// list's first entries (a bounded walk: a list whose first entries are
+// mostly remote pids or nils stays whole). 1 for anything but a list.
+int64_t fanout_split(ErlNifEnv* env, Term pids, Term most_term) {
+  const std::size_t most = share_count_argument(env, most_term.value);
+  const std::size_t wanted = most * split_share();
+  const std::size_t limit = std::min(2 * wanted + 64, kSplitScanCells);
   std::size_t local = 0;
   ERL_NIF_TERM head, list = pids.value;
-  for (std::size_t seen = 0; seen < limit && enif_get_list_cell(env, list, &head, &list); ++seen) {
+  for (std::size_t seen = 0;
+       seen < limit && local < wanted && enif_get_list_cell(env, list, &head, &list); ++seen) {
     ErlNifPid pid;
-    if (enif_get_local_pid(env, head, &pid) && ++local >= threshold) return true;
+    if (enif_get_local_pid(env, head, &pid)) ++local;
   }
-  return false;
+  return static_cast<int64_t>(split_shares(local, most));
 }
 SWITCHBOARD_NIF(fanout_split, 0);
 
-// fanout_set_split_threshold(Receivers) -> ok: for tests and benchmarks
-// (at least 1).
-ERL_NIF_TERM fanout_set_split_threshold(ErlNifEnv*, NonNegative<int64_t> receivers) {
-  set_split_threshold(static_cast<std::size_t>(receivers.value));
+// fanout_set_split_share(Receivers) -> ok: the fewest receivers per share
+// (at least 1), for tests and benchmarks.
+ERL_NIF_TERM fanout_set_split_share(ErlNifEnv*, NonNegative<int64_t> receivers) {
+  set_split_share(static_cast<std::size_t>(receivers.value));
   return atoms::ok;
 }
-SWITCHBOARD_NIF(fanout_set_split_threshold, 0);
+SWITCHBOARD_NIF(fanout_set_split_share, 0);
 
 }  // namespace
 }  // namespace switchboard::nif::fanout

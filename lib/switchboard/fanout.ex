@@ -1,6 +1,7 @@
 defmodule Switchboard.Fanout do
-  # Receivers per chunk of a split fan-out: kSplitChunk in c_src/nif/fanout_glue.hpp.
+  # kSplitChunk and kDefaultSplitShare in c_src/nif/fanout_glue.*.
   @split_chunk 256
+  @split_share 512
 
   @moduledoc """
   Sends one message to many processes, local and remote, without the caller
@@ -16,9 +17,8 @@ defmodule Switchboard.Fanout do
       the message, so the slices are paced by the message's size: the clock
       is read after every copy once a message is about 1 KB, and a message
       over about 256 KB (one copy could fill a slice by itself) is sent from
-      a dirty scheduler. A fan-out to thousands of local receivers is sent
-      by the sender threads instead, split over all of them, while the
-      caller waits (see "Parallel delivery").
+      a dirty scheduler. A fan-out to more than a thousand local receivers
+      is split over several processes (see "Parallel delivery").
     * **Remote receivers** are grouped by node and get exactly one
       distribution message per node per fan-out, sent to the
       `Switchboard.Fanout.Partitioner` on that node (the `:switchboard`
@@ -57,10 +57,9 @@ defmodule Switchboard.Fanout do
       by the caller's pid) in the order they were made; while any of them is
       still pending, a later inline fan-out from the same process is queued
       behind them on that thread and waits for its turn;
-    * a fan-out split over several sender threads (see "Parallel
-      delivery") is one job on the caller's thread, which ends only once
-      every thread has sent its part: the caller's next job starts after
-      it, and an inline split fan-out returns after it;
+    * a split fan-out (see "Parallel delivery") ends only once every part
+      of it is sent: an inline one returns after that, an offloaded one is
+      one job on the caller's thread, and the next starts after it;
     * remote receivers are always reached through the caller's one sender
       process (chosen by the caller's pid), then one partitioner per node,
       each of which handles its mailbox in order.
@@ -72,20 +71,30 @@ defmodule Switchboard.Fanout do
 
   ## Parallel delivery
 
-  A fan-out to many local receivers is sent by several cores at once. The
-  node runs one native sender thread per core (at most 64), or as many as
-  the `SWITCHBOARD_FANOUT_THREADS` environment variable says (1 to 256;
-  anything else is ignored), read once when the library loads;
-  `stats/0` reports the count. With more than one thread, a fan-out to at
-  least `split_threshold` local receivers (4,096; `stats/0`) is split: the
-  caller's own sender thread sends it #{@split_chunk} receivers at a time,
-  and every other thread is asked to take chunks too (behind whatever it
-  is already doing; one that comes late finds nothing left). An inline
-  fan-out that large is handed to the threads the same way, and the caller
-  waits for the last chunk, so it still returns only once every local
-  receiver has the message; the caller's scheduler is free meanwhile.
-  Smaller fan-outs, and every fan-out on a one-thread node, run as
-  described above. Summaries are exact either way.
+  A fan-out to many local receivers is sent by several cores at once, in
+  shares of at least #{@split_share} receivers (`stats/0`'s
+  `:split_share`), never more shares than there are schedulers (inline) or
+  sender threads (offloaded); below two shares' worth it is not split.
+
+    * **Inline**: the receivers are split natively into shares (one pass,
+      yielding; a bad entry raises before anything is sent), the caller
+      sends one share and one new process per other share sends the rest
+      (idle schedulers steal them from the caller's run queue), each in
+      time slices as above; the caller returns once every share is sent.
+      Sending from schedulers, not from the sender threads: a send from
+      outside the schedulers costs several times the CPU
+      (bench/fanout_parallel.exs). For lists, the decision looks at the
+      first entries only (up to 65,536).
+    * **Offloaded**: the job's sender thread sends #{@split_chunk}
+      receivers at a time, and asks up to one other thread per further
+      share to take chunks too (behind whatever that thread is doing; one
+      that comes late finds nothing left). The job ends when the last chunk
+      is sent, so the caller's next job still starts after it.
+
+  The node runs one sender thread per core (at most 64), or as many as the
+  `SWITCHBOARD_FANOUT_THREADS` environment variable says (1 to 256;
+  anything else is ignored), read once when the library loads; `stats/0`
+  reports the count. Summaries are exact whether a fan-out is split or not.
 
   ## Receiver groups
 
@@ -194,13 +203,18 @@ defmodule Switchboard.Fanout do
   defp dispatch(%Group{ref: ref}, message, opts) do
     {offload, _pack, message} = Options.prepare!(opts, message)
 
-    if offload or pending_offload?() or NIF.fanout_group_split(ref) do
+    if offload or pending_offload?() do
       queue(offload, fn notify ->
         {ticket, members} = NIF.fanout_group_offload(ref, message, notify)
         {ticket, members, 0, 0}
       end)
     else
-      {delivered, skipped} = NIF.fanout_group_send(ref, message)
+      {delivered, skipped} =
+        case split_count(&NIF.fanout_group_split(ref, &1)) do
+          1 -> NIF.fanout_group_send(ref, message)
+          shares -> send_shares(NIF.fanout_group_shares(ref, shares), message)
+        end
+
       %{local: delivered, remote: 0, skipped: skipped}
     end
   end
@@ -208,10 +222,15 @@ defmodule Switchboard.Fanout do
   defp dispatch(pids, message, opts) do
     {offload, pack, message} = Options.prepare!(opts, message)
 
-    if offload or pending_offload?() or NIF.fanout_split(pids) do
-      send_queued(pids, message, pack, offload)
-    else
-      send_inline(pids, message, pack)
+    cond do
+      offload or pending_offload?() ->
+        send_queued(pids, message, pack, offload)
+
+      (shares = split_count(&NIF.fanout_split(pids, &1))) > 1 ->
+        send_split(pids, message, pack, shares)
+
+      true ->
+        send_inline(pids, message, pack)
     end
   end
 
@@ -250,10 +269,10 @@ defmodule Switchboard.Fanout do
 
     * `:sender_threads` - native sender threads, `:thread_tasks` - tasks
       they have run (a helper's share of a split fan-out is one);
-    * `:split_fanouts` - fan-outs split over the sender threads,
+    * `:split_fanouts` - offloaded fan-outs split over the sender threads,
       `:helper_chunks` - chunks of them (#{@split_chunk} receivers) sent by
-      a thread other than the fan-out's own, `:split_threshold` - the
-      fewest local receivers a fan-out splits at (see "Parallel delivery");
+      a thread other than the fan-out's own, `:split_share` - the fewest
+      receivers in a share of a split fan-out (see "Parallel delivery");
     * `:routed` - remote parts handled by the sender processes,
       `:dist_messages` - distribution messages they sent (one per node per
       fan-out), `:nodes_skipped` - destinations that were not connected;
@@ -271,21 +290,21 @@ defmodule Switchboard.Fanout do
           thread_tasks: non_neg_integer(),
           split_fanouts: non_neg_integer(),
           helper_chunks: non_neg_integer(),
-          split_threshold: pos_integer(),
+          split_share: pos_integer(),
           routed: non_neg_integer(),
           dist_messages: non_neg_integer(),
           nodes_skipped: non_neg_integer(),
           partitioner: Partitioner.stats()
         }
   def stats do
-    {threads, tasks, split_fanouts, helper_chunks, split_threshold} = NIF.fanout_info()
+    {threads, tasks, split_fanouts, helper_chunks, split_share} = NIF.fanout_info()
 
     Map.merge(Sender.stats(), %{
       sender_threads: threads,
       thread_tasks: tasks,
       split_fanouts: split_fanouts,
       helper_chunks: helper_chunks,
-      split_threshold: split_threshold,
+      split_share: split_share,
       partitioner: Partitioner.stats()
     })
   end
@@ -333,6 +352,42 @@ defmodule Switchboard.Fanout do
     check_list(pids)
     {delivered, skipped, remote} = NIF.fanout_send(pids, message)
     %{local: delivered, remote: route_remote(remote, message, pack), skipped: skipped}
+  end
+
+  # A large inline fan-out: the local pids split natively into one share per
+  # scheduler (one pass, yielding; bad input raises before anything is
+  # sent), sent by as many processes at once.
+  defp send_split(pids, message, pack, count) do
+    {shares, nils, remote} = NIF.fanout_split_list(pids, count)
+    {delivered, skipped} = send_shares(shares, message)
+    %{local: delivered, remote: route_remote(remote, message, pack), skipped: skipped + nils}
+  end
+
+  # The caller sends the first share and one new process each of the others
+  # (idle schedulers steal them from the caller's run queue); returns once
+  # every share is sent, with the summed {delivered, skipped}.
+  defp send_shares(shares, message) do
+    case for(share <- Tuple.to_list(shares), share != nil, do: share) do
+      [] ->
+        {0, 0}
+
+      [own | others] ->
+        tasks = for share <- others, do: Task.async(NIF, :fanout_share_send, [share, message])
+        {delivered, skipped} = NIF.fanout_share_send(own, message)
+
+        tasks
+        |> Task.await_many(:infinity)
+        |> Enum.reduce({delivered, skipped}, fn {d, s}, {ad, as} -> {ad + d, as + s} end)
+    end
+  end
+
+  # Into how many shares (one per scheduler at most) a fan-out is split;
+  # `shares_for.(most)` asks the NIF, which looks at the receivers.
+  defp split_count(shares_for) do
+    case :erlang.system_info(:schedulers_online) do
+      1 -> 1
+      schedulers -> shares_for.(min(schedulers, 1024))
+    end
   end
 
   defp route_remote([], _message, _pack), do: 0

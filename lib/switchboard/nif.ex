@@ -34,8 +34,8 @@ defmodule Switchboard.NIF do
   defnif fanout_offload(pids, message, packed, sender, notify)
   defnif fanout_ticket_done(ticket)
   defnif fanout_info()
-  defnif fanout_split(pids)
-  defnif fanout_set_split_threshold(receivers)
+  defnif fanout_split(pids, most)
+  defnif fanout_set_split_share(receivers)
   defnif fanout_group_new(pids)
   defnif fanout_group_add(group, pid)
   defnif fanout_group_remove(group, pid)
@@ -44,9 +44,11 @@ defmodule Switchboard.NIF do
   defnif fanout_group_to_list(group)
   defnif fanout_group_send(group, message)
   defnif fanout_group_offload(group, message, notify)
-  defnif fanout_group_split(group)
+  defnif fanout_group_split(group, most)
+  defnif fanout_group_shares(group, count)
   defnif fanout_partition(pids, count)
   defnif fanout_share_send(share, message)
+  defnif fanout_split_list(pids, count)
 
   # Switchboard.MemberList
   defnif member_list_new(hidden)
