@@ -6,13 +6,15 @@
 //   fanout_offload_nif.cpp    fanout_offload/5: copies the fan-out into a job
 //                             for the caller's sender thread (a lock-free
 //                             queue per thread) and returns a ticket at once;
+//                             fanout_split/2: whether to split an inline one;
 //   fanout_group_nif.cpp      fanout_group_*: a receiver group, a mutable set
 //                             of local pids kept natively, so a fan-out to it
 //                             costs the caller O(1) (offload) or no list walk;
-//   fanout_partition_nif.cpp  fanout_partition/2, fanout_share_send/2: a
-//                             node's partitioner splits a fan-out from another
-//                             node into native shares, and its workers send
-//                             to one share each;
+//   fanout_partition_nif.cpp  fanout_partition/2, fanout_split_list/2,
+//                             fanout_share_send/2: a node's partitioner (a
+//                             fan-out from another node) or a large inline
+//                             fan-out splits its receivers into native
+//                             shares, and one process sends each;
 //   fanout_glue.cpp           what they share: the receiver walk, pacing by
 //                             message bytes, the sender threads and their
 //                             jobs, sends to a fixed array of pids.
@@ -158,7 +160,7 @@ struct Notify {
 
 // One offloaded fan-out: built by the caller (which walks and checks the
 // list), run by the caller's home sender thread, which splits the local
-// sends over every sender thread when there are enough (splits()).
+// sends over several sender threads when there are enough (split_shares()).
 class OffloadJob : public core::fanout::Task {
  public:
   explicit OffloadJob(ResourcePtr<FanoutTicket> ticket)

@@ -17,8 +17,8 @@ defmodule Switchboard.Fanout do
       the message, so the slices are paced by the message's size: the clock
       is read after every copy once a message is about 1 KB, and a message
       over about 256 KB (one copy could fill a slice by itself) is sent from
-      a dirty scheduler. A fan-out to more than a thousand local receivers
-      is split over several processes (see "Parallel delivery").
+      a dirty scheduler. A fan-out to #{2 * @split_share} local receivers
+      or more is split over several processes (see "Parallel delivery").
     * **Remote receivers** are grouped by node and get exactly one
       distribution message per node per fan-out, sent to the
       `Switchboard.Fanout.Partitioner` on that node (the `:switchboard`
@@ -84,7 +84,9 @@ defmodule Switchboard.Fanout do
       Sending from schedulers, not from the sender threads: a send from
       outside the schedulers costs several times the CPU
       (bench/fanout_parallel.exs). For lists, the decision looks at the
-      first entries only (up to 65,536).
+      first entries only (up to 65,536). The shares' processes send the
+      messages, but the caller returns only after the last of them, so the
+      ordering above (and against the caller's own later `send/2`) holds.
     * **Offloaded**: the job's sender thread sends #{@split_chunk}
       receivers at a time, and asks up to one other thread per further
       share to take chunks too (behind whatever that thread is doing; one

@@ -26,7 +26,14 @@ defmodule Switchboard.Bench.Scaling do
     * `SortedSet` add then remove of keys each process owns (a pair is one
       operation), on the shared set;
     * `Fanout.send` of one small message to 100 receivers (its own) per
-      process; an operation is one send call.
+      process; an operation is one send call;
+    * one caller's `Fanout.send` of a 1 KB map to `size / 10` receivers
+      (100,000 by default) that take it (a receive loop), inline (split
+      over the schedulers) and with `offload: true` + `sync/0` (split over
+      the sender threads; each child VM gets `SWITCHBOARD_FANOUT_THREADS`
+      = P); an operation is one fan-out, timed until every receiver has
+      taken it, so deliveries/s = ops/s x receivers. Only one process
+      works: the others are the fan-out's own shares and threads.
 
   Options (keyword list, or environment variables for `bench/scaling.exs`):
   `:size` (`SCALING_SIZE`, items, default 1,000,000, or 100,000 when
@@ -50,10 +57,13 @@ defmodule Switchboard.Bench.Scaling do
     {"pure_find_index", "SortedSet.Pure.find_index (persistent_term)"},
     {"ets_lookup", "ETS ordered_set lookup (read_concurrency)"},
     {"sorted_set_add_remove", "SortedSet add+remove, distinct keys per process"},
-    {"fanout_send", "Fanout.send, 1 message to 100 receivers"}
+    {"fanout_send", "Fanout.send, 1 message to 100 receivers"},
+    {"fanout_parallel", "one Fanout.send of a 1 KB map to size/10 receivers, until taken"},
+    {"fanout_parallel_offload", "the same, offload: true + sync (sender threads)"}
   ]
   @result_tag "SWITCHBOARD_SCALING_RESULT "
   @check_every 64
+  @parallel_waiter :switchboard_scaling_parallel_fanout
 
   @doc "Runs every job at 1, 2, 4, ... schedulers; prints the table and writes JSON."
   def run(opts \\ []) do
@@ -158,7 +168,13 @@ defmodule Switchboard.Bench.Scaling do
       "+S #{count}:#{count} +SDcpu #{count}:#{count} +sbwt none +sbwtdcpu none +sbwtdio none"
 
     {command, args} = child_command(expression)
-    env = [{"ERL_FLAGS", String.trim("#{System.get_env("ERL_FLAGS", "")} #{flags}")}]
+
+    env = [
+      {"ERL_FLAGS", String.trim("#{System.get_env("ERL_FLAGS", "")} #{flags}")},
+      # One sender thread per scheduler, for the parallel fan-out jobs.
+      {"SWITCHBOARD_FANOUT_THREADS", Integer.to_string(count)}
+    ]
+
     {output, status} = System.cmd(command, args, env: env, stderr_to_stdout: true)
 
     with 0 <- status,
@@ -279,6 +295,67 @@ defmodule Switchboard.Bench.Scaling do
     end
 
     {worker, fn -> :ok end}
+  end
+
+  defp setup("fanout_parallel", keys, _processes), do: parallel_fanout(length(keys), [])
+
+  defp setup("fanout_parallel_offload", keys, _processes) do
+    # An offloaded fan-out names the caller's Fanout.Sender (the child VM
+    # starts without the application).
+    {:ok, _} = Application.ensure_all_started(:switchboard)
+    parallel_fanout(length(keys), offload: true)
+  end
+
+  defp parallel_fanout(size, opts) do
+    count = max(div(size, 10), 1)
+    taken = :atomics.new(2, [])
+    receivers = for _ <- 1..count, do: spawn(fn -> take(taken) end)
+    message = Map.new(1..24, fn i -> {"key#{i}", String.duplicate(<<?a + rem(i, 26)>>, 20)} end)
+
+    # Worker 1 fans out (registered, for the receivers' word); the others
+    # have nothing to do.
+    worker = fn
+      1, stop ->
+        Process.register(self(), @parallel_waiter)
+        ops = fan_out_until(stop, receivers, message, opts, taken, 0)
+        Process.unregister(@parallel_waiter)
+        ops
+
+      _, _stop ->
+        0
+    end
+
+    {worker, fn -> Enum.each(receivers, &Process.exit(&1, :kill)) end}
+  end
+
+  # One fan-out at a time, each until every receiver has taken it.
+  defp fan_out_until(stop, receivers, message, opts, taken, ops) do
+    if :atomics.get(stop, 1) == 1 do
+      ops
+    else
+      :atomics.put(taken, 1, 0)
+      :atomics.put(taken, 2, length(receivers))
+      Fanout.send(receivers, message, opts)
+      if opts[:offload], do: Fanout.sync()
+
+      receive do
+        :all_taken -> :ok
+      end
+
+      fan_out_until(stop, receivers, message, opts, taken, ops + 1)
+    end
+  end
+
+  # A receiver: counts what it takes; the one that brings the count to the
+  # target tells the registered fan-out worker.
+  defp take(taken) do
+    receive do
+      _ ->
+        if :atomics.add_get(taken, 1, 1) == :atomics.get(taken, 2),
+          do: send(@parallel_waiter, :all_taken)
+
+        take(taken)
+    end
   end
 
   defp drain do
