@@ -82,8 +82,8 @@ defmodule Switchboard.Fanout do
       (idle schedulers steal them from the caller's run queue), each in
       time slices as above; the caller returns once every share is sent.
       Sending from schedulers, not from the sender threads: a send from
-      outside the schedulers costs several times the CPU
-      (bench/fanout_parallel.exs). For lists, the decision looks at the
+      outside the schedulers costs 1.5-6x the CPU (bench/RESULTS.md,
+      issue 15). For lists, the decision looks at the
       first entries only (up to 65,536). The shares' processes send the
       messages, but the caller returns only after the last of them, so the
       ordering above (and against the caller's own later `send/2`) holds.
