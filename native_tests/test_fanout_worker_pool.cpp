@@ -123,6 +123,18 @@ TEST_CASE("the start hook runs once on every worker thread, before its tasks",
 // ---------------------------------------------------------------------------
 // Split work
 
+namespace {
+
+// Waits (at most 30 s) until `done` is set: stop() right after submit()
+// would close the other workers' queues before a split task posts its
+// helpers there.
+void await(const std::atomic<bool>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+}
+
+}  // namespace
+
 using switchboard::core::fanout::SplitWork;
 
 TEST_CASE("split work: every item runs once, whoever helps", "[fanout][split]") {
@@ -166,6 +178,8 @@ TEST_CASE("a split task's items all run before the next task with its key starts
   {
     WorkerPool pool;
     pool.start(4);
+    std::atomic<int> finished{0};
+    std::atomic<bool> all_finished{false};
     for (int task = 0; task < kTasks; ++task) {
       const std::size_t key = static_cast<std::size_t>(task % 2);
       pool.submit(key, std::make_unique<FunctionTask>([&, task, key] {
@@ -175,8 +189,10 @@ TEST_CASE("a split task's items all run before the next task with its key starts
                                                   for (std::size_t i = begin; i < end; ++i)
                                                     mine[i].push_back(task);
                                                 });
+                    if (++finished == kTasks) all_finished = true;
                   }));
     }
+    await(all_finished);
     pool.stop();
   }
   for (std::size_t key = 0; key < 2; ++key) {
@@ -192,24 +208,28 @@ TEST_CASE("idle workers help a split task", "[fanout][split]") {
   pool.start(3);
   std::atomic<std::size_t> helped{0};
   std::atomic<bool> other_thread_ran{false};
-  std::atomic<bool> saw_help{false};
+  std::atomic<bool> finished{false};
   pool.submit(0, std::make_unique<FunctionTask>([&] {
                 const auto owner = std::this_thread::get_id();
-                helped = pool.split(64, 1, 2, [&](std::size_t begin, std::size_t) {
+                bool waited = false;  // only the owner's thread touches it
+                helped = pool.split(64, 1, 2, [&](std::size_t, std::size_t) {
                   if (std::this_thread::get_id() != owner) {
                     other_thread_ran = true;
-                  } else if (begin == 0) {
-                    // The owner's first chunk waits for a helper's.
+                  } else if (!waited) {
+                    // The owner's first chunk waits for a helper's (a
+                    // helper may have taken every chunk before it: fine).
+                    waited = true;
                     const auto deadline =
                         std::chrono::steady_clock::now() + std::chrono::seconds(10);
                     while (!other_thread_ran && std::chrono::steady_clock::now() < deadline)
                       std::this_thread::yield();
-                    saw_help = other_thread_ran.load();
                   }
                 });
+                finished = true;
               }));
+  await(finished);
   pool.stop();
-  REQUIRE(saw_help);
+  REQUIRE(other_thread_ran);
   REQUIRE(helped > 0);
 }
 
@@ -239,6 +259,10 @@ TEST_CASE("helpers queued behind busy workers arrive late and find nothing", "[f
                 }
                 release = true;
               }));
+  // The helpers run once workers 1 and 2 are released: wait for all five.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (pool.completed() < 5 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
   pool.stop();
   REQUIRE(helped == 0);
   REQUIRE(items_run == 500);

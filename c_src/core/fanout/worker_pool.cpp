@@ -75,7 +75,7 @@ std::size_t WorkerPool::split(std::size_t items, std::size_t chunk, std::size_t 
                               SplitWork::Body work) {
   auto shared = std::make_shared<SplitWork>(items, chunk, std::move(work));
   const bool on_worker = current_pool == this;
-  const std::size_t others = on_worker ? workers_.size() - 1 : workers_.size();
+  const std::size_t others = workers_.empty() ? 0 : workers_.size() - (on_worker ? 1 : 0);
   helpers = std::min({helpers, others, shared->chunks() > 0 ? shared->chunks() - 1 : 0});
   for (std::size_t i = 1; i <= helpers; ++i) {
     const std::size_t target = on_worker ? current_worker + i : i - 1;

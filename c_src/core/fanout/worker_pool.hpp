@@ -40,7 +40,8 @@ class WorkerPool {
   void start(std::size_t threads, std::function<void()> on_thread_start = {});
 
   // Lets every worker finish the tasks queued so far, then joins them.
-  // Tasks submitted concurrently with stop() may be dropped unrun.
+  // Tasks submitted concurrently with stop() may be dropped unrun (a split
+  // task running then may find its helpers gone and do all of its work).
   void stop();
 
   bool running() const noexcept { return !workers_.empty(); }
