@@ -367,20 +367,40 @@ defmodule Switchboard.Fanout do
 
   # The caller sends the first share and one new process each of the others
   # (idle schedulers steal them from the caller's run queue); returns once
-  # every share is sent, with the summed {delivered, skipped}.
+  # every share is sent, with the summed {delivered, skipped}. The helpers
+  # add to an :atomics and the last one sends one message, received by a
+  # reference made here (so a caller with a long mailbox does not scan it
+  # once per helper); a helper that raises is re-raised in the caller.
   defp send_shares(shares, message) do
     case for(share <- Tuple.to_list(shares), share != nil, do: share) do
       [] ->
         {0, 0}
 
       [own | others] ->
-        tasks = for share <- others, do: Task.async(NIF, :fanout_share_send, [share, message])
+        ref = make_ref()
+        caller = self()
+        totals = :atomics.new(3, [])
+        :atomics.put(totals, 3, length(others))
+        Enum.each(others, &spawn_link(fn -> send_share(&1, message, totals, caller, ref) end))
         {delivered, skipped} = NIF.fanout_share_send(own, message)
 
-        tasks
-        |> Task.await_many(:infinity)
-        |> Enum.reduce({delivered, skipped}, fn {d, s}, {ad, as} -> {ad + d, as + s} end)
+        receive do
+          {^ref, :sent} ->
+            {delivered + :atomics.get(totals, 1), skipped + :atomics.get(totals, 2)}
+
+          {^ref, {kind, reason, stack}} ->
+            :erlang.raise(kind, reason, stack)
+        end
     end
+  end
+
+  defp send_share(share, message, totals, caller, ref) do
+    {delivered, skipped} = NIF.fanout_share_send(share, message)
+    :atomics.add(totals, 1, delivered)
+    :atomics.add(totals, 2, skipped)
+    if :atomics.sub_get(totals, 3, 1) == 0, do: Kernel.send(caller, {ref, :sent})
+  catch
+    kind, reason -> Kernel.send(caller, {ref, {kind, reason, __STACKTRACE__}})
   end
 
   # Into how many shares (one per scheduler at most) a fan-out is split;
