@@ -79,7 +79,8 @@ defmodule Switchboard.Fanout do
     * **Inline**: the receivers are split natively into shares (one pass,
       yielding; a bad entry raises before anything is sent), the caller
       sends one share and one new process per other share sends the rest
-      (idle schedulers steal them from the caller's run queue), each in
+      (at the caller's priority; idle schedulers steal them from the
+      caller's run queue), each in
       time slices as above; the caller returns once every share is sent.
       Sending from schedulers, not from the sender threads: a send from
       outside the schedulers costs 1.5-6x the CPU (bench/RESULTS.md,
@@ -376,12 +377,19 @@ defmodule Switchboard.Fanout do
       [] ->
         {0, 0}
 
+      # One pid listed many times: every copy hashed into one share.
+      [own] ->
+        NIF.fanout_share_send(own, message)
+
       [own | others] ->
         ref = make_ref()
         caller = self()
         totals = :atomics.new(3, [])
         :atomics.put(totals, 3, length(others))
-        Enum.each(others, &spawn_link(fn -> send_share(&1, message, totals, caller, ref) end))
+        # At the caller's priority: a high-priority caller's fan-out stays one.
+        {:priority, priority} = Process.info(caller, :priority)
+        helper = fn share -> fn -> send_share(share, message, totals, caller, ref) end end
+        Enum.each(others, &:erlang.spawn_opt(helper.(&1), [:link, priority: priority]))
         {delivered, skipped} = NIF.fanout_share_send(own, message)
 
         receive do

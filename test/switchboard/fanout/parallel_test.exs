@@ -122,6 +122,27 @@ defmodule Switchboard.Fanout.ParallelTest do
       kill_all(pids)
     end
 
+    test "a split fan-out whose receivers all land in one share, and a high-priority caller" do
+      [a] = receivers(1)
+      list = List.duplicate(a, 2_048)
+      # Two shares asked for, one filled: the caller sends it alone.
+      assert NIF.fanout_split(list, 2) == 2
+      assert Fanout.send(list, :again) == %{local: 2_048, remote: 0, skipped: 0}
+      assert length(mailbox(a)) == 2_048
+
+      pids = receivers(2_048)
+      parent = self()
+
+      spawn(fn ->
+        Process.flag(:priority, :high)
+        send(parent, {:sent, Fanout.send(pids, :urgent)})
+      end)
+
+      assert_receive {:sent, %{local: 2_048, remote: 0, skipped: 0}}, 30_000
+      assert Enum.all?(pids, &(mailbox(&1) == [:urgent]))
+      kill_all([a | pids])
+    end
+
     test "a big split fan-out holds no scheduler and reaches everyone once" do
       pids = receivers(50_000)
       dead = dead_pid()
