@@ -18,7 +18,8 @@
 # CPU is the whole VM's (CLOCK_PROCESS_CPUTIME_ID: schedulers and sender
 # threads), which the other programs of a shared machine do not inflate;
 # wall time is printed too. Jobs are interleaved round by round (the order
-# rotating), FANOUT_PARALLEL_ROUNDS (5) rounds, medians.
+# rotating), FANOUT_PARALLEL_ROUNDS (5) rounds, medians. Quick mode
+# (SWITCHBOARD_BENCH_QUICK=1): 10,000 receivers, 3 rounds.
 #
 # The second table (FANOUT_PARALLEL_THRESHOLD=0 to skip) is for the split
 # share: fan-outs of 256 to 16,384 receivers, split as far as they go (a
@@ -32,8 +33,10 @@ defmodule FanoutParallelBench do
 
   def run do
     env = fn name, default -> String.to_integer(System.get_env(name, default)) end
-    receivers = env.("FANOUT_PARALLEL_RECEIVERS", "100000")
-    rounds = env.("FANOUT_PARALLEL_ROUNDS", "5")
+    # Quick mode (make demo): 10,000 receivers, 3 rounds.
+    quick? = System.get_env("SWITCHBOARD_BENCH_QUICK", "") not in ["", "0"]
+    receivers = env.("FANOUT_PARALLEL_RECEIVERS", if(quick?, do: "10000", else: "100000"))
+    rounds = env.("FANOUT_PARALLEL_ROUNDS", if(quick?, do: "3", else: "5"))
     %{sender_threads: threads, split_share: share} = Fanout.stats()
     message = Map.new(1..24, fn i -> {"key#{i}", String.duplicate(<<?a + rem(i, 26)>>, 20)} end)
     {:ok, load} = File.read("/proc/loadavg")
