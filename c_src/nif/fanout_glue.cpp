@@ -90,7 +90,7 @@ const bool sender_threads_registered = [] {
 
 // Starting a process or waking a helper thread costs a few microseconds: a
 // share of 512 receivers (0.3-1 ms of sends) pays for it many times over
-// (bench/fanout_parallel.exs, the threshold table).
+// (bench/fanout_parallel.exs, the split share table).
 constexpr std::size_t kDefaultSplitShare = 512;
 std::atomic<std::size_t> split_share_receivers{kDefaultSplitShare};
 std::atomic<uint64_t> split_fanouts{0};

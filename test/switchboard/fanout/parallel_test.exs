@@ -93,6 +93,27 @@ defmodule Switchboard.Fanout.ParallelTest do
       NIF.fanout_split_list([self(), :x], 2)
     end
 
+    # Far down a long list, after the walk has yielded; and an improper one.
+    long = List.duplicate(self(), 200_000) ++ [:x]
+
+    assert_raise ArgumentError, "expected a pid or nil in the receiver list, got: :x", fn ->
+      NIF.fanout_split_list(long, 2)
+    end
+
+    assert_raise ArgumentError, "expected the end of the list of pids to be [], got: :tail", fn ->
+      NIF.fanout_split_list([self() | :tail], 2)
+    end
+
+    # Through send/3, nothing is sent before the bad entry is found.
+    [a] = receivers(1)
+
+    assert_raise ArgumentError, "expected a pid or nil in the receiver list, got: :x", fn ->
+      Fanout.send(List.duplicate(a, 4_096) ++ [:x], :never)
+    end
+
+    assert mailbox(a) == []
+    kill_all([a])
+
     assert_raise ArgumentError, "expected a share count from 1 to 1024, got: 0", fn ->
       NIF.fanout_split_list([], 0)
     end
