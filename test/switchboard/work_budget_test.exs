@@ -153,5 +153,19 @@ defmodule Switchboard.WorkBudgetTest do
       assert ended == 25
       for _ <- 1..100, do: assert_receive({:got, :sliced})
     end
+
+    test "each share of a split fan-out is sent in slices of four sends" do
+      # 2,048 members: split into one range per scheduler (at most 4, the
+      # shares of 512 they make), each share a process of its own.
+      pids = for _ <- 1..2_048, do: spawn(fn -> Process.sleep(:infinity) end)
+      group = Group.new(pids)
+      shares = min(System.schedulers_online(), 4)
+      sizes = for i <- 0..(shares - 1), do: div(2_048 * (i + 1), shares) - div(2_048 * i, shares)
+      NIF.set_work_budget(4096)
+      {ended, summary} = slices_ended(fn -> Fanout.send(group, :sliced) end)
+      assert summary == %{local: 2_048, remote: 0, skipped: 0}
+      assert ended == Enum.sum(for size <- sizes, do: div(size, 4))
+      Enum.each(pids, &Process.exit(&1, :kill))
+    end
   end
 end
