@@ -156,8 +156,10 @@ defmodule Switchboard.Fanout do
   ## Options
 
     * `:offload` - when `true`, return at once and let a native sender
-      thread deliver. Defaults to `false`: the caller delivers (yielding
-      every ~0.2 ms) and returns once every local receiver has the message.
+      thread deliver (several, for a large fan-out). Defaults to `false`:
+      the caller delivers (yielding every ~0.2 ms; with one process per
+      scheduler helping it for a large fan-out) and returns once every
+      local receiver has the message.
     * `:pack` - `:binary` encodes the message once with
       `:erlang.term_to_binary/1` for remote nodes, which each decode it
       once. Defaults to `nil` (the term is sent as is).
