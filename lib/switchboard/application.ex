@@ -5,6 +5,7 @@ defmodule Switchboard.Application do
   @impl true
   def start(_type, _args) do
     Switchboard.Session.init_counters()
+    Switchboard.Implementation.install(Switchboard.Implementation.mode())
 
     # Metrics reporters are child specs, e.g. in config/runtime.exs:
     #   config :switchboard, metrics_reporters: [

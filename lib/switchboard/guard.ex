@@ -33,7 +33,7 @@ defmodule Switchboard.Guard do
 
   import Bitwise
 
-  alias Switchboard.{RuntimeMetrics, Semaphore}
+  alias Switchboard.{Implementation, RuntimeMetrics}
 
   @defaults [
     guild: 64,
@@ -66,7 +66,7 @@ defmodule Switchboard.Guard do
   end
 
   defp attempt(name, max, kind, fun, config, tries) do
-    case Semaphore.call(name, max, fun) do
+    case Implementation.semaphore().call(name, max, fun) do
       {:error, :max} ->
         RuntimeMetrics.guard_busy(kind)
 

@@ -29,13 +29,19 @@ defmodule Switchboard.RuntimeMetrics do
   value set: each start sets it, and `refresh/0` (called by this module's
   process every `:refresh_ms`, 1,000 by default, and before a snapshot that
   must be exact) sets it after deaths.
+
+  Everything goes to the metrics and semaphore modules of the installed
+  mode (`Switchboard.Implementation.install/1`): `Switchboard.Metrics` and
+  `Switchboard.Semaphore` natively, their twins under `--mode pure`. A
+  reporter that must follow the mode reads `snapshot/1` here
+  (`Switchboard.Metrics.Prometheus.start_link(metrics: Switchboard.RuntimeMetrics)`).
   """
 
   use GenServer
 
   import Bitwise
 
-  alias Switchboard.{Metrics, Semaphore}
+  alias Switchboard.Implementation
 
   @sessions {__MODULE__, :sessions}
   @guilds {__MODULE__, :guilds}
@@ -56,23 +62,45 @@ defmodule Switchboard.RuntimeMetrics do
   @doc "Counts the calling process as a live session (once per process)."
   @spec session_started() :: :ok
   def session_started do
-    true = Semaphore.acquire(@sessions, @unbounded)
-    Metrics.increment("switchboard.sessions.started")
-    Metrics.gauge("switchboard.sessions.connected", Semaphore.count(@sessions))
+    true = Implementation.semaphore().acquire(@sessions, @unbounded)
+    Implementation.metrics().increment("switchboard.sessions.started")
+
+    Implementation.metrics().gauge(
+      "switchboard.sessions.connected",
+      Implementation.semaphore().count(@sessions)
+    )
   end
 
   @doc "Counts the calling process as a live guild (once per process)."
   @spec guild_started() :: :ok
   def guild_started do
-    true = Semaphore.acquire(@guilds, @unbounded)
-    Metrics.gauge("switchboard.guilds", Semaphore.count(@guilds))
+    true = Implementation.semaphore().acquire(@guilds, @unbounded)
+
+    Implementation.metrics().gauge(
+      "switchboard.guilds",
+      Implementation.semaphore().count(@guilds)
+    )
   end
+
+  @doc """
+  A snapshot of the installed mode's metrics (the `snapshot/1` of
+  `Switchboard.Metrics` or `Switchboard.Metrics.Pure`).
+  """
+  @spec snapshot(keyword()) :: map()
+  def snapshot(opts \\ []), do: Implementation.metrics().snapshot(opts)
 
   @doc "Sets both gauges to the live processes now."
   @spec refresh() :: :ok
   def refresh do
-    Metrics.gauge("switchboard.sessions.connected", Semaphore.count(@sessions))
-    Metrics.gauge("switchboard.guilds", Semaphore.count(@guilds))
+    Implementation.metrics().gauge(
+      "switchboard.sessions.connected",
+      Implementation.semaphore().count(@sessions)
+    )
+
+    Implementation.metrics().gauge(
+      "switchboard.guilds",
+      Implementation.semaphore().count(@guilds)
+    )
   end
 
   @doc """
@@ -91,34 +119,38 @@ defmodule Switchboard.RuntimeMetrics do
   @doc "`count` frames written (a session that wrote several in one go)."
   @spec frames_delivered(non_neg_integer()) :: :ok
   def frames_delivered(0), do: :ok
-  def frames_delivered(count), do: Metrics.increment("switchboard.frames.delivered", count)
+
+  def frames_delivered(count),
+    do: Implementation.metrics().increment("switchboard.frames.delivered", count)
 
   @doc "The publish-to-frame latency of a sampled frame, in µs (see `sampled?/1`)."
   @spec frame_latency(integer()) :: :ok
-  def frame_latency(us), do: Metrics.histogram("switchboard.publish_to_frame_us", max(us, 0))
+  def frame_latency(us),
+    do: Implementation.metrics().histogram("switchboard.publish_to_frame_us", max(us, 0))
 
   @doc "A session stopped because its client fell behind."
   @spec slow_disconnect() :: :ok
-  def slow_disconnect, do: Metrics.increment("switchboard.sessions.slow_disconnects")
+  def slow_disconnect,
+    do: Implementation.metrics().increment("switchboard.sessions.slow_disconnects")
 
   @doc "An event published by a guild."
   @spec event_published(boolean()) :: :ok
   def event_published(essential),
-    do: Metrics.increment("switchboard.guild.events", 1, essential: essential)
+    do: Implementation.metrics().increment("switchboard.guild.events", 1, essential: essential)
 
   @doc "A session connected to a guild."
   @spec guild_connect() :: :ok
-  def guild_connect, do: Metrics.increment("switchboard.guild.connects")
+  def guild_connect, do: Implementation.metrics().increment("switchboard.guild.connects")
 
   @doc "A member change (join, leave, presence, update)."
   @spec member_op() :: :ok
-  def member_op, do: Metrics.increment("switchboard.member_list.ops")
+  def member_op, do: Implementation.metrics().increment("switchboard.member_list.ops")
 
   @doc "The member list's own time for one change, in native time units."
   @spec member_list_change(integer()) :: :ok
   def member_list_change(native) do
     us = System.convert_time_unit(native, :native, :microsecond)
-    Metrics.histogram("switchboard.member_list.change_us", max(us, 0))
+    Implementation.metrics().histogram("switchboard.member_list.change_us", max(us, 0))
   end
 
   @doc "`count` member-list update messages sent."
@@ -126,19 +158,22 @@ defmodule Switchboard.RuntimeMetrics do
   def member_list_updates(0), do: :ok
 
   def member_list_updates(count),
-    do: Metrics.increment("switchboard.member_list.updates", count)
+    do: Implementation.metrics().increment("switchboard.member_list.updates", count)
 
   @doc "A member-list subscription."
   @spec member_list_subscribe() :: :ok
-  def member_list_subscribe, do: Metrics.increment("switchboard.member_list.subscribes")
+  def member_list_subscribe,
+    do: Implementation.metrics().increment("switchboard.member_list.subscribes")
 
   @doc "A guarded call of `kind` found its semaphore full."
   @spec guard_busy(atom()) :: :ok
-  def guard_busy(kind), do: Metrics.increment("switchboard.guard.busy", 1, kind: kind)
+  def guard_busy(kind),
+    do: Implementation.metrics().increment("switchboard.guard.busy", 1, kind: kind)
 
   @doc "A guarded call of `kind` ran out of retries."
   @spec guard_gave_up(atom()) :: :ok
-  def guard_gave_up(kind), do: Metrics.increment("switchboard.guard.gave_up", 1, kind: kind)
+  def guard_gave_up(kind),
+    do: Implementation.metrics().increment("switchboard.guard.gave_up", 1, kind: kind)
 
   # ---------------------------------------------------------------------------
   # The refresher

@@ -115,4 +115,39 @@ defmodule Switchboard.RuntimeMetricsTest do
     assert gauges == alive
     assert elem(alive, 0) <= sessions_before + 15 and elem(alive, 1) <= guilds_before + 1
   end
+
+  test "in pure mode the runtime reports to the twins, and the native modules see nothing" do
+    Switchboard.Implementation.install(:pure)
+    on_exit(fn -> Switchboard.Implementation.install(:native) end)
+    assert RuntimeMetrics.snapshot() == Metrics.Pure.snapshot()
+
+    native_before = Metrics.snapshot()
+    pure_before = Metrics.Pure.snapshot()
+    members = for i <- 1..10, do: member(i, status: :online)
+    guild = start_supervised!({Guild, id: {:metrics_pure, 1}, members: members})
+    session = start_supervised!({Session, []})
+    :ok = Session.attach(session, guild, ranges: [[0, 9]])
+    for n <- 1..5, do: {:ok, _} = Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => n}})
+    :ok = Guild.update_presence(guild, 1, :idle)
+
+    frames = Session.stats(session).frames
+    _ = Guild.stats(guild)
+    assert frames >= 6
+    native_after = Metrics.snapshot()
+    pure_after = Metrics.Pure.snapshot()
+
+    for name <- ["switchboard.frames.delivered", "switchboard.member_list.ops"] do
+      assert counter(native_after, name, []) == counter(native_before, name, [])
+    end
+
+    assert counter(pure_after, "switchboard.frames.delivered", []) -
+             counter(pure_before, "switchboard.frames.delivered", []) == frames
+
+    assert counter(pure_after, "switchboard.member_list.ops", []) -
+             counter(pure_before, "switchboard.member_list.ops", []) == 1
+
+    # The gauge counts the session in the twin's semaphore.
+    RuntimeMetrics.refresh()
+    assert RuntimeMetrics.snapshot().gauges[{"switchboard.sessions.connected", []}] >= 1
+  end
 end

@@ -182,7 +182,9 @@ defmodule Mix.Tasks.Switchboard.Sim do
   end
 
   defp start_dashboard(port) do
-    {:ok, server} = Switchboard.Metrics.Prometheus.start_link(port: port)
+    {:ok, server} =
+      Switchboard.Metrics.Prometheus.start_link(port: port, metrics: Switchboard.RuntimeMetrics)
+
     url = "http://127.0.0.1:#{Switchboard.Metrics.Prometheus.port(server)}/dashboard"
     Mix.shell().info("switchboard.sim: dashboard at #{url}")
   end

@@ -10,7 +10,7 @@ defmodule Switchboard.Sim.Node do
   @metrics_key {__MODULE__, :metrics}
 
   def setup(mode) do
-    Application.put_env(:switchboard, :mode, mode)
+    Switchboard.Implementation.install(mode)
     :persistent_term.put(@metrics_key, Metrics.new())
     :ok
   end
