@@ -25,6 +25,11 @@ defmodule Switchboard.Erlpack do
   the nesting depth. With `isolation: :port` the untrusted bytes are parsed
   by a port program, outside the VM (see `Switchboard.Erlpack.Port`).
 
+  Inputs of up to 511 bytes of plain data (numbers, atoms, binaries, lists,
+  tuples and maps of up to 32 keys: a gateway's usual payload) are checked
+  in one pass against every limit and guard and then built by the VM's own
+  `binary_to_term`; `decode/1` does that in a call that needs no options.
+
   Large binaries in the result are sub-binaries of the input (no copy), so
   keeping one keeps the input alive; `:binary.copy/1` those kept for long.
   Map keys of up to 24 bytes that repeat within one input share one binary.
@@ -64,6 +69,10 @@ defmodule Switchboard.Erlpack do
   alias Switchboard.Erlpack.Options
   alias Switchboard.Erlpack.Port, as: PortPool
   alias Switchboard.NIF
+
+  # The largest input erlpack_decode_small takes (kPlainDecodeBytes in
+  # c_src/nif/erlpack_shared.hpp): larger ones go straight to the full decode.
+  @small_decode_bytes 511
 
   @type encode_option :: Switchboard.Erlpack.Codec.encode_option()
   @type decode_option ::
@@ -313,7 +322,16 @@ defmodule Switchboard.Erlpack do
   def decode(binary, opts \\ [])
 
   # Every option at its default (atoms: :existing, max_depth: 512, 64 MiB
-  # limits, trailing: :error, plain: false), fixed in the NIF.
+  # limits, trailing: :error, plain: false), fixed in the NIFs. Small inputs
+  # of plain data (the gateway's usual payload) are built by the VM in one
+  # call that needs no seal; anything else (false) takes the full decode.
+  def decode(binary, []) when is_binary(binary) and byte_size(binary) <= @small_decode_bytes do
+    case NIF.erlpack_decode_small(binary) do
+      false -> NIF.erlpack_decode_default(binary, Fragment.seal())
+      decoded -> decoded
+    end
+  end
+
   def decode(binary, []) when is_binary(binary),
     do: NIF.erlpack_decode_default(binary, Fragment.seal())
 

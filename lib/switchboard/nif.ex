@@ -76,6 +76,7 @@ defmodule Switchboard.NIF do
          )
 
   defnif erlpack_decode_default(binary, fragment_seal)
+  defnif erlpack_decode_small(binary)
 
   # Switchboard.Gateway zstd (Switchboard.Zstd)
   defnif zstd_compress_new(level, window_log, chain_log, hash_log)

@@ -315,6 +315,41 @@ defmodule Switchboard.ErlpackTest do
       assert :binary.referenced_byte_size(small) == 4
     end
 
+    test "decode/1 of small inputs that are not plain data: the full decode's answer" do
+      ref = make_ref()
+      fun = fn -> ref end
+
+      for term <- [[self()], {ref, 1}, fun, %{"a" => <<1::3>>}, 2.5, [1 | 2]] do
+        bytes = :erlang.term_to_binary(term)
+        assert byte_size(bytes) <= 511
+        assert Erlpack.decode(bytes) == {:ok, term}
+      end
+
+      unknown = <<131, 100, 0, 9, "zq_nope_1">>
+      assert Erlpack.decode(unknown) == {:error, {:unknown_atom, 1}}
+      assert Erlpack.decode(<<131, 97, 1, 0>>) == {:error, {:trailing_data, 3}}
+
+      assert Erlpack.decode(<<131, 116, 2::32, 97, 1, 97, 2, 97, 1, 97, 3>>) ==
+               {:error, {:duplicate_key, 10}}
+
+      compressed = :erlang.term_to_binary(List.duplicate("abc", 50), compressed: 9)
+      assert byte_size(compressed) <= 511
+      assert Erlpack.decode(compressed) == {:ok, List.duplicate("abc", 50)}
+    end
+
+    test "decode/1 on either side of the small-input size, and deeper than a stack of 64" do
+      for size <- [506, 507, 508] do
+        bytes = :erlang.term_to_binary(:binary.copy("z", size))
+        assert Erlpack.decode(bytes) == {:ok, :binary.copy("z", size)}
+        assert :binary.referenced_byte_size(elem(Erlpack.decode(bytes), 1)) == byte_size(bytes)
+      end
+
+      deep = Enum.reduce(1..200, [], fn _, acc -> {acc} end)
+      assert Erlpack.decode(:erlang.term_to_binary(deep)) == {:ok, deep}
+      deeper = Enum.reduce(1..600, [], fn _, acc -> {acc} end)
+      assert {:error, {:depth_exceeded, _}} = Erlpack.decode(:erlang.term_to_binary(deeper))
+    end
+
     test "small plain inputs decode alike with every option" do
       bytes = :erlang.term_to_binary(%{"a" => [1, 2.5, true, nil], "b" => {:ok, "x"}})
       term = :erlang.binary_to_term(bytes)
