@@ -140,11 +140,21 @@ defmodule Switchboard.Erlpack do
   # then (or on a chance match inside a binary) is the term encoded again by
   # the NIF, which splices the fragment's bytes.
   # The gateway's envelope around a fragment (`%{"op" => 0, "d" => fragment,
-  # ...}`, see Switchboard.Erlpack.Fragment): the NIF's walk at once, where
-  # term_to_binary would only find the seal and the walk encode it again.
-  defp vm_encode(%{"d" => %Fragment{}} = term), do: native_encode(term, 0, false)
+  # ...}`, at most four keys: op, d, s, t; see Switchboard.Erlpack.Fragment):
+  # the NIF's walk at once, where term_to_binary would only find the seal and
+  # the walk encode it again. Only maps that small are looked into: a lookup
+  # of "d" in a payload's map (24 keys in MESSAGE_CREATE) compares it with
+  # every key, on every encode.
+  defp vm_encode(term) when is_map(term) and map_size(term) <= 4 do
+    case term do
+      %{"d" => %Fragment{}} -> native_encode(term, 0, false)
+      _ -> vm_encode_searched(term)
+    end
+  end
 
-  defp vm_encode(term) do
+  defp vm_encode(term), do: vm_encode_searched(term)
+
+  defp vm_encode_searched(term) do
     encoded = :erlang.term_to_binary(term)
 
     if Fragment.may_hold_seal?(encoded),

@@ -62,6 +62,7 @@ defmodule Switchboard.NIF do
   defnif erlpack_encode(term, level, string_keys, seal)
   defnif erlpack_encode_iodata(term, string_keys, seal)
   defnif erlpack_fragment(term, string_keys, seal)
+  defnif erlpack_may_hold_seal(encoded, seal_words)
 
   defnif erlpack_decode(
            binary,

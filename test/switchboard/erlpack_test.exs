@@ -189,6 +189,25 @@ defmodule Switchboard.ErlpackTest do
       end
     end
 
+    test "the seal search: on both sides of its dirty threshold, and on the seal's own bytes" do
+      <<131, seal::binary>> = :erlang.term_to_binary(Erlpack.Fragment.seal())
+      words = binary_part(seal, byte_size(seal) - 12, 12)
+      <<head::binary-size(11), last>> = words
+      near_miss = :binary.copy(head <> <<Bitwise.bxor(last, 1)>>, 60_000)
+
+      for size <- [100, 500 * 1024, 600 * 1024] do
+        filler = :binary.copy("f", size)
+        refute Erlpack.Fragment.may_hold_seal?(filler)
+        assert Erlpack.Fragment.may_hold_seal?(filler <> words)
+        assert Erlpack.Fragment.may_hold_seal?(words <> filler)
+        term = [filler, Erlpack.fragment(%{"content" => "hi"})]
+        assert Erlpack.encode(term) == :erlang.term_to_binary([filler, %{"content" => "hi"}])
+      end
+
+      refute Erlpack.Fragment.may_hold_seal?(near_miss)
+      assert Erlpack.Fragment.may_hold_seal?(near_miss <> words)
+    end
+
     test "is spliced inside compressed encodings, and with string_keys" do
       payload = List.duplicate("repeated", 40)
       envelope = %{"op" => 0, "d" => Erlpack.fragment(payload)}
