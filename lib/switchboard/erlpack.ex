@@ -138,7 +138,11 @@ defmodule Switchboard.Erlpack do
   # on large terms, so it holds no scheduler. A term holding a sealed
   # fragment holds the seal, whose id words then appear in the output: only
   # then (or on a chance match inside a binary) is the term encoded again by
-  # the NIF, which splices the fragment's bytes.
+  # the NIF, which splices the fragment's bytes. The search is a NIF of its
+  # own (Fragment.may_hold_seal?/1), not part of one NIF call that encodes
+  # too: enif_term_to_binary never yields, and a term's size is not known
+  # before it is encoded (bench/RESULTS.md, issue 15 second pass: that call
+  # is most of what is left between encode and term_to_binary).
   # The gateway's envelope around a fragment (`%{"op" => 0, "d" => fragment,
   # ...}`, at most four keys: op, d, s, t; see Switchboard.Erlpack.Fragment):
   # the NIF's walk at once, where term_to_binary would only find the seal and
