@@ -145,6 +145,13 @@ defmodule ErlpackBench do
   def decode_port(bytes), do: Erlpack.decode(bytes, isolation: :port)
   def decode_plain(bytes), do: Erlpack.decode(bytes, plain: true)
 
+  # The seal search's input as Erlpack.encode/2 reads it
+  # (Switchboard.Erlpack.Fragment.may_hold_seal?/1).
+  def term_to_binary_searched(term) do
+    words = :persistent_term.get(:switchboard_erlpack_fragment_seal_words)
+    Switchboard.Test.NIF.diag_term_to_binary_searched(term, words)
+  end
+
   def binary_to_term_or_error(bytes) do
     :erlang.binary_to_term(bytes)
   rescue
@@ -189,9 +196,9 @@ payloads = [
 ]
 
 # SWITCHBOARD_BENCH_CPU=1: only the codec ratios, in CPU time (the VM's
-# own `statistics(:runtime)`, all threads), candidate and baseline
-# interleaved in short rounds so that a noisy neighbour hits both alike;
-# about 30 s in all. The full run below measures wall time.
+# own `statistics(:runtime)`, all threads), candidates and baseline
+# interleaved in short rounds so that a noisy neighbour hits all alike;
+# about 15 s in all. The full run below measures wall time.
 if System.get_env("SWITCHBOARD_BENCH_CPU") not in [nil, "", "0"] do
   cpu_ms = fn fun, input, ops ->
     {before, _} = :erlang.statistics(:runtime)
@@ -202,28 +209,44 @@ if System.get_env("SWITCHBOARD_BENCH_CPU") not in [nil, "", "0"] do
 
   rounds = 12
 
+  # Beside each Erlpack call, its floor through the VM's codec: the VM's
+  # encoder or decoder called from a test NIF with nothing else (and, for
+  # encode, followed by the seal search in the same call).
   for {name, term, ops} <- payloads,
-      {what, input, base_label, base, candidate} <- [
-        {"encode", term, "term_to_binary", &:erlang.term_to_binary/1, &Erlpack.encode/1},
+      {what, input, base_label, base, candidates} <- [
+        {"encode", term, "term_to_binary", &:erlang.term_to_binary/1,
+         [
+           {"Erlpack", &Erlpack.encode/1},
+           {"floor, NIF enif_term_to_binary alone", &Switchboard.Test.NIF.diag_term_to_binary/1},
+           {"floor, NIF enif_term_to_binary + seal search",
+            &ErlpackBench.term_to_binary_searched/1}
+         ]},
         {"decode", :erlang.term_to_binary(term), "binary_to_term", &:erlang.binary_to_term/1,
-         &Erlpack.decode/1}
+         [
+           {"Erlpack", &Erlpack.decode/1},
+           {"floor, NIF enif_binary_to_term alone", &Switchboard.Test.NIF.diag_binary_to_term/1}
+         ]}
       ] do
     # About 25 ms per block: well above the 1 ms resolution of the counter.
     {probe_us, _} = :timer.tc(fn -> ErlpackBench.loop(ops, base, input) end)
     block = max(1, div(ops * 25_000, max(probe_us, 1)))
-    _warm = {cpu_ms.(base, input, block), cpu_ms.(candidate, input, block)}
+    timed = [{base_label, base} | candidates]
+    _warm = for {_, fun} <- timed, do: cpu_ms.(fun, input, block)
 
-    {base_ms, candidate_ms} =
-      Enum.reduce(1..rounds, {0, 0}, fn _, {b, c} ->
-        {b + cpu_ms.(base, input, block), c + cpu_ms.(candidate, input, block)}
+    totals =
+      Enum.reduce(1..rounds, List.duplicate(0, length(timed)), fn _, sums ->
+        Enum.zip_with(sums, timed, fn sum, {_, fun} -> sum + cpu_ms.(fun, input, block) end)
       end)
 
+    [base_ms | candidate_ms] = totals
     per_op = fn ms -> Float.round(ms * 1000 / (rounds * block), 2) end
 
-    IO.puts(
-      "#{name} #{what}: Erlpack #{per_op.(candidate_ms)} us CPU, #{base_label} " <>
-        "#{per_op.(base_ms)} us CPU: #{Float.round(candidate_ms / max(base_ms, 1), 3)}x time"
-    )
+    for {{label, _}, ms} <- Enum.zip(candidates, candidate_ms) do
+      IO.puts(
+        "#{name} #{what}: #{label} #{per_op.(ms)} us CPU, #{base_label} " <>
+          "#{per_op.(base_ms)} us CPU: #{Float.round(ms / max(base_ms, 1), 3)}x time"
+      )
+    end
   end
 
   System.halt(0)

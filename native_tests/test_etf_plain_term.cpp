@@ -121,3 +121,45 @@ TEST_CASE("maps of more than 32 pairs are left to the decoder", "[etf][plain]") 
   CHECK(scan_plain_term(flat, 1, 512));
   CHECK_FALSE(scan_plain_term(hashed, 1, 512));
 }
+
+TEST_CASE("inputs too short to nest past max_depth are scanned without counting depth",
+          "[etf][plain]") {
+  // n tuples of one element each around [], {{...{[]}...}}: 2n + 1 bytes.
+  auto nested = [](std::size_t n) {
+    std::vector<std::uint8_t> bytes{131};
+    for (std::size_t i = 0; i < n; ++i) bytes.insert(bytes.end(), {104, 1});
+    bytes.push_back(106);
+    return bytes;
+  };
+  // Deeper than the stack of the depth-counting scan, well within max_depth.
+  const std::vector<std::uint8_t> deep = nested(100);
+  const auto plain = scan_plain_term(deep, 1, 512);
+  REQUIRE(plain);
+  CHECK(plain->end == deep.size());
+  // At the boundary: max_depth containers are allowed, one more is not.
+  for (std::size_t max_depth : {1u, 2u, 7u, 64u, 65u, 200u}) {
+    INFO(max_depth);
+    CHECK(scan_plain_term(nested(max_depth), 1, max_depth));
+    CHECK_FALSE(scan_plain_term(nested(max_depth + 1), 1, max_depth));
+  }
+}
+
+TEST_CASE("every truncation of a plain term is left to the decoder", "[etf][plain]") {
+  // #{key => [<<"a longer value">>, 1, 300, 2.5], <<"k">> => {ok, nil}}, nil
+  // as SMALL_ATOM_UTF8_EXT, the others as ATOM_EXT.
+  const std::vector<std::uint8_t> whole = unhex(
+      "8374000000026400036b6579"
+      "6c000000046d0000000e61206c6f6e6765722076616c7565610162000001"
+      "2c4640040000000000006a"
+      "6d000000016b68026400026f6b77036e696c");
+  const auto plain = scan_plain_term(whole, 1, 512);
+  REQUIRE(plain);
+  CHECK(plain->end == whole.size());
+  CHECK_FALSE(plain->only_literal_atoms);
+  CHECK(plain->longest_binary == 14);
+  for (std::size_t size = 1; size < whole.size(); ++size) {
+    INFO(size);
+    const std::vector<std::uint8_t> cut(whole.begin(), whole.begin() + static_cast<long>(size));
+    CHECK_FALSE(scan_plain_term(cut, 1, 512));
+  }
+}

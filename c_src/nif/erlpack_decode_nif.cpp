@@ -816,20 +816,38 @@ Scheduled<ERL_NIF_TERM> erlpack_decode(Call& call, Binary binary, AtomMode mode,
 }
 SWITCHBOARD_NIF(erlpack_decode, 0);
 
-// erlpack_decode_default(Binary, FragmentSeal): decode/1, every option at its
-// default (Switchboard.Erlpack.Options; the core's DecodeLimits defaults are
-// the same): two arguments to read where erlpack_decode has nine, on the
-// call that decodes every gateway payload.
-Scheduled<ERL_NIF_TERM> erlpack_decode_default(Call& call, Binary binary, Term seal) {
+// decode/1's limits: every option at its default (Switchboard.Erlpack.Options;
+// the core's DecodeLimits defaults are the same).
+constexpr etf::DecodeLimits default_limits() {
   etf::DecodeLimits limits;
   limits.max_depth = 512;
   limits.max_input_bytes = std::size_t{64} << 20;
   limits.max_decompressed_bytes = std::size_t{64} << 20;
   limits.allow_trailing_data = false;
   limits.plain_only = false;
-  return decode_with(call, binary, AtomMode::existing, limits, 0, seal);
+  return limits;
+}
+
+// erlpack_decode_default(Binary, FragmentSeal): decode/1, every option at its
+// default: two arguments to read where erlpack_decode has nine.
+Scheduled<ERL_NIF_TERM> erlpack_decode_default(Call& call, Binary binary, Term seal) {
+  return decode_with(call, binary, AtomMode::existing, default_limits(), 0, seal);
 }
 SWITCHBOARD_NIF(erlpack_decode_default, 0);
+
+// erlpack_decode_small(Binary) -> {ok, Term} | false: decode/1 of an input of
+// at most kPlainDecodeBytes of plain data, built by the VM (decode_plain);
+// false for anything else, which erlpack_decode_default then decodes. The
+// gateway's small payloads are decoded here at little more than the cost of
+// binary_to_term itself: one argument to read, no seal (a plain term holds
+// no reference), no buffers, no limits to set up.
+ERL_NIF_TERM erlpack_decode_small(ErlNifEnv* env, Binary binary) {
+  const std::span<const std::uint8_t> input(
+      reinterpret_cast<const std::uint8_t*>(binary.bytes.data()), binary.size());
+  constexpr etf::DecodeLimits limits = default_limits();
+  return decode_plain(env, binary.term, input, AtomMode::existing, limits).value_or(atoms::false_);
+}
+SWITCHBOARD_NIF(erlpack_decode_small, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

@@ -31,8 +31,12 @@ constexpr std::size_t kKeyCacheMinBytes = 512;
 // Inputs up to this size that hold only plain data (core/etf/plain_term.hpp)
 // are built by the VM's own binary_to_term: below kKeyCacheMinBytes the
 // builder has nothing to share between terms, and one call into the VM costs
-// less than a call per term.
+// less than a call per term. decode/1 sends inputs up to this size to
+// erlpack_decode_small first (@small_decode_bytes in lib/switchboard/erlpack.ex).
 constexpr std::size_t kPlainDecodeBytes = kKeyCacheMinBytes - 1;
+// The seal search (erlpack_may_hold_seal) runs dirty past this much output:
+// at most about 0.3 ms even on adversarial bytes.
+constexpr std::size_t kDirtySearchBytes = std::size_t{512} << 10;
 // Work units (core DecodeLimits::max_work: duplicate-key probes and sorts, a
 // fun's free variables) a decode may spend on a normal scheduler, about
 // 0.3 ms; past them it moves to a dirty CPU scheduler.

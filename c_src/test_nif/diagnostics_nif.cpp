@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/byte_search.hpp"
 #include "nif/nif.hpp"
 #include "nif/scheduling.hpp"
 
@@ -377,6 +378,40 @@ ERL_NIF_TERM diag_enif_walk(ErlNifEnv* env, Term root) {
   return enif_make_uint64(env, nodes);
 }
 SWITCHBOARD_NIF(diag_enif_walk, 0);
+
+// The floors of Erlpack's encode and decode of small payloads through the
+// VM's own codec (bench/erlpack.exs): the VM's encoder or decoder called from
+// a NIF with nothing else, and the encoder followed by the seal search in the
+// same call (what one call could do if a NIF could encode any term without
+// holding its scheduler: it cannot, enif_term_to_binary never yields, so
+// Erlpack.encode calls term_to_binary/1 and searches in a second call). No
+// size checks: the benchmark passes payloads of a few KB at most.
+ERL_NIF_TERM diag_term_to_binary(ErlNifEnv* env, Term term) {
+  ErlNifBinary binary;
+  if (!enif_term_to_binary(env, term.value, &binary)) throw std::bad_alloc();
+  return enif_make_binary(env, &binary);
+}
+SWITCHBOARD_NIF(diag_term_to_binary, 0);
+
+ERL_NIF_TERM diag_term_to_binary_searched(ErlNifEnv* env, Term term, Binary words) {
+  ErlNifBinary binary;
+  if (!enif_term_to_binary(env, term.value, &binary)) throw std::bad_alloc();
+  const bool found = switchboard::core::contains_bytes(
+      {binary.data, binary.size},
+      {reinterpret_cast<const std::uint8_t*>(words.bytes.data()), words.size()});
+  return found ? atoms::true_ : enif_make_binary(env, &binary);
+}
+SWITCHBOARD_NIF(diag_term_to_binary_searched, 0);
+
+ERL_NIF_TERM diag_binary_to_term(ErlNifEnv* env, Binary binary) {
+  ERL_NIF_TERM term;
+  if (enif_binary_to_term(env, reinterpret_cast<const unsigned char*>(binary.bytes.data()),
+                          binary.size(), &term, ERL_NIF_BIN2TERM_SAFE) == 0) {
+    return atoms::error;
+  }
+  return term;
+}
+SWITCHBOARD_NIF(diag_binary_to_term, 0);
 
 }  // namespace
 }  // namespace switchboard::nif

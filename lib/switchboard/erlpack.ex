@@ -25,6 +25,11 @@ defmodule Switchboard.Erlpack do
   the nesting depth. With `isolation: :port` the untrusted bytes are parsed
   by a port program, outside the VM (see `Switchboard.Erlpack.Port`).
 
+  Inputs of up to 511 bytes of plain data (numbers, atoms, binaries, lists,
+  tuples and maps of up to 32 keys: a gateway's usual payload) are checked
+  in one pass against every limit and guard and then built by the VM's own
+  `binary_to_term`; `decode/1` does that in a call that needs no options.
+
   Large binaries in the result are sub-binaries of the input (no copy), so
   keeping one keeps the input alive; `:binary.copy/1` those kept for long.
   Map keys of up to 24 bytes that repeat within one input share one binary.
@@ -64,6 +69,10 @@ defmodule Switchboard.Erlpack do
   alias Switchboard.Erlpack.Options
   alias Switchboard.Erlpack.Port, as: PortPool
   alias Switchboard.NIF
+
+  # The largest input erlpack_decode_small takes (kPlainDecodeBytes in
+  # c_src/nif/erlpack_shared.hpp): larger ones go straight to the full decode.
+  @small_decode_bytes 511
 
   @type encode_option :: Switchboard.Erlpack.Codec.encode_option()
   @type decode_option ::
@@ -129,13 +138,27 @@ defmodule Switchboard.Erlpack do
   # on large terms, so it holds no scheduler. A term holding a sealed
   # fragment holds the seal, whose id words then appear in the output: only
   # then (or on a chance match inside a binary) is the term encoded again by
-  # the NIF, which splices the fragment's bytes.
+  # the NIF, which splices the fragment's bytes. The search is a NIF of its
+  # own (Fragment.may_hold_seal?/1), not part of one NIF call that encodes
+  # too: enif_term_to_binary never yields, and a term's size is not known
+  # before it is encoded (bench/RESULTS.md, issue 15 second pass: that call
+  # is most of what is left between encode and term_to_binary).
   # The gateway's envelope around a fragment (`%{"op" => 0, "d" => fragment,
-  # ...}`, see Switchboard.Erlpack.Fragment): the NIF's walk at once, where
-  # term_to_binary would only find the seal and the walk encode it again.
-  defp vm_encode(%{"d" => %Fragment{}} = term), do: native_encode(term, 0, false)
+  # ...}`, at most four keys: op, d, s, t; see Switchboard.Erlpack.Fragment):
+  # the NIF's walk at once, where term_to_binary would only find the seal and
+  # the walk encode it again. Only maps that small are looked into: a lookup
+  # of "d" in a payload's map (24 keys in MESSAGE_CREATE) compares it with
+  # every key, on every encode.
+  defp vm_encode(term) when is_map(term) and map_size(term) <= 4 do
+    case term do
+      %{"d" => %Fragment{}} -> native_encode(term, 0, false)
+      _ -> vm_encode_searched(term)
+    end
+  end
 
-  defp vm_encode(term) do
+  defp vm_encode(term), do: vm_encode_searched(term)
+
+  defp vm_encode_searched(term) do
     encoded = :erlang.term_to_binary(term)
 
     if Fragment.may_hold_seal?(encoded),
@@ -313,7 +336,16 @@ defmodule Switchboard.Erlpack do
   def decode(binary, opts \\ [])
 
   # Every option at its default (atoms: :existing, max_depth: 512, 64 MiB
-  # limits, trailing: :error, plain: false), fixed in the NIF.
+  # limits, trailing: :error, plain: false), fixed in the NIFs. Small inputs
+  # of plain data (the gateway's usual payload) are built by the VM in one
+  # call that needs no seal; anything else (false) takes the full decode.
+  def decode(binary, []) when is_binary(binary) and byte_size(binary) <= @small_decode_bytes do
+    case NIF.erlpack_decode_small(binary) do
+      false -> NIF.erlpack_decode_default(binary, Fragment.seal())
+      decoded -> decoded
+    end
+  end
+
   def decode(binary, []) when is_binary(binary),
     do: NIF.erlpack_decode_default(binary, Fragment.seal())
 

@@ -67,6 +67,7 @@ defmodule Switchboard.NIF do
   defnif erlpack_encode(term, level, string_keys, seal)
   defnif erlpack_encode_iodata(term, string_keys, seal)
   defnif erlpack_fragment(term, string_keys, seal)
+  defnif erlpack_may_hold_seal(encoded, seal_words)
 
   defnif erlpack_decode(
            binary,
@@ -81,6 +82,7 @@ defmodule Switchboard.NIF do
          )
 
   defnif erlpack_decode_default(binary, fragment_seal)
+  defnif erlpack_decode_small(binary)
 
   # Switchboard.Gateway zstd (Switchboard.Zstd)
   defnif zstd_compress_new(level, window_log, chain_log, hash_log)

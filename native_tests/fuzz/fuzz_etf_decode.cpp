@@ -2,7 +2,8 @@
 // to a value whose canonical encoding decodes back to an equal value and
 // re-encodes to the same bytes. scan_plain_term, which vouches for inputs the
 // NIF then hands to the VM's binary_to_term, must agree with the decoder on
-// every input it accepts. Any disagreement aborts.
+// every input it accepts, whether it counts depth (max_depth 32) or need not
+// (a limit beyond the input's size). Any disagreement aborts.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -77,6 +78,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       require(plain->end <= size);
       require(validated.error == etf::DecodeErrc::duplicate_key ||
               (validated.ok() && validated.bytes_used == plain->end));
+    }
+    // With a depth limit no input this size can reach, the scan counts no
+    // depth at all (the NIF's case): the same agreement with no limit.
+    etf::DecodeLimits deep = limits;
+    deep.max_depth = std::size_t{1} << 20;
+    if (const auto plain = etf::scan_plain_term(input, 1, deep.max_depth)) {
+      etf::EtfDecoder deep_decoder(deep);
+      const etf::DecodeStatus unlimited = deep_decoder.decode(input, ignore);
+      require(plain->end <= size);
+      require(unlimited.error == etf::DecodeErrc::duplicate_key ||
+              (unlimited.ok() && unlimited.bytes_used == plain->end));
     }
   }
 

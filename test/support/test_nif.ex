@@ -28,4 +28,7 @@ defmodule Switchboard.Test.NIF do
   defnif diag_fnv1a_blocking(binary)
   defnif diag_fnv1a_threaded(binary)
   defnif diag_enif_walk(term)
+  defnif diag_term_to_binary(term)
+  defnif diag_term_to_binary_searched(term, seal_words)
+  defnif diag_binary_to_term(binary)
 end

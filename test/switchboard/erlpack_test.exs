@@ -189,6 +189,25 @@ defmodule Switchboard.ErlpackTest do
       end
     end
 
+    test "the seal search: on both sides of its dirty threshold, and on the seal's own bytes" do
+      <<131, seal::binary>> = :erlang.term_to_binary(Erlpack.Fragment.seal())
+      words = binary_part(seal, byte_size(seal) - 12, 12)
+      <<head::binary-size(11), last>> = words
+      near_miss = :binary.copy(head <> <<Bitwise.bxor(last, 1)>>, 60_000)
+
+      for size <- [100, 500 * 1024, 600 * 1024] do
+        filler = :binary.copy("f", size)
+        refute Erlpack.Fragment.may_hold_seal?(filler)
+        assert Erlpack.Fragment.may_hold_seal?(filler <> words)
+        assert Erlpack.Fragment.may_hold_seal?(words <> filler)
+        term = [filler, Erlpack.fragment(%{"content" => "hi"})]
+        assert Erlpack.encode(term) == :erlang.term_to_binary([filler, %{"content" => "hi"}])
+      end
+
+      refute Erlpack.Fragment.may_hold_seal?(near_miss)
+      assert Erlpack.Fragment.may_hold_seal?(near_miss <> words)
+    end
+
     test "is spliced inside compressed encodings, and with string_keys" do
       payload = List.duplicate("repeated", 40)
       envelope = %{"op" => 0, "d" => Erlpack.fragment(payload)}
@@ -313,6 +332,41 @@ defmodule Switchboard.ErlpackTest do
       {:ok, [small, medium]} = Erlpack.decode(bytes)
       assert :binary.referenced_byte_size(medium) == byte_size(bytes)
       assert :binary.referenced_byte_size(small) == 4
+    end
+
+    test "decode/1 of small inputs that are not plain data: the full decode's answer" do
+      ref = make_ref()
+      fun = fn -> ref end
+
+      for term <- [[self()], {ref, 1}, fun, %{"a" => <<1::3>>}, 2.5, [1 | 2]] do
+        bytes = :erlang.term_to_binary(term)
+        assert byte_size(bytes) <= 511
+        assert Erlpack.decode(bytes) == {:ok, term}
+      end
+
+      unknown = <<131, 100, 0, 9, "zq_nope_1">>
+      assert Erlpack.decode(unknown) == {:error, {:unknown_atom, 1}}
+      assert Erlpack.decode(<<131, 97, 1, 0>>) == {:error, {:trailing_data, 3}}
+
+      assert Erlpack.decode(<<131, 116, 2::32, 97, 1, 97, 2, 97, 1, 97, 3>>) ==
+               {:error, {:duplicate_key, 10}}
+
+      compressed = :erlang.term_to_binary(List.duplicate("abc", 50), compressed: 9)
+      assert byte_size(compressed) <= 511
+      assert Erlpack.decode(compressed) == {:ok, List.duplicate("abc", 50)}
+    end
+
+    test "decode/1 on either side of the small-input size, and deeper than a stack of 64" do
+      for size <- [506, 507, 508] do
+        bytes = :erlang.term_to_binary(:binary.copy("z", size))
+        assert Erlpack.decode(bytes) == {:ok, :binary.copy("z", size)}
+        assert :binary.referenced_byte_size(elem(Erlpack.decode(bytes), 1)) == byte_size(bytes)
+      end
+
+      deep = Enum.reduce(1..200, [], fn _, acc -> {acc} end)
+      assert Erlpack.decode(:erlang.term_to_binary(deep)) == {:ok, deep}
+      deeper = Enum.reduce(1..600, [], fn _, acc -> {acc} end)
+      assert {:error, {:depth_exceeded, _}} = Erlpack.decode(:erlang.term_to_binary(deeper))
     end
 
     test "small plain inputs decode alike with every option" do

@@ -10,6 +10,12 @@
 // without a result: other tags, larger maps, deeper nesting than allowed,
 // malformed or truncated input. A caller that gets no result decodes with
 // EtfDecoder, which says precisely what and where the problem is.
+//
+// The scan is one switch per term (binaries, most of a payload, before it);
+// its cost is the chain of dependent loads of the terms' lengths. An input
+// too short to hold more than max_depth containers open at once is scanned
+// by counting the terms still to read, without a stack of containers: the
+// NIF's inputs (at most 511 bytes, max_depth 512 by default) all are.
 #pragma once
 
 #include <cstddef>

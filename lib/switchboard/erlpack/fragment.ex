@@ -34,6 +34,8 @@ defmodule Switchboard.Erlpack.Fragment do
   made it; the seal is left out of `inspect/1`.
   """
 
+  alias Switchboard.NIF
+
   @derive {Inspect, except: [:seal]}
   @enforce_keys [:bytes, :seal]
   defstruct [:bytes, :seal]
@@ -45,7 +47,7 @@ defmodule Switchboard.Erlpack.Fragment do
   # and decode reads these (an atom's hash is its index; a tuple's costs
   # 20-30 ns more, measured).
   @seal_key :switchboard_erlpack_fragment_seal
-  @seal_pattern_key :switchboard_erlpack_fragment_seal_pattern
+  @seal_words_key :switchboard_erlpack_fragment_seal_words
   # Where code before 2026-12-06 kept the seal: a reload keeps it.
   @earlier_seal_key {__MODULE__, :seal}
 
@@ -59,8 +61,8 @@ defmodule Switchboard.Erlpack.Fragment do
       :persistent_term.put(@seal_key, :persistent_term.get(@earlier_seal_key, make_ref()))
     end
 
-    if :persistent_term.get(@seal_pattern_key, nil) == nil do
-      :persistent_term.put(@seal_pattern_key, :binary.compile_pattern(seal_words(seal())))
+    if :persistent_term.get(@seal_words_key, nil) == nil do
+      :persistent_term.put(@seal_words_key, seal_words(seal()))
     end
 
     :ok
@@ -77,20 +79,14 @@ defmodule Switchboard.Erlpack.Fragment do
 
   @doc false
   # True when `encoded` (term_to_binary's output) may hold a sealed
-  # fragment, that is the seal's encoding. A term without the seal cannot
-  # hold it; a false positive (a binary that happens to hold those bytes)
-  # only costs the encoders their own walk. Small outputs are searched for
-  # the id words (12 bytes); large ones for the whole encoding of the seal
-  # as the VM writes it now (35 bytes: the search skips up to the pattern's
-  # length, and making the pattern costs little beside a large output).
+  # fragment, that is the seal's id words (12 bytes). A term without the
+  # seal cannot hold them; a false positive (a binary that happens to hold
+  # those bytes) only costs the encoders their own walk. Searched natively
+  # (memchr for the words' least common-looking byte, then a compare:
+  # Switchboard.NIF.erlpack_may_hold_seal/2), a few ns for a gateway payload.
   @spec may_hold_seal?(binary()) :: boolean()
-  def may_hold_seal?(encoded) when byte_size(encoded) < 65_536,
-    do: :binary.match(encoded, :persistent_term.get(@seal_pattern_key)) != :nomatch
-
-  def may_hold_seal?(encoded) do
-    <<131, whole::binary>> = :erlang.term_to_binary(seal())
-    :binary.match(encoded, whole) != :nomatch
-  end
+  def may_hold_seal?(encoded),
+    do: NIF.erlpack_may_hold_seal(encoded, :persistent_term.get(@seal_words_key))
 
   @doc false
   # The seal the encoders check fragments against.

@@ -48,6 +48,21 @@ defmodule Switchboard.Erlpack.SchedulingTest do
       end
     end
 
+    test "searching 10 MB of output, and 500 KB, made of the seal's bytes but for one" do
+      # The search behind encode/2's use of term_to_binary (may_hold_seal?):
+      # its slowest input stops it at every byte; past 512 KB it runs dirty.
+      <<131, seal::binary>> = :erlang.term_to_binary(Erlpack.Fragment.seal())
+      <<head::binary-size(11), last>> = binary_part(seal, byte_size(seal) - 12, 12)
+      unit = head <> <<Bitwise.bxor(last, 1)>>
+
+      for copies <- [40_000, 850_000] do
+        bytes = :binary.copy(unit, copies)
+        work = fn -> Erlpack.Fragment.may_hold_seal?(bytes) end
+        assert SchedulerHold.long_schedules(work, 3, @threshold_ms) == []
+        refute work.()
+      end
+    end
+
     test "decoding a fun whose free variables hold keys crafted to collide" do
       # Under the dirty threshold (256 KB): this decode starts on a normal
       # scheduler, and its work budget moves it off.
