@@ -83,7 +83,6 @@ defmodule Switchboard.Session do
       :linger,
       :linger_timer,
       seq: 0,
-      frames: 0,
       replay: [],
       replay_size: 0,
       replay_older: [],
@@ -123,11 +122,17 @@ defmodule Switchboard.Session do
       client); when it goes down the session waits `:linger` ms for a
       `resume/3` that gives it a new one, then stops. Defaults to `nil`.
     * `:linger` - see `:owner`. Defaults to `0`.
+    * `:spawn_opt` - `Process.spawn/4` options for the session's process
+      (e.g. `min_heap_size`). Defaults to `[]`: at the simulator's scale
+      neither a larger minimum heap nor earlier full sweeps cut the
+      session's garbage collection time (see bench/RESULTS.md, issue 12).
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []) do
     {name, opts} = Keyword.pop(opts, :name)
-    GenServer.start_link(__MODULE__, opts, if(name, do: [name: name], else: []))
+    {spawn_opt, opts} = Keyword.pop(opts, :spawn_opt, [])
+    start_opts = [spawn_opt: spawn_opt] ++ if(name, do: [name: name], else: [])
+    GenServer.start_link(__MODULE__, opts, start_opts)
   end
 
   @doc "A child spec under `Switchboard.Session.Supervisor` (temporary: a session that ends stays ended)."
@@ -329,7 +334,8 @@ defmodule Switchboard.Session do
   def handle_call(:stats, _from, state) do
     stats = %{
       seq: state.seq,
-      frames: state.frames,
+      # Every frame written takes the next number.
+      frames: state.seq,
       lost: state.lost + pending_losses(state),
       duplicated: state.duplicated,
       out_of_order: state.out_of_order,
@@ -427,7 +433,7 @@ defmodule Switchboard.Session do
   end
 
   # The first guild's table of frames is the session's `store` for good
-  # (see remember/2).
+  # (see kept/3).
   defp put_guild(state, entry) do
     state = if state.store, do: state, else: %{state | store: entry.replay}
     %{state | guilds: Map.put(state.guilds, entry.id, entry)}
@@ -580,8 +586,24 @@ defmodule Switchboard.Session do
 
   # `guilds`: the session's guilds after this frame's check (put in the
   # state with the frame's own changes, one update).
+  defp deliver(
+         %State{select: nil} = state,
+         guilds,
+         type,
+         codec,
+         prepared,
+         store,
+         key,
+         at,
+         event?,
+         tally
+       ) do
+    frame = codec.frame(prepared, state.seq + 1)
+    write(state, guilds, type, frame, store, key, at, event?, tally)
+  end
+
   defp deliver(state, guilds, type, codec, prepared, store, key, at, event?, tally) do
-    case select(state, type, codec, prepared) do
+    case state.select.(type, codec, prepared) do
       :skip ->
         {:ok, %{state | guilds: guilds}, tally}
 
@@ -596,27 +618,45 @@ defmodule Switchboard.Session do
   defp write(state, guilds, type, frame, store, key, at, event?, tally) do
     %State{
       seq: seq,
-      frames: frames,
       transport: transport,
       transport_state: transport_state,
-      buffer_limit: buffer_limit
+      buffer_limit: buffer_limit,
+      replay: replay,
+      replay_size: replay_size,
+      replay_limit: replay_limit
     } = state
 
     seq = seq + 1
     {:ok, transport_state} = transport.send_frame(transport_state, frame, %{seq: seq, type: type})
     tally = tally(state, tally, at, event?, seq)
-    {replay, replay_size, replay_older} = remember(state, kept(state, store, key))
+    entry = kept(state, store, key)
 
-    state = %{
-      state
-      | seq: seq,
-        frames: frames + 1,
-        guilds: guilds,
-        transport_state: transport_state,
-        replay: replay,
-        replay_size: replay_size,
-        replay_older: replay_older
-    }
+    state =
+      cond do
+        replay_size < replay_limit ->
+          %{
+            state
+            | seq: seq,
+              guilds: guilds,
+              transport_state: transport_state,
+              replay: [entry | replay],
+              replay_size: replay_size + 1
+          }
+
+        replay_limit > 0 ->
+          %{
+            state
+            | seq: seq,
+              guilds: guilds,
+              transport_state: transport_state,
+              replay: [entry],
+              replay_size: 1,
+              replay_older: replay
+          }
+
+        true ->
+          %{state | seq: seq, guilds: guilds, transport_state: transport_state}
+      end
 
     buffered = transport.buffered_bytes(transport_state)
 
@@ -647,18 +687,21 @@ defmodule Switchboard.Session do
   defp tally(_state, {frames, events, lists, now}, nil, _event?, _seq),
     do: {frames + 1, events, lists, now}
 
-  defp tally(state, {frames, events, lists, now}, at, event?, seq) do
-    {events, lists} = if event?, do: {events + 1, lists}, else: {events, lists + 1}
+  defp tally(state, {frames, events, lists, now}, at, event?, seq) when Metrics.sampled?(seq) do
+    now = now || :erlang.system_time(:microsecond)
+    Metrics.observe(state.metrics, now - at)
+    if RuntimeMetrics.sampled?(seq), do: RuntimeMetrics.frame_latency(now - at)
 
-    if Metrics.sampled?(seq) do
-      now = now || :erlang.system_time(:microsecond)
-      Metrics.observe(state.metrics, now - at)
-      if RuntimeMetrics.sampled?(seq), do: RuntimeMetrics.frame_latency(now - at)
-      {frames + 1, events, lists, now}
-    else
-      {frames + 1, events, lists, now}
-    end
+    if event?,
+      do: {frames + 1, events + 1, lists, now},
+      else: {frames + 1, events, lists + 1, now}
   end
+
+  defp tally(_state, {frames, events, lists, now}, _at, true, _seq),
+    do: {frames + 1, events + 1, lists, now}
+
+  defp tally(_state, {frames, events, lists, now}, _at, false, _seq),
+    do: {frames + 1, events, lists + 1, now}
 
   # Newest first, as where the guild keeps the frame's parts (the frame is
   # made again on resume), so the session's heap holds no payload for it.
@@ -671,14 +714,6 @@ defmodule Switchboard.Session do
   # kept.
   defp kept(%State{store: store}, store, key) when store != nil, do: key
   defp kept(_state, store, key), do: {store, key}
-
-  defp remember(%State{replay_limit: 0}, _entry), do: {[], 0, []}
-
-  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit} = state, entry) do
-    if size < limit,
-      do: {[entry | replay], size + 1, state.replay_older},
-      else: {[entry], 1, replay}
-  end
 
   # `{seq, type, frame}` of every frame after `last_seq`, oldest first.
   defp replay_entries(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
