@@ -164,6 +164,7 @@ defmodule Switchboard.GuildTest do
     [relay | _] = Guild.stats(guild).relay_pids
     assert Process.info(relay, :priority) == {:priority, :high}
     :erlang.trace_pattern({:erlang, :process_flag, 2}, true, [:local])
+    on_exit(fn -> :erlang.trace_pattern({:erlang, :process_flag, 2}, false, [:local]) end)
     :erlang.trace(relay, true, [:call])
     # A backlog of 40 events, then the relay goes on.
     :erlang.suspend_process(relay)
