@@ -3,9 +3,15 @@
 # they get (the floor: guild, fan-out, the VM's send and wake-up), then to
 # N `Switchboard.Session`s (the session's own work on top), in native and
 # in pure mode (the session is the same Elixir in both), all in one run.
+# A GenServer that only counts splits the session's share in two: the
+# GenServer loop, and the session's own work per frame.
 # CPU time (:erlang.statistics(:runtime), the whole VM) over the frames.
+# SESSION_PATH_RECEIVERS sets N (default 5,000; the simulator has 25,000:
+# per frame costs grow with N, as more processes' memory is touched); the
+# events per round shrink so that a round stays about a million frames.
 #
 #   MIX_ENV=prod mix run bench/session_path.exs
+#   SESSION_PATH_RECEIVERS=25000 MIX_ENV=prod mix run bench/session_path.exs
 Code.require_file("support/harness.ex", __DIR__)
 
 alias Switchboard.Bench.Harness
@@ -14,6 +20,8 @@ alias Switchboard.Session.Metrics
 
 defmodule SessionPathBench do
   @moduledoc false
+
+  use GenServer
 
   # A receiver that only counts (as a session counts into its metrics).
   def counter(metrics) do
@@ -25,6 +33,16 @@ defmodule SessionPathBench do
       :stop ->
         :ok
     end
+  end
+
+  # The same as a GenServer (callbacks of this module).
+  @impl true
+  def init(metrics), do: {:ok, metrics}
+
+  @impl true
+  def handle_info({:"$sb_event", _, _, _, _, _, _, _, _}, metrics) do
+    Metrics.count(metrics, 1, 0)
+    {:noreply, metrics}
   end
 
   # Frames per event to `receivers` of `kind` behind one guild of `mode`;
@@ -39,6 +57,11 @@ defmodule SessionPathBench do
         case kind do
           :counter ->
             pid = spawn(fn -> counter(metrics) end)
+            {:ok, _, _, _, _} = Guild.connect(guild, pid)
+            pid
+
+          :gen_server ->
+            {:ok, pid} = GenServer.start(__MODULE__, metrics)
             {:ok, _, _, _, _} = Guild.connect(guild, pid)
             pid
 
@@ -82,12 +105,14 @@ defmodule SessionPathBench do
   end
 end
 
-receivers = Harness.pick(5_000, 1_000)
-events = Harness.pick(200, 50)
+receivers =
+  String.to_integer(System.get_env("SESSION_PATH_RECEIVERS", "#{Harness.pick(5_000, 1_000)}"))
+
+events = max(div(Harness.pick(1_000_000, 50_000), receivers), 8)
 rounds = 3
 
 results =
-  for mode <- [:native, :pure], kind <- [:counter, :session], into: %{} do
+  for mode <- [:native, :pure], kind <- [:counter, :gen_server, :session], into: %{} do
     {{mode, kind}, SessionPathBench.run(kind, mode, receivers, events, rounds)}
   end
 
@@ -96,14 +121,19 @@ us = fn value -> :erlang.float_to_binary(value, decimals: 2) end
 IO.write("""
 CPU per frame, #{receivers} receivers, #{events} events per round, best of #{rounds} (µs):
 
-| mode | counting process (floor) | session | the session's own share |
-|---|---:|---:|---:|
+| mode | counting process (floor) | counting GenServer | session | the session's own share (of it, past the GenServer loop) |
+|---|---:|---:|---:|---:|
 """)
 
 for mode <- [:native, :pure] do
   floor = results[{mode, :counter}]
+  gen_server = results[{mode, :gen_server}]
   session = results[{mode, :session}]
-  IO.puts("| #{mode} | #{us.(floor)} | #{us.(session)} | #{us.(session - floor)} |")
+
+  IO.puts(
+    "| #{mode} | #{us.(floor)} | #{us.(gen_server)} | #{us.(session)} | " <>
+      "#{us.(session - floor)} (#{us.(session - gen_server)}) |"
+  )
 end
 
 native = results[{:native, :session}]

@@ -69,12 +69,26 @@ defmodule Switchboard.Session do
           streams: %{term() => {passive :: boolean(), last_seq :: non_neg_integer()}}
         }
 
+  # What changes with every frame, in a small struct (it is copied for
+  # every frame), and the rest in `conf`, shared by the copies.
   defmodule State do
+    @moduledoc false
+    defstruct [
+      :transport_state,
+      :conf,
+      seq: 0,
+      replay: [],
+      replay_size: 0,
+      replay_older: [],
+      guilds: %{}
+    ]
+  end
+
+  defmodule Conf do
     @moduledoc false
     defstruct [
       :id,
       :transport,
-      :transport_state,
       :metrics,
       :replay_limit,
       :buffer_limit,
@@ -82,12 +96,6 @@ defmodule Switchboard.Session do
       :owner,
       :linger,
       :linger_timer,
-      seq: 0,
-      frames: 0,
-      replay: [],
-      replay_size: 0,
-      replay_older: [],
-      guilds: %{},
       lost: 0,
       duplicated: 0,
       out_of_order: 0,
@@ -123,11 +131,17 @@ defmodule Switchboard.Session do
       client); when it goes down the session waits `:linger` ms for a
       `resume/3` that gives it a new one, then stops. Defaults to `nil`.
     * `:linger` - see `:owner`. Defaults to `0`.
+    * `:spawn_opt` - `Process.spawn/4` options for the session's process
+      (e.g. `min_heap_size`). Defaults to `[]`: at the simulator's scale
+      neither a larger minimum heap nor earlier full sweeps cut the
+      session's garbage collection time (see bench/RESULTS.md, issue 12).
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []) do
     {name, opts} = Keyword.pop(opts, :name)
-    GenServer.start_link(__MODULE__, opts, if(name, do: [name: name], else: []))
+    {spawn_opt, opts} = Keyword.pop(opts, :spawn_opt, [])
+    start_opts = [spawn_opt: spawn_opt] ++ if(name, do: [name: name], else: [])
+    GenServer.start_link(__MODULE__, opts, start_opts)
   end
 
   @doc "A child spec under `Switchboard.Session.Supervisor` (temporary: a session that ends stays ended)."
@@ -255,14 +269,16 @@ defmodule Switchboard.Session do
 
     {:ok,
      %State{
-       id: opts[:id] || System.unique_integer([:positive]),
-       transport: transport,
        transport_state: transport_state,
-       metrics: opts[:metrics],
-       replay_limit: opts[:replay_limit],
-       buffer_limit: opts[:buffer_limit],
-       select: opts[:select],
-       linger: opts[:linger]
+       conf: %Conf{
+         id: opts[:id] || System.unique_integer([:positive]),
+         transport: transport,
+         metrics: opts[:metrics],
+         replay_limit: opts[:replay_limit],
+         buffer_limit: opts[:buffer_limit],
+         select: opts[:select],
+         linger: opts[:linger]
+       }
      }
      |> watch(opts[:owner])}
   end
@@ -284,10 +300,11 @@ defmodule Switchboard.Session do
   def handle_call({:resume, last_seq, opts}, _from, state) do
     case replay_entries(state, last_seq) do
       {:ok, entries} ->
-        state.transport.close(state.transport_state, :resumed)
+        state.conf.transport.close(state.transport_state, :resumed)
         {transport, transport_opts} = opts[:transport]
         {:ok, transport_state} = transport.init(transport_opts)
-        state = %{state | transport: transport, transport_state: transport_state}
+        conf = %{state.conf | transport: transport}
+        state = %{state | conf: conf, transport_state: transport_state}
 
         state =
           Enum.reduce(entries, watch(state, opts[:owner]), fn {seq, type, frame}, state ->
@@ -329,10 +346,11 @@ defmodule Switchboard.Session do
   def handle_call(:stats, _from, state) do
     stats = %{
       seq: state.seq,
-      frames: state.frames,
-      lost: state.lost + pending_losses(state),
-      duplicated: state.duplicated,
-      out_of_order: state.out_of_order,
+      # Every frame written takes the next number.
+      frames: state.seq,
+      lost: state.conf.lost + pending_losses(state),
+      duplicated: state.conf.duplicated,
+      out_of_order: state.conf.out_of_order,
       guilds: Map.keys(state.guilds),
       streams: Map.new(state.guilds, fn {id, entry} -> {id, {entry.passive, entry.next - 1}} end)
     }
@@ -347,19 +365,23 @@ defmodule Switchboard.Session do
   def handle_info({:"$sb_list", _, _, _, _, _} = message, state),
     do: drain(message, state, @batch, @no_tally)
 
-  def handle_info({:DOWN, ref, :process, _pid, _reason}, %State{owner: {_, ref}} = state) do
-    state = %{state | owner: nil}
+  def handle_info(
+        {:DOWN, ref, :process, _pid, _reason},
+        %State{conf: %Conf{owner: {_, ref}} = conf} = state
+      ) do
+    conf = %{conf | owner: nil}
+    state = %{state | conf: conf}
 
-    if state.linger > 0 do
+    if conf.linger > 0 do
       timer = make_ref()
-      Process.send_after(self(), {:"$sb_linger", timer}, state.linger)
-      {:noreply, %{state | linger_timer: timer}}
+      Process.send_after(self(), {:"$sb_linger", timer}, conf.linger)
+      {:noreply, %{state | conf: %{conf | linger_timer: timer}}}
     else
       {:stop, :normal, state}
     end
   end
 
-  def handle_info({:"$sb_linger", timer}, %State{linger_timer: timer} = state),
+  def handle_info({:"$sb_linger", timer}, %State{conf: %Conf{linger_timer: timer}} = state),
     do: {:stop, :normal, state}
 
   def handle_info({:"$sb_linger", _stale}, state), do: {:noreply, state}
@@ -395,7 +417,7 @@ defmodule Switchboard.Session do
 
   @impl true
   def terminate(reason, state) do
-    state.transport.close(state.transport_state, reason)
+    state.conf.transport.close(state.transport_state, reason)
   end
 
   # ---------------------------------------------------------------------------
@@ -427,18 +449,20 @@ defmodule Switchboard.Session do
   end
 
   # The first guild's table of frames is the session's `store` for good
-  # (see remember/2).
+  # (see kept/3).
   defp put_guild(state, entry) do
-    state = if state.store, do: state, else: %{state | store: entry.replay}
+    state =
+      if state.conf.store, do: state, else: %{state | conf: %{state.conf | store: entry.replay}}
+
     %{state | guilds: Map.put(state.guilds, entry.id, entry)}
   end
 
   # A new owner is watched (the old one no longer is) and a lingering
   # session stops waiting.
   defp watch(state, owner) do
-    with {_, ref} <- state.owner, do: Process.demonitor(ref, [:flush])
+    with {_, ref} <- state.conf.owner, do: Process.demonitor(ref, [:flush])
     owner = if is_pid(owner), do: {owner, Process.monitor(owner)}
-    %{state | owner: owner, linger_timer: nil}
+    %{state | conf: %{state.conf | owner: owner, linger_timer: nil}}
   end
 
   defp greet(state, nil), do: {:noreply, state}
@@ -453,8 +477,10 @@ defmodule Switchboard.Session do
   defp reply({:noreply, state}, reply), do: {:reply, reply, state}
   defp reply({:stop, reason, state}, reply), do: {:stop, reason, reply, state}
 
-  defp select(%State{select: nil}, _type, codec, prepared), do: {codec, prepared}
-  defp select(%State{select: select}, type, codec, prepared), do: select.(type, codec, prepared)
+  defp select(%State{conf: %Conf{select: nil}}, _type, codec, prepared), do: {codec, prepared}
+
+  defp select(%State{conf: %Conf{select: select}}, type, codec, prepared),
+    do: select.(type, codec, prepared)
 
   # Every event and member-list update queued for the session is written
   # in one wake-up (at most @batch, then calls and system messages get
@@ -487,11 +513,11 @@ defmodule Switchboard.Session do
   # A wake-up that found a full batch waiting: a backlog, which must not
   # make every garbage collection copy it, so the queue goes off the heap
   # until a wake-up empties it.
-  defp backlog(%State{backlog: backlog} = state, backlog), do: state
+  defp backlog(%State{conf: %Conf{backlog: backlog}} = state, backlog), do: state
 
   defp backlog(state, backlog) do
     Process.flag(:message_queue_data, if(backlog, do: :off_heap, else: :on_heap))
-    %{state | backlog: backlog}
+    %{state | conf: %{state.conf | backlog: backlog}}
   end
 
   defp take(
@@ -545,7 +571,7 @@ defmodule Switchboard.Session do
 
   defp count(state, {frames, events, lists, _now}) do
     RuntimeMetrics.frames_delivered(frames)
-    if state.metrics, do: Metrics.count(state.metrics, events, lists)
+    if state.conf.metrics, do: Metrics.count(state.conf.metrics, events, lists)
     :ok
   end
 
@@ -564,14 +590,11 @@ defmodule Switchboard.Session do
       Map.has_key?(gaps, seq) ->
         entry = %{entry | gaps: Map.delete(gaps, seq)}
 
-        %{
-          state
-          | guilds: %{state.guilds | guild_id => entry},
-            out_of_order: state.out_of_order + 1
-        }
+        conf = %{state.conf | out_of_order: state.conf.out_of_order + 1}
+        %{state | guilds: %{state.guilds | guild_id => entry}, conf: conf}
 
       true ->
-        %{state | duplicated: state.duplicated + 1}
+        %{state | conf: %{state.conf | duplicated: state.conf.duplicated + 1}}
     end
   end
 
@@ -580,8 +603,24 @@ defmodule Switchboard.Session do
 
   # `guilds`: the session's guilds after this frame's check (put in the
   # state with the frame's own changes, one update).
+  defp deliver(
+         %State{conf: %Conf{select: nil}} = state,
+         guilds,
+         type,
+         codec,
+         prepared,
+         store,
+         key,
+         at,
+         event?,
+         tally
+       ) do
+    frame = codec.frame(prepared, state.seq + 1)
+    write(state, guilds, type, frame, store, key, at, event?, tally)
+  end
+
   defp deliver(state, guilds, type, codec, prepared, store, key, at, event?, tally) do
-    case select(state, type, codec, prepared) do
+    case state.conf.select.(type, codec, prepared) do
       :skip ->
         {:ok, %{state | guilds: guilds}, tally}
 
@@ -596,27 +635,43 @@ defmodule Switchboard.Session do
   defp write(state, guilds, type, frame, store, key, at, event?, tally) do
     %State{
       seq: seq,
-      frames: frames,
-      transport: transport,
       transport_state: transport_state,
-      buffer_limit: buffer_limit
+      replay: replay,
+      replay_size: replay_size,
+      conf: %Conf{transport: transport, buffer_limit: buffer_limit, replay_limit: replay_limit}
     } = state
 
     seq = seq + 1
     {:ok, transport_state} = transport.send_frame(transport_state, frame, %{seq: seq, type: type})
     tally = tally(state, tally, at, event?, seq)
-    {replay, replay_size, replay_older} = remember(state, kept(state, store, key))
+    entry = kept(state, store, key)
 
-    state = %{
-      state
-      | seq: seq,
-        frames: frames + 1,
-        guilds: guilds,
-        transport_state: transport_state,
-        replay: replay,
-        replay_size: replay_size,
-        replay_older: replay_older
-    }
+    state =
+      cond do
+        replay_size < replay_limit ->
+          %{
+            state
+            | seq: seq,
+              guilds: guilds,
+              transport_state: transport_state,
+              replay: [entry | replay],
+              replay_size: replay_size + 1
+          }
+
+        replay_limit > 0 ->
+          %{
+            state
+            | seq: seq,
+              guilds: guilds,
+              transport_state: transport_state,
+              replay: [entry],
+              replay_size: 1,
+              replay_older: replay
+          }
+
+        true ->
+          %{state | seq: seq, guilds: guilds, transport_state: transport_state}
+      end
 
     buffered = transport.buffered_bytes(transport_state)
 
@@ -634,31 +689,34 @@ defmodule Switchboard.Session do
   # (`RuntimeMetrics.sampled?/1`) and in the shared metrics
   # (`Metrics.sampled?/1`, when the session has them; they count a guild's
   # frames only).
-  defp tally(%State{metrics: nil}, {frames, events, lists, now}, at, _event?, seq)
+  defp tally(%State{conf: %Conf{metrics: nil}}, {frames, events, lists, now}, at, _event?, seq)
        when at != nil and RuntimeMetrics.sampled?(seq) do
     now = now || :erlang.system_time(:microsecond)
     RuntimeMetrics.frame_latency(now - at)
     {frames + 1, events, lists, now}
   end
 
-  defp tally(%State{metrics: nil}, {frames, events, lists, now}, _at, _event?, _seq),
+  defp tally(%State{conf: %Conf{metrics: nil}}, {frames, events, lists, now}, _at, _event?, _seq),
     do: {frames + 1, events, lists, now}
 
   defp tally(_state, {frames, events, lists, now}, nil, _event?, _seq),
     do: {frames + 1, events, lists, now}
 
-  defp tally(state, {frames, events, lists, now}, at, event?, seq) do
-    {events, lists} = if event?, do: {events + 1, lists}, else: {events, lists + 1}
+  defp tally(state, {frames, events, lists, now}, at, event?, seq) when Metrics.sampled?(seq) do
+    now = now || :erlang.system_time(:microsecond)
+    Metrics.observe(state.conf.metrics, now - at)
+    if RuntimeMetrics.sampled?(seq), do: RuntimeMetrics.frame_latency(now - at)
 
-    if Metrics.sampled?(seq) do
-      now = now || :erlang.system_time(:microsecond)
-      Metrics.observe(state.metrics, now - at)
-      if RuntimeMetrics.sampled?(seq), do: RuntimeMetrics.frame_latency(now - at)
-      {frames + 1, events, lists, now}
-    else
-      {frames + 1, events, lists, now}
-    end
+    if event?,
+      do: {frames + 1, events + 1, lists, now},
+      else: {frames + 1, events, lists + 1, now}
   end
+
+  defp tally(_state, {frames, events, lists, now}, _at, true, _seq),
+    do: {frames + 1, events + 1, lists, now}
+
+  defp tally(_state, {frames, events, lists, now}, _at, false, _seq),
+    do: {frames + 1, events, lists + 1, now}
 
   # Newest first, as where the guild keeps the frame's parts (the frame is
   # made again on resume), so the session's heap holds no payload for it.
@@ -669,23 +727,15 @@ defmodule Switchboard.Session do
   # batches: when the current one is full it becomes the older one (the
   # one before is dropped whole), so at least the last `replay_limit` are
   # kept.
-  defp kept(%State{store: store}, store, key) when store != nil, do: key
+  defp kept(%State{conf: %Conf{store: store}}, store, key) when store != nil, do: key
   defp kept(_state, store, key), do: {store, key}
-
-  defp remember(%State{replay_limit: 0}, _entry), do: {[], 0, []}
-
-  defp remember(%State{replay: replay, replay_size: size, replay_limit: limit} = state, entry) do
-    if size < limit,
-      do: {[entry | replay], size + 1, state.replay_older},
-      else: {[entry], 1, replay}
-  end
 
   # `{seq, type, frame}` of every frame after `last_seq`, oldest first.
   defp replay_entries(%State{seq: seq}, last_seq) when last_seq > seq, do: {:error, :invalid_seq}
   defp replay_entries(%State{seq: seq}, seq), do: {:ok, []}
 
   defp replay_entries(state, last_seq) do
-    kept = Enum.take(state.replay ++ state.replay_older, state.replay_limit)
+    kept = Enum.take(state.replay ++ state.replay_older, state.conf.replay_limit)
     wanted = state.seq - last_seq
 
     if length(kept) >= wanted do
@@ -707,7 +757,9 @@ defmodule Switchboard.Session do
 
   # A frame the guild no longer keeps (or a guild that is gone) is gone; a
   # frame from no guild is kept whole.
-  defp kept_frame(%State{store: store}, key) when is_integer(key), do: kept_frame(store, key)
+  defp kept_frame(%State{conf: %Conf{store: store}}, key) when is_integer(key),
+    do: kept_frame(store, key)
+
   defp kept_frame(%State{}, {store, key}), do: kept_frame(store, key)
   defp kept_frame(nil, frame), do: frame
 

@@ -12,6 +12,20 @@ defmodule Switchboard.SessionTest do
     %{guild: guild, guild_id: id}
   end
 
+  test "a session keeps no frames with replay_limit 0 and takes spawn options", %{guild: guild} do
+    session = start_session(replay_limit: 0, spawn_opt: [min_heap_size: 1_000])
+    assert {:min_heap_size, size} = Process.info(session, :min_heap_size)
+    assert size >= 1_000
+    :ok = Session.attach(session, guild)
+    for n <- 1..3, do: Guild.publish(guild, {"MESSAGE_CREATE", %{"n" => n}})
+    Guild.publish(guild, {"BARRIER", %{}})
+    frames = collect_until([session], &(&1["t"] == "BARRIER"))[session]
+    assert Enum.map(frames, & &1["s"]) == [1, 2, 3, 4]
+    assert %{frames: 4, seq: 4} = Session.stats(session)
+    assert {:ok, []} = Session.resume(session, 4)
+    assert {:error, :gone} = Session.resume(session, 3)
+  end
+
   test "frames are numbered by the session and can be replayed after the last one seen", %{
     guild: guild
   } do

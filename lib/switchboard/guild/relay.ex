@@ -7,8 +7,20 @@ defmodule Switchboard.Guild.Relay do
   # session sets live here, never member data. Linked to its guild (a crash
   # takes both down) and watching it (a guild that stops normally takes its
   # relays with it).
+  #
+  # A relay runs at high priority while its queue is short: what the guild
+  # sends is then handed on as soon as it comes, not behind the thousands
+  # of sessions the previous event woke (they are all in the run queue),
+  # which is most of an event's latency. Past @high_backlog queued
+  # messages it drops to normal priority until its queue is empty, so a
+  # burst (member-list updates follow member changes, bounded by no
+  # window) cannot starve the guild or the sessions: at most that many
+  # messages' work ever runs ahead of them. One path per session (its
+  # relay) keeps events and member-list updates in the guild's order.
 
   use GenServer
+
+  @high_backlog 16
 
   def start_link(modules), do: GenServer.start_link(__MODULE__, {modules, self()})
 
@@ -17,36 +29,41 @@ defmodule Switchboard.Guild.Relay do
     Process.monitor(guild)
     # A backlog of messages must not make every garbage collection copy it.
     Process.flag(:message_queue_data, :off_heap)
+    Process.flag(:priority, :high)
 
     {:ok,
      %{
+       priority: :high,
        fanout: modules.fanout,
        group: modules.group,
        all: modules.group.new([]),
-       active: modules.group.new([])
+       active: modules.group.new([]),
+       # The same sessions as `all`, for is_map_key/2 (a guard BIF: half
+       # the cost of a member?/2 call per pid named by a list update).
+       mine: %{}
      }}
   end
 
   @impl true
   def handle_info({:"$sb_relay", :all, message}, state) do
     state.fanout.send(state.all, message)
-    {:noreply, state}
+    {:noreply, bound_priority(state)}
   end
 
   def handle_info({:"$sb_relay", :active, message}, state) do
     state.fanout.send(state.active, message)
-    {:noreply, state}
+    {:noreply, bound_priority(state)}
   end
 
   # A member-list update for some sessions of the guild: this relay's own.
-  def handle_info({:"$sb_relay_to", pids, message}, state) do
-    mine = Enum.filter(pids, &(node(&1) == node() and state.group.member?(state.all, &1)))
-    state.fanout.send(mine, message)
-    {:noreply, state}
+  def handle_info({:"$sb_relay_to", pids, message}, %{mine: mine} = state) do
+    state.fanout.send(for(pid <- pids, is_map_key(mine, pid), do: pid), message)
+    {:noreply, bound_priority(state)}
   end
 
   def handle_info({:"$sb_add", pid, passive}, state) do
     state.group.add(state.all, pid)
+    state = %{state | mine: Map.put(state.mine, pid, true)}
 
     if passive,
       do: state.group.remove(state.active, pid),
@@ -60,6 +77,21 @@ defmodule Switchboard.Guild.Relay do
   def handle_info({:"$sb_remove", pid}, state) do
     state.group.remove(state.all, pid)
     state.group.remove(state.active, pid)
-    {:noreply, state}
+    {:noreply, %{state | mine: Map.delete(state.mine, pid)}}
+  end
+
+  defp bound_priority(%{priority: priority} = state) do
+    {:message_queue_len, queued} = Process.info(self(), :message_queue_len)
+
+    cond do
+      priority == :high and queued > @high_backlog -> set_priority(state, :normal)
+      priority == :normal and queued == 0 -> set_priority(state, :high)
+      true -> state
+    end
+  end
+
+  defp set_priority(state, priority) do
+    Process.flag(:priority, priority)
+    %{state | priority: priority}
   end
 end
