@@ -153,6 +153,19 @@ defmodule Switchboard.RuntimeMetrics do
     Implementation.metrics().histogram("switchboard.member_list.change_us", max(us, 0))
   end
 
+  @doc """
+  Member changes handled by a guild, given as the member list's own time
+  for each (native time units): what `member_op/0` and
+  `member_list_change/1` record one at a time, for a batch.
+  """
+  @spec member_changes([integer()]) :: :ok
+  def member_changes([]), do: :ok
+
+  def member_changes(list_times) do
+    Enum.each(list_times, &member_list_change/1)
+    Implementation.metrics().increment("switchboard.member_list.ops", length(list_times))
+  end
+
   @doc "`count` member-list update messages sent."
   @spec member_list_updates(non_neg_integer()) :: :ok
   def member_list_updates(0), do: :ok

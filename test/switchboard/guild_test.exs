@@ -125,6 +125,25 @@ defmodule Switchboard.GuildTest do
     assert stats.all_seq == 4
   end
 
+  test "member changes reach the runtime metrics in batches of 32, or within 100 ms" do
+    guild = start_guild(:native, 15_000, Enum.map(1..40, &member/1))
+    :erlang.trace(guild, true, [:call, tracer: self()])
+    :erlang.trace_pattern({Switchboard.RuntimeMetrics, :member_changes, 1}, true, [:local])
+
+    for id <- 1..40, do: :ok = Guild.update_presence(guild, id, :dnd)
+    # The first 32 at the 32nd change, the other 8 when the timer fires.
+    assert_receive {:trace, ^guild, :call, {_, :member_changes, [batch]}}
+    assert length(batch) == 32
+    assert_receive {:trace, ^guild, :call, {_, :member_changes, [rest]}}
+    assert length(rest) == 8
+    assert Enum.all?(batch ++ rest, &(is_integer(&1) and &1 >= 0))
+
+    # A reader of the guild's counters gets them all counted at once.
+    :ok = Guild.leave(guild, 1)
+    assert Guild.stats(guild).member_ops == 41
+    assert_received {:trace, ^guild, :call, {_, :member_changes, [[_]]}}
+  end
+
   test "bad members and ranges raise in the caller; the guild goes on" do
     guild = start_guild(:native, 15_000, [member(1)])
     session = start_session()
