@@ -21,6 +21,11 @@ defmodule Switchboard.RuntimeMetrics do
   | `switchboard.guard.busy` | counter | guarded calls refused for a full semaphore (then retried), tag `kind:` |
   | `switchboard.guard.gave_up` | counter | guarded calls that ran out of retries, tag `kind:` |
 
+  A guild hands its `member_list.ops`, `member_list.change_us` and
+  `member_list.updates` over in batches (`member_changes/1`): at most 32
+  changes or 100 ms late, and complete before its `Switchboard.Guild.stats/1`
+  replies.
+
   The two gauges count live processes with no message and no sweep: each
   guild and session takes one slot of a `Switchboard.Semaphore` with no
   practical limit when it starts and never gives it back, so the
