@@ -386,9 +386,8 @@ defmodule Switchboard.Guild do
       member_ops: 0,
       op_ns: Metrics.new(),
       list_ns: Metrics.new(),
-      pending_list_times: [],
-      pending_updates: 0,
-      metrics_timer: nil,
+      # Not yet in RuntimeMetrics: {list times of changes, list updates, timer}.
+      unreported: {[], 0, nil},
       on_change: opts[:on_change]
     }
 
@@ -521,8 +520,10 @@ defmodule Switchboard.Guild do
     {:noreply, drop_session(state, pid)}
   end
 
-  def handle_info(:flush_member_metrics, state),
-    do: {:noreply, flush_member_metrics(%{state | metrics_timer: nil})}
+  def handle_info({:timeout, timer, :flush_member_metrics}, %{unreported: {_, _, timer}} = state) do
+    {times, updates, _} = state.unreported
+    {:noreply, flush_member_metrics(%{state | unreported: {times, updates, nil}})}
+  end
 
   def handle_info(_other, state), do: {:noreply, state}
 
@@ -615,32 +616,32 @@ defmodule Switchboard.Guild do
     op_time = System.monotonic_time() - started
     Metrics.observe(state.op_ns, System.convert_time_unit(op_time, :native, :nanosecond))
     Metrics.observe(state.list_ns, System.convert_time_unit(list_time, :native, :nanosecond))
-    pending = [list_time | state.pending_list_times]
-    state = %{state | member_ops: state.member_ops + 1, pending_list_times: pending}
+    {times, updates, timer} = state.unreported
+    times = [list_time | times]
+    state = %{state | member_ops: state.member_ops + 1, unreported: {times, updates, timer}}
 
-    if length(pending) >= @metrics_batch,
+    if length(times) >= @metrics_batch,
       do: flush_member_metrics(state),
-      else: pending_metrics(state)
+      else: unreported(state, 0)
   end
 
-  defp pending_metrics(%{metrics_timer: nil} = state) do
-    timer = Process.send_after(self(), :flush_member_metrics, @metrics_delay_ms)
-    %{state | metrics_timer: timer}
+  # Adds `updates` list updates to what RuntimeMetrics has not been told,
+  # and makes sure a timer will tell it.
+  defp unreported(%{unreported: {times, count, timer}} = state, updates) do
+    timer = timer || :erlang.start_timer(@metrics_delay_ms, self(), :flush_member_metrics)
+    %{state | unreported: {times, count + updates, timer}}
   end
 
-  defp pending_metrics(state), do: state
+  # Member changes (and the list updates they and subscribes sent) reach
+  # `Switchboard.RuntimeMetrics` at most 32 changes or 100 ms late, and
+  # before a reader of the guild's counters (`stats/1`) has its reply.
+  defp flush_member_metrics(%{unreported: {[], 0, _}} = state), do: state
 
-  # Member changes (and the list updates they and subscribes sent) not yet
-  # in `Switchboard.RuntimeMetrics`: at most
-  # #{@metrics_batch}, or #{@metrics_delay_ms} ms old, and none once a
-  # reader of the guild's counters (`stats/1`) has its reply.
-  defp flush_member_metrics(%{pending_list_times: [], pending_updates: 0} = state), do: state
-
-  defp flush_member_metrics(state) do
-    RuntimeMetrics.member_changes(state.pending_list_times)
-    RuntimeMetrics.member_list_updates(state.pending_updates)
-    if state.metrics_timer, do: Process.cancel_timer(state.metrics_timer)
-    %{state | pending_list_times: [], pending_updates: 0, metrics_timer: nil}
+  defp flush_member_metrics(%{unreported: {times, updates, timer}} = state) do
+    RuntimeMetrics.member_changes(times)
+    RuntimeMetrics.member_list_updates(updates)
+    if timer, do: :erlang.cancel_timer(timer, async: true, info: false)
+    %{state | unreported: {[], 0, nil}}
   end
 
   defp replicate(%{on_change: nil}, _change), do: :ok
@@ -831,7 +832,7 @@ defmodule Switchboard.Guild do
   defp send_list_updates(state, [], _at), do: state
 
   defp send_list_updates(state, updates, at) do
-    state = pending_metrics(%{state | pending_updates: state.pending_updates + length(updates)})
+    state = unreported(state, length(updates))
     counts = if state.payloads, do: state.modules.member_list.counts(state.list)
 
     Enum.reduce(updates, state, fn {pids, ops}, state ->
