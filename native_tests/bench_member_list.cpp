@@ -4,6 +4,10 @@
 // of presence flips, joins, leaves and renames. Times are this thread's CPU
 // time per change, median and p99, with the median number of entries and
 // ops per change. Usage: bench_member_list [members] [changes] [hide_offline]
+// [evict_mib] [sessions]: with evict_mib > 0, a buffer that large is written between
+// two changes (outside the timed part), so each change finds the caches as
+// a guild does after its sessions ran (the simulator: 25,000 sessions
+// between two changes); sessions defaults to 10000.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -75,6 +79,10 @@ int main(int argc, char** argv) {
   const std::uint32_t members = argc > 1 ? static_cast<std::uint32_t>(std::atoi(argv[1])) : 100000;
   const int changes = argc > 2 ? std::atoi(argv[2]) : 5000;
   const bool hide = argc > 3 && std::atoi(argv[3]) != 0;
+  const std::size_t evict_bytes =
+      argc > 4 ? static_cast<std::size_t>(std::atoi(argv[4])) << 20 : std::size_t{0};
+  std::vector<std::uint64_t> evict(evict_bytes / sizeof(std::uint64_t));
+  const std::uint32_t sessions = argc > 5 ? static_cast<std::uint32_t>(std::atoi(argv[5])) : 10000;
   std::mt19937 random(42);
   Guild guild{MemberList{}, hide, std::vector<std::uint32_t>(members * 2 + 1, 0),
               std::vector<bool>(members * 2 + 1, false)};
@@ -83,7 +91,7 @@ int main(int argc, char** argv) {
     guild.put(id);
   }
   const std::size_t windows = std::max<std::size_t>(guild.list.size() / 100, 2) - 1;
-  for (std::uint32_t s = 0; s < 10000; ++s) {
+  for (std::uint32_t s = 0; s < sessions; ++s) {
     std::vector<MemberList::Range> ranges = {{0, 99}};
     if ((s * 7) % 10 < 3) {
       const auto k = static_cast<std::uint32_t>(1 + (s * 104729u) % windows);
@@ -98,6 +106,7 @@ int main(int argc, char** argv) {
   for (int c = 0; c < changes; ++c) {
     const std::uint32_t id = 1 + static_cast<std::uint32_t>(random() % members);
     const auto roll = random() % 100;
+    for (std::size_t i = 0; i < evict.size(); i += 8) evict[i] += static_cast<std::uint64_t>(c);
     const double start = cpu_ns();
     if (roll < 50) {
       guild.online[id] = !guild.online[id];
@@ -120,10 +129,12 @@ int main(int argc, char** argv) {
   std::sort(entries.begin(), entries.end());
   std::sort(ops.begin(), ops.end());
   std::printf(
-      "members %u%s, 10000 sessions, %d changes: core cost per change median %.1f us, p99 "
-      "%.1f us; entries median %zu, distinct ops median %zu; %.1f bytes/member+sessions\n",
-      members, hide ? " (offline hidden)" : "", changes, times[times.size() / 2] / 1000,
-      times[times.size() * 99 / 100] / 1000, entries[entries.size() / 2], ops[ops.size() / 2],
+      "members %u%s, %u sessions, %d changes, %zu MiB evicted between two: core cost per "
+      "change median %.1f us, p99 %.1f us; entries median %zu, distinct ops median %zu; %.1f "
+      "bytes/member+sessions\n",
+      members, hide ? " (offline hidden)" : "", sessions, changes, evict_bytes >> 20,
+      times[times.size() / 2] / 1000, times[times.size() * 99 / 100] / 1000,
+      entries[entries.size() / 2], ops[ops.size() / 2],
       static_cast<double>(guild.list.memory_bytes()) / members);
   return 0;
 }

@@ -21,6 +21,11 @@ defmodule Switchboard.RuntimeMetrics do
   | `switchboard.guard.busy` | counter | guarded calls refused for a full semaphore (then retried), tag `kind:` |
   | `switchboard.guard.gave_up` | counter | guarded calls that ran out of retries, tag `kind:` |
 
+  A guild hands its `member_list.ops`, `member_list.change_us` and
+  `member_list.updates` over in batches (`member_changes/1`): at most 32
+  changes or 100 ms late, and complete before its `Switchboard.Guild.stats/1`
+  replies.
+
   The two gauges count live processes with no message and no sweep: each
   guild and session takes one slot of a `Switchboard.Semaphore` with no
   practical limit when it starts and never gives it back, so the
@@ -151,6 +156,19 @@ defmodule Switchboard.RuntimeMetrics do
   def member_list_change(native) do
     us = System.convert_time_unit(native, :native, :microsecond)
     Implementation.metrics().histogram("switchboard.member_list.change_us", max(us, 0))
+  end
+
+  @doc """
+  Member changes handled by a guild, given as the member list's own time
+  for each (native time units): what `member_op/0` and
+  `member_list_change/1` record one at a time, for a batch.
+  """
+  @spec member_changes([integer()]) :: :ok
+  def member_changes([]), do: :ok
+
+  def member_changes(list_times) do
+    Enum.each(list_times, &member_list_change/1)
+    Implementation.metrics().increment("switchboard.member_list.ops", length(list_times))
   end
 
   @doc "`count` member-list update messages sent."

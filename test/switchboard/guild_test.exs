@@ -125,6 +125,26 @@ defmodule Switchboard.GuildTest do
     assert stats.all_seq == 4
   end
 
+  test "member changes reach the runtime metrics in batches of 32, or within 100 ms" do
+    guild = start_guild(:native, 15_000, Enum.map(1..40, &member/1))
+    traced = {Switchboard.RuntimeMetrics, :member_changes, 1}
+    on_exit(fn -> :erlang.trace_pattern(traced, false, [:local]) end)
+    :erlang.trace(guild, true, [:call, tracer: self()])
+    :erlang.trace_pattern(traced, true, [:local])
+
+    for id <- 1..40, do: :ok = Guild.update_presence(guild, id, :dnd)
+    # Batches of at most 32 (a paused machine may let the timer split them
+    # sooner), the last one sent by the timer: no call asks for them.
+    times = receive_batches(40)
+    assert length(times) == 40
+    assert Enum.all?(times, &(is_integer(&1) and &1 >= 0))
+
+    # A reader of the guild's counters gets them all counted first.
+    :ok = Guild.leave(guild, 1)
+    assert Guild.stats(guild).member_ops == 41
+    assert_receive {:trace, ^guild, :call, {_, :member_changes, [[_]]}}
+  end
+
   test "bad members and ranges raise in the caller; the guild goes on" do
     guild = start_guild(:native, 15_000, [member(1)])
     session = start_session()
@@ -186,6 +206,14 @@ defmodule Switchboard.GuildTest do
   end
 
   # ---------------------------------------------------------------------------
+
+  defp receive_batches(0), do: []
+
+  defp receive_batches(left) do
+    assert_receive {:trace, _, :call, {_, :member_changes, [batch]}}
+    assert length(batch) in 1..min(left, 32)
+    batch ++ receive_batches(left - length(batch))
+  end
 
   defp start_guild(mode, threshold, members) do
     id = System.unique_integer([:positive])
