@@ -89,5 +89,30 @@ defmodule Switchboard.SortedSet.LargeItemsTest do
       assert Enum.all?(lengths, &(&1 in 1_000_000..1_003_000))
       assert SortedSet.size(set) == 1_003_000
     end
+
+    test "writers combining while other writers and long to_list calls run" do
+      # A writer that takes the lock applies the writes the others queued;
+      # its own call must still stay short on its normal scheduler.
+      set = SortedSet.from_enumerable(1..1_000_000)
+      reader = Task.async(fn -> for _ <- 1..2, do: length(SortedSet.to_list(set)) end)
+
+      write = fn w ->
+        for i <- 1..3000 do
+          {added, _} = SortedSet.index_add(set, {w, i})
+          {removed, _} = SortedSet.index_remove(set, {w, i})
+          is_integer(added) and is_integer(removed)
+        end
+      end
+
+      writers = for w <- 1..4, do: Task.async(fn -> write.(w) end)
+      {held, results} = SchedulerHold.measure(fn -> write.(0) end)
+      others = Enum.flat_map(writers, &Task.await(&1, 60_000))
+
+      assert held == nil
+      assert Enum.all?(results ++ others)
+      # Up to one item of each writer in the set while it reads.
+      assert Enum.all?(Task.await(reader, 60_000), &(&1 in 1_000_000..1_000_005))
+      assert SortedSet.size(set) == 1_000_000
+    end
   end
 end
