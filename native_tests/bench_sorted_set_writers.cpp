@@ -4,7 +4,7 @@
 //   * std::mutex (futex: spins briefly, then sleeps);
 //   * a test-and-test-and-set spin lock (pure spinning, the shape of a
 //     writer that only spins);
-//   * DistributedRwLock::lock (the writers' mutex, then the readers' flag);
+//   * DistributedRwLock::lock (one word: the writers' lock and readers' flag);
 //   * DistributedRwLock::combine (flat combining: one writer applies the
 //     published writes of the others);
 //   * try_combine, then combine when it fails (how the NIF runs a write: a

@@ -43,6 +43,15 @@ class Backoff {
 // lock moves a Sleeping one to Retry (its owner wakes and tries the lock
 // itself). Only the owner frees it, and a combiner reads the operation only
 // after taking it, so the operation (on the owner's stack) outlives its use.
+// The writer word, DistributedRwLock::writer_: held (the one writer, which
+// turns readers away), and who sleeps until it is free: threads on the word
+// itself (readers, blocking writers), writers on their slot.
+enum Writer : std::uint32_t {
+  kHeld = 1,
+  kWordSleepers = 2,
+  kSlotSleepers = 4,
+};
+
 enum Request : std::uint32_t {
   kFree = 0,
   kClaimed = 1,
@@ -83,6 +92,16 @@ DistributedRwLock::DistributedRwLock(std::size_t slots)
     : mask_(std::bit_ceil(slots == 0 ? default_slots() : slots) - 1),
       slots_(std::make_unique<Slot[]>(mask_ + 1)) {}
 
+// Sleeps on the writer word while it is `seen` (held), marking it so the
+// writer that frees it wakes the word's sleepers.
+void DistributedRwLock::sleep_on_writer(std::uint32_t seen) noexcept {
+  if ((seen & kWordSleepers) == 0 &&
+      !writer_.compare_exchange_strong(seen, seen | kWordSleepers, std::memory_order_relaxed)) {
+    return;  // changed meanwhile: the caller looks again
+  }
+  writer_.wait(seen | kWordSleepers, std::memory_order_relaxed);
+}
+
 // ---------------------------------------------------------------------------
 // Readers
 
@@ -98,7 +117,7 @@ bool DistributedRwLock::try_lock_shared(std::size_t& slot, std::uint32_t spins) 
   slot = this_thread_slot() & mask_;
   if (enter_shared(slot)) return true;
   if (spins == 0) return false;
-  // Counted, so the next writer lets this reader in before it raises the flag.
+  // Counted, so the next writer lets this reader in before it takes the lock.
   readers_waiting_.fetch_add(1, std::memory_order_seq_cst);
   bool entered = false;
   for (std::uint32_t spin = 0; !entered && spin < spins; ++spin) {
@@ -118,7 +137,8 @@ std::size_t DistributedRwLock::lock_shared() noexcept {
   readers_waiting_.fetch_add(1, std::memory_order_seq_cst);
   while (!enter_shared(slot)) {
     for (int i = 0; i < 64 && writer_.load(std::memory_order_relaxed) != 0; ++i) cpu_relax();
-    if (writer_.load(std::memory_order_relaxed) != 0) writer_.wait(1, std::memory_order_relaxed);
+    const std::uint32_t seen = writer_.load(std::memory_order_relaxed);
+    if (seen != 0) sleep_on_writer(seen);
   }
   readers_waiting_.fetch_sub(1, std::memory_order_seq_cst);
   return slot;
@@ -129,13 +149,18 @@ void DistributedRwLock::unlock_shared(std::size_t slot) noexcept {
 }
 
 // ---------------------------------------------------------------------------
-// Writers: the mutex, then the flag
+// Writers
 
+// One try: the word free, no readers counted waiting (their turn comes
+// first), and the compare-and-swap won.
 bool DistributedRwLock::try_acquire_writer() noexcept {
+  if (writer_.load(std::memory_order_relaxed) != 0 ||
+      readers_waiting_.load(std::memory_order_relaxed) != 0) {
+    return false;
+  }
   std::uint32_t expected = 0;
-  return mutex_.load(std::memory_order_relaxed) == 0 &&
-         mutex_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst,
-                                        std::memory_order_relaxed);
+  return writer_.compare_exchange_strong(expected, kHeld, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed);
 }
 
 bool DistributedRwLock::acquire_writer(std::uint32_t spins) noexcept {
@@ -146,19 +171,24 @@ bool DistributedRwLock::acquire_writer(std::uint32_t spins) noexcept {
     cpu_relax();
   }
   if (spins != kBlock) return false;
-  // Drepper's futex mutex: 2 says someone may sleep, so the release wakes one.
-  while (mutex_.exchange(2, std::memory_order_seq_cst) != 0) {
-    mutex_.wait(2, std::memory_order_relaxed);
+  Backoff readers_turn;
+  for (;;) {
+    if (try_acquire_writer()) return true;
+    const std::uint32_t seen = writer_.load(std::memory_order_relaxed);
+    if (seen != 0) {
+      sleep_on_writer(seen);
+    } else {
+      readers_turn.pause();  // readers counted waiting go in first
+    }
   }
-  return true;
 }
 
 void DistributedRwLock::release_writer() noexcept {
-  if (mutex_.exchange(0, std::memory_order_seq_cst) == 2) mutex_.notify_one();
-  // A writer that went to sleep after the last combining pass would sleep
-  // on: wake it to take the lock itself. (It counted itself, then looked at
-  // the mutex; this store and load are the other half of that pattern.)
-  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  const std::uint32_t was = writer_.exchange(0, std::memory_order_seq_cst);
+  if ((was & kWordSleepers) != 0) writer_.notify_all();
+  if ((was & kSlotSleepers) == 0) return;
+  // Writers that went to sleep after the last combining pass would sleep
+  // on: wake them to take the lock themselves.
   for (std::size_t slot = 0; slot <= mask_; ++slot) {
     auto& request = slots_[slot].request;
     std::uint32_t expected = kSleeping;
@@ -169,6 +199,11 @@ void DistributedRwLock::release_writer() noexcept {
 }
 
 bool DistributedRwLock::readers_gone(std::uint32_t spins) noexcept {
+  if (spins == kBlock) {
+    Backoff backoff;
+    while (!readers_gone(64)) backoff.pause();
+    return true;
+  }
   for (std::size_t slot = 0; slot <= mask_; ++slot) {
     while (slots_[slot].readers.load(std::memory_order_seq_cst) != 0) {
       if (spins == 0) return false;
@@ -179,50 +214,19 @@ bool DistributedRwLock::readers_gone(std::uint32_t spins) noexcept {
   return true;
 }
 
-// With the mutex held: the readers' turn, then the flag, then the readers
-// inside are waited out.
-bool DistributedRwLock::exclude_readers(std::uint32_t spins) noexcept {
-  Backoff backoff;
-  for (std::uint32_t spin = 0; readers_waiting_.load(std::memory_order_seq_cst) != 0; ++spin) {
-    if (spins == kBlock) {
-      backoff.pause();
-    } else if (spin >= spins) {
-      return false;
-    } else {
-      cpu_relax();
-    }
-  }
-  writer_.store(1, std::memory_order_seq_cst);
-  if (spins == kBlock) {
-    while (!readers_gone(64)) backoff.pause();
-    return true;
-  }
-  if (readers_gone(spins)) return true;
-  admit_readers();
-  return false;
-}
-
-void DistributedRwLock::admit_readers() noexcept {
-  writer_.store(0, std::memory_order_release);
-  writer_.notify_all();
-}
-
 bool DistributedRwLock::try_lock(std::uint32_t spins) noexcept {
   if (!acquire_writer(spins)) return false;
-  if (exclude_readers(spins)) return true;
+  if (readers_gone(spins)) return true;
   release_writer();
   return false;
 }
 
 void DistributedRwLock::lock() noexcept {
   acquire_writer(kBlock);
-  exclude_readers(kBlock);
+  readers_gone(kBlock);
 }
 
-void DistributedRwLock::unlock() noexcept {
-  admit_readers();
-  release_writer();
-}
+void DistributedRwLock::unlock() noexcept { release_writer(); }
 
 // ---------------------------------------------------------------------------
 // Combining
@@ -251,33 +255,41 @@ void DistributedRwLock::apply_published() noexcept {
 }
 
 void DistributedRwLock::sleep_until_served(Slot& own) noexcept {
-  sleepers_.fetch_add(1, std::memory_order_seq_cst);
   std::uint32_t expected = kPending;
-  if (own.request.compare_exchange_strong(expected, kSleeping, std::memory_order_seq_cst)) {
-    // Whoever holds the mutex now sees this sleeper when it lets go.
-    if (mutex_.load(std::memory_order_seq_cst) != 0) {
-      own.request.wait(kSleeping, std::memory_order_acquire);
-    }
-    expected = kSleeping;
-    own.request.compare_exchange_strong(expected, kPending, std::memory_order_seq_cst);
+  if (!own.request.compare_exchange_strong(expected, kSleeping, std::memory_order_seq_cst)) {
+    return;  // taken meanwhile
   }
-  sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+  // Asleep only while a writer holds the word and knows to wake this slot
+  // when it lets go (its exchange reads the mark this sets).
+  for (std::uint32_t seen = writer_.load(std::memory_order_seq_cst); (seen & kHeld) != 0;) {
+    if ((seen & kSlotSleepers) != 0 ||
+        writer_.compare_exchange_weak(seen, seen | kSlotSleepers, std::memory_order_seq_cst)) {
+      own.request.wait(kSleeping, std::memory_order_acquire);
+      break;
+    }
+  }
+  expected = kSleeping;
+  own.request.compare_exchange_strong(expected, kPending, std::memory_order_seq_cst);
+}
+
+// Holding the writer word: the readers inside waited out, this thread's
+// own operation (if not published) and the published ones applied.
+bool DistributedRwLock::combine_turn(const Operation* own, std::uint32_t spins) noexcept {
+  if (!readers_gone(spins)) {
+    release_writer();
+    return false;
+  }
+  if (own != nullptr) own->apply(own->context);
+  apply_published();
+  release_writer();
+  return true;
 }
 
 bool DistributedRwLock::run(const Operation& operation, std::uint32_t spins) noexcept {
   // Uncontended: the lock at once, this operation first, then whatever
   // others published meanwhile.
-  if (try_acquire_writer()) {
-    if (!exclude_readers(spins)) {
-      release_writer();
-      return false;
-    }
-    operation.apply(operation.context);
-    apply_published();
-    admit_readers();
-    release_writer();
-    return true;
-  }
+  if (try_acquire_writer()) return combine_turn(&operation, spins);
+
   Slot& own = slots_[this_thread_slot() & mask_];
   std::uint32_t expected = kFree;
   if (!own.request.compare_exchange_strong(expected, kClaimed, std::memory_order_acquire,
@@ -317,14 +329,9 @@ bool DistributedRwLock::run(const Operation& operation, std::uint32_t spins) noe
       own.request.store(kPending, std::memory_order_seq_cst);
       continue;
     }
-    if (!readers_stayed && mutex_.load(std::memory_order_relaxed) == 0 && try_acquire_writer()) {
-      if (exclude_readers(spins)) {
-        apply_published();  // this thread's own operation among them
-        admit_readers();
-      } else {
-        readers_stayed = true;  // only a bounded wait gives up
-      }
-      release_writer();
+    if (!readers_stayed && try_acquire_writer()) {
+      // This thread's operation is among the published ones.
+      readers_stayed = !combine_turn(nullptr, spins);  // only a bounded wait gives up
       continue;
     }
     if (!blocking && (readers_stayed || spin >= limit)) {
