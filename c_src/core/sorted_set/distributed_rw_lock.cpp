@@ -234,6 +234,9 @@ void DistributedRwLock::unlock() noexcept { release_writer(); }
 void DistributedRwLock::apply_published() noexcept {
   std::size_t combined = 0;
   for (int pass = 0; pass < kMaxCombinerPasses && combined < kMaxCombined; ++pass) {
+    // Nothing published: no pass over the slots (their lines are the
+    // readers', and a many-core machine has dozens of them).
+    if (published_.load(std::memory_order_relaxed) == 0) return;
     const std::size_t before = combined;
     for (std::size_t slot = 0; slot <= mask_; ++slot) {
       auto& request = slots_[slot].request;
@@ -241,6 +244,7 @@ void DistributedRwLock::apply_published() noexcept {
       while (state == kPending || state == kSleeping) {
         if (request.compare_exchange_weak(state, kTaken, std::memory_order_acquire,
                                           std::memory_order_relaxed)) {
+          published_.fetch_sub(1, std::memory_order_relaxed);
           const Operation& operation = *slots_[slot].operation;
           operation.apply(operation.context);
           request.store(kDone, std::memory_order_release);
@@ -305,6 +309,7 @@ bool DistributedRwLock::run(const Operation& operation, std::uint32_t spins) noe
     return true;
   }
   own.operation = &operation;
+  published_.fetch_add(1, std::memory_order_relaxed);
   own.request.store(kPending, std::memory_order_seq_cst);
 
   const bool blocking = spins == kBlock;
@@ -337,6 +342,7 @@ bool DistributedRwLock::run(const Operation& operation, std::uint32_t spins) noe
     if (!blocking && (readers_stayed || spin >= limit)) {
       expected = kPending;
       if (own.request.compare_exchange_strong(expected, kFree, std::memory_order_relaxed)) {
+        published_.fetch_sub(1, std::memory_order_relaxed);
         return false;
       }
       continue;  // taken meanwhile: it is being applied

@@ -145,6 +145,10 @@ class DistributedRwLock {
   // Readers turned away by a writer and not yet in (written only when a
   // writer is present, so uncontended readers never write it).
   std::atomic<std::uint32_t> readers_waiting_{0};
+  // Writes published and not yet taken or withdrawn: a hint that spares an
+  // uncontended writer the pass over the slots (one it misses is not lost:
+  // its owner takes the lock itself, or is woken to).
+  std::atomic<std::uint32_t> published_{0};
 };
 
 }  // namespace switchboard::core
