@@ -73,6 +73,12 @@ constexpr std::uint32_t kSpinsBeforeSleep = 2048;
 // took it to kMaxCombined writes: ~1 us each, so a turn on a normal
 // scheduler stays well below a millisecond.
 constexpr int kMaxCombinerPasses = 8;
+// Spins a writer first gives the lock itself, before it publishes its
+// write: about one write by another writer. Two writers take turns this way
+// (measured through the VM on 2 cores: handing a write to the other core
+// costs more cache misses than taking the lock); only writers that meet a
+// queue publish and have their writes combined.
+constexpr std::uint32_t kDirectSpins = 128;
 constexpr std::size_t kMaxCombined = 256;
 
 }  // namespace
@@ -290,9 +296,12 @@ bool DistributedRwLock::combine_turn(const Operation* own, std::uint32_t spins) 
 }
 
 bool DistributedRwLock::run(const Operation& operation, std::uint32_t spins) noexcept {
-  // Uncontended: the lock at once, this operation first, then whatever
-  // others published meanwhile.
-  if (try_acquire_writer()) return combine_turn(&operation, spins);
+  // Uncontended, or one writer ahead: the lock itself, this operation
+  // first, then whatever others published meanwhile.
+  for (std::uint32_t spin = 0; spin < kDirectSpins; ++spin) {
+    if (try_acquire_writer()) return combine_turn(&operation, spins);
+    cpu_relax();
+  }
 
   Slot& own = slots_[this_thread_slot() & mask_];
   std::uint32_t expected = kFree;
