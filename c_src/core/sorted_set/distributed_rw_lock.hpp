@@ -23,7 +23,8 @@
 // read-modify-writes: one that finds it held either waits on a cache line
 // of its own (combine, below) or spins on plain loads, then sleeps in the
 // kernel (lock). Under contention one writer does the work of the others
-// (flat combining): `combine` publishes the operation in the caller's slot,
+// (flat combining): `combine` spins about one write's time for the lock,
+// then publishes the operation in the caller's slot,
 // and whoever holds the lock applies every published operation in one
 // exclusive turn while their owners wait on their own slot's line. N
 // writers then cost one hand-over and one reader drain per batch, not per
