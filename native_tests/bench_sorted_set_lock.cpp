@@ -7,7 +7,6 @@
 // per op (thread CPU time, the figure to trust on a shared machine; cache
 // line transfers between cores show up in it as stalls).
 // Usage: bench_sorted_set_lock [max_threads] [ops_per_thread] [items]
-#include <sys/resource.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -21,27 +20,14 @@
 #include "core/sorted_set/distributed_rw_lock.hpp"
 #include "core/sorted_set/order_statistic_tree.hpp"
 #include "core/sorted_set/term_key_builder.hpp"
+#include "sorted_set_bench_support.hpp"
 
 namespace core = switchboard::core;
+namespace bench = switchboard::bench;
+using bench::integer_key;
 using core::TermKey;
 
 namespace {
-
-// This thread's CPU time (user and system), from getrusage.
-double thread_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_THREAD, &usage);
-  const auto seconds = [](timeval time) {
-    return static_cast<double>(time.tv_sec) + static_cast<double>(time.tv_usec) * 1e-6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
-
-TermKey integer_key(std::int64_t value) {
-  core::TermKeyBuilder builder;
-  builder.small_int(value);
-  return builder.finish();
-}
 
 struct Result {
   double ops_per_second;
@@ -59,12 +45,12 @@ Result run(int threads, std::size_t ops, const std::vector<TermKey>& keys, Read 
     pool.emplace_back([&, t] {
       ready.fetch_add(1);
       while (!go.load()) std::this_thread::yield();
-      const double start = thread_seconds();
+      const double start = bench::cpu_seconds(RUSAGE_THREAD);
       std::size_t found = 0;
       for (std::size_t i = 0; i < ops; ++i)
         found += static_cast<std::size_t>(
             read(keys[(i * 7919 + static_cast<std::size_t>(t)) % keys.size()]));
-      cpu[static_cast<std::size_t>(t)] = thread_seconds() - start;
+      cpu[static_cast<std::size_t>(t)] = bench::cpu_seconds(RUSAGE_THREAD) - start;
       if (found == 0) std::abort();
     });
   }

@@ -13,7 +13,13 @@ defmodule Switchboard.SortedSet do
   set at once; readers run concurrently (each scheduler counts its readers
   on a cache line of its own, as ETS `read_concurrency` does, so reads
   scale with cores), writers take turns, and no call holds a normal
-  scheduler for long. Work is counted in bytes as well as items: a call
+  scheduler for long. Writers on a busy set are combined: `add/2` and
+  `remove/2` calls queue their change, and the writer holding the set
+  applies the queued changes of the others in its turn (each call still
+  returns its own result), so many writers keep about the throughput of
+  one instead of queueing for the lock one by one. A waiting writer turns
+  new readers away, and readers waiting when a write ends go in before the
+  next one, so neither side starves the other. Work is counted in bytes as well as items: a call
   whose items are large (a 100 MB binary, a slice of a thousand 50 KB
   items) runs on a dirty scheduler like a bulk operation over a large set,
   and a call that finds the set busy for more than tens of microseconds waits

@@ -220,6 +220,34 @@ defmodule Switchboard.SortedSetTest do
       assert SortedSet.to_list(set) == Enum.sort(expected)
     end
 
+    test "racing writers each get their own result" do
+      # Writes on a busy set are combined: one writer applies the others'
+      # writes in its turn. Each call must still answer for its own item.
+      set = SortedSet.from_enumerable(1..10_000)
+
+      tasks =
+        for w <- 1..8 do
+          Task.async(fn ->
+            for i <- 1..3_000 do
+              item = {w, i}
+              {added, _} = SortedSet.index_add(set, item)
+              {again, _} = SortedSet.index_add(set, item)
+              {removed, _} = SortedSet.index_remove(set, item)
+              {gone, _} = SortedSet.index_remove(set, item)
+              {added, again, removed, gone}
+            end
+          end)
+        end
+
+      # Tuples sort after every integer: each index is past the 10,000.
+      for results <- Enum.map(tasks, &Task.await(&1, 60_000)), result <- results do
+        assert {added, nil, removed, nil} = result
+        assert added >= 10_000 and removed >= 10_000
+      end
+
+      assert SortedSet.to_list(set) == Enum.to_list(1..10_000)
+    end
+
     test "writers wait (never fail) while a long read holds the set" do
       set = SortedSet.from_enumerable(1..300_000)
       reader = Task.async(fn -> for _ <- 1..5, do: length(SortedSet.to_list(set)) end)

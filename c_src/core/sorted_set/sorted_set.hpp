@@ -1,11 +1,13 @@
 // An OrderStatisticTree behind a DistributedRwLock: readers share the tree
 // and write only a cache line of their own, so reads scale with cores;
-// writers are exclusive. The try_ forms never block for long, so code
-// running on a thread that must not stall (a BEAM scheduler) can back off
-// and retry elsewhere instead.
+// writers are exclusive, and small writes (update) are combined: under
+// contention one writer applies the others' writes in its exclusive turn.
+// The try_ forms never block for long, so code running on a thread that must
+// not stall (a BEAM scheduler) can back off and retry elsewhere instead.
 #pragma once
 
 #include <cstddef>
+#include <exception>
 #include <optional>
 #include <utility>
 
@@ -89,10 +91,47 @@ class SortedSet {
     return WriteAccess(lock_, tree_);
   }
 
+  // Applies `write(tree)` exactly once under the exclusive lock, on this
+  // thread or on the writer combining the waiting writes; returns when it is
+  // done. `write` must be short (it may run inside another caller's turn),
+  // may touch only the tree and memory of its own, and is applied on
+  // another thread, so it must not use anything bound to this one; what it
+  // throws is thrown here. try_update returns false, nothing applied, when
+  // no turn came within about `spins` spins.
+  template <class Write>
+  bool try_update(Write&& write, std::uint32_t spins = DistributedRwLock::kDefaultSpins) {
+    Update<Write> update{write, tree_, {}};
+    const DistributedRwLock::Operation operation{&Update<Write>::apply, &update};
+    if (!lock_.try_combine(operation, spins)) return false;
+    if (update.error) std::rethrow_exception(update.error);
+    return true;
+  }
+  template <class Write>
+  void update(Write&& write) {
+    Update<Write> update{write, tree_, {}};
+    lock_.combine({&Update<Write>::apply, &update});
+    if (update.error) std::rethrow_exception(update.error);
+  }
+
   // Heap bytes of the lock's reader slots (the tree counts its own).
   std::size_t lock_memory_bytes() const noexcept { return lock_.memory_bytes(); }
 
  private:
+  template <class Write>
+  struct Update {
+    Write& write;
+    OrderStatisticTree& tree;
+    std::exception_ptr error;
+    static void apply(void* context) noexcept {
+      auto& self = *static_cast<Update*>(context);
+      try {
+        self.write(self.tree);
+      } catch (...) {
+        self.error = std::current_exception();
+      }
+    }
+  };
+
   DistributedRwLock lock_;
   OrderStatisticTree tree_;
 };

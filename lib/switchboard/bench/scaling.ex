@@ -41,8 +41,11 @@ defmodule Switchboard.Bench.Scaling do
   (`SCALING_SECONDS`, per job and P, default 2), `:rounds` (`SCALING_ROUNDS`,
   passes over every P, interleaved, reporting medians; default 1), `:max_schedulers`
   (`SCALING_MAX_SCHEDULERS`, default the cores the machine has), `:jobs`
-  (`SCALING_JOBS`, comma separated names, default all), `:out`
-  (`SCALING_OUT`, directory for the JSON, default `bench/results`).
+  (`SCALING_JOBS`, comma separated names, default all),
+  `:processes_per_scheduler` (`SCALING_PROCESSES_PER_SCHEDULER`, default 1:
+  more processes than schedulers, to see a job when they queue for their
+  schedulers as well), `:out` (`SCALING_OUT`, directory for the JSON,
+  default `bench/results`).
 
   Throughput is wall-clock (what scaling is about); CPU time per operation
   (`:erlang.statistics(:runtime)`, busy-waiting schedulers turned off) is
@@ -93,7 +96,7 @@ defmodule Switchboard.Bench.Scaling do
   # Runs in a child VM: every job with as many processes as schedulers.
   def child(encoded_opts) do
     opts = encoded_opts |> Base.decode64!() |> :erlang.binary_to_term()
-    processes = System.schedulers_online()
+    processes = System.schedulers_online() * Keyword.get(opts, :processes_per_scheduler, 1)
     keys = keys(opts[:size])
 
     results =
@@ -122,6 +125,7 @@ defmodule Switchboard.Bench.Scaling do
       rounds: String.to_integer(env.("SCALING_ROUNDS", "1")),
       max_schedulers: String.to_integer(env.("SCALING_MAX_SCHEDULERS", Integer.to_string(cores))),
       jobs: env.("SCALING_JOBS", Enum.map_join(@jobs, ",", &elem(&1, 0))) |> String.split(","),
+      processes_per_scheduler: String.to_integer(env.("SCALING_PROCESSES_PER_SCHEDULER", "1")),
       out: env.("SCALING_OUT", "bench/results")
     ]
 
@@ -160,7 +164,7 @@ defmodule Switchboard.Bench.Scaling do
   end
 
   defp run_child(count, opts) do
-    child_opts = Keyword.take(opts, [:size, :seconds, :jobs])
+    child_opts = Keyword.take(opts, [:size, :seconds, :jobs, :processes_per_scheduler])
     encoded = child_opts |> :erlang.term_to_binary() |> Base.encode64()
     expression = "Switchboard.Bench.Scaling.child(\"#{encoded}\")"
 
@@ -187,7 +191,8 @@ defmodule Switchboard.Bench.Scaling do
         |> :erlang.binary_to_term()
 
       # ERL_FLAGS reached the child: as many processes as schedulers asked.
-      for {name, %{processes: processes}} <- jobs, processes != count do
+      for {name, %{processes: processes}} <- jobs,
+          processes != count * opts[:processes_per_scheduler] do
         raise "the +S #{count} VM ran #{name} with #{processes} schedulers"
       end
 
@@ -433,7 +438,7 @@ defmodule Switchboard.Bench.Scaling do
       end
 
     """
-    #### Scaling: P processes on P schedulers (#{machine.description}, #{machine.date})
+    #### Scaling: #{processes_label(opts[:processes_per_scheduler])} processes on P schedulers (#{machine.description}, #{machine.date})
 
     #{opts[:size]} items, #{opts[:seconds]} s per job and P, each P in a fresh VM; median of #{opts[:rounds]} round(s).
 
@@ -441,6 +446,9 @@ defmodule Switchboard.Bench.Scaling do
     #{Enum.join(rows, "\n")}
     """
   end
+
+  defp processes_label(1), do: "P"
+  defp processes_label(per), do: "#{per}P"
 
   defp write_json(results, opts, machine) do
     File.mkdir_p!(opts[:out])

@@ -23,6 +23,17 @@ defmodule Switchboard.Bench.ScalingTest do
     end
   end
 
+  test "a child runs more processes than schedulers when asked" do
+    opts = [size: 2000, seconds: 0.1, jobs: ["sorted_set_add_remove"], processes_per_scheduler: 3]
+    output = capture_io(fn -> Scaling.child(Base.encode64(:erlang.term_to_binary(opts))) end)
+    assert ["SWITCHBOARD_SCALING_RESULT " <> encoded] = String.split(output, "\n", trim: true)
+
+    assert %{"sorted_set_add_remove" => %{processes: processes, ops: ops}} =
+             encoded |> Base.decode64!() |> :erlang.binary_to_term()
+
+    assert processes == 3 * System.schedulers_online() and ops > 0
+  end
+
   test "member-list keys are distinct and sort by role first" do
     keys = Scaling.keys(1000)
     assert length(Enum.uniq(keys)) == 1000

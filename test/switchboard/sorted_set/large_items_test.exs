@@ -2,6 +2,7 @@ defmodule Switchboard.SortedSet.LargeItemsTest do
   # Not async: SchedulerHold uses the node-wide system monitor.
   use ExUnit.Case, async: false
 
+  alias Switchboard.NIF
   alias Switchboard.SortedSet
   alias Switchboard.Test.SchedulerHold
 
@@ -70,24 +71,73 @@ defmodule Switchboard.SortedSet.LargeItemsTest do
     # schedulers; a writer or reader on a normal scheduler spins a bounded
     # tens of microseconds for the lock, then continues on a dirty scheduler.
     test "writers and readers racing long to_list calls" do
-      set = SortedSet.from_enumerable(1..1_000_000)
+      {held, results, lengths, size} =
+        with_large_set(fn set ->
+          readers =
+            for _ <- 1..2,
+                do: Task.async(fn -> for _ <- 1..3, do: length(SortedSet.to_list(set)) end)
 
-      readers =
-        for _ <- 1..2, do: Task.async(fn -> for _ <- 1..3, do: length(SortedSet.to_list(set)) end)
+          {held, results} =
+            SchedulerHold.measure(fn ->
+              for i <- 1..3000 do
+                {index, _} = SortedSet.index_add(set, -i)
+                {index, SortedSet.find_index(set, -i), SortedSet.at(set, 0)}
+              end
+            end)
 
-      {held, results} =
-        SchedulerHold.measure(fn ->
-          for i <- 1..3000 do
-            {index, _} = SortedSet.index_add(set, -i)
-            {index, SortedSet.find_index(set, -i), SortedSet.at(set, 0)}
-          end
+          {held, results, Enum.flat_map(readers, &Task.await(&1, 60_000)), SortedSet.size(set)}
         end)
 
-      lengths = Enum.flat_map(readers, &Task.await(&1, 60_000))
       assert held == nil
       assert Enum.all?(results, &match?({0, 0, _}, &1))
       assert Enum.all?(lengths, &(&1 in 1_000_000..1_003_000))
-      assert SortedSet.size(set) == 1_003_000
+      assert size == 1_003_000
     end
+
+    test "writers combining while other writers and long to_list calls run" do
+      # A writer that takes the lock applies the writes the others queued;
+      # its own call must still stay short on its normal scheduler.
+      {held, writes, lengths, size} =
+        with_large_set(fn set ->
+          reader = Task.async(fn -> for _ <- 1..2, do: length(SortedSet.to_list(set)) end)
+
+          write = fn w ->
+            for i <- 1..3000 do
+              {added, _} = SortedSet.index_add(set, {w, i})
+              {removed, _} = SortedSet.index_remove(set, {w, i})
+              is_integer(added) and is_integer(removed)
+            end
+          end
+
+          writers = for w <- 1..4, do: Task.async(fn -> write.(w) end)
+          {held, results} = SchedulerHold.measure(fn -> write.(0) end)
+          others = Enum.flat_map(writers, &Task.await(&1, 60_000))
+          {held, results ++ others, Task.await(reader, 60_000), SortedSet.size(set)}
+        end)
+
+      assert held == nil
+      assert Enum.all?(writes)
+      # Up to one item of each writer in the set while it reads.
+      assert Enum.all?(lengths, &(&1 in 1_000_000..1_000_005))
+      assert size == 1_000_000
+    end
+  end
+
+  # Runs `fun` on a set of a million integers in a process of its own, and
+  # waits until the reply thread has freed the set (after the processes that
+  # held it are gone): a later test reading the library-wide allocation
+  # counter (FreeTest) must not see those megabytes go.
+  defp with_large_set(fun) do
+    jobs_before = NIF.library_info().reply_jobs_completed
+
+    result =
+      Task.async(fn -> fun.(SortedSet.from_enumerable(1..1_000_000)) end) |> Task.await(120_000)
+
+    assert Enum.any?(1..400, fn _ -> freed?(jobs_before) end)
+    result
+  end
+
+  defp freed?(jobs_before) do
+    NIF.library_info().reply_jobs_completed > jobs_before or (Process.sleep(25) && false)
   end
 end
