@@ -178,24 +178,6 @@ defmodule Switchboard.GuildTest do
     for ref <- refs, do: assert_receive({:DOWN, ^ref, :process, _, _})
   end
 
-  test "a relay with a backlog drops to normal priority and is back at high once it is empty" do
-    guild = start_guild(:native, 2, [member(1)])
-    for _ <- 1..3, do: connect(guild, [])
-    [relay | _] = Guild.stats(guild).relay_pids
-    assert Process.info(relay, :priority) == {:priority, :high}
-    :erlang.trace_pattern({:erlang, :process_flag, 2}, true, [:local])
-    on_exit(fn -> :erlang.trace_pattern({:erlang, :process_flag, 2}, false, [:local]) end)
-    :erlang.trace(relay, true, [:call])
-    # A backlog of 40 events, then the relay goes on.
-    :erlang.suspend_process(relay)
-    for _ <- 1..40, do: Guild.publish(guild, {"MESSAGE_CREATE", %{}})
-    :erlang.resume_process(relay)
-    assert_receive {:trace, ^relay, :call, {:erlang, :process_flag, [:priority, :normal]}}
-    assert_receive {:trace, ^relay, :call, {:erlang, :process_flag, [:priority, :high]}}
-    :erlang.trace(relay, false, [:call])
-    assert Process.info(relay, :priority) == {:priority, :high}
-  end
-
   test "a session that goes away is dropped from the guild and its subscriptions" do
     guild = start_guild(:native, 15_000, [member(1)])
     session = connect(guild, ranges: [[0, 99]])

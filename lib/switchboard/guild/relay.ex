@@ -8,19 +8,15 @@ defmodule Switchboard.Guild.Relay do
   # takes both down) and watching it (a guild that stops normally takes its
   # relays with it).
   #
-  # A relay runs at high priority while its queue is short: what the guild
-  # sends is then handed on as soon as it comes, not behind the thousands
-  # of sessions the previous event woke (they are all in the run queue),
-  # which is most of an event's latency. Past @high_backlog queued
-  # messages it drops to normal priority until its queue is empty, so a
-  # burst (member-list updates follow member changes, bounded by no
-  # window) cannot starve the guild or the sessions: at most that many
-  # messages' work ever runs ahead of them. One path per session (its
-  # relay) keeps events and member-list updates in the guild's order.
+  # A relay runs at normal priority. High priority while its queue was
+  # short (handing each event on at once, dropping to normal past 16 queued
+  # messages) halved the simulator's p50 latency but cost 13-25% of its
+  # frames per second in four interleaved pairs, with no gain at p99
+  # (bench/RESULTS.md, sixth session): the sessions then woke for fewer
+  # frames at a time. One path per session (its relay) keeps events and
+  # member-list updates in the guild's order.
 
   use GenServer
-
-  @high_backlog 16
 
   def start_link(modules), do: GenServer.start_link(__MODULE__, {modules, self()})
 
@@ -29,11 +25,9 @@ defmodule Switchboard.Guild.Relay do
     Process.monitor(guild)
     # A backlog of messages must not make every garbage collection copy it.
     Process.flag(:message_queue_data, :off_heap)
-    Process.flag(:priority, :high)
 
     {:ok,
      %{
-       priority: :high,
        fanout: modules.fanout,
        group: modules.group,
        all: modules.group.new([]),
@@ -47,18 +41,18 @@ defmodule Switchboard.Guild.Relay do
   @impl true
   def handle_info({:"$sb_relay", :all, message}, state) do
     state.fanout.send(state.all, message)
-    {:noreply, bound_priority(state)}
+    {:noreply, state}
   end
 
   def handle_info({:"$sb_relay", :active, message}, state) do
     state.fanout.send(state.active, message)
-    {:noreply, bound_priority(state)}
+    {:noreply, state}
   end
 
   # A member-list update for some sessions of the guild: this relay's own.
   def handle_info({:"$sb_relay_to", pids, message}, %{mine: mine} = state) do
     state.fanout.send(for(pid <- pids, is_map_key(mine, pid), do: pid), message)
-    {:noreply, bound_priority(state)}
+    {:noreply, state}
   end
 
   def handle_info({:"$sb_add", pid, passive}, state) do
@@ -78,20 +72,5 @@ defmodule Switchboard.Guild.Relay do
     state.group.remove(state.all, pid)
     state.group.remove(state.active, pid)
     {:noreply, %{state | mine: Map.delete(state.mine, pid)}}
-  end
-
-  defp bound_priority(%{priority: priority} = state) do
-    {:message_queue_len, queued} = Process.info(self(), :message_queue_len)
-
-    cond do
-      priority == :high and queued > @high_backlog -> set_priority(state, :normal)
-      priority == :normal and queued == 0 -> set_priority(state, :high)
-      true -> state
-    end
-  end
-
-  defp set_priority(state, priority) do
-    Process.flag(:priority, priority)
-    %{state | priority: priority}
   end
 end
