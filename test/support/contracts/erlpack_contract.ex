@@ -863,6 +863,21 @@ defmodule Switchboard.Contracts.ErlpackContract do
           assert Switchboard.Erlpack.decode(bytes) == {:error, {:bad_node, 1}}
         end
 
+        test "a reference with no id words: binary_to_term reads one anyway, we refuse it" do
+          # OTP 25.2 takes an id count of 0 as one id word (checked, then
+          # ignored), read even past the binary's end: only a word of
+          # zeros after it gives a repeatable verdict.
+          node = :erlang.term_to_binary(node()) |> binary_part(1, byte_size("nonode@nohost") + 3)
+
+          for tag <- [90, 114] do
+            creation = if tag == 90, do: <<0::32>>, else: <<0>>
+            bytes = <<131, tag, 0::16, node::binary, creation::binary, 0::32>>
+            {ref, used} = :erlang.binary_to_term(bytes, [:used])
+            assert is_reference(ref) and used == byte_size(bytes)
+            assert @codec.decode(bytes) == {:error, {:invalid_term, 1}}
+          end
+        end
+
         property_test "corrupted encodings: same verdict as binary_to_term, never a raise",
           numtests: 600 do
           forall {term, at, byte} <- {any_term(), non_neg_integer(), integer(0, 255)} do
@@ -1076,6 +1091,12 @@ defmodule Switchboard.Contracts.ErlpackContract do
           # of a pid, port or reference they make the whole term a bad_node.
           {{:ok, _}, {:error, {:unknown_tag, offset}}} ->
             :binary.at(bytes, offset) in @internal_tags
+
+          # A reference with no id words (see the test above).
+          {{:ok, _}, {:error, {:invalid_term, offset}}}
+          when offset + 2 < byte_size(bytes) and
+                 binary_part(bytes, offset, 3) in [<<90, 0, 0>>, <<114, 0, 0>>] ->
+            true
 
           {{:ok, _}, {:error, {:bad_node, offset}}} ->
             # The node atom follows the tag (pid, port) or the tag and a length (reference).
