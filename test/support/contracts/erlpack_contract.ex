@@ -1093,10 +1093,11 @@ defmodule Switchboard.Contracts.ErlpackContract do
             :binary.at(bytes, offset) in @internal_tags
 
           # A reference with no id words (see the test above).
-          {{:ok, _}, {:error, {:invalid_term, offset}}}
-          when offset + 2 < byte_size(bytes) and
-                 binary_part(bytes, offset, 3) in [<<90, 0, 0>>, <<114, 0, 0>>] ->
-            true
+          {{:ok, _}, {:error, {:invalid_term, offset}}} ->
+            case bytes do
+              <<_::binary-size(offset), tag, 0::16, _::binary>> -> tag in [90, 114]
+              _ -> false
+            end
 
           {{:ok, _}, {:error, {:bad_node, offset}}} ->
             # The node atom follows the tag (pid, port) or the tag and a length (reference).
