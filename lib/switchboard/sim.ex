@@ -54,6 +54,9 @@ defmodule Switchboard.Sim do
     mode = opts[:mode]
     Switchboard.Implementation.modules(mode)
     :rand.seed(:exsss, {opts[:seed], 17, 29})
+    # The run installs its mode on this node (SimNode.setup/1); the node's
+    # own mode is back once the run's guilds and sessions are gone.
+    previous = Switchboard.Implementation.mode()
 
     {peers, nodes} = start_nodes(opts[:nodes], mode)
 
@@ -63,6 +66,7 @@ defmodule Switchboard.Sim do
       Enum.each(nodes, &:erpc.call(&1, SimNode, :stop_sessions, []))
       stop_guilds(opts)
       Enum.each(peers, &stop_peer/1)
+      Switchboard.Implementation.install(previous)
     end
   end
 

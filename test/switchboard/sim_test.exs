@@ -36,6 +36,9 @@ defmodule Switchboard.SimTest do
       assert html =~ "<svg"
       assert html =~ "polyline"
       assert Report.text(report) =~ "verdict"
+      # The node's own mode is back after a run.
+      assert Switchboard.Implementation.mode() == :native
+      assert Switchboard.Implementation.metrics() == Switchboard.Metrics
     end
   end
 
