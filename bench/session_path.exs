@@ -9,12 +9,24 @@
 # SESSION_PATH_RECEIVERS sets N (default 5,000; the simulator has 25,000:
 # per frame costs grow with N, as more processes' memory is touched); the
 # events per round shrink so that a round stays about a million frames.
+# SESSION_PATH_BURST=8 publishes the events 8 at a time from a process at
+# high priority, with the guild and its relays raised to high priority too
+# (default 1: at most 4 events in flight, published at normal priority),
+# so that a receiver wakes up for several frames, as the simulator's
+# active sessions do; the table then says how many frames a wake-up got
+# (frames over the VM's context switches). Under `+S 1` (one scheduler:
+# `ELIXIR_ERL_OPTIONS="+S 1"`) a burst of 8 is 7.9 frames per wake-up; on
+# two schedulers the second one runs receivers while the first publishes
+# (3-5 frames per wake-up).
 #
 #   MIX_ENV=prod mix run bench/session_path.exs
 #   SESSION_PATH_RECEIVERS=25000 MIX_ENV=prod mix run bench/session_path.exs
+#   SESSION_PATH_RECEIVERS=25000 SESSION_PATH_BURST=8 ELIXIR_ERL_OPTIONS="+S 1" \
+#     MIX_ENV=prod mix run bench/session_path.exs
 Code.require_file("support/harness.ex", __DIR__)
+Code.require_file("support/burst.ex", __DIR__)
 
-alias Switchboard.Bench.Harness
+alias Switchboard.Bench.{Burst, Harness}
 alias Switchboard.{Guild, Session}
 alias Switchboard.Session.Metrics
 
@@ -45,9 +57,10 @@ defmodule SessionPathBench do
     {:noreply, metrics}
   end
 
-  # Frames per event to `receivers` of `kind` behind one guild of `mode`;
-  # returns CPU µs per frame (best of `rounds`).
-  def run(kind, mode, receivers, events, rounds) do
+  # Frames per event to `receivers` of `kind` behind one guild of `mode`,
+  # `burst` events at a time (see the top); returns CPU µs per frame (best
+  # of `rounds`) and frames per context switch (of that round).
+  def run(kind, mode, receivers, events, rounds, burst) do
     metrics = Metrics.new()
     id = {:session_path, kind, mode}
     {:ok, guild} = Guild.start(id, mode: mode, members: [])
@@ -76,18 +89,16 @@ defmodule SessionPathBench do
     # One warm-up round, then the best of the others.
     best =
       for _ <- 0..rounds do
-        before = Metrics.frames(metrics)
-        {cpu, _} = :erlang.statistics(:runtime)
-
-        for i <- 1..events do
-          {:ok, _} = Guild.publish(guild, {"MESSAGE_CREATE", data})
-          # At most a few events in flight, as the simulator's window.
-          if rem(i, 4) == 0, do: wait(metrics, before + (i - 4) * receivers)
-        end
-
-        wait(metrics, before + events * receivers)
-        {cpu_after, _} = :erlang.statistics(:runtime)
-        (cpu_after - cpu) * 1000 / (Metrics.frames(metrics) - before)
+        Burst.run(guild, burst, fn ->
+          before = Metrics.frames(metrics)
+          switches = Burst.switches()
+          {cpu, _} = :erlang.statistics(:runtime)
+          publish(guild, data, metrics, before, receivers, events, burst)
+          wait(metrics, before + events * receivers)
+          {cpu_after, _} = :erlang.statistics(:runtime)
+          frames = Metrics.frames(metrics) - before
+          {(cpu_after - cpu) * 1000 / frames, frames / (Burst.switches() - switches)}
+        end)
       end
       |> tl()
       |> Enum.min()
@@ -97,29 +108,43 @@ defmodule SessionPathBench do
     best
   end
 
-  defp wait(metrics, frames) do
-    if Metrics.frames(metrics) < frames do
-      Process.sleep(1)
-      wait(metrics, frames)
+  # At most a few events in flight, as the simulator's window: 4 at a
+  # time, or a burst (published back to back, then delivered).
+  defp publish(guild, data, metrics, before, receivers, events, 1) do
+    for i <- 1..events do
+      {:ok, _} = Guild.publish(guild, {"MESSAGE_CREATE", data})
+      if rem(i, 4) == 0, do: wait(metrics, before + (i - 4) * receivers)
     end
   end
+
+  defp publish(guild, data, metrics, before, receivers, events, burst) do
+    for i <- 1..div(events, burst) do
+      for _ <- 1..burst, do: {:ok, _} = Guild.publish(guild, {"MESSAGE_CREATE", data})
+      wait(metrics, before + i * burst * receivers)
+    end
+  end
+
+  defp wait(metrics, frames), do: Harness.wait_until(fn -> Metrics.frames(metrics) >= frames end)
 end
 
 receivers =
   String.to_integer(System.get_env("SESSION_PATH_RECEIVERS", "#{Harness.pick(5_000, 1_000)}"))
 
-events = max(div(Harness.pick(1_000_000, 50_000), receivers), 8)
+burst = String.to_integer(System.get_env("SESSION_PATH_BURST", "1"))
+events = max(div(Harness.pick(1_000_000, 50_000), receivers), 8) |> div(burst) |> Kernel.*(burst)
 rounds = 3
 
-results =
+runs =
   for mode <- [:native, :pure], kind <- [:counter, :gen_server, :session], into: %{} do
-    {{mode, kind}, SessionPathBench.run(kind, mode, receivers, events, rounds)}
+    {{mode, kind}, SessionPathBench.run(kind, mode, receivers, events, rounds, burst)}
   end
+
+results = Map.new(runs, fn {key, {us, _}} -> {key, us} end)
 
 us = fn value -> :erlang.float_to_binary(value, decimals: 2) end
 
 IO.write("""
-CPU per frame, #{receivers} receivers, #{events} events per round, best of #{rounds} (µs):
+CPU per frame, #{receivers} receivers, #{events} events per round, #{burst} at a time, best of #{rounds} (µs):
 
 | mode | counting process (floor) | counting GenServer | session | the session's own share (of it, past the GenServer loop) |
 |---|---:|---:|---:|---:|
@@ -135,6 +160,13 @@ for mode <- [:native, :pure] do
       "#{us.(session - floor)} (#{us.(session - gen_server)}) |"
   )
 end
+
+IO.puts(
+  "\nFrames per context switch (about the frames per wake-up), of each best round: " <>
+    Enum.map_join(runs, ", ", fn {{mode, kind}, {_, per}} ->
+      "#{mode} #{kind} #{:erlang.float_to_binary(per, decimals: 1)}"
+    end)
+)
 
 native = results[{:native, :session}]
 pure = results[{:pure, :session}]

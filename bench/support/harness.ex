@@ -33,6 +33,14 @@ defmodule Switchboard.Bench.Harness do
   @doc "Picks `full` normally and `quick` in quick mode."
   def pick(full, quick), do: if(quick?(), do: quick, else: full)
 
+  @doc "Returns once `done?` holds, polling every millisecond."
+  def wait_until(done?) do
+    unless done?.() do
+      Process.sleep(1)
+      wait_until(done?)
+    end
+  end
+
   @doc """
   Runs `jobs` (a list of keyword lists, see `Job`) and prints and saves the table.
 

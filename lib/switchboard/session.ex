@@ -55,7 +55,7 @@ defmodule Switchboard.Session do
   @counters_key {__MODULE__, :counters}
   @default_replay_limit 256
   @default_buffer_limit 4 * 1024 * 1024
-  # Frames written in one wake-up at most (see drain/4).
+  # Frames written in one wake-up at most (see wake/2).
   @batch 64
   @no_tally {0, 0, 0, nil}
 
@@ -100,7 +100,9 @@ defmodule Switchboard.Session do
       duplicated: 0,
       out_of_order: 0,
       backlog: false,
-      store: nil
+      store: nil,
+      meta: true,
+      hot: nil
     ]
   end
 
@@ -248,7 +250,7 @@ defmodule Switchboard.Session do
   @impl true
   def init(opts) do
     # Messages are received on the heap (cheapest per message) until a
-    # backlog builds up (see drain/4).
+    # backlog builds up (see wake/2).
     Process.flag(:message_queue_data, :on_heap)
 
     opts =
@@ -270,15 +272,17 @@ defmodule Switchboard.Session do
     {:ok,
      %State{
        transport_state: transport_state,
-       conf: %Conf{
-         id: opts[:id] || System.unique_integer([:positive]),
-         transport: transport,
-         metrics: opts[:metrics],
-         replay_limit: opts[:replay_limit],
-         buffer_limit: opts[:buffer_limit],
-         select: opts[:select],
-         linger: opts[:linger]
-       }
+       conf:
+         heat(%Conf{
+           id: opts[:id] || System.unique_integer([:positive]),
+           transport: transport,
+           metrics: opts[:metrics],
+           replay_limit: opts[:replay_limit],
+           buffer_limit: opts[:buffer_limit],
+           select: opts[:select],
+           linger: opts[:linger],
+           meta: meta?(transport, transport_state)
+         })
      }
      |> watch(opts[:owner])}
   end
@@ -303,13 +307,14 @@ defmodule Switchboard.Session do
         state.conf.transport.close(state.transport_state, :resumed)
         {transport, transport_opts} = opts[:transport]
         {:ok, transport_state} = transport.init(transport_opts)
-        conf = %{state.conf | transport: transport}
+        meta = meta?(transport, transport_state)
+        conf = heat(%{state.conf | transport: transport, meta: meta})
         state = %{state | conf: conf, transport_state: transport_state}
 
         state =
           Enum.reduce(entries, watch(state, opts[:owner]), fn {seq, type, frame}, state ->
-            {:ok, transport_state} =
-              transport.send_frame(state.transport_state, frame, %{seq: seq, type: type})
+            meta = if meta, do: %{seq: seq, type: type}
+            {:ok, transport_state} = transport.send_frame(state.transport_state, frame, meta)
 
             %{state | transport_state: transport_state}
           end)
@@ -360,10 +365,10 @@ defmodule Switchboard.Session do
 
   @impl true
   def handle_info({:"$sb_event", _, _, _, _, _, _, _, _} = message, state),
-    do: drain(message, state, @batch, @no_tally)
+    do: wake(message, state)
 
   def handle_info({:"$sb_list", _, _, _, _, _} = message, state),
-    do: drain(message, state, @batch, @no_tally)
+    do: wake(message, state)
 
   def handle_info(
         {:DOWN, ref, :process, _pid, _reason},
@@ -448,6 +453,21 @@ defmodule Switchboard.Session do
     :exit, reason -> {:error, {:guild_down, reason}}
   end
 
+  # The conf's fields a frame reads, in a tuple (see wake/2): set again
+  # whenever one of them changes (init and resume).
+  defp heat(conf),
+    do: %{
+      conf
+      | hot:
+          {conf.transport, conf.buffer_limit, conf.replay_limit, conf.select, conf.metrics,
+           conf.meta}
+    }
+
+  # Whether the transport reads send_frame/3's meta (see
+  # `c:Switchboard.Transport.meta?/1`).
+  defp meta?(transport, transport_state),
+    do: not function_exported?(transport, :meta?, 1) or transport.meta?(transport_state)
+
   # The first guild's table of frames is the session's `store` for good
   # (see kept/3).
   defp put_guild(state, entry) do
@@ -489,26 +509,199 @@ defmodule Switchboard.Session do
   # and the clock (read once, for the frames sampled) per wake-up, not
   # per frame. A frame's latency is taken when its wake-up first needs
   # the clock, at most @batch frames (a few µs) before it is written.
-  defp drain(message, state, left, tally) do
-    case take(message, state, tally) do
-      {:ok, state, tally} when left > 1 ->
-        receive do
-          {:"$sb_event", _, _, _, _, _, _, _, _} = message ->
-            drain(message, state, left - 1, tally)
+  #
+  # What changes with every frame is carried in the loop's arguments and
+  # put into the state once per wake-up (pack/8), so a frame allocates
+  # its iodata, its kept key and what its transport returns, and no
+  # state, guilds or entry map. The arguments, in this order: `m` the
+  # message, `n` the frames the batch has left, `seq` the session's
+  # number, `kept` and `size` the replay batch, `ts` the transport's
+  # state, `next` the cached guild's stream number, `ev` and `li` the
+  # event and list frames counted (the frames written are `seq - seq0`),
+  # `now` the clock if read, and `w`, what stays the same while one
+  # guild's frames follow each other: `{state, seq0, hot, id, entry,
+  # passive, keep}` (`state` as the loop took it, `hot` the conf's fields
+  # a frame reads, see heat/1, and the guild, cached while its stream has
+  # no gaps; `keep` is `:own` when its frames are kept as their key alone,
+  # see kept/3, else its table). Anything else (another guild, a number
+  # out of turn, a full replay batch) takes the general path, take/3, on
+  # the packed state.
+  defguardp frame?(m)
+            when is_tuple(m) and
+                   ((tuple_size(m) == 9 and elem(m, 0) == :"$sb_event") or
+                      (tuple_size(m) == 6 and elem(m, 0) == :"$sb_list"))
 
-          {:"$sb_list", _, _, _, _, _} = message ->
-            drain(message, state, left - 1, tally)
-        after
-          0 -> finish({:ok, backlog(state, false), tally})
-        end
+  defp wake(m, state), do: carry(m, @batch, state, state.seq, 0, 0, nil)
 
-      {:ok, state, tally} ->
-        finish({:ok, backlog(state, true), tally})
+  # Into the loop from a state (at a wake-up and after take/3).
+  defp carry(m, n, state, seq0, ev, li, now) do
+    %State{seq: seq, replay: kept, replay_size: size, transport_state: ts} = state
+    load(m, n, seq, kept, size, ts, ev, li, now, state, seq0, state.conf.hot)
+  end
 
-      result ->
-        finish(result)
+  # The message's guild cached, or the general path.
+  defp load(m, n, seq, kept, size, ts, ev, li, now, state, seq0, hot) do
+    id = elem(m, 1)
+
+    case state.guilds do
+      %{^id => %{next: next, gaps: gaps, passive: passive, replay: store} = entry}
+      when map_size(gaps) == 0 ->
+        keep = if store != nil and store == state.conf.store, do: :own, else: store
+        w = {state, seq0, hot, id, entry, passive, keep}
+        loop(m, n, seq, kept, size, ts, next, ev, li, now, w)
+
+      _ ->
+        general(m, n, state, seq0, ev, li, now)
     end
   end
+
+  # A frame of the cached guild in turn, else the general path (for a
+  # frame of another guild too: the next wake-up, or the next frame after
+  # it, caches that guild).
+  defp loop(m, n, seq, kept, size, ts, next, ev, li, now, w) do
+    {_, _, {_, _, limit, _, _, _}, id, _, passive, _} = w
+
+    case m do
+      {:"$sb_event", ^id, all_seq, essential_seq, type, codec, prepared, _, _}
+      when size < limit and
+             ((passive and essential_seq == next) or (not passive and all_seq == next)) ->
+        put(m, type, codec, prepared, n, seq, kept, size, ts, next + 1, ev, li, now, w)
+
+      {:"$sb_list", ^id, codec, prepared, _, _} when size < limit ->
+        type = "GUILD_MEMBER_LIST_UPDATE"
+        put(m, type, codec, prepared, n, seq, kept, size, ts, next, ev, li, now, w)
+
+      _ ->
+        slow(m, n, seq, kept, size, ts, next, ev, li, now, w)
+    end
+  end
+
+  defp slow(m, n, seq, kept, size, ts, next, ev, li, now, {state, seq0, _, id, entry, _, _}) do
+    state = pack(seq, kept, size, ts, id, entry, next, state)
+    general(m, n, state, seq0, ev, li, now)
+  end
+
+  defp general(m, n, state, seq0, ev, li, now) do
+    case take(m, state, {state.seq - seq0, ev, li, now}) do
+      {:ok, state, {_, ev, li, now}} -> carry_more(n, state, seq0, ev, li, now)
+      result -> finish(result)
+    end
+  end
+
+  # One frame (what deliver/10 and write/9 do, on the loop's arguments):
+  # both messages end with the frame's key and publish time.
+  defp put(m, type, codec, prepared, n, seq, kept, size, ts, next, ev, li, now, w) do
+    {_, _, {transport, limit, _, select, metrics, meta}, _, _, _, keep} = w
+
+    frame =
+      if select,
+        do: selected(select.(type, codec, prepared), seq + 1),
+        else: codec.frame(prepared, seq + 1)
+
+    if frame == :skip do
+      more(n, seq, kept, size, ts, next, ev, li, now, w)
+    else
+      seq = seq + 1
+      meta = if meta, do: %{seq: seq, type: type}
+      {:ok, ts} = transport.send_frame(ts, frame, meta)
+      key = elem(m, tuple_size(m) - 2)
+      at = elem(m, tuple_size(m) - 1)
+      kept = [if(keep == :own, do: key, else: {keep, key}) | kept]
+
+      now =
+        cond do
+          at == nil -> now
+          metrics == nil -> if RuntimeMetrics.sampled?(seq), do: latency(now, at), else: now
+          Metrics.sampled?(seq) -> observe(metrics, now, at, seq)
+          true -> now
+        end
+
+      counted = metrics != nil and at != nil
+      event? = tuple_size(m) == 9
+      ev = if counted and event?, do: ev + 1, else: ev
+      li = if counted and not event?, do: li + 1, else: li
+      buffered = transport.buffered_bytes(ts)
+
+      if buffered > limit,
+        do: slow_consumer(buffered, seq, kept, size + 1, ts, next, ev, li, now, w),
+        else: more(n, seq, kept, size + 1, ts, next, ev, li, now, w)
+    end
+  end
+
+  defp selected(:skip, _seq), do: :skip
+  defp selected({codec, prepared}, seq), do: codec.frame(prepared, seq)
+
+  defp latency(now, at) do
+    now = now || :erlang.system_time(:microsecond)
+    RuntimeMetrics.frame_latency(now - at)
+    now
+  end
+
+  defp observe(metrics, now, at, seq) do
+    now = now || :erlang.system_time(:microsecond)
+    Metrics.observe(metrics, now - at)
+    if RuntimeMetrics.sampled?(seq), do: RuntimeMetrics.frame_latency(now - at)
+    now
+  end
+
+  defp slow_consumer(buffered, seq, kept, size, ts, next, ev, li, now, w) do
+    {state, seq0, _, id, entry, _, _} = w
+    state = pack(seq, kept, size, ts, id, entry, next, state)
+    :counters.add(counters(), 1, 1)
+    RuntimeMetrics.slow_disconnect()
+    finish({:stop, {:shutdown, {:slow_consumer, buffered}}, state, {seq - seq0, ev, li, now}})
+  end
+
+  # The next queued frame, if any and the batch is not full.
+  defp more(n, seq, kept, size, ts, next, ev, li, now, w) when n > 1 do
+    receive do
+      m when frame?(m) -> loop(m, n - 1, seq, kept, size, ts, next, ev, li, now, w)
+    after
+      0 -> done(false, seq, kept, size, ts, next, ev, li, w)
+    end
+  end
+
+  defp more(_n, seq, kept, size, ts, next, ev, li, _now, w),
+    do: done(true, seq, kept, size, ts, next, ev, li, w)
+
+  defp carry_more(n, state, seq0, ev, li, now) when n > 1 do
+    receive do
+      m when frame?(m) -> carry(m, n - 1, state, seq0, ev, li, now)
+    after
+      0 -> ended(state, false, state.seq - seq0, ev, li)
+    end
+  end
+
+  defp carry_more(_n, state, seq0, ev, li, _now),
+    do: ended(state, true, state.seq - seq0, ev, li)
+
+  defp done(backlog, seq, kept, size, ts, next, ev, li, {state, seq0, _, id, entry, _, _}) do
+    state = pack(seq, kept, size, ts, id, entry, next, state)
+    ended(state, backlog, seq - seq0, ev, li)
+  end
+
+  # The end of a wake-up: what finish/1 does with a tally.
+  defp ended(state, backlog, frames, ev, li) do
+    state = backlog(state, backlog)
+    count(state, frames, ev, li)
+    {:noreply, state}
+  end
+
+  # The loop's arguments into the state (and the cached guild's stream
+  # number into its entry), in one update.
+  defp pack(seq, kept, size, ts, id, %{next: old} = entry, next, state) when old != next do
+    %{
+      state
+      | seq: seq,
+        replay: kept,
+        replay_size: size,
+        transport_state: ts,
+        guilds: %{state.guilds | id => %{entry | next: next}}
+    }
+  end
+
+  defp pack(seq, kept, size, ts, _id, _entry, _next, state),
+    do: %{state | seq: seq, replay: kept, replay_size: size, transport_state: ts}
 
   # A wake-up that found a full batch waiting: a backlog, which must not
   # make every garbage collection copy it, so the queue goes off the heap
@@ -567,9 +760,12 @@ defmodule Switchboard.Session do
     {:stop, reason, state}
   end
 
-  defp count(_state, @no_tally), do: :ok
+  defp count(state, {frames, events, lists, _now}), do: count(state, frames, events, lists)
 
-  defp count(state, {frames, events, lists, _now}) do
+  # No frame, nothing counted (events and lists count frames).
+  defp count(_state, 0, _events, _lists), do: :ok
+
+  defp count(state, frames, events, lists) do
     RuntimeMetrics.frames_delivered(frames)
     if state.conf.metrics, do: Metrics.count(state.conf.metrics, events, lists)
     :ok
@@ -638,11 +834,17 @@ defmodule Switchboard.Session do
       transport_state: transport_state,
       replay: replay,
       replay_size: replay_size,
-      conf: %Conf{transport: transport, buffer_limit: buffer_limit, replay_limit: replay_limit}
+      conf: %Conf{
+        transport: transport,
+        buffer_limit: buffer_limit,
+        replay_limit: replay_limit,
+        meta: meta
+      }
     } = state
 
     seq = seq + 1
-    {:ok, transport_state} = transport.send_frame(transport_state, frame, %{seq: seq, type: type})
+    meta = if meta, do: %{seq: seq, type: type}
+    {:ok, transport_state} = transport.send_frame(transport_state, frame, meta)
     tally = tally(state, tally, at, event?, seq)
     entry = kept(state, store, key)
 

@@ -23,12 +23,22 @@ defmodule Switchboard.Transport do
   @doc "Sets up the transport from the session's `:transport` options."
   @callback init(opts :: keyword()) :: {:ok, state()}
 
-  @doc "Writes (or queues) one encoded frame."
-  @callback send_frame(state(), frame :: iodata(), meta()) :: {:ok, state()}
+  @doc "Writes (or queues) one encoded frame (`meta` is `nil` when `meta?/1` said `false`)."
+  @callback send_frame(state(), frame :: iodata(), meta() | nil) :: {:ok, state()}
+
+  @doc """
+  Whether `send_frame/3` reads its `meta`: when `false` the session passes
+  `nil` instead, and builds no map per frame. Asked once, when the session
+  sets the transport up (`init/1`, a resume's new transport). Optional:
+  without it the session always passes the meta.
+  """
+  @callback meta?(state()) :: boolean()
 
   @doc "Bytes accepted by `send_frame/3` and not yet written to the client."
   @callback buffered_bytes(state()) :: non_neg_integer()
 
   @doc "Closes the connection; `reason` is why the session ends."
   @callback close(state(), reason :: term()) :: :ok
+
+  @optional_callbacks meta?: 1
 end

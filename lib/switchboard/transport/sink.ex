@@ -34,6 +34,10 @@ defmodule Switchboard.Transport.Sink do
     {:ok, %{sink | buffered: buffered}}
   end
 
+  # Only a forwarding sink sends the meta on.
+  @impl true
+  def meta?(%__MODULE__{forward: forward}), do: forward != nil
+
   @impl true
   def buffered_bytes(%__MODULE__{buffered: buffered}), do: buffered
 
