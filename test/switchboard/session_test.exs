@@ -68,6 +68,151 @@ defmodule Switchboard.SessionTest do
     assert Process.info(session, :message_queue_data) == {:message_queue_data, :on_heap}
   end
 
+  test "frames queued for one wake-up are selected, numbered, checked, counted and kept as one at a time",
+       %{guild: guild, guild_id: guild_id} do
+    other = start_supervised!({Guild, id: :wake_other, members: [member(2)]}, id: :wake_other)
+
+    select = fn
+      "SKIPPED", _codec, _prepared -> :skip
+      _type, codec, prepared -> {codec, prepared}
+    end
+
+    [batched, single] =
+      for _ <- 1..2 do
+        session = start_session(replay_limit: 5, select: select, metrics: Metrics.new())
+        :ok = Session.attach(session, guild)
+        :ok = Session.attach(session, other, passive: true)
+        session
+      end
+
+    # The batched session sleeps while every message below is queued (the
+    # guild sends before its publish returns), so it wakes up for all of
+    # them; the other one takes each before the next (a call follows it).
+    :ok = :sys.suspend(batched)
+    codec = Switchboard.Codec.ETF
+    raw = codec.prepare("RAW", %{})
+
+    step = fn
+      {:publish, to, type, opts} ->
+        Guild.publish(to, {type, %{"type" => type}}, opts)
+
+      {:raw, all_seq} ->
+        for s <- [batched, single], do: send(s, raw_event(guild_id, all_seq, raw))
+    end
+
+    # Numbers out of turn (a gap filled late, a duplicate) between the two
+    # guilds' frames, a frame left out, more frames than the replay limit.
+    steps =
+      [{:raw, 3}, {:raw, 2}, {:raw, 2}, {:publish, other, "B", [essential: true]}] ++
+        for(n <- 1..4, do: {:publish, guild, "A#{n}", []}) ++
+        [{:publish, guild, "SKIPPED", []}, {:publish, other, "C", [essential: true]}] ++
+        for n <- 5..11, do: {:publish, guild, "A#{n}", []}
+
+    for s <- steps do
+      step.(s)
+      Session.stats(single)
+    end
+
+    assert {:message_queue_len, length(steps)} == Process.info(batched, :message_queue_len)
+    :ok = :sys.resume(batched)
+    Guild.publish(guild, {"BARRIER", %{}})
+    frames = collect_until([batched, single], &(&1["t"] == "BARRIER"))
+    assert frames[batched] == frames[single]
+    assert length(frames[batched]) == length(steps)
+    refute Enum.any?(frames[batched], &(&1["t"] == "SKIPPED"))
+    assert Enum.map(frames[batched], & &1["s"]) == Enum.to_list(1..length(steps))
+
+    stats = Session.stats(batched)
+    assert stats == Session.stats(single)
+    # Raw 3 leaves 1 and 2 missing, raw 2 fills one late, then is a
+    # duplicate; the guild's 1 fills the other, its 2 and 3 are duplicates.
+    assert %{lost: 0, duplicated: 3, out_of_order: 2} = stats
+    assert Session.resume(batched, stats.seq - 5) == Session.resume(single, stats.seq - 5)
+    assert {:ok, [_, _, _, _, _]} = Session.resume(batched, stats.seq - 5)
+
+    [m1, m2] = for s <- [batched, single], do: :sys.get_state(s).conf.metrics
+
+    assert {Metrics.frames(m1), Metrics.event_frames(m1)} ==
+             {Metrics.frames(m2), Metrics.event_frames(m2)}
+  end
+
+  test "a wake-up stops at the frame that takes the buffer past the limit" do
+    guild = start_supervised!({Guild, id: :wake_slow, members: []}, id: :wake_slow)
+
+    prepared =
+      Switchboard.Codec.ETF.prepare("MESSAGE_CREATE", %{"x" => String.duplicate("x", 100)})
+
+    size = IO.iodata_length(Switchboard.Codec.ETF.frame(prepared, 1))
+    session = start_session(hold: true, buffer_limit: 3 * size - 1)
+    Process.unlink(session)
+    ref = Process.monitor(session)
+    :ok = Session.attach(session, guild)
+    :ok = :sys.suspend(session)
+
+    for _ <- 1..6,
+        do: Guild.publish(guild, {"MESSAGE_CREATE", %{"x" => String.duplicate("x", 100)}})
+
+    :ok = :sys.resume(session)
+    assert_receive {:DOWN, ^ref, :process, ^session, {:shutdown, {:slow_consumer, bytes}}}
+    assert bytes == 3 * size
+    frames = for _ <- 1..3, do: assert_receive({:frame, ^session, _frame, %{seq: seq}}) && seq
+    assert frames == [1, 2, 3]
+    refute_received {:frame, ^session, _, _}
+  end
+
+  defmodule MetaTransport do
+    @moduledoc false
+    # Sends what the session passes as meta to `:to`; `meta?/1` exported
+    # only by the module below.
+    @behaviour Switchboard.Transport
+    @impl true
+    def init(opts), do: {:ok, opts[:to]}
+    @impl true
+    def send_frame(to, _frame, meta), do: {:ok, send(to, {:meta, meta}) && to}
+    @impl true
+    def buffered_bytes(_to), do: 0
+    @impl true
+    def close(_to, _reason), do: :ok
+  end
+
+  defmodule NoMetaTransport do
+    @moduledoc false
+    @behaviour Switchboard.Transport
+    @impl true
+    defdelegate init(opts), to: MetaTransport
+    @impl true
+    defdelegate send_frame(to, frame, meta), to: MetaTransport
+    @impl true
+    defdelegate buffered_bytes(to), to: MetaTransport
+    @impl true
+    defdelegate close(to, reason), to: MetaTransport
+    @impl true
+    def meta?(_to), do: false
+  end
+
+  test "a transport gets each frame's meta unless its meta?/1 says it reads none", %{guild: guild} do
+    for {transport, expected} <- [
+          {MetaTransport, [%{seq: 1, type: "A"}, %{seq: 2, type: "B"}]},
+          {NoMetaTransport, [nil, nil]}
+        ] do
+      session = start_session(transport: {transport, to: self()})
+      :ok = Session.attach(session, guild)
+      :ok = :sys.suspend(session)
+      for type <- ["A", "B"], do: Guild.publish(guild, {type, %{}})
+      :ok = :sys.resume(session)
+      assert Enum.map(expected, fn _ -> assert_receive({:meta, meta}) && meta end) == expected
+      # Replayed onto a new transport, the same.
+      {:ok, 2} = Session.resume(session, 0, transport: {transport, to: self()})
+      assert Enum.map(expected, fn _ -> assert_receive({:meta, meta}) && meta end) == expected
+      GenServer.stop(session)
+    end
+
+    sink = Switchboard.Transport.Sink
+
+    assert {false, true} ==
+             {sink.meta?(elem(sink.init([]), 1)), sink.meta?(elem(sink.init(forward: self()), 1))}
+  end
+
   test "frames of two guilds and of none are replayed in order, each with its number", %{
     guild: guild
   } do
@@ -273,4 +418,7 @@ defmodule Switchboard.SessionTest do
       assert_receive {:DOWN, ^ref, :process, ^session, :normal}
     end
   end
+
+  defp raw_event(guild_id, all_seq, prepared),
+    do: {:"$sb_event", guild_id, all_seq, 0, "RAW", Switchboard.Codec.ETF, prepared, 1, 0}
 end
