@@ -14,6 +14,16 @@
 #     The receivers keep their last 64 messages. The guild then finds its
 #     data and code cold at each change, as in the simulator.
 #
+# And the VM's own floor for a change, quiet and with the same traffic: a
+# process (at the guild's priority) that does with OTP's own parts a
+# subset of what a guild's change must do: look the member up in an ETS
+# set of 100,000, store it back, move its sort key in an ETS ordered_set
+# of 100,000 (delete + insert: the member list's reordering, without the
+# rank or the ops), encode the event with `term_to_binary/1`, keep it in a
+# replay table (insert + delete) and send it to 2 processes (as to the
+# relays). Timed by the
+# process itself around that work (exact percentiles, µs).
+#
 #   MIX_ENV=prod mix run bench/guild_ops.exs
 #   GUILD_OPS_MODES=native MIX_ENV=prod mix run bench/guild_ops.exs
 Code.require_file("support/harness.ex", __DIR__)
@@ -112,6 +122,82 @@ results =
       end
     end
 
+    # The VM's floor (see the header): same traffic, OTP's own parts; its
+    # two relays drop what they get.
+    discard = fn discard ->
+      receive do
+        :stop -> :ok
+        _ -> discard.(discard)
+      end
+    end
+
+    floor_relays = for _ <- relays, do: spawn(fn -> discard.(discard) end)
+
+    floor_process = fn ->
+      Process.flag(:priority, :high)
+      table = :ets.new(:floor_members, [:set, :protected, read_concurrency: true])
+      order = :ets.new(:floor_order, [:ordered_set, :protected])
+      replay = :ets.new(:floor_replay, [:set, :protected])
+
+      for id <- 1..members_count do
+        m = member.(id)
+        :ets.insert(table, {id, m})
+        :ets.insert(order, {{m.status, m.name, id}})
+      end
+
+      loop = fn loop, key ->
+        receive do
+          {:change, from, id, status} ->
+            started = System.monotonic_time()
+            [{^id, old}] = :ets.lookup(table, id)
+            new = %{old | status: status}
+            :ets.insert(table, {id, new})
+            :ets.delete(order, {old.status, old.name, id})
+            :ets.insert(order, {{status, new.name, id}})
+
+            data = %{"user_id" => id, "status" => Atom.to_string(status), "guild_id" => 1}
+            frame = :erlang.term_to_binary(data)
+            :ets.insert(replay, {key, "PRESENCE_UPDATE", frame})
+            if key > 4096, do: :ets.delete(replay, key - 4096)
+            for relay <- floor_relays, do: send(relay, {:floor, frame})
+            took = System.monotonic_time() - started
+            send(from, {:took, System.convert_time_unit(took, :native, :nanosecond)})
+            loop.(loop, key + 1)
+
+          :stop ->
+            :ok
+        end
+      end
+
+      loop.(loop, 1)
+    end
+
+    floor_pid = spawn(floor_process)
+
+    measure_floor = fn count, busy ->
+      times =
+        for k <- 1..count do
+          if busy, do: traffic.(k)
+          status = Enum.random([:online, :idle, :dnd, :offline])
+          send(floor_pid, {:change, self(), :rand.uniform(members_count), status})
+
+          receive do
+            {:took, ns} -> ns
+          end
+        end
+        |> Enum.sort()
+        |> List.to_tuple()
+
+      at = fn q ->
+        Float.round(
+          elem(times, min(round(q * tuple_size(times)), tuple_size(times) - 1)) / 1000,
+          1
+        )
+      end
+
+      {at.(0.5), at.(0.99)}
+    end
+
     us = fn histogram, q -> Float.round(Metrics.percentile(histogram, q) / 1000, 1) end
 
     # Warm-up, then the histograms' difference is the measured changes.
@@ -138,20 +224,25 @@ results =
     quiet = measure.(10_000_000, false, ops)
     IO.puts(:stderr, "  #{mode}: quiet round done")
     busy = measure.(20_000_000, true, div(ops, 10))
+    floor_quiet = measure_floor.(ops, false)
+    floor_busy = measure_floor.(div(ops, 10), true)
+    IO.puts(:stderr, "  #{mode}: VM floor rounds done")
+    for pid <- [floor_pid | floor_relays], do: send(pid, :stop)
     for pid <- pids, do: send(pid, :stop)
     Guild.stop(guild)
-    {mode, quiet, busy}
+    {mode, quiet, busy, floor_quiet, floor_busy}
   end
 
-row = fn {mode, {q50, q99, qlist}, {b50, b99, blist}} ->
+row = fn {mode, {q50, q99, qlist}, {b50, b99, blist}, {fq50, fq99}, {fb50, fb99}} ->
   ratio = Harness.format_ratio(b50 / q50)
-  "| #{mode} | #{q50} / #{q99} / #{qlist} | #{b50} / #{b99} / #{blist} | #{ratio} |"
+
+  "| #{mode} | #{q50} / #{q99} / #{qlist} | #{b50} / #{b99} / #{blist} | #{ratio} | #{fq50} / #{fq99} | #{fb50} / #{fb99} |"
 end
 
 IO.puts("""
 #{ops} member changes quiet, #{div(ops, 10)} with traffic, #{members_count} members, #{receivers} receivers; change p50 / p99 / member list's share p50 (bucket upper bounds, µs):
 
-| mode | quiet | traffic (3 events between changes) | traffic / quiet p50 |
-|---|---:|---:|---:|
+| mode | quiet | traffic (3 events between changes) | traffic / quiet p50 | VM floor quiet p50 / p99 | VM floor with traffic p50 / p99 |
+|---|---:|---:|---:|---:|---:|
 #{Enum.map_join(results, "\n", row)}
 """)

@@ -298,8 +298,14 @@ defmodule Switchboard.Sim do
 
   @contents for n <- 1..64, do: String.duplicate("lorem ipsum ", rem(n * 7, 25) + 2)
 
-  # Returns how many operations it made.
+  # Returns how many operations it made. The driver stands for the
+  # guild's publishers all over a deployment, so it runs at high priority:
+  # queued behind the sessions it loads, it would publish only when they
+  # let it (a load generator slowed by what it measures under-reports the
+  # latency: coordinated omission). The window bounds what it keeps in
+  # flight, and it sleeps while the window is full.
   defp drive(ctx) do
+    Process.flag(:priority, :high)
     :rand.seed(:exsss, {ctx.seed, 101, 7})
     {sessions, passive} = Guild.session_counts(ctx.guild)
     ctx = Map.merge(ctx, %{total: sessions, active: sessions - passive})
@@ -314,9 +320,10 @@ defmodule Switchboard.Sim do
       ops
     else
       {ctx, refreshed} = refresh_counts(ctx, now, refreshed)
-      {recipients, next_id} = one_operation(ctx, ops, next_id)
+      operation = next_operation()
+      pace(ctx, frames_at_most(ctx, operation))
+      {recipients, next_id} = one_operation(ctx, operation, ops, next_id)
       :counters.add(ctx.expected, 1, recipients)
-      pace(ctx)
       drive(ctx, ops + 1, next_id, refreshed)
     end
   end
@@ -328,12 +335,31 @@ defmodule Switchboard.Sim do
     {%{ctx | total: sessions, active: sessions - passive}, now}
   end
 
-  defp one_operation(ctx, ops, next_id) do
+  # Half messages (one in 20 essential), a quarter typing, 15% presence
+  # changes, 5% joins, 5% leaves.
+  defp next_operation do
     roll = :rand.uniform(100)
 
     cond do
-      roll <= 50 ->
-        essential = :rand.uniform(20) == 1
+      roll <= 50 -> {:message, :rand.uniform(20) == 1}
+      roll <= 75 -> :typing
+      roll <= 90 -> :presence
+      roll <= 95 -> :join
+      true -> :leave
+    end
+  end
+
+  # The event frames an operation makes at most (essential events and
+  # member changes reach every session, the rest the active ones).
+  defp frames_at_most(ctx, {:message, essential}),
+    do: if(essential, do: ctx.total, else: ctx.active)
+
+  defp frames_at_most(ctx, operation) when operation in [:join, :leave], do: ctx.total
+  defp frames_at_most(ctx, _operation), do: ctx.active
+
+  defp one_operation(ctx, operation, ops, next_id) do
+    case operation do
+      {:message, essential} ->
         author = ctx.base + :rand.uniform(ctx.members)
 
         data = %{
@@ -347,7 +373,7 @@ defmodule Switchboard.Sim do
         {:ok, _} = Guild.publish(ctx.guild, {"MESSAGE_CREATE", data}, essential: essential)
         {if(essential, do: ctx.total, else: ctx.active), next_id}
 
-      roll <= 75 ->
+      :typing ->
         data = %{
           "channel_id" => ctx.guild_id * 100 + :rand.uniform(20),
           "user_id" => ctx.base + :rand.uniform(ctx.members),
@@ -357,7 +383,7 @@ defmodule Switchboard.Sim do
         {:ok, _} = Guild.publish(ctx.guild, {"TYPING_START", data})
         {ctx.active, next_id}
 
-      roll <= 90 ->
+      :presence ->
         user = ctx.base + :rand.uniform(ctx.members)
         status = Enum.random([:online, :idle, :dnd, :offline])
 
@@ -366,11 +392,11 @@ defmodule Switchboard.Sim do
           {:error, :not_member} -> {0, next_id}
         end
 
-      roll <= 95 ->
+      :join ->
         :ok = Guild.join(ctx.guild, sim_member(ctx.base + next_id))
         {ctx.total, next_id + 1}
 
-      true ->
+      :leave ->
         # Members with no session leave (ids past the sessions).
         user =
           ctx.base + ctx.sessions_per_guild +
@@ -383,20 +409,23 @@ defmodule Switchboard.Sim do
     end
   end
 
-  # Waits while more than the window's event frames are published and not
-  # yet written by their sessions. Frames sent to a session that was then
-  # disconnected are never written: when nothing is written for 100 ms
-  # (or the run is over) the count of those expected is brought back to
-  # what was written, so they cannot stall the run.
-  defp pace(ctx),
-    do: pace(ctx, total(ctx.nodes, :event_frames), System.monotonic_time(:millisecond))
+  # Waits until the next operation's `frames` fit in the window beside
+  # the event frames published and not yet written by their sessions (an
+  # operation bigger than the window waits until none are in flight).
+  # Frames sent to a session that was then disconnected are never written:
+  # when nothing is written for 100 ms (or the run is over) the count of
+  # those expected is brought back to what was written, so they cannot
+  # stall the run.
+  defp pace(ctx, frames),
+    do: pace(ctx, frames, total(ctx.nodes, :event_frames), System.monotonic_time(:millisecond))
 
-  defp pace(ctx, last, since) do
+  defp pace(ctx, frames, last, since) do
     delivered = total(ctx.nodes, :event_frames)
     now = System.monotonic_time(:millisecond)
+    in_flight = :counters.get(ctx.expected, 1) - delivered
 
     cond do
-      :counters.get(ctx.expected, 1) - delivered <= ctx.window ->
+      in_flight + frames <= ctx.window or in_flight <= 0 ->
         :ok
 
       now >= ctx.deadline ->
@@ -407,7 +436,10 @@ defmodule Switchboard.Sim do
 
       true ->
         Process.sleep(1)
-        if delivered == last, do: pace(ctx, last, since), else: pace(ctx, delivered, now)
+
+        if delivered == last,
+          do: pace(ctx, frames, last, since),
+          else: pace(ctx, frames, delivered, now)
     end
   end
 

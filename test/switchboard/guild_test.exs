@@ -178,6 +178,28 @@ defmodule Switchboard.GuildTest do
     for ref <- refs, do: assert_receive({:DOWN, ^ref, :process, _, _})
   end
 
+  test "a guild and its relays run at high priority by default, at the :priority given otherwise" do
+    guild = start_guild(:native, 2, [member(1)])
+    for _ <- 1..3, do: connect(guild, [])
+    assert Process.info(guild, :priority) == {:priority, :high}
+    relays = Guild.stats(guild).relay_pids
+    assert length(relays) == 2
+    for relay <- relays, do: assert(Process.info(relay, :priority) == {:priority, :high})
+
+    normal =
+      start_supervised!({Guild, id: :normal_priority, relay_threshold: 2, priority: :normal})
+
+    for _ <- 1..3, do: connect(normal, [])
+    assert Process.info(normal, :priority) == {:priority, :normal}
+
+    for relay <- Guild.stats(normal).relay_pids,
+        do: assert(Process.info(relay, :priority) == {:priority, :normal})
+
+    assert_raise ArgumentError, ~r/priority must be :low, :normal or :high, got: :max/, fn ->
+      Guild.start_link(id: :bad, priority: :max)
+    end
+  end
+
   test "a session that goes away is dropped from the guild and its subscriptions" do
     guild = start_guild(:native, 15_000, [member(1)])
     session = connect(guild, ranges: [[0, 99]])

@@ -8,20 +8,22 @@ defmodule Switchboard.Guild.Relay do
   # takes both down) and watching it (a guild that stops normally takes its
   # relays with it).
   #
-  # A relay runs at normal priority. High priority while its queue was
-  # short (handing each event on at once, dropping to normal past 16 queued
-  # messages) halved the simulator's p50 latency but cost 13-25% of its
-  # frames per second in four interleaved pairs, with no gain at p99
-  # (bench/RESULTS.md, sixth session): the sessions then woke for fewer
-  # frames at a time. One path per session (its relay) keeps events and
-  # member-list updates in the guild's order.
+  # A relay runs at its guild's priority (high by default, see the guild's
+  # moduledoc): a relay above its guild would starve it with a backlog of
+  # list updates, and one below it (r1 tried high relays under a normal
+  # guild, bench/RESULTS.md, sixth session) hands on each event as the
+  # guild publishes it, one per run-queue pass, so sessions still woke per
+  # frame. One path per session (its relay) keeps events and member-list
+  # updates in the guild's order.
 
   use GenServer
 
-  def start_link(modules), do: GenServer.start_link(__MODULE__, {modules, self()})
+  def start_link(modules, priority \\ :normal),
+    do: GenServer.start_link(__MODULE__, {modules, self(), priority})
 
   @impl true
-  def init({modules, guild}) do
+  def init({modules, guild, priority}) do
+    Process.flag(:priority, priority)
     Process.monitor(guild)
     # A backlog of messages must not make every garbage collection copy it.
     Process.flag(:message_queue_data, :off_heap)
