@@ -69,13 +69,17 @@ defmodule Switchboard.Session do
           streams: %{term() => {passive :: boolean(), last_seq :: non_neg_integer()}}
         }
 
-  # What changes with every frame, in a small struct (it is copied for
-  # every frame), and the rest in `conf`, shared by the copies.
+  # What changes with every frame, in a small struct (it is copied once
+  # per wake-up), and the rest in `conf`, shared by the copies. `hot` is
+  # what a wake-up reads of `conf`, in a tuple (see heat/1): a wake-up
+  # touches no `conf`, which at the simulator's scale is a cache miss or
+  # more.
   defmodule State do
     @moduledoc false
     defstruct [
       :transport_state,
       :conf,
+      :hot,
       seq: 0,
       replay: [],
       replay_size: 0,
@@ -101,8 +105,7 @@ defmodule Switchboard.Session do
       out_of_order: 0,
       backlog: false,
       store: nil,
-      meta: true,
-      hot: nil
+      meta: true
     ]
   end
 
@@ -272,18 +275,18 @@ defmodule Switchboard.Session do
     {:ok,
      %State{
        transport_state: transport_state,
-       conf:
-         heat(%Conf{
-           id: opts[:id] || System.unique_integer([:positive]),
-           transport: transport,
-           metrics: opts[:metrics],
-           replay_limit: opts[:replay_limit],
-           buffer_limit: opts[:buffer_limit],
-           select: opts[:select],
-           linger: opts[:linger],
-           meta: meta?(transport, transport_state)
-         })
+       conf: %Conf{
+         id: opts[:id] || System.unique_integer([:positive]),
+         transport: transport,
+         metrics: opts[:metrics],
+         replay_limit: opts[:replay_limit],
+         buffer_limit: opts[:buffer_limit],
+         select: opts[:select],
+         linger: opts[:linger],
+         meta: meta?(transport, transport_state)
+       }
      }
+     |> heat()
      |> watch(opts[:owner])}
   end
 
@@ -308,8 +311,8 @@ defmodule Switchboard.Session do
         {transport, transport_opts} = opts[:transport]
         {:ok, transport_state} = transport.init(transport_opts)
         meta = meta?(transport, transport_state)
-        conf = heat(%{state.conf | transport: transport, meta: meta})
-        state = %{state | conf: conf, transport_state: transport_state}
+        conf = %{state.conf | transport: transport, meta: meta}
+        state = heat(%{state | conf: conf, transport_state: transport_state})
 
         state =
           Enum.reduce(entries, watch(state, opts[:owner]), fn {seq, type, frame}, state ->
@@ -453,15 +456,15 @@ defmodule Switchboard.Session do
     :exit, reason -> {:error, {:guild_down, reason}}
   end
 
-  # The conf's fields a frame reads, in a tuple (see wake/2): set again
-  # whenever one of them changes (init and resume).
-  defp heat(conf),
-    do: %{
-      conf
-      | hot:
-          {conf.transport, conf.buffer_limit, conf.replay_limit, conf.select, conf.metrics,
-           conf.meta}
-    }
+  # The state's `hot`: set again whenever one of its fields changes in
+  # `conf` (init, resume, the first guild's table, a backlog).
+  defp heat(%State{conf: conf} = state) do
+    hot =
+      {conf.transport, conf.buffer_limit, conf.replay_limit, conf.select, conf.metrics, conf.meta,
+       conf.store, conf.backlog}
+
+    %{state | hot: hot}
+  end
 
   # Whether the transport reads send_frame/3's meta (see
   # `c:Switchboard.Transport.meta?/1`).
@@ -472,7 +475,9 @@ defmodule Switchboard.Session do
   # (see kept/3).
   defp put_guild(state, entry) do
     state =
-      if state.conf.store, do: state, else: %{state | conf: %{state.conf | store: entry.replay}}
+      if state.conf.store,
+        do: state,
+        else: heat(%{state | conf: %{state.conf | store: entry.replay}})
 
     %{state | guilds: Map.put(state.guilds, entry.id, entry)}
   end
@@ -521,7 +526,7 @@ defmodule Switchboard.Session do
   # `now` the clock if read, and `w`, what stays the same while one
   # guild's frames follow each other: `{state, seq0, hot, id, entry,
   # passive, keep}` (`state` as the loop took it, `hot` the conf's fields
-  # a frame reads, see heat/1, and the guild, cached while its stream has
+  # a frame reads, see State, and the guild, cached while its stream has
   # no gaps; `keep` is `:own` when its frames are kept as their key alone,
   # see kept/3, else its table). Anything else (another guild, a number
   # out of turn, a full replay batch) takes the general path, take/3, on
@@ -535,8 +540,8 @@ defmodule Switchboard.Session do
 
   # Into the loop from a state (at a wake-up and after take/3).
   defp carry(m, n, state, seq0, ev, li, now) do
-    %State{seq: seq, replay: kept, replay_size: size, transport_state: ts} = state
-    load(m, n, seq, kept, size, ts, ev, li, now, state, seq0, state.conf.hot)
+    %State{seq: seq, replay: kept, replay_size: size, transport_state: ts, hot: hot} = state
+    load(m, n, seq, kept, size, ts, ev, li, now, state, seq0, hot)
   end
 
   # The message's guild cached, or the general path.
@@ -546,7 +551,7 @@ defmodule Switchboard.Session do
     case state.guilds do
       %{^id => %{next: next, gaps: gaps, passive: passive, replay: store} = entry}
       when map_size(gaps) == 0 ->
-        keep = if store != nil and store == state.conf.store, do: :own, else: store
+        keep = if store != nil and store == elem(hot, 6), do: :own, else: store
         w = {state, seq0, hot, id, entry, passive, keep}
         loop(m, n, seq, kept, size, ts, next, ev, li, now, w)
 
@@ -559,7 +564,7 @@ defmodule Switchboard.Session do
   # frame of another guild too: the next wake-up, or the next frame after
   # it, caches that guild).
   defp loop(m, n, seq, kept, size, ts, next, ev, li, now, w) do
-    {_, _, {_, _, limit, _, _, _}, id, _, passive, _} = w
+    {_, _, {_, _, limit, _, _, _, _, _}, id, _, passive, _} = w
 
     case m do
       {:"$sb_event", ^id, all_seq, essential_seq, type, codec, prepared, _, _}
@@ -591,7 +596,7 @@ defmodule Switchboard.Session do
   # One frame (what deliver/10 and write/9 do, on the loop's arguments):
   # both messages end with the frame's key and publish time.
   defp put(m, type, codec, prepared, n, seq, kept, size, ts, next, ev, li, now, w) do
-    {_, _, {transport, limit, _, select, metrics, meta}, _, _, _, keep} = w
+    {_, _, {transport, limit, _, select, metrics, meta, _, _}, _, _, _, keep} = w
 
     frame =
       if select,
@@ -706,11 +711,11 @@ defmodule Switchboard.Session do
   # A wake-up that found a full batch waiting: a backlog, which must not
   # make every garbage collection copy it, so the queue goes off the heap
   # until a wake-up empties it.
-  defp backlog(%State{conf: %Conf{backlog: backlog}} = state, backlog), do: state
+  defp backlog(%State{hot: {_, _, _, _, _, _, _, backlog}} = state, backlog), do: state
 
   defp backlog(state, backlog) do
     Process.flag(:message_queue_data, if(backlog, do: :off_heap, else: :on_heap))
-    %{state | conf: %{state.conf | backlog: backlog}}
+    heat(%{state | conf: %{state.conf | backlog: backlog}})
   end
 
   defp take(
@@ -765,9 +770,9 @@ defmodule Switchboard.Session do
   # No frame, nothing counted (events and lists count frames).
   defp count(_state, 0, _events, _lists), do: :ok
 
-  defp count(state, frames, events, lists) do
+  defp count(%State{hot: {_, _, _, _, metrics, _, _, _}}, frames, events, lists) do
     RuntimeMetrics.frames_delivered(frames)
-    if state.conf.metrics, do: Metrics.count(state.conf.metrics, events, lists)
+    if metrics, do: Metrics.count(metrics, events, lists)
     :ok
   end
 
