@@ -23,9 +23,22 @@ defmodule Switchboard.Session do
 
   After every frame the session asks its transport how many bytes are still
   waiting for the client. Past `:buffer_limit` the session closes the
-  transport and stops with `{:shutdown, {:slow_consumer, bytes}}`; every such
-  disconnect is counted (`slow_disconnects/0`). Other sessions are not
+  transport and stops with `{:shutdown, {:slow_consumer, bytes}}`, at that
+  frame, even in the middle of a wake-up's batch (so the buffer passes the
+  limit by one frame at most); every such disconnect is counted
+  (`slow_disconnects/0`). Other sessions are not
   affected: the guild only ever sends to a session, never waits for one.
+
+  ## Cost per frame
+
+  A session wakes up for every event and member-list update waiting in
+  its mailbox (up to 64 at a time) and keeps what changes with each frame
+  (its number, the kept frames, the transport's state, the guild's
+  stream number) in the loop's arguments, writing its state once per
+  wake-up: a frame allocates its iodata, its kept key and what its
+  transport returns. A transport that does not read the per-frame meta
+  says so (`c:Switchboard.Transport.meta?/1`) and gets `nil` instead of a
+  map per frame.
 
   ## Metrics and guards
 

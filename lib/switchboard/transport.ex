@@ -9,9 +9,12 @@ defmodule Switchboard.Transport do
   client with `{:slow_consumer, bytes}` (and counts it) rather than let the
   buffer grow.
 
+  The meta (`t:meta/0`) is a map per frame; a transport that does not
+  read it implements the optional `c:meta?/1` and gets `nil`.
+
   `Switchboard.Transport.Sink` is the in-memory transport used by the
-  simulator and the tests; the WebSocket connection implements the same
-  callbacks.
+  simulator and the tests (it reads the meta only with `:forward`); the
+  WebSocket connection implements the same callbacks.
   """
 
   @typedoc "What the session knows about a frame: its sequence number and kind."
