@@ -13,8 +13,11 @@ defmodule Switchboard.Sim do
   seconds one driver per guild publishes messages and typing events and
   makes presence changes, joins and leaves. A driver keeps at most
   `:window` event frames in flight (published but not yet written by their
-  sessions), so the run measures sustained throughput, not a queue filling
-  up. Afterwards it waits for the sessions to drain and adds up, over every
+  sessions; twice the sessions by default, so an event to every session
+  can be published while the one before is still being written), so the
+  run measures sustained throughput, not a queue filling up. The window
+  trades throughput for latency: sessions that find more frames waiting
+  write more of them per wake-up (bench/RESULTS.md has a sweep). Afterwards it waits for the sessions to drain and adds up, over every
   session, what arrived against what the guild published for it.
 
   See `mix help switchboard.sim` for the options and the report's fields.
@@ -97,7 +100,7 @@ defmodule Switchboard.Sim do
     phase = progress(opts, "guilds built", phase)
     attached = start_sessions(opts, guilds, nodes)
     progress(opts, "#{attached} sessions attached", phase)
-    window = opts[:window] || max(opts[:sessions], 1_000)
+    window = opts[:window] || max(2 * opts[:sessions], 1_000)
     expected = :counters.new(1, [:write_concurrency])
     cpu_before = total(nodes, :cpu_ms)
     started = System.monotonic_time(:millisecond)

@@ -20,7 +20,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
     * `--seed N` - random seed (1)
     * `--relay-threshold N` - sessions above which relays fan out (15000)
     * `--slow N` - sessions whose client stops reading (10)
-    * `--window N` - event frames in flight at most (the session count)
+    * `--window N` - event frames in flight at most (twice the session count)
     * `--floor S` - seconds of the send/2 floor measured after the run (2; 0: none)
     * `--json PATH`, `--html PATH` - also write the report there
     * `--quiet` - no progress line
