@@ -29,6 +29,14 @@ defmodule Switchboard.Session do
   (`slow_disconnects/0`). Other sessions are not
   affected: the guild only ever sends to a session, never waits for one.
 
+  The session's own mailbox is bounded the same way: a guild and its
+  relays run ahead of their sessions (high priority, see
+  `Switchboard.Guild`), so a session that cannot keep up with what it is
+  sent (a node short of CPU) would see its mailbox grow. When a wake-up
+  ends with frames still waiting (a full batch), the session counts
+  them, and past `:queue_limit` it stops with `{:shutdown, {:slow_consumer,
+  {:queued, frames}}}`, counted as above.
+
   ## Cost per frame
 
   A session wakes up for every event and member-list update waiting in
@@ -68,6 +76,7 @@ defmodule Switchboard.Session do
   @counters_key {__MODULE__, :counters}
   @default_replay_limit 256
   @default_buffer_limit 4 * 1024 * 1024
+  @default_queue_limit 10_000
   # Frames written in one wake-up at most (see wake/2).
   @batch 64
   @no_tally {0, 0, 0, nil}
@@ -109,6 +118,7 @@ defmodule Switchboard.Session do
       :metrics,
       :replay_limit,
       :buffer_limit,
+      :queue_limit,
       :select,
       :owner,
       :linger,
@@ -136,6 +146,8 @@ defmodule Switchboard.Session do
     * `:replay_limit` - frames kept for `resume/2`. Defaults to #{@default_replay_limit}.
     * `:buffer_limit` - transport bytes waiting for the client past which the
       session disconnects. Defaults to #{@default_buffer_limit}.
+    * `:queue_limit` - frames waiting in the session's own mailbox past
+      which it disconnects (see Back-pressure). Defaults to #{@default_queue_limit}.
     * `:metrics` - a `Switchboard.Session.Metrics` to count frames and
       latencies in. Defaults to `nil`.
     * `:name` - a name to register the process under (`GenServer` names).
@@ -275,6 +287,7 @@ defmodule Switchboard.Session do
         transport: {Switchboard.Transport.Sink, []},
         replay_limit: @default_replay_limit,
         buffer_limit: @default_buffer_limit,
+        queue_limit: @default_queue_limit,
         metrics: nil,
         select: nil,
         owner: nil,
@@ -294,6 +307,7 @@ defmodule Switchboard.Session do
          metrics: opts[:metrics],
          replay_limit: opts[:replay_limit],
          buffer_limit: opts[:buffer_limit],
+         queue_limit: opts[:queue_limit],
          select: opts[:select],
          linger: opts[:linger],
          meta: meta?(transport, transport_state)
@@ -702,7 +716,22 @@ defmodule Switchboard.Session do
   defp ended(state, backlog, frames, ev, li) do
     state = backlog(state, backlog)
     count(state, frames, ev, li)
-    {:noreply, state}
+    if backlog, do: queued(state), else: {:noreply, state}
+  end
+
+  # A wake-up that left frames waiting: past `:queue_limit` of them the
+  # session cannot keep up with what it is sent, and stops as a slow
+  # consumer (counted as one).
+  defp queued(state) do
+    {:message_queue_len, queued} = Process.info(self(), :message_queue_len)
+
+    if queued > state.conf.queue_limit do
+      :counters.add(counters(), 1, 1)
+      RuntimeMetrics.slow_disconnect()
+      {:stop, {:shutdown, {:slow_consumer, {:queued, queued}}}, state}
+    else
+      {:noreply, state}
+    end
   end
 
   # The loop's arguments into the state (and the cached guild's stream

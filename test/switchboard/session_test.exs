@@ -160,6 +160,31 @@ defmodule Switchboard.SessionTest do
     refute_received {:frame, ^session, _, _}
   end
 
+  test "a session whose mailbox holds more than :queue_limit frames after a full wake-up stops, counted; under the limit it goes on" do
+    guild = start_supervised!({Guild, id: :queue_slow, members: []}, id: :queue_slow)
+    slow = start_session(queue_limit: 100)
+    fine = start_session(queue_limit: 200)
+    for s <- [slow, fine], do: Process.unlink(s)
+    refs = for s <- [slow, fine], do: Process.monitor(s)
+    for s <- [slow, fine], do: :ok = Session.attach(s, guild)
+    for s <- [slow, fine], do: :ok = :sys.suspend(s)
+    before = Session.slow_disconnects()
+
+    # 200 frames queued: a wake-up writes 64 and finds 136 still waiting.
+    for i <- 1..200, do: {:ok, _} = Guild.publish(guild, {"MESSAGE_CREATE", %{"i" => i}})
+
+    for s <- [slow, fine], do: :ok = :sys.resume(s)
+    [slow_ref, fine_ref] = refs
+
+    assert_receive {:DOWN, ^slow_ref, :process, ^slow,
+                    {:shutdown, {:slow_consumer, {:queued, 136}}}}
+
+    assert Session.slow_disconnects() - before >= 1
+    assert Session.stats(fine).seq == 200
+    refute_received {:DOWN, ^fine_ref, _, _, _}
+    assert length(for _ <- 1..64, do: assert_receive({:frame, ^slow, _, _})) == 64
+  end
+
   defmodule MetaTransport do
     @moduledoc false
     # Sends what the session passes as meta to `:to`; `meta?/1` exported
