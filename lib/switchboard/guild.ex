@@ -54,8 +54,10 @@ defmodule Switchboard.Guild do
   writes ~9 frames per wake-up instead of ~1.1, and the node delivers
   more frames per CPU-second, see bench/RESULTS.md, seventh session). A
   router never waits for a session, so it runs only for as long as it
-  has messages; what it is sent is paced by its publishers, which run at
-  normal priority beside the sessions. A guild that must not take
+  has messages; what it is sent is paced by its publishers (at normal
+  priority beside the sessions, or, as the simulator's driver, by a window
+  of frames in flight), and a session that falls behind anyway stops (see
+  `Switchboard.Session`'s `:queue_limit`). A guild that must not take
   precedence over other processes can be started with `priority: :normal`.
 
   ## Metrics

@@ -9,12 +9,12 @@ defmodule Switchboard.Guild.Relay do
   # relays with it).
   #
   # A relay runs at its guild's priority (high by default, see the guild's
-  # moduledoc): a relay above its guild would starve it with a backlog of
-  # list updates, and one below it (r1 tried high relays under a normal
-  # guild, bench/RESULTS.md, sixth session) hands on each event as the
-  # guild publishes it, one per run-queue pass, so sessions still woke per
-  # frame. One path per session (its relay) keeps events and member-list
-  # updates in the guild's order.
+  # moduledoc). Above its guild (r1's high relays under a normal guild,
+  # bench/RESULTS.md, sixth session) a backlog of list updates starves the
+  # guild; below it, the relay waits behind the sessions for each event,
+  # so the sessions still wake for one frame at a time (measured, seventh
+  # session). One path per session (its relay) keeps events and
+  # member-list updates in the guild's order.
 
   use GenServer
 
