@@ -265,6 +265,10 @@ defmodule Switchboard.Session do
   def slow_disconnects, do: :counters.get(counters(), 1)
 
   @doc false
+  # One more slow disconnect (the simulator's floor receiver counts its own here).
+  def slow_disconnected, do: :counters.add(counters(), 1, 1)
+
+  @doc false
   # Created once, by the application.
   def init_counters do
     :persistent_term.put(@counters_key, :counters.new(1, [:write_concurrency]))

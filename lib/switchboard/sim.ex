@@ -42,6 +42,7 @@ defmodule Switchboard.Sim do
     slow: 10,
     window: nil,
     floor: 2.0,
+    receiver: :session,
     progress: true
   ]
 
@@ -54,6 +55,14 @@ defmodule Switchboard.Sim do
   @spec run(keyword()) :: map()
   def run(opts \\ []) do
     opts = Keyword.merge(@defaults, opts)
+
+    unless opts[:receiver] in [:session, :floor],
+      do:
+        raise(
+          ArgumentError,
+          "expected :receiver to be :session or :floor, got: #{inspect(opts[:receiver])}"
+        )
+
     mode = opts[:mode]
     Switchboard.Implementation.modules(mode)
     :rand.seed(:exsss, {opts[:seed], 17, 29})
@@ -148,6 +157,7 @@ defmodule Switchboard.Sim do
 
     %{
       mode: Atom.to_string(opts[:mode]),
+      receiver: Atom.to_string(opts[:receiver]),
       nodes: length(nodes),
       placement: placement(nodes, guilds, totals),
       guilds: opts[:guilds],
@@ -274,7 +284,9 @@ defmodule Switchboard.Sim do
     |> Enum.with_index()
     |> Enum.group_by(fn {_, i} -> Enum.at(nodes, rem(i, length(nodes))) end, &elem(&1, 0))
     |> Enum.map(fn {node, specs} ->
-      Task.async(fn -> :erpc.call(node, SimNode, :start_sessions, [specs], :infinity) end)
+      Task.async(fn ->
+        :erpc.call(node, SimNode, :start_sessions, [specs, opts[:receiver]], :infinity)
+      end)
     end)
     |> Enum.map(&Task.await(&1, :infinity))
     |> Enum.sum()

@@ -42,6 +42,33 @@ defmodule Switchboard.SimTest do
     end
   end
 
+  @tag timeout: 60_000
+  test "receiver: :floor runs the same traffic into the floor receivers, and checks out" do
+    opts = [
+      members: 400,
+      sessions: 60,
+      passive: 0.5,
+      duration: 0.4,
+      relay_threshold: 20,
+      slow: 2,
+      progress: false
+    ]
+
+    report = Sim.run([receiver: :floor] ++ opts)
+    assert report.receiver == "floor"
+    assert report.verdict == "ok"
+    assert %{lost: 0, duplicated: 0, out_of_order: 0} = report
+    assert report.sessions_attached == 60
+    assert report.frames_delivered > 0
+    assert is_float(report.latency_ms.p99)
+    # The two clients that stop reading pass their buffer limit (4 KiB)
+    # and are counted as the sessions' are.
+    assert report.slow_disconnects == 2
+    # Sessions by default; nothing else is taken.
+    assert Sim.run(opts).receiver == "session"
+    assert_raise ArgumentError, ~r/:receiver/, fn -> Sim.run(receiver: :nope) end
+  end
+
   @tag timeout: 120_000
   test "--nodes 1: a peer node shares the guilds and the sessions, and nothing is lost" do
     report =

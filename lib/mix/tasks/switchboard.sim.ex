@@ -22,6 +22,12 @@ defmodule Mix.Tasks.Switchboard.Sim do
     * `--slow N` - sessions whose client stops reading (10)
     * `--window N` - event frames in flight at most (twice the session count)
     * `--floor S` - seconds of the send/2 floor measured after the run (2; 0: none)
+    * `--receiver session|floor` - `Switchboard.Session`s (default), or the
+      floor of a session's own work: the leanest process that does what a
+      session does per frame (checks the guild's stream number, numbers
+      and writes the frame, keeps its key for replay, counts it) and
+      nothing else (`Switchboard.Sim.FloorSession`), fed by the same
+      guilds, relays and driver: what the same run costs the VM
     * `--json PATH`, `--html PATH` - also write the report there
     * `--quiet` - no progress line
     * `--dashboard PORT` - serve the live metrics page at
@@ -112,6 +118,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
     slow: :integer,
     window: :integer,
     floor: :float,
+    receiver: :string,
     json: :string,
     html: :string,
     quiet: :boolean,
@@ -176,7 +183,11 @@ defmodule Mix.Tasks.Switchboard.Sim do
     sim_opts =
       opts
       |> Keyword.drop([:json, :html, :quiet, :mode, :compare, :dashboard])
-      |> Keyword.merge(mode: mode, progress: not Keyword.get(opts, :quiet, false))
+      |> Keyword.merge(
+        mode: mode,
+        receiver: choose(opts, :receiver, "session", session: :session, floor: :floor),
+        progress: not Keyword.get(opts, :quiet, false)
+      )
 
     if opts[:compare], do: compare(sim_opts, opts), else: single(sim_opts, opts)
   end
@@ -201,6 +212,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
       :passive,
       :slow,
       :floor,
+      :receiver,
       :relay_threshold
     ]
 

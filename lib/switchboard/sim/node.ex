@@ -20,10 +20,12 @@ defmodule Switchboard.Sim.Node do
   def event_frames, do: Metrics.event_frames(metrics())
   def histogram, do: Metrics.histogram(metrics())
 
-  # Starts and attaches one session per spec {guild_id, passive, ranges, slow}.
-  # Returns how many attached.
-  def start_sessions(specs) do
+  # Starts and attaches one session per spec {guild_id, passive, ranges, slow}
+  # (`receiver` :floor: `Switchboard.Sim.FloorSession`s instead, the
+  # floor of a session's own work). Returns how many attached.
+  def start_sessions(specs, receiver \\ :session) do
     metrics = metrics()
+    module = if receiver == :floor, do: Switchboard.Sim.FloorSession, else: Session
 
     Enum.count(specs, fn {guild_id, passive, ranges, slow} ->
       opts = [
@@ -32,8 +34,8 @@ defmodule Switchboard.Sim.Node do
         buffer_limit: if(slow, do: 4 * 1024, else: 4 * 1024 * 1024)
       ]
 
-      {:ok, pid} = Session.start(opts)
-      Session.attach(pid, guild_id, passive: passive, ranges: ranges) == :ok
+      {:ok, pid} = module.start(opts)
+      module.attach(pid, guild_id, passive: passive, ranges: ranges) == :ok
     end)
   end
 
