@@ -4,20 +4,20 @@ defmodule Switchboard.SimTest do
   alias Switchboard.Sim
   alias Switchboard.Sim.Report
 
+  @tiny [
+    members: 400,
+    sessions: 60,
+    passive: 0.5,
+    duration: 0.4,
+    relay_threshold: 20,
+    slow: 2,
+    progress: false
+  ]
+
   @tag timeout: 60_000
   test "a tiny run of each mode reports every field, and checks out" do
     for mode <- [:native, :pure] do
-      report =
-        Sim.run(
-          mode: mode,
-          members: 400,
-          sessions: 60,
-          passive: 0.5,
-          duration: 0.4,
-          relay_threshold: 20,
-          slow: 2,
-          progress: false
-        )
+      report = Sim.run([mode: mode] ++ @tiny)
 
       assert report.mode == Atom.to_string(mode)
       assert report.verdict == "ok"
@@ -44,17 +44,7 @@ defmodule Switchboard.SimTest do
 
   @tag timeout: 60_000
   test "receiver: :floor runs the same traffic into the floor receivers, and checks out" do
-    opts = [
-      members: 400,
-      sessions: 60,
-      passive: 0.5,
-      duration: 0.4,
-      relay_threshold: 20,
-      slow: 2,
-      progress: false
-    ]
-
-    report = Sim.run([receiver: :floor] ++ opts)
+    report = Sim.run([receiver: :floor] ++ @tiny)
     assert report.receiver == "floor"
     assert report.verdict == "ok"
     assert %{lost: 0, duplicated: 0, out_of_order: 0} = report
@@ -65,7 +55,7 @@ defmodule Switchboard.SimTest do
     # and are counted as the sessions' are.
     assert report.slow_disconnects == 2
     # Sessions by default; nothing else is taken.
-    assert Sim.run(opts).receiver == "session"
+    assert Sim.run(@tiny).receiver == "session"
     assert_raise ArgumentError, ~r/:receiver/, fn -> Sim.run(receiver: :nope) end
   end
 
