@@ -46,6 +46,7 @@ defmodule Switchboard.SimTest do
   test "receiver: :floor runs the same traffic into the floor receivers, and checks out" do
     report = Sim.run([receiver: :floor] ++ @tiny)
     assert report.receiver == "floor"
+    assert Report.text(report) =~ ~r/receiver +floor/
     assert report.verdict == "ok"
     assert %{lost: 0, duplicated: 0, out_of_order: 0} = report
     assert report.sessions_attached == 60

@@ -79,7 +79,7 @@ defmodule Mix.Tasks.Switchboard.Sim do
 
   ## Report
 
-  `mode`, `nodes`, `guilds`, `members`, `sessions`, `duration_s` (first
+  `mode`, `receiver`, `nodes`, `guilds`, `members`, `sessions`, `duration_s` (first
   publish to last frame), `events_published`, `frames_delivered` (frames
   written by sessions: events and member-list updates), `frames_per_s`,
   `cpu_s` and `frames_per_cpu_s` (CPU time of every VM thread over the run:

@@ -5,6 +5,7 @@ defmodule Switchboard.Sim.Report do
 
   @summary_keys [
     :mode,
+    :receiver,
     :nodes,
     :guilds,
     :members,
@@ -47,7 +48,7 @@ defmodule Switchboard.Sim.Report do
   ]
 
   defp summary_keys(%{transport: "websocket"}),
-    do: Enum.take(@summary_keys, 1) ++ @websocket_keys ++ Enum.drop(@summary_keys, 1)
+    do: Enum.take(@summary_keys, 1) ++ @websocket_keys ++ Enum.drop(@summary_keys, 2)
 
   defp summary_keys(_report), do: @summary_keys
 

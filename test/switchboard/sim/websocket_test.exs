@@ -89,6 +89,14 @@ defmodule Switchboard.Sim.WebsocketTest do
     assert_raise Mix.Error, "--transport must be memory or websocket, got: udp", fn ->
       Mix.Tasks.Switchboard.Sim.run(["--transport", "udp"])
     end
+
+    assert_raise Mix.Error, "--receiver must be session|floor, got: sink", fn ->
+      Mix.Tasks.Switchboard.Sim.run(["--receiver", "sink"])
+    end
+
+    assert_raise Mix.Error, "--receiver is not supported with --transport websocket", fn ->
+      Mix.Tasks.Switchboard.Sim.run(["--transport", "websocket", "--receiver", "floor"])
+    end
   end
 
   @tag timeout: 120_000
