@@ -74,28 +74,18 @@ defmodule Switchboard.Sim.WebsocketTest do
     Mix.shell(Mix.Shell.Process)
     on_exit(fn -> Mix.shell(Mix.Shell.IO) end)
 
-    assert_raise Mix.Error, "--clients needs --transport websocket", fn ->
-      Mix.Tasks.Switchboard.Sim.run(["--clients", "5"])
-    end
-
-    assert_raise Mix.Error, "--sessions is not supported with --transport websocket", fn ->
-      Mix.Tasks.Switchboard.Sim.run(["--transport", "websocket", "--sessions", "5"])
-    end
-
-    assert_raise Mix.Error, "--compress must be none|zlib-stream|zstd-stream, got: gzip", fn ->
-      Mix.Tasks.Switchboard.Sim.run(["--transport", "websocket", "--compress", "gzip"])
-    end
-
-    assert_raise Mix.Error, "--transport must be memory or websocket, got: udp", fn ->
-      Mix.Tasks.Switchboard.Sim.run(["--transport", "udp"])
-    end
-
-    assert_raise Mix.Error, "--receiver must be session|floor, got: sink", fn ->
-      Mix.Tasks.Switchboard.Sim.run(["--receiver", "sink"])
-    end
-
-    assert_raise Mix.Error, "--receiver is not supported with --transport websocket", fn ->
-      Mix.Tasks.Switchboard.Sim.run(["--transport", "websocket", "--receiver", "floor"])
+    for {args, message} <- [
+          {["--clients", "5"], "--clients needs --transport websocket"},
+          {["--transport", "websocket", "--sessions", "5"],
+           "--sessions is not supported with --transport websocket"},
+          {["--transport", "websocket", "--compress", "gzip"],
+           "--compress must be none|zlib-stream|zstd-stream, got: gzip"},
+          {["--transport", "udp"], "--transport must be memory or websocket, got: udp"},
+          {["--receiver", "sink"], "--receiver must be session|floor, got: sink"},
+          {["--transport", "websocket", "--receiver", "floor"],
+           "--receiver is not supported with --transport websocket"}
+        ] do
+      assert_raise Mix.Error, message, fn -> Mix.Tasks.Switchboard.Sim.run(args) end
     end
   end
 
