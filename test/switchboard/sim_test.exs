@@ -60,6 +60,33 @@ defmodule Switchboard.SimTest do
     assert_raise ArgumentError, ~r/:receiver/, fn -> Sim.run(receiver: :nope) end
   end
 
+  test "a floor receiver checks its guild's stream and lets other messages go" do
+    alias Switchboard.Sim.FloorSession
+    alias Switchboard.Session.Metrics
+
+    guild = start_supervised!({Switchboard.Guild, id: :floor_check, members: []})
+    metrics = Metrics.new()
+    {:ok, floor} = FloorSession.start(metrics: metrics)
+    # Under the node's session supervisor: gone before the next run counts its sessions.
+    on_exit(fn -> DynamicSupervisor.terminate_child(Switchboard.Session.Supervisor, floor) end)
+    :ok = FloorSession.attach(floor, guild, passive: true)
+    for _ <- 1..3, do: {:ok, _} = Switchboard.Guild.publish(guild, {"X", %{}}, essential: true)
+    {:ok, _} = Switchboard.Guild.publish(guild, {"Y", %{}})
+
+    assert %{frames: 3, lost: 0, duplicated: 0, streams: %{floor_check: {true, 3}}} =
+             Switchboard.Session.stats(floor)
+
+    codec = Switchboard.Codec.ETF
+    prepared = codec.prepare("X", %{})
+    # 6 skips 4 and 5; 2 again; a frame of another guild; anything else.
+    send(floor, {:"$sb_event", :floor_check, 9, 6, "X", codec, prepared, 1, 0})
+    send(floor, {:"$sb_event", :floor_check, 9, 2, "X", codec, prepared, 1, 0})
+    send(floor, {:"$sb_event", :elsewhere, 1, 1, "X", codec, prepared, 1, 0})
+    send(floor, :hello)
+    assert %{frames: 4, lost: 2, duplicated: 1} = Switchboard.Session.stats(floor)
+    assert Metrics.event_frames(metrics) == 4
+  end
+
   @tag timeout: 120_000
   test "--nodes 1: a peer node shares the guilds and the sessions, and nothing is lost" do
     report =

@@ -41,6 +41,7 @@ defmodule Switchboard.Sim.FloorSession do
   def init(opts) do
     {Sink, sink_opts} = Keyword.get(opts, :transport, {Sink, []})
     {:ok, ts} = Sink.init(sink_opts)
+    # Read only when the sink holds bytes (a client that stopped reading).
     Process.put(:buffer_limit, Keyword.get(opts, :buffer_limit, 4 * 1024 * 1024))
     # {metrics, seq, kept, size, ts, guild id, passive, next, lost, duplicated}
     {:ok, {opts[:metrics], 0, [], 0, ts, nil, false, 1, 0, 0}}
@@ -73,9 +74,12 @@ defmodule Switchboard.Sim.FloorSession do
     {:reply, stats, state}
   end
 
+  # Frames of its guild; anything else is let go.
   @impl true
-  def handle_info({:"$sb_event", id, all_seq, essential_seq, _, codec, prepared, key, at}, state) do
-    {_, _, _, _, _, ^id, passive, next, lost, duplicated} = state
+  def handle_info(
+        {:"$sb_event", id, all_seq, essential_seq, _, codec, prepared, key, at},
+        {_, _, _, _, _, id, passive, next, lost, duplicated} = state
+      ) do
     stream_seq = if passive, do: essential_seq, else: all_seq
 
     cond do
@@ -90,10 +94,11 @@ defmodule Switchboard.Sim.FloorSession do
     end
   end
 
-  def handle_info({:"$sb_list", id, codec, prepared, key, at}, state) do
-    {_, _, _, _, _, ^id, _, next, lost, _} = state
-    write(state, next, lost, codec, prepared, key, at, 0)
-  end
+  def handle_info(
+        {:"$sb_list", id, codec, prepared, key, at},
+        {_, _, _, _, _, id, _, next, lost, _} = state
+      ),
+      do: write(state, next, lost, codec, prepared, key, at, 0)
 
   def handle_info(_other, state), do: {:noreply, state}
 
