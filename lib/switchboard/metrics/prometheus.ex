@@ -32,7 +32,7 @@ defmodule Switchboard.Metrics.Prometheus do
   reads the metric names listed in `Switchboard.Metrics`: counters and gauges
   summed over their tag sets, the untagged latency histogram (else the
   first). Frames per second use the server's clock (`at` in the JSON), over
-  the last poll interval; latency quantiles and the compression ratio are
+  the last five poll intervals; latency quantiles and the compression ratio are
   over everything recorded since the node started (histograms and counters
   are cumulative), charted as they move.
 
